@@ -1,0 +1,1 @@
+"""The ``activity-platform`` command: run, migrate, mint tokens, write OpenAPI documents."""

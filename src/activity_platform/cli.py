@@ -1,0 +1,161 @@
+"""``activity-platform``: dev | migrate | token | openapi | serve | worker."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+from activity_platform.services import SERVICES
+from service_kit.auth import CallerKind, Permission, encode_token
+from service_kit.config import DEV_JWT_SECRET
+from service_kit.telemetry import configure_logging
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    permissions = [p for p in (args.permissions or "").split(",") if p]
+    known = {p.value for p in Permission}
+    unknown = [p for p in permissions if p not in known]
+    if unknown:
+        print(
+            f"unknown permission(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}",
+            file=sys.stderr,
+        )
+        return 2
+    if args.kind == "user" and not args.app:
+        print("--kind user needs --app", file=sys.stderr)
+        return 2
+    token = encode_token(
+        os.environ.get("JWT_SECRET", DEV_JWT_SECRET),
+        sub=args.sub or f"{args.kind}-cli",
+        tenant_id=args.tenant,
+        kind=CallerKind(args.kind),
+        app_id=args.app,
+        permissions=permissions,
+        ttl_seconds=args.ttl,
+    )
+    print(token)
+    return 0
+
+
+def migrate_all(urls: dict[str, str]) -> None:
+    from service_kit.migrations import ensure_database, upgrade
+
+    for name, url in urls.items():
+        asyncio.run(ensure_database(url))
+        upgrade(name, url)
+        print(f"migrated {name}", file=sys.stderr)
+
+
+def configured_database_urls() -> dict[str, str]:
+    return {name: str(spec.settings().database_url) for name, spec in SERVICES.items()}  # type: ignore[attr-defined]
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    urls = configured_database_urls()
+    if args.service:
+        urls = {args.service: urls[args.service]}
+    migrate_all(urls)
+    return 0
+
+
+def openapi_documents() -> dict[str, str]:
+    documents = {}
+    for name, spec in SERVICES.items():
+        app = spec.create_app()
+        documents[name] = (
+            json.dumps(app.openapi(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        )
+    return documents
+
+
+def cmd_openapi(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in openapi_documents().items():
+        (out / f"{name}.json").write_text(text, encoding="utf-8")
+        print(f"wrote {out / f'{name}.json'}", file=sys.stderr)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    spec = SERVICES[args.service]
+    settings = spec.settings()
+    configure_logging(settings.log_level, settings.log_json)
+    app = spec.create_app(settings=settings)
+    uvicorn.run(app, host=args.host, port=args.port or spec.port, log_config=None, access_log=False)
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    spec = SERVICES[args.service]
+    settings = spec.settings()
+    configure_logging(settings.log_level, settings.log_json)
+    worker = spec.create_worker(settings=settings)
+    worker.run()
+    return 0
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from activity_platform.dev import run_dev
+
+    return run_dev(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="activity-platform", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    dev = sub.add_parser("dev", help="run the whole system (embedded PostgreSQL/Redis by default)")
+    dev.add_argument("--data-dir", default=str(Path.cwd() / ".data"))
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--activity-port", type=int, default=8001)
+    dev.add_argument("--referral-port", type=int, default=8002)
+    dev.add_argument("--reward-port", type=int, default=8003)
+    dev.add_argument("--tenant", default="demo-tenant", help="tenant of the printed tokens")
+    dev.set_defaults(func=cmd_dev)
+
+    migrate = sub.add_parser("migrate", help="create and migrate the service databases")
+    migrate.add_argument("--service", choices=sorted(SERVICES))
+    migrate.set_defaults(func=cmd_migrate)
+
+    token = sub.add_parser("token", help="mint a development JWT")
+    token.add_argument("--kind", choices=[k.value for k in CallerKind], required=True)
+    token.add_argument("--tenant", required=True)
+    token.add_argument("--app")
+    token.add_argument("--sub")
+    token.add_argument("--permissions", help="comma-separated, e.g. ActivityCenterFull")
+    token.add_argument("--ttl", type=int, default=12 * 3600, help="seconds")
+    token.set_defaults(func=cmd_token)
+
+    openapi = sub.add_parser("openapi", help="write openapi/<service>.json")
+    openapi.add_argument("--out", default=str(REPO_ROOT / "openapi"))
+    openapi.set_defaults(func=cmd_openapi)
+
+    serve = sub.add_parser("serve", help="run one service's API")
+    serve.add_argument("service", choices=sorted(SERVICES))
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int)
+    serve.set_defaults(func=cmd_serve)
+
+    worker = sub.add_parser("worker", help="run one service's arq worker")
+    worker.add_argument("service", choices=sorted(SERVICES))
+    worker.set_defaults(func=cmd_worker)
+
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""``activity-platform dev``: embedded servers (unless URLs are given), migrations, and the
+three apps + three workers, restarted if they exit; Ctrl-C stops everything."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from activity_platform.embedded import EmbeddedPostgres, EmbeddedRedis, database_url
+from activity_platform.services import SERVICES
+from service_kit.auth import CallerKind, encode_token
+from service_kit.config import DEV_JWT_SECRET
+
+RESTART_DELAY_SECONDS = 1.0
+
+
+class Child:
+    def __init__(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+        self.name = name
+        self.argv = argv
+        self.env = env
+        self.process: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(self.argv, env=self.env)
+
+    def exited(self) -> int | None:
+        return None if self.process is None else self.process.poll()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+
+
+def platform_env(args: argparse.Namespace, data_dir: Path) -> tuple[dict[str, str], list[object]]:
+    """The environment of every child: database and Redis URLs, service URLs."""
+    env = dict(os.environ)
+    started: list[object] = []
+    ports = {
+        "activity": args.activity_port,
+        "referral": args.referral_port,
+        "reward": args.reward_port,
+    }
+    if not all(env.get(f"{spec.env_prefix}DATABASE_URL") for spec in SERVICES.values()):
+        pg = EmbeddedPostgres(data_dir / "postgres")
+        server_url = pg.start()
+        started.append(pg)
+        for name, spec in SERVICES.items():
+            env.setdefault(f"{spec.env_prefix}DATABASE_URL", database_url(server_url, name))
+        print(f"embedded PostgreSQL: {server_url}", file=sys.stderr)
+    if not env.get("REDIS_URL"):
+        redis = EmbeddedRedis(data_dir / "redis")
+        env["REDIS_URL"] = redis.start()
+        started.append(redis)
+        print(f"embedded Redis: {env['REDIS_URL']}", file=sys.stderr)
+    for name, port in ports.items():
+        env[f"{name.upper()}_URL"] = f"http://{args.host}:{port}"
+    return env, started
+
+
+def run_dev(args: argparse.Namespace) -> int:
+    data_dir = Path(args.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    env, embedded = platform_env(args, data_dir)
+    stopping = False
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    children: list[Child] = []
+    try:
+        migrate = subprocess.run(
+            [sys.executable, "-m", "activity_platform.cli", "migrate"], env=env, check=False
+        )
+        if migrate.returncode != 0:
+            print("migrations failed", file=sys.stderr)
+            return 1
+        cli = [sys.executable, "-m", "activity_platform.cli"]
+        ports = {
+            "activity": args.activity_port,
+            "referral": args.referral_port,
+            "reward": args.reward_port,
+        }
+        for name in SERVICES:
+            children.append(
+                Child(
+                    f"{name}-api",
+                    [*cli, "serve", name, "--host", args.host, "--port", str(ports[name])],
+                    env,
+                )
+            )
+            children.append(Child(f"{name}-worker", [*cli, "worker", name], env))
+        for child in children:
+            child.start()
+        _print_banner(args, env)
+        while not stopping:
+            for child in children:
+                code = child.exited()
+                if code is not None and not stopping:
+                    # arq workers can exit after a Redis restart (arq #435, #498): restart.
+                    child.restarts += 1
+                    print(
+                        f"{child.name} exited with {code}; restarting (restart #{child.restarts})",
+                        file=sys.stderr,
+                    )
+                    time.sleep(RESTART_DELAY_SECONDS)
+                    child.start()
+            time.sleep(0.5)
+        return 0
+    finally:
+        for child in children:
+            child.stop()
+        deadline = time.monotonic() + 10
+        for child in children:
+            if child.process is None:
+                continue
+            try:
+                child.process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.process.kill()
+        for server in reversed(embedded):
+            server.stop()  # type: ignore[attr-defined]
+        print("stopped", file=sys.stderr)
+
+
+def _print_banner(args: argparse.Namespace, env: dict[str, str]) -> None:
+    secret = env.get("JWT_SECRET", DEV_JWT_SECRET)
+    operator = encode_token(
+        secret,
+        sub="ops-1",
+        tenant_id=args.tenant,
+        kind=CallerKind.operator,
+        permissions=["ActivityCenterFull", "RightsSystemFull"],
+    )
+    service = encode_token(
+        secret, sub="broker-backend", tenant_id=args.tenant, kind=CallerKind.service
+    )
+    print(
+        "\nActivity Platform is up:\n"
+        f"  activity  {env['ACTIVITY_URL']}/docs\n"
+        f"  referral  {env['REFERRAL_URL']}/docs\n"
+        f"  reward    {env['REWARD_URL']}/docs\n"
+        f"\noperator token (tenant {args.tenant}):\n  {operator}\n"
+        f"back-end (service) token:\n  {service}\n"
+        "user tokens: activity-platform token --kind user --tenant "
+        f"{args.tenant} --app broker-app --sub u-1001\n"
+        "Ctrl-C stops everything.\n",
+        flush=True,
+    )

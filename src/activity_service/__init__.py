@@ -1,0 +1,1 @@
+"""activity_service: activities, segments, business events, task progress and evaluation."""

@@ -1,0 +1,29 @@
+"""The activity service application."""
+
+from __future__ import annotations
+
+import httpx
+from fastapi import FastAPI
+
+from activity_service.activities.endpoints import router as activities_router
+from activity_service.config import ActivitySettings
+from activity_service.events.endpoints import router as events_router
+from service_kit.app_factory import create_service_app
+from service_kit.clock import Clock
+
+
+def create_app(
+    settings: ActivitySettings | None = None,
+    *,
+    clock: Clock | None = None,
+    http_mounts: dict[str, httpx.AsyncBaseTransport] | None = None,
+) -> FastAPI:
+    return create_service_app(
+        title="Activity Platform — activity service",
+        description="Activities, segments, business events, teams and the evaluation engine "
+        "(SPEC §1).",
+        settings=settings or ActivitySettings(),
+        routers=[activities_router, events_router],
+        clock=clock,
+        http_mounts=http_mounts,
+    )

@@ -1,0 +1,8 @@
+"""Every table of the activity database, imported for alembic's metadata."""
+
+from activity_service.activities.models import Activity
+from activity_service.db import Base, OutboxMessage
+from activity_service.evaluation.models import Grant
+from activity_service.events.models import Event
+
+__all__ = ["Activity", "Base", "Event", "Grant", "OutboxMessage"]

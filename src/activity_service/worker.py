@@ -1,0 +1,26 @@
+"""The activity service's arq worker."""
+
+from __future__ import annotations
+
+from arq import Worker
+
+from activity_service.config import ActivitySettings
+from activity_service.db import OutboxMessage
+from activity_service.evaluation.tasks import FUNCTIONS as EVALUATION_FUNCTIONS
+from service_kit.clock import Clock
+from service_kit.worker import build_worker
+
+FUNCTIONS = [*EVALUATION_FUNCTIONS]
+
+
+def create_worker(
+    settings: ActivitySettings | None = None, *, clock: Clock | None = None, burst: bool = False
+) -> Worker:
+    return build_worker(
+        service="activity",
+        settings=settings or ActivitySettings(),
+        functions=FUNCTIONS,
+        outbox_model=OutboxMessage,
+        clock=clock,
+        burst=burst,
+    )

@@ -1,0 +1,103 @@
+"""Payloads crossing service boundaries (jobs and service-to-service HTTP)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from service_kit.money import Amount, Currency
+
+
+class Contract(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    version: int = 1
+
+
+class Node(StrEnum):
+    """The three referral nodes of SPEC §2.2."""
+
+    registration = "registration"
+    account_opening = "account_opening"
+    deposit = "deposit"
+
+
+class IssuanceForm(StrEnum):
+    automatic = "automatic"
+    manual = "manual"
+
+
+class LockUp(BaseModel):
+    """Lock-up terms of SPEC §3.3, carried from the rule into the grant."""
+
+    amount: Amount
+    currency: Currency
+    days: int = Field(ge=1, le=3650)
+    issue_after_lock: bool = True
+
+
+class UserRegistered(Contract):
+    """activity → referral: the user registered (completes the registration node) and,
+    when they came through an invite code, binds them to its owner."""
+
+    tenant_id: str
+    app_id: str
+    user_id: str
+    invite_code: str | None = None
+    registered_at: datetime
+    event_id: str
+
+
+class NodeCompleted(Contract):
+    """activity → referral: the invitee completed a node; its inviter is now frozen."""
+
+    tenant_id: str
+    user_id: str
+    node: Node
+    completed_at: datetime
+    event_id: str
+
+
+class Grant(Contract):
+    """activity → reward: a decision that a user earned a prize. ``grant_key`` is
+    deterministic (activity, rule/tier, user, counterpart, period), so a redelivered event
+    or job can never create a second reward record."""
+
+    tenant_id: str
+    grant_key: str = Field(max_length=200)
+    activity_code: str
+    activity_name: str | None = None
+    rule_id: str
+    user_id: str
+    app_id: str | None = None
+    counterpart_id: str | None = None
+    task: str
+    achieved_at: datetime
+    prize_id: str
+    issuance_form: IssuanceForm
+    lock_up: LockUp | None = None
+    enterprise_name: str | None = None
+
+
+class RecordStatusChanged(Contract):
+    """reward → activity: a reward record moved, so the grant ledger can follow."""
+
+    tenant_id: str
+    grant_key: str
+    record_id: str
+    record_number: str
+    from_status: str | None
+    to_status: str
+    at: datetime
+
+
+class PrizeSummary(BaseModel):
+    """reward → activity over HTTP: what activity configuration needs to know of a prize."""
+
+    id: str
+    type: str
+    name: str
+    cost_amount: Decimal | None = None
+    cost_currency: str | None = None

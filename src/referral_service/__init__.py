@@ -1,0 +1,1 @@
+"""referral_service: invite codes and the referral graph (bindings per node)."""

@@ -1,0 +1,7 @@
+"""Every table of the referral database, imported for alembic's metadata."""
+
+from referral_service.bindings.models import Binding, BindingHistory, NodeCompletion
+from referral_service.db import Base, OutboxMessage
+from referral_service.invite_codes.models import InviteCode
+
+__all__ = ["Base", "Binding", "BindingHistory", "InviteCode", "NodeCompletion", "OutboxMessage"]

@@ -1,0 +1,1 @@
+"""reward_service: prizes, reward records and their state machine, issuance, wallet."""

@@ -1,0 +1,10 @@
+from pydantic_settings import SettingsConfigDict
+
+from service_kit.config import ServiceSettings
+
+
+class RewardSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="REWARD_", extra="ignore", populate_by_name=True)
+
+    service_name: str = "reward"
+    database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/reward"

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from reward_service.prizes.models import Prize
+from service_kit.pagination import PageParams, paginate
+
+
+class PrizeRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    @classmethod
+    def from_session(cls, session: AsyncSession) -> PrizeRepository:
+        return cls(session)
+
+    def add(self, prize: Prize) -> Prize:
+        self.session.add(prize)
+        return prize
+
+    async def get(self, tenant_id: str, prize_id: uuid.UUID) -> Prize | None:
+        return await self.session.scalar(
+            select(Prize).where(Prize.tenant_id == tenant_id, Prize.id == prize_id)
+        )
+
+    async def list(
+        self, tenant_id: str, params: PageParams, type_: str | None = None
+    ) -> tuple[list[Prize], str | None]:
+        stmt = select(Prize).where(Prize.tenant_id == tenant_id)
+        if type_:
+            stmt = stmt.where(Prize.type == type_)
+        return await paginate(self.session, stmt, Prize, params)
+
+    async def take_one_from_stock(self, prize_id: uuid.UUID) -> bool:
+        """Atomically decrement stock; False when none is left (never goes negative)."""
+        result = await self.session.execute(
+            update(Prize)
+            .where(Prize.id == prize_id, Prize.stock > 0)
+            .values(stock=Prize.stock - 1)
+            .returning(Prize.id)
+        )
+        return result.scalar_one_or_none() is not None

@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from reward_service.wallet.models import WalletCoupon
+from service_kit.pagination import PageParams, paginate
+
+
+class WalletRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    @classmethod
+    def from_session(cls, session: AsyncSession) -> WalletRepository:
+        return cls(session)
+
+    async def put_if_absent(self, values: dict[str, Any]) -> None:
+        """One wallet entry per record: a redelivered issuance adds nothing."""
+        await self.session.execute(
+            insert(WalletCoupon)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=["record_id"])
+        )
+
+    async def list(
+        self, tenant_id: str, params: PageParams, *, user_id: str | None, phone: str | None = None
+    ) -> tuple[list[WalletCoupon], str | None]:
+        stmt = select(WalletCoupon).where(WalletCoupon.tenant_id == tenant_id)
+        if user_id:
+            stmt = stmt.where(WalletCoupon.user_id == user_id)
+        if phone:
+            stmt = stmt.where(WalletCoupon.phone == phone)
+        return await paginate(self.session, stmt, WalletCoupon, params)
+
+    async def get_for_user(
+        self, tenant_id: str, user_id: str, coupon_id: uuid.UUID
+    ) -> WalletCoupon | None:
+        return await self.session.scalar(
+            select(WalletCoupon).where(
+                WalletCoupon.tenant_id == tenant_id,
+                WalletCoupon.user_id == user_id,
+                WalletCoupon.id == coupon_id,
+            )
+        )
+
+    async def mark_used(self, coupon_id: uuid.UUID, at: Any) -> WalletCoupon | None:
+        stmt = (
+            update(WalletCoupon)
+            .where(WalletCoupon.id == coupon_id, WalletCoupon.status == "unused")
+            .values(status="used", used_at=at)
+            .returning(WalletCoupon)
+            .execution_options(synchronize_session=False, populate_existing=True)
+        )
+        return (await self.session.scalars(stmt)).one_or_none()

@@ -1,0 +1,1 @@
+"""What the three services share: settings, database, auth, errors, pagination, outbox, queue."""

@@ -1,0 +1,98 @@
+"""Builds a service's FastAPI application with the shared middleware, errors and probes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from fastapi import APIRouter, FastAPI
+from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
+from redis.asyncio import Redis
+
+from service_kit import health
+from service_kit.clock import Clock, SystemClock
+from service_kit.config import ServiceSettings
+from service_kit.db import Database
+from service_kit.errors import install_error_handlers
+from service_kit.http import ServiceClient
+from service_kit.telemetry import RequestContextMiddleware
+
+PROBLEM_SCHEMA = {
+    "title": "Problem",
+    "type": "object",
+    "description": "RFC 9457 problem details; `code` is stable and machine-readable.",
+    "required": ["type", "title", "status", "detail", "code"],
+    "properties": {
+        "type": {"type": "string", "example": "https://activity-platform.dev/problems/not_found"},
+        "title": {"type": "string", "example": "Not found"},
+        "status": {"type": "integer", "example": 404},
+        "detail": {"type": "string", "example": "No activity 3f2c… in this tenant."},
+        "code": {"type": "string", "example": "not_found"},
+        "errors": {
+            "type": "array",
+            "description": "Field errors of a `validation_error`.",
+            "items": {"type": "object"},
+        },
+    },
+}
+
+
+def operation_id(route: APIRoute) -> str:
+    """Stable operationIds: the endpoint function's name (unique per service)."""
+    return route.name
+
+
+def create_service_app(
+    *,
+    title: str,
+    description: str,
+    settings: ServiceSettings,
+    routers: Sequence[APIRouter],
+    clock: Clock | None = None,
+    http_mounts: dict[str, httpx.AsyncBaseTransport] | None = None,
+    on_startup: Callable[[FastAPI], Awaitable[None]] | None = None,
+) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.db = Database(settings.database_url, pool_size=settings.db_pool_size)
+        app.state.redis = Redis.from_url(settings.redis_url, socket_connect_timeout=2)
+        app.state.http = ServiceClient(settings, mounts=http_mounts)
+        if on_startup is not None:
+            await on_startup(app)
+        try:
+            yield
+        finally:
+            await app.state.http.aclose()
+            await app.state.redis.aclose()
+            await app.state.db.dispose()
+
+    app = FastAPI(
+        title=title,
+        description=description,
+        version="1.0.0",
+        lifespan=lifespan,
+        generate_unique_id_function=operation_id,
+    )
+    app.state.settings = settings
+    app.state.clock = clock or SystemClock()
+    install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware, service=settings.service_name)
+    app.include_router(health.router)
+    for router in routers:
+        app.include_router(router)
+
+    def custom_openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = custom_openapi  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,45 @@
+"""Settings base shared by the three services.
+
+Infrastructure shared by every process (Redis, the JWT key, where the other services live)
+is read from unprefixed variables (``REDIS_URL``, ``JWT_SECRET``, ``REWARD_URL`` ...); what a
+single service owns (its database) is read with that service's prefix (``ACTIVITY_``, ...).
+Every default is safe for local development.
+"""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_JWT_SECRET = "dev-only-secret-change-me-in-production-0123456789"
+
+
+def _shared(name: str) -> AliasChoices:
+    return AliasChoices(name, name.lower())
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    service_name: str = "service"
+    database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+    db_pool_size: int = 10
+
+    redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias=_shared("REDIS_URL"))
+    # Prefix of every Redis key the platform uses (queues): lets several stacks share a server.
+    queue_prefix: str = Field("ap", validation_alias=_shared("QUEUE_PREFIX"))
+
+    jwt_secret: str = Field(DEV_JWT_SECRET, validation_alias=_shared("JWT_SECRET"))
+    jwt_algorithm: str = Field("HS256", validation_alias=_shared("JWT_ALGORITHM"))
+
+    activity_url: str = Field("http://127.0.0.1:8001", validation_alias=_shared("ACTIVITY_URL"))
+    referral_url: str = Field("http://127.0.0.1:8002", validation_alias=_shared("REFERRAL_URL"))
+    reward_url: str = Field("http://127.0.0.1:8003", validation_alias=_shared("REWARD_URL"))
+    http_timeout_seconds: float = Field(5.0, validation_alias=_shared("HTTP_TIMEOUT_SECONDS"))
+
+    log_level: str = Field("INFO", validation_alias=_shared("LOG_LEVEL"))
+    log_json: bool = Field(True, validation_alias=_shared("LOG_JSON"))
+
+    # Outbox relay: how often the worker polls for unsent messages, and batch size.
+    outbox_poll_seconds: float = 0.2
+    outbox_batch_size: int = 200

@@ -1,0 +1,151 @@
+"""Errors as ``application/problem+json`` (RFC 9457) with a stable ``code`` per error."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+PROBLEM_BASE = "https://activity-platform.dev/problems/"
+
+
+class ProblemError(Exception):
+    """A failure the caller can act on. Raised anywhere; rendered at the edge."""
+
+    status: int = 400
+    code: str = "bad_request"
+    title: str = "Bad request"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        title: str | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if status is not None:
+            self.status = status
+        if code is not None:
+            self.code = code
+        if title is not None:
+            self.title = title
+        self.extra = extra
+
+    def to_dict(self) -> dict[str, Any]:
+        body = {
+            "type": PROBLEM_BASE + self.code,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+            "code": self.code,
+        }
+        body.update(self.extra)
+        return body
+
+
+class NotFound(ProblemError):
+    status, code, title = 404, "not_found", "Not found"
+
+
+class Conflict(ProblemError):
+    status, code, title = 409, "conflict", "Conflict"
+
+
+class Unprocessable(ProblemError):
+    status, code, title = 422, "validation_error", "Invalid request"
+
+
+class Unauthenticated(ProblemError):
+    status, code, title = 401, "unauthenticated", "Authentication required"
+
+
+class Forbidden(ProblemError):
+    status, code, title = 403, "forbidden", "Permission denied"
+
+
+class UpstreamUnavailable(ProblemError):
+    status, code, title = 503, "upstream_unavailable", "A service this request needs is down"
+
+
+def problem_response(problem: ProblemError, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(
+        jsonable_encoder(problem.to_dict()),
+        status_code=problem.status,
+        media_type=PROBLEM_JSON,
+        headers=headers,
+    )
+
+
+def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    return [
+        {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+        for e in exc.errors()
+    ]
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ProblemError)
+    async def _problem(_: Request, exc: ProblemError) -> JSONResponse:
+        return problem_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = _validation_errors(exc)
+        first = errors[0] if errors else {"loc": [], "msg": "invalid"}
+        where = ".".join(str(p) for p in first["loc"])
+        return problem_response(Unprocessable(f"{where}: {first['msg']}", errors=errors))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed", 401: "unauthenticated"}
+        problem = ProblemError(
+            str(exc.detail),
+            status=exc.status_code,
+            code=codes.get(exc.status_code, "http_error"),
+            title=str(exc.detail),
+        )
+        return problem_response(problem, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return problem_response(
+            ProblemError(
+                "An unexpected error occurred; it has been logged.",
+                status=500,
+                code="internal_error",
+                title="Internal error",
+            )
+        )
+
+
+# Reusable OpenAPI description of problem responses, for `responses=` on routes.
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {
+        "description": desc,
+        "content": {
+            PROBLEM_JSON: {
+                "schema": {"$ref": "#/components/schemas/Problem"},
+            }
+        },
+    }
+    for status, desc in {
+        401: "Missing or invalid bearer token (`unauthenticated`)",
+        403: "The caller lacks the permission (`forbidden`)",
+        404: "Not found in the caller's tenant (`not_found`)",
+        409: "Conflicts with the current state (see `code`)",
+        422: "Invalid input (`validation_error` or a specific `code`)",
+    }.items()
+}

@@ -1,0 +1,85 @@
+"""Calls between services: httpx with timeouts, a service token minted for the tenant in
+question, the request id propagated, and retries on idempotent calls."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import httpx
+
+from service_kit.auth import CallerKind, encode_token
+from service_kit.config import ServiceSettings
+from service_kit.errors import UpstreamUnavailable
+from service_kit.telemetry import REQUEST_ID_HEADER, request_id_var
+
+log = logging.getLogger(__name__)
+
+RETRYABLE_STATUS = {502, 503, 504}
+
+
+class ServiceClient:
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        *,
+        mounts: dict[str, httpx.AsyncBaseTransport] | None = None,
+        retries: int = 3,
+    ) -> None:
+        self.settings = settings
+        self.retries = retries
+        self._client = httpx.AsyncClient(
+            timeout=settings.http_timeout_seconds, mounts=mounts or None
+        )
+
+    def _headers(self, tenant_id: str) -> dict[str, str]:
+        token = encode_token(
+            self.settings.jwt_secret,
+            sub=self.settings.service_name,
+            tenant_id=tenant_id,
+            kind=CallerKind.service,
+            ttl_seconds=300,
+            algorithm=self.settings.jwt_algorithm,
+        )
+        headers = {"Authorization": f"Bearer {token}"}
+        request_id = request_id_var.get()
+        if request_id:
+            headers[REQUEST_ID_HEADER] = request_id
+        return headers
+
+    async def get(
+        self, base_url: str, path: str, *, tenant_id: str, params: dict[str, Any] | None = None
+    ) -> httpx.Response:
+        """GET is idempotent: retried with backoff on connection errors and 502/503/504."""
+        url = base_url.rstrip("/") + path
+        delay = 0.1
+        for attempt in range(1, self.retries + 1):
+            try:
+                response = await self._client.get(
+                    url, params=params, headers=self._headers(tenant_id)
+                )
+                if response.status_code not in RETRYABLE_STATUS or attempt == self.retries:
+                    return response
+            except httpx.TransportError as exc:
+                if attempt == self.retries:
+                    raise UpstreamUnavailable(f"{url} is unreachable: {exc!r}") from exc
+            await asyncio.sleep(delay)
+            delay *= 3
+        raise AssertionError("unreachable")
+
+    async def post(
+        self,
+        url: str,
+        *,
+        json: Any,
+        headers: dict[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> httpx.Response:
+        """A single POST; the caller decides about retries (it knows the idempotency key)."""
+        return await self._client.post(
+            url, json=json, headers=headers, timeout=timeout or self.settings.http_timeout_seconds
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

@@ -1,0 +1,199 @@
+"""The three apps in one process over ASGI, their workers run in burst mode on real Redis,
+and helpers to mint tokens and drive jobs to completion."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+from sqlalchemy import text
+
+from activity_platform.services import SERVICES
+from service_kit.auth import CallerKind, encode_token
+from service_kit.clock import FrozenClock
+from service_kit.config import ServiceSettings
+from service_kit.db import Database
+from service_kit.outbox import relay_once
+from service_kit.queue import create_arq_pool, queue_name
+
+BASE_URLS = {name: f"http://{name}.test" for name in SERVICES}
+ALL_OPERATOR_PERMISSIONS = ["ActivityCenterFull", "RightsSystemFull"]
+
+
+def token(
+    kind: str,
+    tenant: str = "tenant-a",
+    *,
+    sub: str = "someone",
+    app: str | None = None,
+    permissions: list[str] | None = None,
+    secret: str,
+) -> dict[str, str]:
+    jwt = encode_token(
+        secret,
+        sub=sub,
+        tenant_id=tenant,
+        kind=CallerKind(kind),
+        app_id=app,
+        permissions=permissions if permissions is not None else [],
+    )
+    return {"Authorization": f"Bearer {jwt}"}
+
+
+@dataclass
+class Platform:
+    settings: dict[str, ServiceSettings]
+    apps: dict[str, FastAPI]
+    clients: dict[str, httpx.AsyncClient]
+    clock: FrozenClock
+    _stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
+
+    @property
+    def activity(self) -> httpx.AsyncClient:
+        return self.clients["activity"]
+
+    @property
+    def referral(self) -> httpx.AsyncClient:
+        return self.clients["referral"]
+
+    @property
+    def reward(self) -> httpx.AsyncClient:
+        return self.clients["reward"]
+
+    def db(self, service: str) -> Database:
+        return self.apps[service].state.db
+
+    def operator(
+        self, tenant: str = "tenant-a", permissions: list[str] | None = None, sub: str = "ops-1"
+    ) -> dict[str, str]:
+        perms = ALL_OPERATOR_PERMISSIONS if permissions is None else permissions
+        return token("operator", tenant, sub=sub, permissions=perms, secret=self.secret)
+
+    def user(self, sub: str, tenant: str = "tenant-a", app: str = "broker-app") -> dict[str, str]:
+        return token("user", tenant, sub=sub, app=app, secret=self.secret)
+
+    def service(self, tenant: str = "tenant-a", sub: str = "broker-backend") -> dict[str, str]:
+        return token("service", tenant, sub=sub, secret=self.secret)
+
+    @property
+    def secret(self) -> str:
+        return self.settings["activity"].jwt_secret
+
+    async def relay(self) -> int:
+        """Move every unsent outbox message of the three services to Redis."""
+        sent = 0
+        for name in SERVICES:
+            redis = self.apps[name].state.arq
+            module = __import__(f"{SERVICES[name].module}.db", fromlist=["OutboxMessage"])
+            while True:
+                n = await relay_once(
+                    self.db(name), module.OutboxMessage, redis, self.settings[name].queue_prefix
+                )
+                sent += n
+                if n == 0:
+                    break
+        return sent
+
+    async def run_queued_jobs(self) -> int:
+        """Run every queued job of every service with its real arq worker (burst mode)."""
+        ran = 0
+        for name, spec in SERVICES.items():
+            redis = self.apps[name].state.arq
+            queued = await redis.zcard(queue_name(self.settings[name].queue_prefix, name))
+            if not queued:
+                continue
+            worker = spec.create_worker(settings=self.settings[name], clock=self.clock, burst=True)
+            worker_run_relay_off(worker)
+            try:
+                await worker.async_run()
+                ran += worker.jobs_complete + worker.jobs_failed
+            finally:
+                await worker.close()
+        return ran
+
+    async def drain(self, max_rounds: int = 20) -> None:
+        """Relay and run jobs until the whole platform is quiet."""
+        for _ in range(max_rounds):
+            sent = await self.relay()
+            ran = await self.run_queued_jobs()
+            if sent == 0 and ran == 0:
+                return
+        raise AssertionError("the platform did not go quiet")
+
+    async def truncate(self) -> None:
+        for name in SERVICES:
+            engine = self.db(name).engine
+            async with engine.begin() as conn:
+                tables = (
+                    (
+                        await conn.execute(
+                            text(
+                                "SELECT tablename FROM pg_tables WHERE schemaname='public' "
+                                "AND tablename <> 'alembic_version'"
+                            )
+                        )
+                    )
+                    .scalars()
+                    .all()
+                )
+                if tables:
+                    await conn.execute(
+                        text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " CASCADE")
+                    )
+        for name in SERVICES:
+            redis = self.apps[name].state.arq
+            keys = [k async for k in redis.scan_iter(f"{self.settings[name].queue_prefix}:*")]
+            if keys:
+                await redis.delete(*keys)
+
+    async def aclose(self) -> None:
+        for client in self.clients.values():
+            await client.aclose()
+        await self._stack.aclose()
+
+
+def worker_run_relay_off(worker: Any) -> None:
+    """Tests relay explicitly (``Platform.relay``); the worker's own loop would race it."""
+    startup = worker.on_startup
+
+    async def on_startup(ctx: dict[str, Any]) -> None:
+        await startup(ctx)
+        task = ctx.pop("relay_task", None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+
+    worker.on_startup = on_startup
+
+
+async def start_platform(urls: dict[str, str], redis_url: str, queue_prefix: str) -> Platform:
+    clock = FrozenClock()
+    settings: dict[str, ServiceSettings] = {}
+    for name, spec in SERVICES.items():
+        settings[name] = spec.settings(
+            database_url=urls[name],
+            redis_url=redis_url,
+            queue_prefix=queue_prefix,
+            activity_url=BASE_URLS["activity"],
+            referral_url=BASE_URLS["referral"],
+            reward_url=BASE_URLS["reward"],
+            db_pool_size=5,
+        )
+    apps: dict[str, FastAPI] = {}
+    mounts: dict[str, httpx.AsyncBaseTransport] = {}
+    for name, spec in SERVICES.items():
+        apps[name] = spec.create_app(settings=settings[name], clock=clock, http_mounts=mounts)
+        mounts[BASE_URLS[name]] = httpx.ASGITransport(app=apps[name])
+    platform = Platform(settings=settings, apps=apps, clients={}, clock=clock)
+    for name, app in apps.items():
+        await platform._stack.enter_async_context(app.router.lifespan_context(app))
+        app.state.arq = await create_arq_pool(redis_url)
+        platform._stack.push_async_callback(app.state.arq.aclose)
+        platform.clients[name] = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url=BASE_URLS[name]
+        )
+    return platform
