@@ -5,6 +5,7 @@ from __future__ import annotations
 # activity service
 ACTIVITY_EVALUATE_EVENT = "activity.evaluate_event"
 ACTIVITY_RECORD_STATUS_CHANGED = "activity.record_status_changed"
+ACTIVITY_BINDING_CHANGED = "activity.binding_changed"
 
 # referral service
 REFERRAL_USER_REGISTERED = "referral.user_registered"

@@ -101,3 +101,16 @@ class PrizeSummary(BaseModel):
     name: str
     cost_amount: Decimal | None = None
     cost_currency: str | None = None
+
+
+class BindingChanged(Contract):
+    """referral → activity: an invitee's inviter at a node was bound or changed."""
+
+    tenant_id: str
+    invitee_id: str
+    node: Node
+    inviter_id: str
+    previous_inviter_id: str | None = None
+    channel: str
+    action: str = Field(description="bound | rebound")
+    at: datetime

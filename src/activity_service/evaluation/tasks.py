@@ -6,7 +6,7 @@ from typing import Any
 
 from activity_service.evaluation import service
 from contracts import jobs
-from contracts.payloads import RecordStatusChanged
+from contracts.payloads import BindingChanged, RecordStatusChanged
 from service_kit.worker import job
 
 
@@ -24,4 +24,12 @@ async def record_status_changed(ctx: dict[str, Any], payload: dict[str, Any]) ->
         await service.follow_record_status(session, change)
 
 
-FUNCTIONS = [evaluate_event, record_status_changed]
+
+@job(jobs.ACTIVITY_BINDING_CHANGED, "activity")
+async def binding_changed(ctx: dict[str, Any], payload: dict[str, Any]) -> None:
+    """Referral bindings are read live from referral_service when a task completes, so a
+    change needs no local state yet; the fact is validated and counted."""
+    BindingChanged.model_validate(payload)
+
+
+FUNCTIONS = [evaluate_event, record_status_changed, binding_changed]

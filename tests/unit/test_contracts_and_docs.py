@@ -1,0 +1,35 @@
+"""The generated OpenAPI documents match the code, and each service has one migration head."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from alembic.script import ScriptDirectory
+
+from activity_platform.cli import openapi_documents
+from activity_platform.services import SERVICES
+from service_kit.migrations import alembic_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_openapi_document_is_current(service: str) -> None:
+    committed = (ROOT / "openapi" / f"{service}.json").read_text(encoding="utf-8")
+    assert committed == openapi_documents()[service], (
+        f"openapi/{service}.json is stale: run `activity-platform openapi`"
+    )
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_one_migration_head(service: str) -> None:
+    script = ScriptDirectory.from_config(alembic_config(service, "postgresql+asyncpg://unused/x"))
+    assert len(script.get_heads()) == 1, f"{service} has several alembic heads"
+
+
+def test_operation_ids_are_unique_and_stable() -> None:
+    for service, spec in SERVICES.items():
+        schema = spec.create_app().openapi()
+        ids = [op["operationId"] for path in schema["paths"].values() for op in path.values()]
+        assert len(ids) == len(set(ids)), service
