@@ -24,7 +24,6 @@ async def record_status_changed(ctx: dict[str, Any], payload: dict[str, Any]) ->
         await service.follow_record_status(session, change)
 
 
-
 @job(jobs.ACTIVITY_BINDING_CHANGED, "activity")
 async def binding_changed(ctx: dict[str, Any], payload: dict[str, Any]) -> None:
     """Referral bindings are read live from referral_service when a task completes, so a
