@@ -123,7 +123,8 @@ async def relay_once(
             await redis.enqueue_job(
                 message.job_name,
                 message.payload,
-                _job_id=message.job_id,
+                # Prefixed like the queues, so stacks sharing a Redis never collide.
+                _job_id=f"{prefix}:{message.job_id}",
                 _queue_name=queue_name(prefix, message.queue),
             )
             OUTBOX_LAG.observe(max(0.0, _age_seconds(message.created_at)))

@@ -145,7 +145,9 @@ class Platform:
                     )
         for name in SERVICES:
             redis = self.apps[name].state.arq
-            keys = [k async for k in redis.scan_iter(f"{self.settings[name].queue_prefix}:*")]
+            prefix = self.settings[name].queue_prefix
+            keys = [k async for k in redis.scan_iter(f"{prefix}:*")]
+            keys += [k async for k in redis.scan_iter(f"arq:*:{prefix}:*")]
             if keys:
                 await redis.delete(*keys)
 

@@ -1,0 +1,103 @@
+"""Pure pieces of the service kit: tokens, cursors, money, problems."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+from pydantic import BaseModel, ValidationError
+
+from service_kit.auth import CallerKind, decode_token, encode_token
+from service_kit.errors import NotFound, ProblemError, Unauthenticated
+from service_kit.money import Amount, Currency
+from service_kit.pagination import decode_cursor, encode_cursor
+
+SECRET = "unit-test-secret-of-sufficient-length-0123456789"
+
+
+def test_token_round_trip_keeps_every_claim() -> None:
+    token = encode_token(SECRET, sub="u1", tenant_id="t1", kind=CallerKind.user, app_id="app")
+    principal = decode_token(SECRET, token)
+    assert (principal.sub, principal.tenant_id, principal.kind, principal.app_id) == (
+        "u1",
+        "t1",
+        CallerKind.user,
+        "app",
+    )
+    op = decode_token(
+        SECRET,
+        encode_token(
+            SECRET, sub="o", tenant_id="t1", kind="operator", permissions=["RightsSystemFull"]
+        ),
+    )
+    assert op.permissions == frozenset({"RightsSystemFull"})
+    assert op.actor == "operator:o"
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"kind": "user"},  # a user token must name its app
+        {"kind": "robot"},
+        {"kind": "operator", "tenant_id": ""},
+    ],
+)
+def test_token_without_required_claims_is_refused(claims: dict[str, str]) -> None:
+    import jwt
+
+    body = {"sub": "x", "tenant_id": "t1", "exp": 9_999_999_999, **claims}
+    with pytest.raises(Unauthenticated):
+        decode_token(SECRET, jwt.encode(body, SECRET, algorithm="HS256"))
+
+
+def test_tampered_and_expired_tokens_are_refused() -> None:
+    token = encode_token(SECRET, sub="u", tenant_id="t", kind="service")
+    with pytest.raises(Unauthenticated) as tampered:
+        decode_token(SECRET + "x", token)
+    assert tampered.value.code == "invalid_token"
+    expired = encode_token(SECRET, sub="u", tenant_id="t", kind="service", ttl_seconds=-1)
+    with pytest.raises(Unauthenticated) as late:
+        decode_token(SECRET, expired)
+    assert late.value.code == "token_expired"
+
+
+def test_cursor_round_trip_and_garbage() -> None:
+    at, row = datetime(2026, 11, 23, 1, 2, 3, 456789, tzinfo=UTC), uuid.uuid4()
+    assert decode_cursor(encode_cursor(at, row)) == (at, row)
+    for garbage in ["", "%%%", "bm90IGEgY3Vyc29y", encode_cursor(at, row)[:-3]]:
+        with pytest.raises(ProblemError) as problem:
+            decode_cursor(garbage)
+        assert problem.value.code == "invalid_cursor"
+
+
+class _Price(BaseModel):
+    amount: Amount
+    currency: Currency
+
+
+def test_money_is_decimal_in_and_string_out() -> None:
+    price = _Price.model_validate({"amount": "1000.10", "currency": "HKD"})
+    assert price.amount == Decimal("1000.10")
+    assert price.model_dump(mode="json") == {"amount": "1000.10", "currency": "HKD"}
+    for bad in [
+        {"amount": "0", "currency": "HKD"},
+        {"amount": "-1", "currency": "HKD"},
+        {"amount": "1.1234567", "currency": "HKD"},
+        {"amount": "1", "currency": "hkd"},
+    ]:
+        with pytest.raises(ValidationError):
+            _Price.model_validate(bad)
+
+
+def test_problem_body_is_rfc9457_with_stable_code() -> None:
+    body = NotFound("No prize 1.", code="prize_not_found", prize_id="1").to_dict()
+    assert body == {
+        "type": "https://activity-platform.dev/problems/prize_not_found",
+        "title": "Not found",
+        "status": 404,
+        "detail": "No prize 1.",
+        "code": "prize_not_found",
+        "prize_id": "1",
+    }
