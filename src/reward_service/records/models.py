@@ -6,6 +6,7 @@ from decimal import Decimal
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -32,6 +33,7 @@ class RewardRecord(Base):
         Index("ix_reward_records_tenant_activity_status", "tenant_id", "activity_code", "status"),
         Index("ix_reward_records_tenant_user", "tenant_id", "user_id"),
         Index("ix_reward_records_status_updated", "status", "updated_at"),
+        Index("ix_reward_records_status_lock_expires", "status", "lock_expires_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
@@ -48,6 +50,9 @@ class RewardRecord(Base):
     achieved_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     prize_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
     prize_type: Mapped[str] = mapped_column(String(16), nullable=False)
+    # Copied at creation so the winners list reads without a join and survives prize edits.
+    prize_name: Mapped[str | None] = mapped_column(String(200))
+    activity_name: Mapped[str | None] = mapped_column(String(200))
     issuance_form: Mapped[str] = mapped_column(String(16), nullable=False)
     status: Mapped[str] = mapped_column(String(16), nullable=False)
     issued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -56,6 +61,13 @@ class RewardRecord(Base):
     lock_currency: Mapped[str | None] = mapped_column(String(3))
     lock_days: Mapped[int | None] = mapped_column(Integer)
     lock_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    lock_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # SPEC §3.3 "issued only after the lock-up": false means issued at once, lock shown only.
+    lock_issue_after: Mapped[bool | None] = mapped_column(Boolean)
+    # When the lock condition was last asked about (the answer may be "ask again later").
+    lock_checked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When the reconciler last re-drove this record, so it is not re-driven every tick.
+    redriven_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     failure_reason: Mapped[str | None] = mapped_column(String(500))
     # Bumped on every transition; lets the reconciler see how long a record sat in Issuing.
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
@@ -69,6 +81,10 @@ class RewardRecord(Base):
 
 class RecordTransition(Base):
     __tablename__ = "reward_record_transitions"
+    __table_args__ = (
+        # An operator's Idempotency-Key: a replayed submit/cancel/resubmit finds its move.
+        UniqueConstraint("record_id", "idempotency_key"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     record_id: Mapped[uuid.UUID] = mapped_column(
@@ -80,3 +96,4 @@ class RecordTransition(Base):
     actor: Mapped[str] = mapped_column(String(160), nullable=False)
     reason: Mapped[str | None] = mapped_column(String(500))
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    idempotency_key: Mapped[str | None] = mapped_column(String(128))
