@@ -1,113 +1,610 @@
+"""Activity configuration schemas: what operators send, and what is stored (SPEC §1.1–§1.9).
+
+Input: ``ActivityCreate`` is a union discriminated on ``kind``; the kind-specific fields sit
+at the top level of the body next to the common ones. Shape is checked by pydantic; the
+business rules (tier ranges, thresholds, lock-up, helper count, window…) are checked by
+``activities.validation`` so each failure has its own stable ``code``.
+
+Storage: the common fields are columns of ``activities`` (name, window, attribute,
+issuance_form, review_required, cost_type, remarks, segment_id, segment_refresh). The
+kind-specific part is the JSONB column ``config``; read it with ``parse_config(kind, config)``.
+Every rule, tier and helper reward has a stable ``id`` (generated when the operator sends
+none: ``r1``, ``r2``… at creation, ``v<version>r<n>`` when added by a later edit), so grant
+keys built from it never change meaning. Amounts are decimal strings, ids are strings.
+
+``basic`` (attribute column: unlimited | new_user | old_user)::
+
+    {"timing": "real_time" | "at_end",
+     "rules": [{"id": "r1", "task": "net_deposit", "threshold": "10000", "currency": "HKD",
+                "prize_id": "<uuid>", "enterprise_id": null,
+                "lock_up": null | {"amount": "10000", "currency": "HKD", "days": 30,
+                                   "issue_after_lock": true}}]}
+
+    threshold/currency are set exactly for the amount tasks (``task_needs_threshold``);
+    enterprise_id only for enterprise_certification (null = any enterprise).
+
+``referral`` (attribute column: regular | marketing)::
+
+    {"reward_type": "fixed" | "tiered",
+     "rules": [{"id": "r1", "task": "open_account", "threshold": null, "currency": null,
+                "prize_id": "<uuid>" | null,        # fixed: inviter's prize per invitee
+                "invitee_prize_id": "<uuid>" | null, # optional prize for the invitee
+                "tiers": [                           # tiered only ([] for fixed)
+                   {"id": "t1", "min_invites": 1, "max_invites": 5,
+                    "prize_id": "<uuid>",            # per qualifying invitee in this range
+                    "bonus_prize_id": null | "<uuid>"},  # once, on reaching min_invites
+                   {"id": "t2", "min_invites": 6, "max_invites": null, ...}]}],
+     "prize_limits": [{"prize_id": "<uuid>", "max_per_user": 3}]}
+
+    Tier ranges are inclusive, start at 1, are contiguous, and only the last may be open
+    (max_invites null). A tier's grant rule id is "<rule id>:<tier id>".
+
+``team`` (attribute column: the form, always "assist")::
+
+    {"form": "assist", "helpers_needed": 2..10,
+     "initiation_limit": null | K,   # null = unlimited (may start again after success)
+     "assist_limit": null | K,       # null = unlimited assists per helper
+     "initiator_prize_id": "<uuid>", # grant rule id "initiator"
+     "helper_rewards": [{"id": "h1", "segment_id": null | "<uuid>", "prize_id": "<uuid>"}]}
+
+    helper_rewards are tried in order: a helper earns the first entry whose segment they are
+    in (null = all users), using the activity's segment_refresh.
+
+``non_standard``: ``{}`` — only the common columns matter.
+"""
+
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
 from activity_service.activities.rules import (
     ActivityKind,
     ActivityStatus,
+    BasicAttribute,
+    CostType,
+    GenerationTiming,
+    ReferralAttribute,
+    RewardType,
+    SegmentRefresh,
     TaskType,
-    task_needs_threshold,
+    TeamForm,
 )
 from contracts.payloads import IssuanceForm, LockUp
 from service_kit.money import Amount, Currency
 
+RuleId = Annotated[
+    str,
+    Field(
+        max_length=32,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="Stable id; generated when omitted. Keep it when editing a rule.",
+        examples=["r1"],
+    ),
+]
 
-class LocalizedName(BaseModel):
-    """The name in three languages; at least one, the others fall back to it."""
 
-    model_config = ConfigDict(populate_by_name=True)
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+# --------------------------------------------------------------------------- common
+
+
+class LocalizedName(_Strict):
+    """The name in three languages; give at least one, missing ones fall back to another."""
 
     zh_hans: str | None = Field(None, alias="zh-Hans", max_length=100, examples=["新用户注册礼"])
     zh_hant: str | None = Field(None, alias="zh-Hant", max_length=100, examples=["新用戶註冊禮"])
     en: str | None = Field(None, max_length=100, examples=["New user sign-up gift"])
 
-    @model_validator(mode="after")
-    def _at_least_one(self) -> LocalizedName:
-        if not (self.zh_hans or self.zh_hant or self.en):
-            raise ValueError("give the name in at least one of zh-Hans, zh-Hant, en")
-        return self
+
+class CommonFields(_Strict):
+    name: LocalizedName
+    segment_id: uuid.UUID | None = Field(
+        None, description="Target segment: only its members take part (team: as initiator)."
+    )
+    segment_refresh: SegmentRefresh | None = Field(
+        None,
+        description="Segment refresh delay, required with segment_id: `5m` (snapshot every "
+        "5 minutes) or `1d` (daily snapshot at the tenant's midnight).",
+        examples=["5m"],
+    )
+    remarks: str | None = Field(None, max_length=2000, description="Operator memo, never shown")
+    review_required: bool = Field(
+        False, description="Review mode: manual issuances under this activity need approval."
+    )
+    cost_type: CostType | None = Field(None, description="Where the cost is booked")
+    issuance_form: IssuanceForm = Field(
+        IssuanceForm.automatic,
+        description="automatic: reward records are submitted at once; manual: they wait in "
+        "Pending for an operator.",
+    )
 
 
-class BasicRule(BaseModel):
+class StandardWindow(BaseModel):
+    starts_at: AwareDatetime = Field(
+        description="Window start (inclusive)", examples=["2026-12-01T00:00:00+08:00"]
+    )
+    ends_at: AwareDatetime = Field(
+        description="Window end (exclusive), after starts_at",
+        examples=["2027-01-01T00:00:00+08:00"],
+    )
+
+
+# --------------------------------------------------------------------------- basic
+
+
+class LockUpIn(_Strict):
+    """Lock-up of SPEC §3.3: the user keeps `amount` locked for `days` after the reward."""
+
+    amount: Amount | None = Field(None, description="Required", examples=["10000"])
+    currency: Currency | None = Field(None, description="Required")
+    days: int | None = Field(
+        None, description="Lock period in days (1–3650); required", examples=[30]
+    )
+    issue_after_lock: bool = Field(
+        True, description="Issue only after the lock-up ends (record waits in Locked)"
+    )
+
+
+class BasicRuleIn(_Strict):
     """One reward rule (tier) of a basic activity."""
 
-    id: str | None = Field(
-        None, max_length=32, description="Stable rule id; generated when omitted", examples=["r1"]
+    id: RuleId | None = None
+    task: TaskType = Field(examples=["net_deposit"])
+    threshold: Amount | None = Field(
+        None, description="Amount tasks only (net_*, *_reached, first_*): metric ≥ threshold"
     )
-    task: TaskType = Field(examples=["register"])
-    threshold: Amount | None = Field(None, description="For amount tasks only")
-    currency: Currency | None = None
-    prize_id: uuid.UUID
-    lock_up: LockUp | None = None
-    enterprise_id: str | None = Field(None, description="enterprise_certification: a named one")
-
-    @model_validator(mode="after")
-    def _threshold_fits_task(self) -> BasicRule:
-        if task_needs_threshold(self.task):
-            if self.threshold is None or self.currency is None:
-                raise ValueError(f"task {self.task.value} needs threshold and currency")
-        elif self.threshold is not None or self.currency is not None:
-            raise ValueError(f"task {self.task.value} takes no threshold")
-        if self.enterprise_id and self.task is not TaskType.enterprise_certification:
-            raise ValueError("enterprise_id applies to enterprise_certification only")
-        return self
+    currency: Currency | None = Field(None, description="Currency of the threshold")
+    prize_id: uuid.UUID = Field(description="A prize of reward_service")
+    lock_up: LockUpIn | None = None
+    enterprise_id: str | None = Field(
+        None,
+        max_length=128,
+        description="enterprise_certification only: a named enterprise (null = any)",
+    )
 
 
-class CommonFields(BaseModel):
-    name: LocalizedName
-    starts_at: datetime = Field(examples=["2026-12-01T00:00:00+08:00"])
-    ends_at: datetime = Field(examples=["2027-01-01T00:00:00+08:00"])
-    remarks: str | None = Field(None, max_length=2000, description="Operator memo, never shown")
-    review_required: bool = False
-    cost_type: Literal["marketing_promotion", "daily_operations", "rebate"] | None = None
+BASIC_EXAMPLE: dict[str, Any] = {
+    "kind": "basic",
+    "name": {"zh-Hans": "入金有礼", "zh-Hant": "入金有禮", "en": "Deposit bonus"},
+    "starts_at": "2026-12-01T00:00:00+08:00",
+    "ends_at": "2027-01-01T00:00:00+08:00",
+    "segment_id": None,
+    "attribute": "new_user",
+    "timing": "real_time",
+    "issuance_form": "automatic",
+    "rules": [
+        {"task": "open_account", "prize_id": "4c1c6a8e-0f55-4d0a-9f53-0d5d3b1f9a01"},
+        {
+            "task": "net_deposit",
+            "threshold": "10000",
+            "currency": "HKD",
+            "prize_id": "4c1c6a8e-0f55-4d0a-9f53-0d5d3b1f9a02",
+            "lock_up": {"amount": "10000", "currency": "HKD", "days": 30},
+        },
+    ],
+    "remarks": "December campaign",
+}
 
-    @model_validator(mode="after")
-    def _window(self) -> CommonFields:
-        if self.starts_at.tzinfo is None or self.ends_at.tzinfo is None:
-            raise ValueError("starts_at and ends_at need a time zone offset")
-        if self.ends_at <= self.starts_at:
-            raise ValueError("ends_at must be after starts_at")
-        return self
 
+class BasicActivityCreate(CommonFields, StandardWindow):
+    """A user earns rewards by completing tasks themselves (SPEC §1.5, §1.6)."""
 
-class BasicActivityCreate(CommonFields):
+    model_config = ConfigDict(json_schema_extra={"examples": [BASIC_EXAMPLE]})
+
     kind: Literal["basic"]
-    attribute: Literal["unlimited", "new_user", "old_user"] = "unlimited"
-    timing: Literal["real_time", "at_end"] = "real_time"
-    issuance_form: IssuanceForm = IssuanceForm.automatic
-    rules: list[BasicRule] = Field(min_length=1, max_length=50)
+    attribute: BasicAttribute = BasicAttribute.unlimited
+    timing: GenerationTiming = Field(
+        GenerationTiming.real_time, description="Reward generation timing (SPEC §1.5)"
+    )
+    rules: list[BasicRuleIn] = Field(
+        description="At least one; several rules on one amount task are tiers", max_length=50
+    )
+
+
+# --------------------------------------------------------------------------- referral
+
+
+class ReferralTierIn(_Strict):
+    """An invite-count range [min_invites, max_invites] of a tiered referral rule."""
+
+    id: RuleId | None = None
+    min_invites: int = Field(
+        description="First invite count of the range (inclusive); the first range starts at 1",
+        examples=[1],
+        json_schema_extra={"minimum": 1},
+    )
+    max_invites: int | None = Field(
+        None,
+        description="Last invite count (inclusive); null = open-ended, last range only",
+        examples=[5],
+    )
+    prize_id: uuid.UUID = Field(description="Inviter's prize for each qualifying invitee")
+    bonus_prize_id: uuid.UUID | None = Field(
+        None, description="Optional one-off bonus when the inviter reaches this range"
+    )
+
+
+class ReferralRuleIn(_Strict):
+    id: RuleId | None = None
+    task: TaskType = Field(description="What the invitee must complete", examples=["register"])
+    threshold: Amount | None = Field(None, description="Amount tasks only")
+    currency: Currency | None = None
+    prize_id: uuid.UUID | None = Field(
+        None, description="fixed: inviter's prize per qualifying invitee (required); tiered: omit"
+    )
+    invitee_prize_id: uuid.UUID | None = Field(
+        None, description="Optional prize for the invitee who completes the task"
+    )
+    tiers: list[ReferralTierIn] = Field(
+        default_factory=list, max_length=20, description="tiered only: contiguous ranges"
+    )
+
+
+class PrizeLimitIn(_Strict):
+    """Prize settings: how many times one user may receive this prize in this activity."""
+
+    prize_id: uuid.UUID
+    max_per_user: int = Field(examples=[3], json_schema_extra={"minimum": 1})
+
+
+REFERRAL_EXAMPLE: dict[str, Any] = {
+    "kind": "referral",
+    "name": {"zh-Hans": "邀请好友开户", "zh-Hant": "邀請好友開戶", "en": "Invite friends"},
+    "starts_at": "2026-12-01T00:00:00+08:00",
+    "ends_at": "2027-01-01T00:00:00+08:00",
+    "segment_id": "b6f1f6d2-7a52-4c07-8f1e-3d5c7a9e2b10",
+    "segment_refresh": "5m",
+    "attribute": "regular",
+    "reward_type": "tiered",
+    "rules": [
+        {
+            "task": "open_account",
+            "invitee_prize_id": "4c1c6a8e-0f55-4d0a-9f53-0d5d3b1f9a03",
+            "tiers": [
+                {
+                    "min_invites": 1,
+                    "max_invites": 5,
+                    "prize_id": "4c1c6a8e-0f55-4d0a-9f53-0d5d3b1f9a01",
+                },
+                {
+                    "min_invites": 6,
+                    "max_invites": None,
+                    "prize_id": "4c1c6a8e-0f55-4d0a-9f53-0d5d3b1f9a02",
+                    "bonus_prize_id": "4c1c6a8e-0f55-4d0a-9f53-0d5d3b1f9a04",
+                },
+            ],
+        }
+    ],
+    "prize_limits": [{"prize_id": "4c1c6a8e-0f55-4d0a-9f53-0d5d3b1f9a01", "max_per_user": 5}],
+}
+
+
+class ReferralActivityCreate(CommonFields, StandardWindow):
+    """An inviter earns rewards when invitees complete a task (SPEC §1.7)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [REFERRAL_EXAMPLE]})
+
+    kind: Literal["referral"]
+    attribute: ReferralAttribute = ReferralAttribute.regular
+    reward_type: RewardType = Field(description="fixed or tiered")
+    rules: list[ReferralRuleIn] = Field(max_length=20)
+    prize_limits: list[PrizeLimitIn] = Field(default_factory=list, max_length=50)
+
+
+# --------------------------------------------------------------------------- team
+
+
+class HelperRewardIn(_Strict):
+    id: RuleId | None = None
+    segment_id: uuid.UUID | None = Field(
+        None, description="Helpers in this segment get the prize; null = all users"
+    )
+    prize_id: uuid.UUID
+
+
+TEAM_EXAMPLE: dict[str, Any] = {
+    "kind": "team",
+    "name": {"zh-Hans": "助力得奖", "en": "Help me win"},
+    "starts_at": "2026-12-01T00:00:00+08:00",
+    "ends_at": "2026-12-15T00:00:00+08:00",
+    "form": "assist",
+    "helpers_needed": 3,
+    "initiation_limit": 2,
+    "assist_limit": None,
+    "helper_rewards": [{"segment_id": None, "prize_id": "4c1c6a8e-0f55-4d0a-9f53-0d5d3b1f9a05"}],
+    "initiator_prize_id": "4c1c6a8e-0f55-4d0a-9f53-0d5d3b1f9a06",
+    "issuance_form": "automatic",
+}
+
+
+class TeamActivityCreate(CommonFields, StandardWindow):
+    """ "Assist to win": an initiator collects N helpers to unlock a prize (SPEC §1.8)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [TEAM_EXAMPLE]})
+
+    kind: Literal["team"]
+    form: TeamForm = Field(
+        TeamForm.assist,
+        description="Only `assist` is online; basic_team and team_split are rejected "
+        "(`team_form_not_available`).",
+    )
+    helpers_needed: int = Field(
+        description="Helpers needed for success, 2–10",
+        examples=[3],
+        json_schema_extra={"minimum": 2, "maximum": 10},
+    )
+    initiation_limit: int | None = Field(
+        None,
+        description="At most this many teams per initiator in the window; null = unlimited",
+        json_schema_extra={"minimum": 1},
+    )
+    assist_limit: int | None = Field(
+        None,
+        description="At most this many assists per helper in the window; null = unlimited",
+        json_schema_extra={"minimum": 1},
+    )
+    helper_rewards: list[HelperRewardIn] = Field(default_factory=list, max_length=20)
+    initiator_prize_id: uuid.UUID = Field(description="Initiator's prize when the team fills")
+
+
+# --------------------------------------------------------------------------- non-standard
+
+NON_STANDARD_EXAMPLE: dict[str, Any] = {
+    "kind": "non_standard",
+    "name": {"zh-Hans": "大客户回馈", "en": "VIP appreciation"},
+    "cost_type": "daily_operations",
+    "review_required": True,
+    "remarks": "Offline event, rewards issued by hand",
+}
 
 
 class NonStandardActivityCreate(CommonFields):
+    """No rules: exists to get an activity code for manual issuance (SPEC §3.4)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [NON_STANDARD_EXAMPLE]})
+
     kind: Literal["non_standard"]
+    starts_at: AwareDatetime | None = Field(None, description="Optional window start")
+    ends_at: AwareDatetime | None = Field(None, description="Optional window end")
 
 
 ActivityCreate = Annotated[
-    BasicActivityCreate | NonStandardActivityCreate, Field(discriminator="kind")
+    ReferralActivityCreate | BasicActivityCreate | TeamActivityCreate | NonStandardActivityCreate,
+    Field(discriminator="kind"),
 ]
+ActivityCreateModel = (
+    ReferralActivityCreate | BasicActivityCreate | TeamActivityCreate | NonStandardActivityCreate
+)
+ACTIVITY_CREATE_ADAPTER: TypeAdapter[ActivityCreateModel] = TypeAdapter(ActivityCreate)
+
+KIND_FIELDS: dict[str, tuple[str, ...]] = {
+    "basic": ("attribute", "timing", "rules"),
+    "referral": ("attribute", "reward_type", "rules", "prize_limits"),
+    "team": (
+        "form",
+        "helpers_needed",
+        "initiation_limit",
+        "assist_limit",
+        "helper_rewards",
+        "initiator_prize_id",
+    ),
+    "non_standard": (),
+}
+"""Top-level body fields that belong to one kind (the rest are common)."""
+
+
+# --------------------------------------------------------------------------- edit
+
+
+class ActivityPatch(_Strict):
+    """Fields to change; absent fields keep their value, ``null`` clears a nullable one.
+
+    Lists (rules, tiers, prize_limits, helper_rewards) are replaced as a whole. Changing the
+    kind (drafts only) or the reward type requires sending the new rule list in the same
+    request. On a running activity the kind, reward type, team form and task types are
+    frozen. `activity_code` and `business_code` are immutable.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"name": {"en": "Deposit bonus (extended)"}, "ends_at": "2027-01-15T00:00:00Z"},
+                {"review_required": False},
+            ]
+        },
+    )
+
+    kind: ActivityKind | None = Field(None, description="Drafts only; send the new kind's fields")
+    name: LocalizedName | None = None
+    starts_at: AwareDatetime | None = None
+    ends_at: AwareDatetime | None = None
+    segment_id: uuid.UUID | None = None
+    segment_refresh: SegmentRefresh | None = None
+    remarks: str | None = Field(None, max_length=2000)
+    review_required: bool | None = None
+    cost_type: CostType | None = None
+    issuance_form: IssuanceForm | None = None
+    attribute: str | None = Field(
+        None, description="basic: unlimited|new_user|old_user; referral: regular|marketing"
+    )
+    timing: GenerationTiming | None = None
+    reward_type: RewardType | None = None
+    rules: list[dict[str, Any]] | None = Field(
+        None, description="The kind's rule list (BasicRuleIn or ReferralRuleIn items)"
+    )
+    prize_limits: list[PrizeLimitIn] | None = None
+    form: TeamForm | None = None
+    helpers_needed: int | None = None
+    initiation_limit: int | None = None
+    assist_limit: int | None = None
+    helper_rewards: list[HelperRewardIn] | None = None
+    initiator_prize_id: uuid.UUID | None = None
+    activity_code: str | None = Field(None, description="Immutable: sending it is an error")
+    business_code: str | None = Field(None, description="Immutable: sending it is an error")
+
+
+# --------------------------------------------------------------------------- stored config
+
+
+class _Stored(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class BasicRule(_Stored):
+    id: str
+    task: TaskType
+    threshold: Amount | None = None
+    currency: str | None = None
+    prize_id: uuid.UUID
+    lock_up: LockUp | None = None
+    enterprise_id: str | None = None
+
+
+class BasicConfig(_Stored):
+    timing: GenerationTiming = GenerationTiming.real_time
+    rules: list[BasicRule]
+
+
+class ReferralTier(_Stored):
+    id: str
+    min_invites: int
+    max_invites: int | None = None
+    prize_id: uuid.UUID
+    bonus_prize_id: uuid.UUID | None = None
+
+
+class ReferralRule(_Stored):
+    id: str
+    task: TaskType
+    threshold: Amount | None = None
+    currency: str | None = None
+    prize_id: uuid.UUID | None = None
+    invitee_prize_id: uuid.UUID | None = None
+    tiers: list[ReferralTier] = Field(default_factory=list)
+
+
+class PrizeLimit(_Stored):
+    prize_id: uuid.UUID
+    max_per_user: int
+
+
+class ReferralConfig(_Stored):
+    reward_type: RewardType
+    rules: list[ReferralRule]
+    prize_limits: list[PrizeLimit] = Field(default_factory=list)
+
+
+class HelperReward(_Stored):
+    id: str
+    segment_id: uuid.UUID | None = None
+    prize_id: uuid.UUID
+
+
+class TeamConfig(_Stored):
+    form: Literal["assist"] = "assist"
+    helpers_needed: int
+    initiation_limit: int | None = None
+    assist_limit: int | None = None
+    initiator_prize_id: uuid.UUID
+    helper_rewards: list[HelperReward] = Field(default_factory=list)
+
+
+class NonStandardConfig(_Stored):
+    pass
+
+
+StoredConfig = BasicConfig | ReferralConfig | TeamConfig | NonStandardConfig
+
+CONFIG_MODELS: dict[str, type[_Stored]] = {
+    "basic": BasicConfig,
+    "referral": ReferralConfig,
+    "team": TeamConfig,
+    "non_standard": NonStandardConfig,
+}
+
+
+def parse_config(kind: str, config: dict[str, Any]) -> Any:
+    """The typed view of a stored ``activities.config`` for its kind."""
+    return CONFIG_MODELS[kind].model_validate(config)
+
+
+# --------------------------------------------------------------------------- read
 
 
 class ActivityRead(BaseModel):
     id: uuid.UUID
-    activity_code: str = Field(examples=["ACT-7K2M9QXD"])
-    business_code: str = Field(examples=["BIZ-4Z8R2N6W"])
+    seq: int | None = Field(None, description="Sequence number in the tenant (list 序号)")
+    activity_code: str = Field(examples=["ACT-7K2M9QXD"], description="Immutable, unique")
+    business_code: str = Field(examples=["BIZ-4Z8R2N6W"], description="Reward business code")
     kind: ActivityKind
-    name: dict[str, Any]
-    status: ActivityStatus
+    name: dict[str, Any] = Field(examples=[{"zh-Hans": "注册礼", "en": "Sign-up gift"}])
+    status: ActivityStatus = Field(description="draft, running, ended (from the clock), closed")
+    allowed_operations: list[str] = Field(
+        default_factory=list, description="What this status allows (SPEC §1.3)"
+    )
     starts_at: datetime | None
     ends_at: datetime | None
-    attribute: str | None
+    attribute: str | None = Field(
+        description="basic: unlimited|new_user|old_user; referral: regular|marketing; team: assist"
+    )
     issuance_form: str
     review_required: bool
     cost_type: str | None
     remarks: str | None
-    config: dict[str, Any]
-    version: int
+    segment_id: uuid.UUID | None = None
+    segment_refresh: str | None = Field(None, description="5m or 1d")
+    config: dict[str, Any] = Field(
+        description="Kind-specific configuration: BasicConfig, ReferralConfig, TeamConfig or "
+        "{} (see the module documentation of the schemas)",
+        examples=[{"timing": "real_time", "rules": [{"id": "r1", "task": "register"}]}],
+    )
+    version: int = Field(description="Also the ETag; send it back in If-Match to edit")
     submitter: str
     published_at: datetime | None
+    closed_at: datetime | None = None
     created_at: datetime
     updated_at: datetime
+
+
+class MyActivity(BaseModel):
+    """A running activity as an app user sees it (no operator fields)."""
+
+    id: uuid.UUID
+    activity_code: str
+    kind: ActivityKind
+    name: str = Field(description="In the Accept-Language language, with fallback")
+    language: str = Field(examples=["zh-Hant"], description="Language chosen for `name`")
+    attribute: str | None
+    starts_at: datetime | None
+    ends_at: datetime | None
+    started: bool = Field(description="False while published but before starts_at")
+
+
+class AuditChange(BaseModel):
+    before: Any = None
+    after: Any = None
+
+
+class AuditEntryRead(BaseModel):
+    id: uuid.UUID
+    activity_id: uuid.UUID
+    actor: str = Field(examples=["operator:ops-1"])
+    action: str = Field(examples=["updated"], description="created, updated, published, closed")
+    version: int = Field(description="Activity version after the change")
+    changes: dict[str, AuditChange] = Field(
+        description="Changed fields with before/after",
+        examples=[{"ends_at": {"before": "2027-01-01T00:00:00Z", "after": "2027-01-15T00:00Z"}}],
+    )
+    at: datetime
+
+
+def decimal_str(value: Decimal | None) -> str | None:
+    return None if value is None else format(value, "f")

@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from activity_service.activities import validation
 from activity_service.activities.models import Activity
 from activity_service.activities.repository import ActivityRepository
 from activity_service.activities.rules import ActivityStatus, new_code, status_of
-from activity_service.activities.schemas import (
-    ActivityRead,
-    BasicActivityCreate,
-    NonStandardActivityCreate,
-)
+from activity_service.activities.schemas import ActivityCreateModel, ActivityRead
 from activity_service.prizes_client import PrizeChecker
 from service_kit.auth import Principal
 from service_kit.errors import Conflict, NotFound
@@ -56,27 +52,12 @@ async def _unique_codes(repo: ActivityRepository, tenant_id: str) -> tuple[str, 
 async def create_activity(
     session: AsyncSession,
     principal: Principal,
-    body: BasicActivityCreate | NonStandardActivityCreate,
+    body: ActivityCreateModel,
     prizes: PrizeChecker,
 ) -> Activity:
-    config: dict[str, Any] = {}
-    attribute = None
-    issuance_form = "automatic"
-    if isinstance(body, BasicActivityCreate):
-        await prizes.require_all(principal.tenant_id, [r.prize_id for r in body.rules])
-        rules = []
-        for index, rule in enumerate(body.rules, start=1):
-            data = rule.model_dump(mode="json")
-            data["id"] = rule.id or f"r{index}"
-            rules.append(data)
-        ids = [r["id"] for r in rules]
-        if len(set(ids)) != len(ids):
-            from service_kit.errors import Unprocessable
-
-            raise Unprocessable("Rule ids must be unique.", code="duplicate_rule_id")
-        config = {"timing": body.timing, "rules": rules}
-        attribute = body.attribute
-        issuance_form = body.issuance_form.value
+    validation.check(body)
+    await prizes.require_all(principal.tenant_id, validation.prize_ids(body))
+    columns, config = validation.storage_of(body, version=1)
     repo = ActivityRepository.from_session(session)
     activity_code, business_code = await _unique_codes(repo, principal.tenant_id)
     activity = Activity(
@@ -84,19 +65,11 @@ async def create_activity(
         tenant_id=principal.tenant_id,
         activity_code=activity_code,
         business_code=business_code,
-        kind=body.kind,
-        name=body.name.model_dump(by_alias=True, exclude_none=True),
         state="draft",
-        starts_at=body.starts_at,
-        ends_at=body.ends_at,
-        attribute=attribute,
-        issuance_form=issuance_form,
-        review_required=body.review_required,
-        cost_type=body.cost_type,
-        remarks=body.remarks,
         config=config,
         version=1,
         submitter=principal.actor,
+        **columns,
     )
     repo.add(activity)
     await session.flush()
