@@ -8,3 +8,11 @@ class ReferralSettings(ServiceSettings):
 
     service_name: str = "referral"
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/referral"
+
+    # Grace after registration during which a user may still enter an invite code, for
+    # tenants that did not set their own (PUT /v1/settings).
+    registration_bind_grace_hours: int = 72
+    # Wrong invite codes per caller (tenant + sub) allowed in a fixed window before lookups
+    # are refused with 429: 30^8 codes cannot be enumerated at 10 guesses per 10 minutes.
+    code_failure_limit: int = 10
+    code_failure_window_seconds: int = 600

@@ -3,5 +3,14 @@
 from referral_service.bindings.models import Binding, BindingHistory, NodeCompletion
 from referral_service.db import Base, OutboxMessage
 from referral_service.invite_codes.models import InviteCode
+from referral_service.tenant_settings.models import TenantSettings
 
-__all__ = ["Base", "Binding", "BindingHistory", "InviteCode", "NodeCompletion", "OutboxMessage"]
+__all__ = [
+    "Base",
+    "Binding",
+    "BindingHistory",
+    "InviteCode",
+    "NodeCompletion",
+    "OutboxMessage",
+    "TenantSettings",
+]

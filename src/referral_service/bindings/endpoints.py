@@ -1,17 +1,31 @@
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, Depends, Path, Query, Request, status
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.payloads import Node
 from referral_service.bindings import service
-from referral_service.bindings.schemas import BindingRead, Channel, InviteeBindings, SelfBindRequest
-from referral_service.invite_codes.service import resolve_code
-from service_kit.auth import ACTIVITY_READ, Authenticator, CallerKind, Principal
+from referral_service.bindings.schemas import (
+    BindingChange,
+    BindingCreate,
+    BindingRead,
+    Channel,
+    InviteeBindings,
+    InviterStats,
+    SelfBindRequest,
+    UserBindingRead,
+)
+from referral_service.invite_codes.endpoints import TOO_MANY, LimiterDep
+from referral_service.invite_codes.service import resolve_code_throttled
+from referral_service.tenant_settings.service import registration_grace
+from service_kit.auth import ACTIVITY_READ, ACTIVITY_WRITE, Authenticator, CallerKind, Principal
 from service_kit.db import SessionDep
 from service_kit.deps import ClockDep
-from service_kit.errors import PROBLEM_RESPONSES
+from service_kit.errors import PROBLEM_RESPONSES, Unprocessable
+from service_kit.pagination import Page, PageParamsDep
 
 router = APIRouter(tags=["bindings"], responses=PROBLEM_RESPONSES)
 
@@ -22,14 +36,48 @@ BindingReader = Annotated[
         Authenticator(kinds={CallerKind.operator, CallerKind.service}, permissions=ACTIVITY_READ)
     ),
 ]
+OperatorReader = Annotated[
+    Principal, Depends(Authenticator(kinds={CallerKind.operator}, permissions=ACTIVITY_READ))
+]
+BindingWriter = Annotated[
+    Principal,
+    Depends(
+        Authenticator(kinds={CallerKind.operator, CallerKind.service}, permissions=ACTIVITY_WRITE)
+    ),
+]
+OperatorWriter = Annotated[
+    Principal, Depends(Authenticator(kinds={CallerKind.operator}, permissions=ACTIVITY_WRITE))
+]
+UserIdPath = Annotated[str, Path(min_length=1, max_length=128, examples=["u-2002"])]
 
 
-@router.post("/v1/me/binding", status_code=status.HTTP_201_CREATED, summary="Bind me to an inviter")
+async def _grace(request: Request, session: AsyncSession, tenant_id: str) -> timedelta:
+    default = request.app.state.settings.registration_bind_grace_hours
+    return await registration_grace(session, tenant_id, default)
+
+
+@router.post(
+    "/v1/me/binding",
+    status_code=status.HTTP_201_CREATED,
+    summary="Bind me to an inviter",
+    responses=TOO_MANY,
+)
 async def bind_me(
-    body: SelfBindRequest, principal: AppUser, session: SessionDep, clock: ClockDep
+    body: SelfBindRequest,
+    request: Request,
+    principal: AppUser,
+    session: SessionDep,
+    clock: ClockDep,
+    limiter: LimiterDep,
 ) -> BindingRead:
-    """Bind the calling user to the owner of ``invite_code`` at the registration node."""
-    owner = await resolve_code(session, principal.tenant_id, body.invite_code, principal.app_id)
+    """Bind the calling user to the owner of ``invite_code`` (same app) at the registration
+    node: once, and only until the tenant's grace after registration has passed.
+
+    Errors: 422 `invalid_invite_code` / `self_invitation`, 404 `invite_code_not_found`,
+    409 `already_bound` / `node_completed` / `binding_cycle`, 429 `too_many_attempts`."""
+    owner = await resolve_code_throttled(
+        session, limiter, principal, body.invite_code, principal.app_id
+    )
     binding = await service.bind(
         session,
         tenant_id=principal.tenant_id,
@@ -39,13 +87,145 @@ async def bind_me(
         channel=Channel.invite_code,
         actor=principal.actor,
         at=clock.now(),
+        registration_grace=await _grace(request, session, principal.tenant_id),
         app_id=principal.app_id,
+    )
+    return BindingRead.model_validate(binding)
+
+
+@router.post("/v1/bindings", status_code=status.HTTP_201_CREATED, summary="Bind an invitee by hand")
+async def create_binding(
+    body: BindingCreate,
+    request: Request,
+    principal: BindingWriter,
+    session: SessionDep,
+    clock: ClockDep,
+) -> BindingRead:
+    """Bind the inviter of a node that has none yet and is not completed. Operators bind by
+    channel `operator` (recorded with their id); services by `invite_code` or `share_link`.
+
+    Errors: 422 `self_invitation` / `channel_not_allowed`, 409 `already_bound` /
+    `node_completed` / `binding_cycle`."""
+    if principal.kind is CallerKind.operator:
+        if body.channel not in (None, Channel.operator):
+            raise Unprocessable("Operators bind by channel `operator`.", code="channel_not_allowed")
+        channel, operator_id = Channel.operator, principal.sub
+    else:
+        if body.channel is Channel.operator:
+            raise Unprocessable(
+                "Channel `operator` is for operators' manual binds.", code="channel_not_allowed"
+            )
+        channel, operator_id = body.channel or Channel.share_link, None
+    binding = await service.bind(
+        session,
+        tenant_id=principal.tenant_id,
+        invitee_id=body.invitee_id,
+        inviter_id=body.inviter_id,
+        node=body.node,
+        channel=channel,
+        actor=principal.actor,
+        at=clock.now(),
+        registration_grace=await _grace(request, session, principal.tenant_id),
+        operator_id=operator_id,
+    )
+    return BindingRead.model_validate(binding)
+
+
+@router.get("/v1/bindings", summary="Bindings per node, searchable by invitee or inviter")
+async def list_bindings(
+    principal: OperatorReader,
+    session: SessionDep,
+    page: PageParamsDep,
+    node: Annotated[Node | None, Query(description="The tab: one node (all when omitted)")] = None,
+    invitee_id: Annotated[str | None, Query(max_length=128, examples=["u-2002"])] = None,
+    inviter_id: Annotated[str | None, Query(max_length=128, examples=["u-1001"])] = None,
+) -> Page[BindingRead]:
+    """Newest first, with each invitee's completion of the node."""
+    return await service.list_bindings(
+        session, principal.tenant_id, page, node=node, invitee_id=invitee_id, inviter_id=inviter_id
+    )
+
+
+@router.put("/v1/bindings/{invitee_id}/{node}", summary="Bind or change a node's inviter")
+async def change_binding(
+    invitee_id: UserIdPath,
+    node: Node,
+    body: BindingChange,
+    principal: OperatorWriter,
+    session: SessionDep,
+    clock: ClockDep,
+) -> BindingRead:
+    """Set the account-opening or deposit inviter of an invitee who has not completed that
+    node (binds it when unbound, else replaces it; the same inviter again changes nothing).
+    The registration inviter is never changed (422 `node_not_changeable`).
+
+    Errors: 422 `node_not_changeable` / `self_invitation`, 409 `node_completed` /
+    `binding_cycle` / `concurrent_change`."""
+    binding, _ = await service.set_inviter(
+        session,
+        tenant_id=principal.tenant_id,
+        invitee_id=invitee_id,
+        inviter_id=body.inviter_id,
+        node=node,
+        actor=principal.actor,
+        operator_id=principal.sub,
+        at=clock.now(),
     )
     return BindingRead.model_validate(binding)
 
 
 @router.get("/v1/bindings/{invitee_id}", summary="All nodes of one invitee, with history")
 async def get_invitee_bindings(
-    invitee_id: str, principal: BindingReader, session: SessionDep
+    invitee_id: UserIdPath,
+    request: Request,
+    principal: BindingReader,
+    session: SessionDep,
+    clock: ClockDep,
 ) -> InviteeBindings:
-    return await service.invitee_bindings(session, principal.tenant_id, invitee_id)
+    """The three nodes with own binding, effective inviter (the node's own, else the
+    registration inviter), completion and whether it is frozen, plus every change."""
+    return await service.invitee_bindings(
+        session,
+        principal.tenant_id,
+        invitee_id,
+        clock.now(),
+        await _grace(request, session, principal.tenant_id),
+    )
+
+
+@router.get("/v1/users/{user_id}/bindings", summary="Bindings where a user is invitee or inviter")
+async def get_user_bindings(
+    user_id: UserIdPath, principal: OperatorReader, session: SessionDep, page: PageParamsDep
+) -> Page[UserBindingRead]:
+    """Answers "did this user's referral binding succeed?" (SPEC §5), newest first."""
+    return await service.user_bindings(session, principal.tenant_id, user_id, page)
+
+
+@router.get("/v1/inviters/{inviter_id}/stats", summary="Invitee counts of an inviter per node")
+async def get_inviter_stats(
+    inviter_id: UserIdPath,
+    principal: BindingReader,
+    session: SessionDep,
+    since: Annotated[
+        datetime | None,
+        Query(alias="from", description="Window start, inclusive (bound, or completed time)"),
+    ] = None,
+    until: Annotated[datetime | None, Query(description="Window end, exclusive")] = None,
+    completed_only: Annotated[
+        bool, Query(description="Count only invitees who completed the node")
+    ] = False,
+) -> InviterStats:
+    """Counts drive tiered rewards. The window applies to the bound time, or with
+    `completed_only` to the time the invitee completed the node. Index-backed: the cost
+    follows this inviter's invitees, not the size of the graph."""
+    for moment in (since, until):
+        if moment is not None and moment.tzinfo is None:
+            raise Unprocessable("Times need a time zone offset.", code="naive_datetime")
+    return await service.inviter_stats(
+        session,
+        principal.tenant_id,
+        inviter_id,
+        since=since,
+        until=until,
+        completed_only=completed_only,
+    )

@@ -3,11 +3,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import literal, select, text
+from sqlalchemy import and_, literal, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from referral_service.bindings.models import Binding, BindingHistory, NodeCompletion
+from service_kit.pagination import PageParams, paginate
+
+# Upper bound of any chain walk: far beyond real referral depths, and a hard stop should a
+# loop ever exist in the data.
+MAX_CHAIN_DEPTH = 10_000
 
 
 class BindingRepository:
@@ -18,6 +23,81 @@ class BindingRepository:
     def from_session(cls, session: AsyncSession) -> BindingRepository:
         return cls(session)
 
+    # --- locks -------------------------------------------------------------------------
+
+    async def lock(self, keys: list[str]) -> None:
+        """Take transaction-scoped advisory locks on ``keys`` in one statement, in the order
+        of their lock ids (the sorted DISTINCT subquery is not flattened by the planner, so
+        the locks are taken in that order), so overlapping sets never deadlock."""
+        if not keys:
+            return
+        await self.session.execute(
+            text(
+                "SELECT pg_advisory_xact_lock(h) FROM ("
+                " SELECT DISTINCT hashtextextended(k, 0) AS h"
+                " FROM unnest(CAST(:keys AS text[])) AS k ORDER BY h) AS ordered"
+            ),
+            {"keys": keys},
+        )
+
+    # --- graph walks -------------------------------------------------------------------
+
+    def _chain(self, tenant_id: str, node: str, start_user: str) -> Any:
+        """Recursive CTE of the inviters above ``start_user`` at ``node``: every step is one
+        probe of the (tenant, invitee, node) unique index, so the cost is the chain's length,
+        never the graph's size. UNION (not UNION ALL) stops on a pre-existing loop."""
+        chain = (
+            select(Binding.inviter_id.label("user_id"), literal(1).label("depth"))
+            .where(
+                Binding.tenant_id == tenant_id,
+                Binding.invitee_id == start_user,
+                Binding.node == node,
+            )
+            .cte("chain", recursive=True)
+        )
+        return chain.union(
+            select(Binding.inviter_id, chain.c.depth + 1).where(
+                Binding.tenant_id == tenant_id,
+                Binding.invitee_id == chain.c.user_id,
+                Binding.node == node,
+                chain.c.depth < MAX_CHAIN_DEPTH,
+            )
+        )
+
+    async def ancestors(self, tenant_id: str, node: str, start_user: str) -> list[str]:
+        """The inviters above ``start_user`` at ``node``, nearest first."""
+        chain = self._chain(tenant_id, node, start_user)
+        rows = await self.session.execute(
+            select(chain.c.user_id, chain.c.depth).order_by(chain.c.depth)
+        )
+        seen: dict[str, None] = {}
+        for user_id, _ in rows.all():
+            seen.setdefault(user_id, None)
+        return list(seen)
+
+    async def reaches(
+        self, tenant_id: str, start_user: str, target_user: str, node: str = "registration"
+    ) -> bool:
+        """Does following ``node`` inviters up from ``start_user`` reach ``target_user``?"""
+        if start_user == target_user:
+            return True
+        chain = self._chain(tenant_id, node, start_user)
+        found = await self.session.scalar(
+            select(literal(True)).select_from(chain).where(chain.c.user_id == target_user).limit(1)
+        )
+        return bool(found)
+
+    # --- bindings ----------------------------------------------------------------------
+
+    async def get(self, tenant_id: str, invitee_id: str, node: str) -> Binding | None:
+        return await self.session.scalar(
+            select(Binding).where(
+                Binding.tenant_id == tenant_id,
+                Binding.invitee_id == invitee_id,
+                Binding.node == node,
+            )
+        )
+
     async def insert_if_unbound(self, values: dict[str, Any]) -> Binding | None:
         stmt = (
             insert(Binding)
@@ -26,6 +106,29 @@ class BindingRepository:
             .returning(Binding)
         )
         return (await self.session.scalars(stmt)).one_or_none()
+
+    async def change_inviter(
+        self,
+        tenant_id: str,
+        invitee_id: str,
+        node: str,
+        expected_inviter_id: str,
+        values: dict[str, Any],
+    ) -> Binding | None:
+        """Compare-and-set: only replaces the inviter the caller saw; None when it moved."""
+        stmt = (
+            update(Binding)
+            .where(
+                Binding.tenant_id == tenant_id,
+                Binding.invitee_id == invitee_id,
+                Binding.node == node,
+                Binding.inviter_id == expected_inviter_id,
+            )
+            .values(**values)
+            .returning(Binding)
+        )
+        result = await self.session.scalars(stmt, execution_options={"populate_existing": True})
+        return result.one_or_none()
 
     def add_history(self, entry: BindingHistory) -> None:
         self.session.add(entry)
@@ -44,11 +147,60 @@ class BindingRepository:
         )
         return list((await self.session.scalars(stmt)).all())
 
+    async def page(
+        self,
+        tenant_id: str,
+        params: PageParams,
+        *,
+        node: str | None = None,
+        invitee_id: str | None = None,
+        inviter_id: str | None = None,
+        either_user_id: str | None = None,
+    ) -> tuple[list[Binding], str | None]:
+        """Newest first; every filter combination starts from an index on tenant_id plus
+        node, invitee or inviter."""
+        stmt = select(Binding).where(Binding.tenant_id == tenant_id)
+        if node is not None:
+            stmt = stmt.where(Binding.node == node)
+        if invitee_id is not None:
+            stmt = stmt.where(Binding.invitee_id == invitee_id)
+        if inviter_id is not None:
+            stmt = stmt.where(Binding.inviter_id == inviter_id)
+        if either_user_id is not None:
+            stmt = stmt.where(
+                or_(Binding.invitee_id == either_user_id, Binding.inviter_id == either_user_id)
+            )
+        return await paginate(self.session, stmt, Binding, params)
+
+    # --- node completions --------------------------------------------------------------
+
     async def completed_nodes(self, tenant_id: str, user_id: str) -> dict[str, datetime]:
         stmt = select(NodeCompletion.node, NodeCompletion.completed_at).where(
             NodeCompletion.tenant_id == tenant_id, NodeCompletion.user_id == user_id
         )
         return {node: at for node, at in (await self.session.execute(stmt)).all()}
+
+    async def completed_at(self, tenant_id: str, user_id: str, node: str) -> datetime | None:
+        return await self.session.scalar(
+            select(NodeCompletion.completed_at).where(
+                NodeCompletion.tenant_id == tenant_id,
+                NodeCompletion.user_id == user_id,
+                NodeCompletion.node == node,
+            )
+        )
+
+    async def completions_of(
+        self, tenant_id: str, pairs: list[tuple[str, str]]
+    ) -> dict[tuple[str, str], datetime]:
+        """Completion times of (user, node) pairs — decorates one page of bindings."""
+        if not pairs:
+            return {}
+        nc = NodeCompletion
+        stmt = select(nc.user_id, nc.node, nc.completed_at).where(
+            nc.tenant_id == tenant_id,
+            or_(*(and_(nc.user_id == u, nc.node == n) for u, n in pairs)),
+        )
+        return {(u, n): at for u, n, at in (await self.session.execute(stmt)).all()}
 
     async def mark_completed(
         self, tenant_id: str, user_id: str, node: str, at: datetime, event_id: str | None
@@ -63,38 +215,64 @@ class BindingRepository:
         )
         return result.scalar_one_or_none() is not None
 
-    async def reaches(self, tenant_id: str, start_user: str, target_user: str) -> bool:
-        """Does following registration inviters up from ``start_user`` reach ``target_user``?
+    # --- counts ------------------------------------------------------------------------
 
-        A recursive query over the (tenant, invitee, node) unique index: cost grows with the
-        chain's length, never with the size of the graph. UNION (not UNION ALL) stops on a
-        pre-existing loop.
+    async def inviter_counts(
+        self,
+        tenant_id: str,
+        inviter_id: str,
+        *,
+        since: datetime | None,
+        until: datetime | None,
+        completed_only: bool,
+    ) -> dict[str, tuple[int, int]]:
+        """Per node: (invitees bound to the inviter at that node, invitees for whom the
+        inviter is the effective one — own binding, or registration binding where the node
+        has none).
+
+        Starts from ix_bindings_tenant_inviter_node (tenant, inviter, node, bound_at) and
+        probes the (tenant, invitee, node) and (tenant, user, node) unique indexes once per
+        invitee of this inviter: the cost follows the inviter's own invitee count, never the
+        size of the graph. The window applies to ``bound_at``, or with ``completed_only``
+        to the completion time (when the invitee qualified).
         """
-        chain = (
-            select(Binding.inviter_id.label("user_id"), literal(1).label("depth"))
-            .where(
-                Binding.tenant_id == tenant_id,
-                Binding.invitee_id == start_user,
-                Binding.node == "registration",
+        completion_join = "JOIN" if completed_only else "LEFT JOIN"
+        moment = "nc.completed_at" if completed_only else "c.bound_at"
+        window = ""
+        params: dict[str, Any] = {"tenant": tenant_id, "inviter": inviter_id}
+        if since is not None:
+            window += f" AND {moment} >= :since"
+            params["since"] = since
+        if until is not None:
+            window += f" AND {moment} < :until"
+            params["until"] = until
+        sql = f"""
+            WITH mine AS (
+                SELECT b.invitee_id, b.node, b.bound_at
+                FROM bindings b
+                WHERE b.tenant_id = :tenant AND b.inviter_id = :inviter
+            ),
+            candidates AS (
+                SELECT invitee_id, node, bound_at, true AS own FROM mine
+                UNION ALL
+                SELECT m.invitee_id, n.node, m.bound_at, false AS own
+                FROM mine m
+                CROSS JOIN (VALUES ('account_opening'), ('deposit')) AS n(node)
+                WHERE m.node = 'registration'
+                  AND NOT EXISTS (
+                      SELECT 1 FROM bindings o
+                      WHERE o.tenant_id = :tenant AND o.invitee_id = m.invitee_id
+                        AND o.node = n.node
+                  )
             )
-            .cte("chain", recursive=True)
-        )
-        chain = chain.union(
-            select(Binding.inviter_id, chain.c.depth + 1).where(
-                Binding.tenant_id == tenant_id,
-                Binding.invitee_id == chain.c.user_id,
-                Binding.node == "registration",
-                chain.c.depth < 10_000,
-            )
-        )
-        found = await self.session.scalar(
-            select(literal(True)).select_from(chain).where(chain.c.user_id == target_user).limit(1)
-        )
-        return bool(found)
-
-    async def lock_invitee(self, tenant_id: str, invitee_id: str) -> None:
-        """Serialise binds of one invitee (transaction-scoped advisory lock)."""
-        await self.session.execute(
-            text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
-            {"k": f"{tenant_id}:{invitee_id}"},
-        )
+            SELECT c.node,
+                   count(*) FILTER (WHERE c.own) AS own_count,
+                   count(*) AS effective_count
+            FROM candidates c
+            {completion_join} node_completions nc
+              ON nc.tenant_id = :tenant AND nc.user_id = c.invitee_id AND nc.node = c.node
+            WHERE true {window}
+            GROUP BY c.node
+        """
+        rows = await self.session.execute(text(sql), params)
+        return {node: (int(own), int(effective)) for node, own, effective in rows.all()}

@@ -7,6 +7,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.payloads import Node
 
+UserId = Field(min_length=1, max_length=128, pattern=r"^\S(.*\S)?$")
+
 
 class Channel(StrEnum):
     invite_code = "invite_code"
@@ -19,21 +21,38 @@ class BindingRead(BaseModel):
 
     invitee_id: str = Field(examples=["u-2002"])
     inviter_id: str = Field(examples=["u-1001"])
-    node: Node
-    channel: Channel
-    operator_id: str | None
-    bound_at: datetime
+    node: Node = Field(description="registration, account_opening or deposit")
+    channel: Channel = Field(description="How the binding was made")
+    operator_id: str | None = Field(
+        description="The operator who bound or last changed it by hand", examples=["ops-1"]
+    )
+    app_id: str | None = Field(
+        None, description="App of the invite code used", examples=["broker-app"]
+    )
+    bound_at: datetime = Field(description="When the current inviter was bound")
+    completed_at: datetime | None = Field(
+        None, description="When the invitee completed this node (then the binding is frozen)"
+    )
+
+
+class BindingRole(StrEnum):
+    invitee = "invitee"
+    inviter = "inviter"
+
+
+class UserBindingRead(BindingRead):
+    role: BindingRole = Field(description="The user's side of this binding")
 
 
 class BindingHistoryRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     node: Node
-    action: str = Field(examples=["bound"])
-    previous_inviter_id: str | None
-    inviter_id: str
+    action: str = Field(description="bound | rebound", examples=["bound"])
+    previous_inviter_id: str | None = Field(examples=[None])
+    inviter_id: str = Field(examples=["u-1001"])
     channel: Channel
-    actor: str
+    actor: str = Field(description="Who made the change", examples=["operator:ops-1"])
     at: datetime
 
 
@@ -41,16 +60,58 @@ class NodeState(BaseModel):
     node: Node
     binding: BindingRead | None = Field(description="Bound at this node itself, if any")
     effective_inviter_id: str | None = Field(
-        description="The inviter that applies: this node's, else the registration inviter"
+        description="The inviter that applies: this node's, else the registration inviter",
+        examples=["u-1001"],
     )
     completed_at: datetime | None = Field(description="Set once the invitee completed the node")
+    frozen: bool = Field(
+        False, description="The inviter of this node can no longer be bound or changed"
+    )
 
 
 class InviteeBindings(BaseModel):
-    invitee_id: str
-    nodes: list[NodeState]
-    history: list[BindingHistoryRead]
+    invitee_id: str = Field(examples=["u-2002"])
+    nodes: list[NodeState] = Field(description="Always the three nodes, in order")
+    history: list[BindingHistoryRead] = Field(description="Every change, oldest first")
 
 
 class SelfBindRequest(BaseModel):
-    invite_code: str = Field(min_length=4, max_length=20, examples=["K7M2XQ9D"])
+    invite_code: str = Field(
+        min_length=4, max_length=20, examples=["K7M2XQ9D"], description="Case and dashes forgiven"
+    )
+
+
+class BindingCreate(BaseModel):
+    invitee_id: str = UserId
+    inviter_id: str = UserId
+    node: Node = Field(examples=["registration"])
+    channel: Channel | None = Field(
+        None,
+        description="Operators always bind by `operator` (the default for them); services "
+        "state `invite_code` or `share_link` (default `share_link`)",
+    )
+
+
+class BindingChange(BaseModel):
+    inviter_id: str = Field(
+        min_length=1, max_length=128, pattern=r"^\S(.*\S)?$", examples=["u-3003"]
+    )
+
+
+class NodeCounts(BaseModel):
+    node: Node
+    invitee_count: int = Field(description="Invitees bound to the inviter at this node")
+    effective_invitee_count: int = Field(
+        description="Invitees for whom the inviter applies at this node: bound at it, or bound "
+        "at registration where the node has no inviter of its own"
+    )
+
+
+class InviterStats(BaseModel):
+    inviter_id: str = Field(examples=["u-1001"])
+    since: datetime | None = Field(None, alias="from", description="Window start (inclusive)")
+    until: datetime | None = Field(None, description="Window end (exclusive)")
+    completed_only: bool = Field(description="Only invitees who completed the node")
+    nodes: list[NodeCounts]
+
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)

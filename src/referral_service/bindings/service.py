@@ -1,23 +1,142 @@
-"""The referral graph's rules (SPEC §2.2)."""
+"""The referral graph's rules (SPEC §2.2): binding, changing, freezing, and the queries of
+the operator tabs, the per-user view and the inviter counts."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from contracts.payloads import Node
+from contracts import jobs
+from contracts.payloads import BindingChanged, Node
+from referral_service.bindings import rules
 from referral_service.bindings.models import Binding, BindingHistory
 from referral_service.bindings.repository import BindingRepository
 from referral_service.bindings.schemas import (
     BindingHistoryRead,
     BindingRead,
+    BindingRole,
     Channel,
     InviteeBindings,
+    InviterStats,
+    NodeCounts,
     NodeState,
+    UserBindingRead,
 )
+from referral_service.db import OutboxMessage
 from service_kit.errors import Conflict, Unprocessable
+from service_kit.outbox import OutboxRepository
+from service_kit.pagination import Page, PageParams
+
+# How often the chain of a registration bind may grow while its locks are being taken
+# before the bind gives up (each retry means someone bound the chain's top concurrently).
+MAX_LOCK_ROUNDS = 5
+
+
+def _refuse_self(invitee_id: str, inviter_id: str) -> None:
+    if invitee_id == inviter_id:
+        raise Unprocessable("A user cannot invite themselves.", code="self_invitation")
+
+
+def _cycle(inviter_id: str, invitee_id: str, node: Node) -> Conflict:
+    return Conflict(
+        f"{inviter_id} was (directly or not) invited by {invitee_id} at the {node.value} "
+        "node; this binding would make a cycle.",
+        code="binding_cycle",
+    )
+
+
+async def _lock_registration_chain(
+    repo: BindingRepository, tenant_id: str, invitee_id: str, inviter_id: str
+) -> None:
+    """Lock the invitee and every user on the inviter's chain up to its top, then prove the
+    chain did not grow meanwhile.
+
+    Registration bindings are never replaced and only added to users without one, so a
+    concurrent bind that could close a cycle through this chain must bind one of the locked
+    users as its invitee: two such binds are serialised and the later one sees the earlier.
+    """
+    node = Node.registration
+    locked: set[str] = set()
+    for _ in range(MAX_LOCK_ROUNDS):
+        chain = await repo.ancestors(tenant_id, node.value, inviter_id)
+        if invitee_id in chain:
+            raise _cycle(inviter_id, invitee_id, node)
+        wanted = {invitee_id, inviter_id, *chain}
+        if wanted <= locked:
+            return
+        await repo.lock(rules.lock_keys(tenant_id, node, wanted - locked))
+        locked |= wanted
+    raise Conflict("The inviter's chain kept changing; try again.", code="concurrent_change")
+
+
+async def _lock_changeable_node(
+    repo: BindingRepository, tenant_id: str, node: Node, invitee_id: str
+) -> None:
+    await repo.lock([rules.graph_lock_key(tenant_id, node)])
+    await repo.lock(rules.lock_keys(tenant_id, node, [invitee_id]))
+
+
+async def _refuse_frozen(
+    repo: BindingRepository,
+    tenant_id: str,
+    invitee_id: str,
+    node: Node,
+    now: datetime,
+    registration_grace: timedelta,
+) -> None:
+    completed_at = await repo.completed_at(tenant_id, invitee_id, node.value)
+    if rules.is_frozen(node, completed_at, now, registration_grace):
+        extra = (
+            " and the grace for entering an invite code has passed"
+            if node is Node.registration
+            else ""
+        )
+        raise Conflict(
+            f"The invitee completed the {node.value} node{extra}; its inviter is frozen.",
+            code="node_completed",
+            completed_at=completed_at.isoformat() if completed_at else None,
+        )
+
+
+def _record_change(
+    session: AsyncSession,
+    repo: BindingRepository,
+    binding: Binding,
+    *,
+    action: str,
+    previous_inviter_id: str | None,
+    actor: str,
+    at: datetime,
+) -> None:
+    """History row and the outbox message for activity_service, in the change's transaction."""
+    repo.add_history(
+        BindingHistory(
+            tenant_id=binding.tenant_id,
+            invitee_id=binding.invitee_id,
+            node=binding.node,
+            action=action,
+            previous_inviter_id=previous_inviter_id,
+            inviter_id=binding.inviter_id,
+            channel=binding.channel,
+            actor=actor,
+            at=at,
+        )
+    )
+    fact = BindingChanged(
+        tenant_id=binding.tenant_id,
+        invitee_id=binding.invitee_id,
+        node=Node(binding.node),
+        inviter_id=binding.inviter_id,
+        previous_inviter_id=previous_inviter_id,
+        channel=binding.channel,
+        action=action,
+        at=at,
+    )
+    OutboxRepository.from_session(session, OutboxMessage).add(
+        "activity", jobs.ACTIVITY_BINDING_CHANGED, fact.model_dump(mode="json")
+    )
 
 
 async def bind(
@@ -30,25 +149,30 @@ async def bind(
     channel: Channel,
     actor: str,
     at: datetime,
+    registration_grace: timedelta,
     app_id: str | None = None,
     operator_id: str | None = None,
 ) -> Binding:
-    if invitee_id == inviter_id:
-        raise Unprocessable("A user cannot invite themselves.", code="self_invitation")
+    """Bind the invitee's inviter at ``node``: once, before the node is frozen, without
+    self-invitation or cycles. Exactly one of two concurrent binds wins (the other gets
+    409 ``already_bound``)."""
+    _refuse_self(invitee_id, inviter_id)
     repo = BindingRepository.from_session(session)
-    await repo.lock_invitee(tenant_id, invitee_id)
-    completed = await repo.completed_nodes(tenant_id, invitee_id)
-    if node.value in completed:
+    if node is Node.registration:
+        await _lock_registration_chain(repo, tenant_id, invitee_id, inviter_id)
+    else:
+        await _lock_changeable_node(repo, tenant_id, node, invitee_id)
+    await _refuse_frozen(repo, tenant_id, invitee_id, node, at, registration_grace)
+    existing = await repo.get(tenant_id, invitee_id, node.value)
+    if existing is not None:
         raise Conflict(
-            f"The invitee completed the {node.value} node; its inviter is frozen.",
-            code="node_completed",
+            f"The invitee already has a {node.value} inviter.",
+            code="already_bound",
         )
-    if node is Node.registration and await repo.reaches(tenant_id, inviter_id, invitee_id):
-        raise Conflict(
-            f"{inviter_id} was (directly or not) invited by {invitee_id}; "
-            "binding would make a cycle.",
-            code="binding_cycle",
-        )
+    if node is not Node.registration and await repo.reaches(
+        tenant_id, inviter_id, invitee_id, node.value
+    ):
+        raise _cycle(inviter_id, invitee_id, node)
     binding = await repo.insert_if_unbound(
         {
             "id": uuid.uuid4(),
@@ -60,24 +184,76 @@ async def bind(
             "app_id": app_id,
             "operator_id": operator_id,
             "bound_at": at,
+            "created_at": at,
+            "updated_at": at,
         }
     )
-    if binding is None:
+    if binding is None:  # lost a race the locks did not cover (e.g. rows written by hand)
         raise Conflict(f"The invitee already has a {node.value} inviter.", code="already_bound")
-    repo.add_history(
-        BindingHistory(
-            tenant_id=tenant_id,
-            invitee_id=invitee_id,
-            node=node.value,
-            action="bound",
-            previous_inviter_id=None,
-            inviter_id=inviter_id,
-            channel=channel.value,
-            actor=actor,
-            at=at,
-        )
+    _record_change(
+        session, repo, binding, action="bound", previous_inviter_id=None, actor=actor, at=at
     )
     return binding
+
+
+async def set_inviter(
+    session: AsyncSession,
+    *,
+    tenant_id: str,
+    invitee_id: str,
+    inviter_id: str,
+    node: Node,
+    actor: str,
+    operator_id: str,
+    at: datetime,
+) -> tuple[Binding, str | None]:
+    """An operator binds or changes the account-opening or deposit inviter of an invitee
+    who has not completed that node. Returns the binding and the action taken (``bound``,
+    ``rebound``, or None when the inviter was already this one)."""
+    if node not in rules.CHANGEABLE_NODES:
+        raise Unprocessable(
+            "The registration inviter is bound once and cannot be changed; operators change "
+            "the account-opening and deposit inviters.",
+            code="node_not_changeable",
+        )
+    _refuse_self(invitee_id, inviter_id)
+    repo = BindingRepository.from_session(session)
+    await _lock_changeable_node(repo, tenant_id, node, invitee_id)
+    await _refuse_frozen(repo, tenant_id, invitee_id, node, at, timedelta(0))
+    current = await repo.get(tenant_id, invitee_id, node.value)
+    if current is not None and current.inviter_id == inviter_id:
+        return current, None
+    if await repo.reaches(tenant_id, inviter_id, invitee_id, node.value):
+        raise _cycle(inviter_id, invitee_id, node)
+    values = {
+        "inviter_id": inviter_id,
+        "channel": Channel.operator.value,
+        "operator_id": operator_id,
+        "bound_at": at,
+        "updated_at": at,
+    }
+    if current is None:
+        binding = await repo.insert_if_unbound(
+            {
+                "id": uuid.uuid4(),
+                "tenant_id": tenant_id,
+                "invitee_id": invitee_id,
+                "node": node.value,
+                "created_at": at,
+                **values,
+            }
+        )
+        action, previous = "bound", None
+    else:
+        previous = current.inviter_id
+        binding = await repo.change_inviter(tenant_id, invitee_id, node.value, previous, values)
+        action = "rebound"
+    if binding is None:
+        raise Conflict("The binding changed meanwhile; reload it.", code="concurrent_change")
+    _record_change(
+        session, repo, binding, action=action, previous_inviter_id=previous, actor=actor, at=at
+    )
+    return binding, action
 
 
 async def complete_node(
@@ -88,42 +264,136 @@ async def complete_node(
     at: datetime,
     event_id: str | None = None,
 ) -> bool:
-    """Record that the user completed ``node`` (idempotent); True the first time."""
-    return await BindingRepository.from_session(session).mark_completed(
-        tenant_id, user_id, node.value, at, event_id
-    )
+    """Record that the user completed ``node`` (idempotent); True the first time.
+
+    Takes the invitee's lock of that node, so a bind that checked "not completed" commits
+    before the completion lands, never after it."""
+    repo = BindingRepository.from_session(session)
+    await repo.lock(rules.lock_keys(tenant_id, node, [user_id]))
+    return await repo.mark_completed(tenant_id, user_id, node.value, at, event_id)
 
 
 def effective_inviters(bindings: dict[str, Binding]) -> dict[Node, str | None]:
     """Where a node has no inviter of its own, the registration inviter applies."""
-    registration = bindings.get(Node.registration.value)
-    fallback = registration.inviter_id if registration else None
-    return {
-        node: (bindings[node.value].inviter_id if node.value in bindings else fallback)
-        for node in Node
-    }
+    return rules.effective_inviters(
+        {Node(node): binding.inviter_id for node, binding in bindings.items()}
+    )
 
 
 async def invitee_bindings(
-    session: AsyncSession, tenant_id: str, invitee_id: str
+    session: AsyncSession,
+    tenant_id: str,
+    invitee_id: str,
+    now: datetime,
+    registration_grace: timedelta,
 ) -> InviteeBindings:
+    """The three nodes of one invitee with the effective inviter and every change.
+
+    An id unknown in the caller's tenant (including another tenant's user) reads as an
+    invitee with nothing bound: the answer is the same, so nothing leaks across tenants."""
     repo = BindingRepository.from_session(session)
     by_node = {b.node: b for b in await repo.for_invitee(tenant_id, invitee_id)}
     completed = await repo.completed_nodes(tenant_id, invitee_id)
     effective = effective_inviters(by_node)
     history = await repo.history_for_invitee(tenant_id, invitee_id)
-    return InviteeBindings(
-        invitee_id=invitee_id,
-        nodes=[
+    nodes = []
+    for node in Node:
+        own = by_node.get(node.value)
+        completed_at = completed.get(node.value)
+        read = None
+        if own is not None:
+            read = BindingRead.model_validate(own).model_copy(update={"completed_at": completed_at})
+        nodes.append(
             NodeState(
                 node=node,
-                binding=BindingRead.model_validate(by_node[node.value])
-                if node.value in by_node
-                else None,
+                binding=read,
                 effective_inviter_id=effective[node],
-                completed_at=completed.get(node.value),
+                completed_at=completed_at,
+                frozen=rules.is_frozen(node, completed_at, now, registration_grace),
+            )
+        )
+    return InviteeBindings(
+        invitee_id=invitee_id,
+        nodes=nodes,
+        history=[BindingHistoryRead.model_validate(h) for h in history],
+    )
+
+
+async def _with_completions(
+    repo: BindingRepository, tenant_id: str, rows: list[Binding]
+) -> list[tuple[Binding, datetime | None]]:
+    done = await repo.completions_of(tenant_id, [(b.invitee_id, b.node) for b in rows])
+    return [(b, done.get((b.invitee_id, b.node))) for b in rows]
+
+
+async def list_bindings(
+    session: AsyncSession,
+    tenant_id: str,
+    params: PageParams,
+    *,
+    node: Node | None = None,
+    invitee_id: str | None = None,
+    inviter_id: str | None = None,
+) -> Page[BindingRead]:
+    """The operator tabs (one node each) with search by invitee or inviter."""
+    repo = BindingRepository.from_session(session)
+    rows, cursor = await repo.page(
+        tenant_id,
+        params,
+        node=node.value if node else None,
+        invitee_id=invitee_id,
+        inviter_id=inviter_id,
+    )
+    items = [
+        BindingRead.model_validate(b).model_copy(update={"completed_at": at})
+        for b, at in await _with_completions(repo, tenant_id, rows)
+    ]
+    return Page[BindingRead](items=items, next_cursor=cursor)
+
+
+async def user_bindings(
+    session: AsyncSession, tenant_id: str, user_id: str, params: PageParams
+) -> Page[UserBindingRead]:
+    """Every binding where the user is the invitee or the inviter, newest first."""
+    repo = BindingRepository.from_session(session)
+    rows, cursor = await repo.page(tenant_id, params, either_user_id=user_id)
+    items = [
+        UserBindingRead.model_validate(b).model_copy(
+            update={
+                "completed_at": at,
+                "role": BindingRole.invitee if b.invitee_id == user_id else BindingRole.inviter,
+            }
+        )
+        for b, at in await _with_completions(repo, tenant_id, rows)
+    ]
+    return Page[UserBindingRead](items=items, next_cursor=cursor)
+
+
+async def inviter_stats(
+    session: AsyncSession,
+    tenant_id: str,
+    inviter_id: str,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    completed_only: bool = False,
+) -> InviterStats:
+    if since is not None and until is not None and since >= until:
+        raise Unprocessable("`from` must be before `until`.", code="invalid_window")
+    counts = await BindingRepository.from_session(session).inviter_counts(
+        tenant_id, inviter_id, since=since, until=until, completed_only=completed_only
+    )
+    return InviterStats(
+        inviter_id=inviter_id,
+        since=since,
+        until=until,
+        completed_only=completed_only,
+        nodes=[
+            NodeCounts(
+                node=node,
+                invitee_count=counts.get(node.value, (0, 0))[0],
+                effective_invitee_count=counts.get(node.value, (0, 0))[1],
             )
             for node in Node
         ],
-        history=[BindingHistoryRead.model_validate(h) for h in history],
     )

@@ -9,8 +9,9 @@ from contracts import jobs
 from contracts.payloads import Node, NodeCompleted, UserRegistered
 from referral_service.bindings import service
 from referral_service.bindings.schemas import Channel
-from referral_service.invite_codes.codes import normalize_code
+from referral_service.invite_codes.codes import looks_like_code, normalize_code
 from referral_service.invite_codes.repository import InviteCodeRepository
+from referral_service.tenant_settings.service import registration_grace
 from service_kit.errors import ProblemError
 from service_kit.worker import job
 
@@ -19,21 +20,27 @@ log = logging.getLogger(__name__)
 
 @job(jobs.REFERRAL_USER_REGISTERED, "referral")
 async def user_registered(ctx: dict[str, Any], payload: dict[str, Any]) -> str:
-    """Bind the new user to the invite code's owner, then freeze the registration node.
+    """Bind the new user to the invite code's owner, then complete the registration node.
 
     Re-running it is harmless: the binding exists (already_bound) and the completion is
-    recorded once.
+    recorded once. A refused bind (unknown code, cycle, self) still completes the node.
     """
     fact = UserRegistered.model_validate(payload)
     outcome = "no_code"
     async with ctx["db"].session() as session:
         if fact.invite_code:
-            owner = await InviteCodeRepository.from_session(session).by_code(
-                fact.tenant_id, normalize_code(fact.invite_code), fact.app_id
-            )
+            code = normalize_code(fact.invite_code)
+            owner = None
+            if looks_like_code(code):
+                owner = await InviteCodeRepository.from_session(session).by_code(
+                    fact.tenant_id, code, fact.app_id
+                )
             if owner is None:
                 outcome = "unknown_code"
             else:
+                grace = await registration_grace(
+                    session, fact.tenant_id, ctx["settings"].registration_bind_grace_hours
+                )
                 try:
                     async with session.begin_nested():
                         await service.bind(
@@ -45,6 +52,7 @@ async def user_registered(ctx: dict[str, Any], payload: dict[str, Any]) -> str:
                             channel=Channel.invite_code,
                             actor="system:registration",
                             at=fact.registered_at,
+                            registration_grace=grace,
                             app_id=fact.app_id,
                         )
                     outcome = "bound"
@@ -64,6 +72,8 @@ async def user_registered(ctx: dict[str, Any], payload: dict[str, Any]) -> str:
 
 @job(jobs.REFERRAL_NODE_COMPLETED, "referral")
 async def node_completed(ctx: dict[str, Any], payload: dict[str, Any]) -> bool:
+    """The invitee completed a node (account opened, first deposit): freeze its inviter.
+    Idempotent on (tenant, user, node); the first completion's time is kept."""
     fact = NodeCompleted.model_validate(payload)
     async with ctx["db"].session() as session:
         return await service.complete_node(

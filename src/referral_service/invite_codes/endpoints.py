@@ -2,18 +2,40 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query, Request
 
 from referral_service.invite_codes import service
+from referral_service.invite_codes.attempts import CodeAttemptLimiter
 from referral_service.invite_codes.schemas import InviteCodeRead
 from service_kit.auth import Authenticator, CallerKind, Principal
 from service_kit.db import SessionDep
-from service_kit.errors import PROBLEM_RESPONSES
+from service_kit.errors import PROBLEM_JSON, PROBLEM_RESPONSES
 
 router = APIRouter(tags=["invite codes"], responses=PROBLEM_RESPONSES)
 
 AppUser = Annotated[Principal, Depends(Authenticator(kinds={CallerKind.user}))]
 TrustedService = Annotated[Principal, Depends(Authenticator(kinds={CallerKind.service}))]
+
+TOO_MANY = {
+    429: {
+        "description": "Too many wrong codes from this caller (`too_many_attempts`); "
+        "see `Retry-After`",
+        "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+}
+
+
+def code_limiter(request: Request) -> CodeAttemptLimiter:
+    settings = request.app.state.settings
+    return CodeAttemptLimiter(
+        request.app.state.redis,
+        settings.queue_prefix,
+        settings.code_failure_limit,
+        settings.code_failure_window_seconds,
+    )
+
+
+LimiterDep = Annotated[CodeAttemptLimiter, Depends(code_limiter)]
 
 
 @router.get("/v1/me/invite-code", summary="My invite code for my app")
@@ -26,12 +48,19 @@ async def get_my_invite_code(principal: AppUser, session: SessionDep) -> InviteC
     return InviteCodeRead.model_validate(code)
 
 
-@router.get("/v1/invite-codes/{code}", summary="Resolve an invite code to its user")
+@router.get(
+    "/v1/invite-codes/{code}", summary="Resolve an invite code to its user", responses=TOO_MANY
+)
 async def resolve_invite_code(
-    code: str,
+    code: Annotated[
+        str, Path(description="The code, case and dashes forgiven", examples=["K7M2XQ9D"])
+    ],
     principal: TrustedService,
     session: SessionDep,
+    limiter: LimiterDep,
     app_id: Annotated[str | None, Query(description="Only within this app")] = None,
 ) -> InviteCodeRead:
-    found = await service.resolve_code(session, principal.tenant_id, code, app_id)
+    """422 `invalid_invite_code` for a malformed code, 404 `invite_code_not_found` for an
+    unknown one; wrong codes count towards the caller's limit (429 `too_many_attempts`)."""
+    found = await service.resolve_code_throttled(session, limiter, principal, code, app_id)
     return InviteCodeRead.model_validate(found)

@@ -1,11 +1,16 @@
+"""Invite codes (SPEC §2.1): one per user per app, created on first request, resolved for
+binding and for other services."""
+
 from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from referral_service.invite_codes.attempts import CodeAttemptLimiter
 from referral_service.invite_codes.codes import generate_code, looks_like_code, normalize_code
 from referral_service.invite_codes.models import InviteCode
 from referral_service.invite_codes.repository import InviteCodeRepository
-from service_kit.errors import NotFound
+from service_kit.auth import Principal
+from service_kit.errors import NotFound, ProblemError, Unprocessable
 
 MAX_ATTEMPTS = 10
 
@@ -27,10 +32,32 @@ async def get_or_create_code(
 async def resolve_code(
     session: AsyncSession, tenant_id: str, raw_code: str, app_id: str | None = None
 ) -> InviteCode:
+    """The code's owner; 422 ``invalid_invite_code`` for what cannot be a code, 404
+    ``invite_code_not_found`` for a well-formed code nobody in this tenant/app has."""
     code = normalize_code(raw_code)
-    found = None
-    if looks_like_code(code):
-        found = await InviteCodeRepository.from_session(session).by_code(tenant_id, code, app_id)
+    if not looks_like_code(code):
+        raise Unprocessable(
+            "An invite code is 6 to 8 letters and digits (no 0, 1, I, L, O or U).",
+            code="invalid_invite_code",
+        )
+    found = await InviteCodeRepository.from_session(session).by_code(tenant_id, code, app_id)
     if found is None:
         raise NotFound("No user has this invite code.", code="invite_code_not_found")
     return found
+
+
+async def resolve_code_throttled(
+    session: AsyncSession,
+    limiter: CodeAttemptLimiter,
+    principal: Principal,
+    raw_code: str,
+    app_id: str | None = None,
+) -> InviteCode:
+    """``resolve_code`` for callers that could guess: wrong codes count against them."""
+    await limiter.check(principal)
+    try:
+        return await resolve_code(session, principal.tenant_id, raw_code, app_id)
+    except ProblemError as wrong:
+        if wrong.code in {"invalid_invite_code", "invite_code_not_found"}:
+            await limiter.record_failure(principal)
+        raise
