@@ -9,6 +9,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 
 def free_port() -> int:
@@ -20,7 +21,7 @@ def free_port() -> int:
 class EmbeddedPostgres:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
-        self._server = None
+        self._server: Any = None
 
     def start(self) -> str:
         """Start (or join) the server; returns an asyncpg URL template without database."""

@@ -92,7 +92,7 @@ def decode_token(secret: str, token: str, algorithm: str = "HS256") -> Principal
     except jwt.PyJWTError as exc:
         raise Unauthenticated("The bearer token is invalid.", code="invalid_token") from exc
     try:
-        kind = CallerKind(claims.get("kind"))
+        kind = CallerKind(str(claims.get("kind")))
     except ValueError as exc:
         raise Unauthenticated("Unknown caller kind in token.", code="invalid_token") from exc
     tenant_id = claims.get("tenant_id")

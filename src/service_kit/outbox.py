@@ -67,7 +67,7 @@ class OutboxRepository:
         self, queue: str, job_name: str, payload: dict[str, Any], job_id: str | None = None
     ) -> OutboxMessageMixin:
         message_id = uuid.uuid4()
-        message = self.model(
+        message = self.model(  # type: ignore[call-arg]  # a mapped subclass
             id=message_id,
             queue=queue,
             job_name=job_name,
