@@ -1,0 +1,121 @@
+"""Steps shared by the referral service tests."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import httpx
+from sqlalchemy import text
+
+from contracts import jobs
+from contracts.payloads import Node, NodeCompleted, UserRegistered
+from service_kit.queue import queue_name
+from tests.service.harness import Platform
+
+READ_ONLY = ["ActivityCenterRead"]
+
+
+async def invite_code(platform: Platform, user: str, **kw: Any) -> str:
+    response = await platform.referral.get("/v1/me/invite-code", headers=platform.user(user, **kw))
+    assert response.status_code == 200, response.text
+    return str(response.json()["code"])
+
+
+async def self_bind(platform: Platform, user: str, code: str, **kw: Any) -> httpx.Response:
+    return await platform.referral.post(
+        "/v1/me/binding", json={"invite_code": code}, headers=platform.user(user, **kw)
+    )
+
+
+async def op_bind(
+    platform: Platform,
+    invitee: str,
+    inviter: str,
+    node: str = "registration",
+    tenant: str = "tenant-a",
+    **body: Any,
+) -> httpx.Response:
+    return await platform.referral.post(
+        "/v1/bindings",
+        json={"invitee_id": invitee, "inviter_id": inviter, "node": node, **body},
+        headers=platform.operator(tenant),
+    )
+
+
+async def op_change(
+    platform: Platform, invitee: str, node: str, inviter: str, tenant: str = "tenant-a"
+) -> httpx.Response:
+    return await platform.referral.put(
+        f"/v1/bindings/{invitee}/{node}",
+        json={"inviter_id": inviter},
+        headers=platform.operator(tenant),
+    )
+
+
+async def chain(platform: Platform, users: list[str]) -> None:
+    """users[i+1] is invited by users[i] at registration."""
+    for inviter, invitee in zip(users, users[1:], strict=False):
+        response = await op_bind(platform, invitee, inviter)
+        assert response.status_code == 201, response.text
+
+
+async def _enqueue_referral(
+    platform: Platform, job: str, payload: dict[str, Any], job_id: str
+) -> None:
+    prefix = platform.settings["referral"].queue_prefix
+    await platform.apps["referral"].state.arq.enqueue_job(
+        job, payload, _job_id=job_id, _queue_name=queue_name(prefix, "referral")
+    )
+
+
+async def complete(
+    platform: Platform,
+    user: str,
+    node: Node,
+    at: datetime | None = None,
+    event_id: str | None = None,
+    tenant: str = "tenant-a",
+) -> None:
+    """activity_service's fact that a user completed a node, run by the referral worker."""
+    at = at or platform.clock.now()
+    event_id = event_id or f"evt-{user}-{node.value}"
+    if node is Node.registration:
+        fact: Any = UserRegistered(
+            tenant_id=tenant, app_id="broker-app", user_id=user, registered_at=at, event_id=event_id
+        )
+        job = jobs.REFERRAL_USER_REGISTERED
+    else:
+        fact = NodeCompleted(
+            tenant_id=tenant, user_id=user, node=node, completed_at=at, event_id=event_id
+        )
+        job = jobs.REFERRAL_NODE_COMPLETED
+    await _enqueue_referral(platform, job, fact.model_dump(mode="json"), f"{job}:{event_id}")
+    await platform.run_queued_jobs()
+
+
+async def register_with_code(
+    platform: Platform, user: str, code: str, event_id: str, at: datetime | None = None
+) -> None:
+    fact = UserRegistered(
+        tenant_id="tenant-a",
+        app_id="broker-app",
+        user_id=user,
+        invite_code=code,
+        registered_at=at or platform.clock.now(),
+        event_id=event_id,
+    )
+    await _enqueue_referral(
+        platform, jobs.REFERRAL_USER_REGISTERED, fact.model_dump(mode="json"), f"reg:{event_id}"
+    )
+    await platform.run_queued_jobs()
+
+
+async def outbox(platform: Platform) -> list[dict[str, Any]]:
+    async with platform.db("referral").engine.connect() as conn:
+        rows = await conn.execute(
+            text("SELECT job_name, queue, payload FROM outbox_messages ORDER BY created_at, id")
+        )
+        return [
+            {"job_name": r.job_name, "queue": r.queue, **r.payload} for r in rows.mappings().all()
+        ]
