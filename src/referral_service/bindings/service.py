@@ -358,12 +358,10 @@ async def user_bindings(
     repo = BindingRepository.from_session(session)
     rows, cursor = await repo.page(tenant_id, params, either_user_id=user_id)
     items = [
-        UserBindingRead.model_validate(b).model_copy(
-            update={
-                "completed_at": at,
-                "role": BindingRole.invitee if b.invitee_id == user_id else BindingRole.inviter,
-            }
-        )
+        UserBindingRead(
+            **BindingRead.model_validate(b).model_dump(),
+            role=BindingRole.invitee if b.invitee_id == user_id else BindingRole.inviter,
+        ).model_copy(update={"completed_at": at})
         for b, at in await _with_completions(repo, tenant_id, rows)
     ]
     return Page[UserBindingRead](items=items, next_cursor=cursor)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -90,7 +91,9 @@ async def complete(
             tenant_id=tenant, user_id=user, node=node, completed_at=at, event_id=event_id
         )
         job = jobs.REFERRAL_NODE_COMPLETED
-    await _enqueue_referral(platform, job, fact.model_dump(mode="json"), f"{job}:{event_id}")
+    # arq remembers job ids (results kept an hour, outside the test's key prefix): a fresh id
+    # per call, so a job is never silently skipped as a duplicate of an earlier test's.
+    await _enqueue_referral(platform, job, fact.model_dump(mode="json"), uuid.uuid4().hex)
     await platform.run_queued_jobs()
 
 
@@ -106,7 +109,7 @@ async def register_with_code(
         event_id=event_id,
     )
     await _enqueue_referral(
-        platform, jobs.REFERRAL_USER_REGISTERED, fact.model_dump(mode="json"), f"reg:{event_id}"
+        platform, jobs.REFERRAL_USER_REGISTERED, fact.model_dump(mode="json"), uuid.uuid4().hex
     )
     await platform.run_queued_jobs()
 
