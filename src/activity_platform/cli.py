@@ -1,4 +1,4 @@
-"""``activity-platform``: dev | migrate | token | openapi | serve | worker."""
+"""``activity-platform``: dev | migrate | token | openapi | serve | worker | cash-endpoint."""
 
 from __future__ import annotations
 
@@ -103,6 +103,19 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cash_endpoint(args: argparse.Namespace) -> int:
+    """The reference cash system (its own process and database), for dev and tests."""
+    import uvicorn
+
+    from activity_platform.reference_cash import create_app as create_cash_app
+
+    configure_logging(os.environ.get("LOG_LEVEL", "INFO"), True)
+    uvicorn.run(
+        create_cash_app(), host=args.host, port=args.port, log_config=None, access_log=False
+    )
+    return 0
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     from activity_platform.dev import run_dev
 
@@ -119,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--activity-port", type=int, default=8001)
     dev.add_argument("--referral-port", type=int, default=8002)
     dev.add_argument("--reward-port", type=int, default=8003)
+    dev.add_argument("--cash-port", type=int, default=8010, help="reference cash system")
     dev.add_argument("--tenant", default="demo-tenant", help="tenant of the printed tokens")
     dev.set_defaults(func=cmd_dev)
 
@@ -148,6 +162,13 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="run one service's arq worker")
     worker.add_argument("service", choices=sorted(SERVICES))
     worker.set_defaults(func=cmd_worker)
+
+    cash = sub.add_parser(
+        "cash-endpoint", help="run the reference cash system (CASH_DATABASE_URL, CASH_*)"
+    )
+    cash.add_argument("--host", default="127.0.0.1")
+    cash.add_argument("--port", type=int, default=8010)
+    cash.set_defaults(func=cmd_cash_endpoint)
 
     return parser
 

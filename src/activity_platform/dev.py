@@ -61,6 +61,13 @@ def platform_env(args: argparse.Namespace, data_dir: Path) -> tuple[dict[str, st
         print(f"embedded Redis: {env['REDIS_URL']}", file=sys.stderr)
     for name, port in ports.items():
         env[f"{name.upper()}_URL"] = f"http://{args.host}:{port}"
+    # The reference cash system: its own database on the same server, and the default cash
+    # endpoint of tenants that configured none.
+    env.setdefault("CASH_DATABASE_URL", database_url(env["REWARD_DATABASE_URL"], "cash"))
+    env.setdefault(
+        "REWARD_DEFAULT_CASH_ENDPOINT_URL",
+        f"http://{args.host}:{getattr(args, 'cash_port', 8010)}/v1/payments",
+    )
     return env, started
 
 
@@ -100,6 +107,14 @@ def run_dev(args: argparse.Namespace) -> int:
                 )
             )
             children.append(Child(f"{name}-worker", [*cli, "worker", name], env))
+        cash_port = str(getattr(args, "cash_port", 8010))
+        children.append(
+            Child(
+                "cash-endpoint",
+                [*cli, "cash-endpoint", "--host", args.host, "--port", cash_port],
+                env,
+            )
+        )
         for child in children:
             child.start()
         _print_banner(args, env)
@@ -150,6 +165,7 @@ def _print_banner(args: argparse.Namespace, env: dict[str, str]) -> None:
         f"  activity  {env['ACTIVITY_URL']}/docs\n"
         f"  referral  {env['REFERRAL_URL']}/docs\n"
         f"  reward    {env['REWARD_URL']}/docs\n"
+        f"  cash      {env['REWARD_DEFAULT_CASH_ENDPOINT_URL']} (reference cash system)\n"
         f"\noperator token (tenant {args.tenant}):\n  {operator}\n"
         f"back-end (service) token:\n  {service}\n"
         "user tokens: activity-platform token --kind user --tenant "

@@ -14,3 +14,4 @@ REFERRAL_NODE_COMPLETED = "referral.node_completed"
 # reward service
 REWARD_CREATE_FROM_GRANT = "reward.create_from_grant"
 REWARD_ISSUE = "reward.issue"
+REWARD_RECONCILE = "reward.reconcile"

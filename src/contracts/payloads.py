@@ -114,3 +114,14 @@ class BindingChanged(Contract):
     channel: str
     action: str = Field(description="bound | rebound")
     at: datetime
+
+
+class LockCheckAnswer(BaseModel):
+    """activity → reward over HTTP (``GET /v1/positions/{user_id}/lock-check``): did the user
+    keep at least the locked amount in the currency during the whole lock period (SPEC §3.3)?"""
+
+    held: bool
+    min_position: Decimal | None = Field(
+        None, description="Lowest position in the currency during the period, when known"
+    )
+    reason: str | None = Field(None, description="Why the condition was not held, if it was not")

@@ -6,8 +6,10 @@ import httpx
 from fastapi import FastAPI
 
 from reward_service.config import RewardSettings
+from reward_service.payouts.endpoints import router as payouts_router
 from reward_service.prizes.endpoints import router as prizes_router
 from reward_service.records.endpoints import router as records_router
+from reward_service.shipments.endpoints import router as shipments_router
 from reward_service.wallet.endpoints import router as wallet_router
 from service_kit.app_factory import create_service_app
 from service_kit.clock import Clock
@@ -24,7 +26,7 @@ def create_app(
         description="Prizes, reward records and their state machine, the reward center, "
         "wallets, shipments and cash payouts (SPEC §3).",
         settings=settings or RewardSettings(),
-        routers=[prizes_router, records_router, wallet_router],
+        routers=[prizes_router, records_router, wallet_router, shipments_router, payouts_router],
         clock=clock,
         http_mounts=http_mounts,
     )

@@ -1,26 +1,68 @@
-"""The reward service's arq worker."""
+"""The reward service's arq worker: records from grants, issuance, and the reconciler cron."""
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
+import httpx
 from arq import Worker
+from arq.cron import CronJob, cron
 
 from reward_service.config import RewardSettings
 from reward_service.db import OutboxMessage
 from reward_service.records.tasks import FUNCTIONS as RECORD_FUNCTIONS
+from reward_service.records.tasks import reconcile
 from service_kit.clock import Clock
+from service_kit.http import ServiceClient
 from service_kit.worker import build_worker
 
 FUNCTIONS = [*RECORD_FUNCTIONS]
 
 
+def reconciler_cron(settings: RewardSettings) -> CronJob:
+    every = max(1, min(60, settings.reconcile_interval_seconds))
+    return cron(
+        reconcile.coroutine,
+        name=reconcile.name,
+        second=set(range(0, 60, every)),
+        run_at_startup=True,
+        timeout=settings.job_timeout_seconds,
+        # A reconciler pass that was missed or killed is simply the next tick's work.
+        max_tries=1,
+    )
+
+
 def create_worker(
-    settings: RewardSettings | None = None, *, clock: Clock | None = None, burst: bool = False
+    settings: RewardSettings | None = None,
+    *,
+    clock: Clock | None = None,
+    burst: bool = False,
+    http_mounts: dict[str, httpx.AsyncBaseTransport] | None = None,
+    with_reconciler: bool | None = None,
 ) -> Worker:
-    return build_worker(
+    settings = settings or RewardSettings()
+    # Short timeouts: arq re-runs a killed worker's job once its in-progress key expires
+    # (largest timeout + 10 s), so issuance recovers from a crash within seconds.
+    functions = [dataclasses.replace(f, timeout_s=settings.job_timeout_seconds) for f in FUNCTIONS]
+    run_cron = (not burst) if with_reconciler is None else with_reconciler
+
+    async def extra_context(ctx: dict[str, Any]) -> None:
+        if http_mounts:
+            # In-process tests reach the other apps and the cash system over ASGI.
+            await ctx["http"].aclose()
+            ctx["http"] = ServiceClient(settings, mounts=http_mounts)
+
+    worker = build_worker(
         service="reward",
-        settings=settings or RewardSettings(),
-        functions=FUNCTIONS,
+        settings=settings,
+        functions=functions,
         outbox_model=OutboxMessage,
+        cron_jobs=[reconciler_cron(settings)] if run_cron else (),
         clock=clock,
         burst=burst,
+        extra_context=extra_context,
     )
+    worker.job_timeout_s = settings.job_timeout_seconds
+    worker.in_progress_timeout_s = settings.job_timeout_seconds + 10
+    return worker

@@ -4,6 +4,8 @@ and helpers to mint tokens and drive jobs to completion."""
 from __future__ import annotations
 
 import contextlib
+import importlib
+import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +51,9 @@ class Platform:
     apps: dict[str, FastAPI]
     clients: dict[str, httpx.AsyncClient]
     clock: FrozenClock
+    # Base URL → ASGI transport, shared with every app's ServiceClient and handed to workers
+    # that accept ``http_mounts``; tests may add more (e.g. a cash system) before draining.
+    mounts: dict[str, httpx.AsyncBaseTransport] = field(default_factory=dict)
     _stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
 
     @property
@@ -105,7 +110,13 @@ class Platform:
             queued = await redis.zcard(queue_name(self.settings[name].queue_prefix, name))
             if not queued:
                 continue
-            worker = spec.create_worker(settings=self.settings[name], clock=self.clock, burst=True)
+            extra: dict[str, Any] = {}
+            factory = importlib.import_module(f"{spec.module}.worker").create_worker
+            if "http_mounts" in inspect.signature(factory).parameters:
+                extra["http_mounts"] = self.mounts
+            worker = spec.create_worker(
+                settings=self.settings[name], clock=self.clock, burst=True, **extra
+            )
             worker_run_relay_off(worker)
             try:
                 await worker.async_run()
@@ -190,7 +201,7 @@ async def start_platform(urls: dict[str, str], redis_url: str, queue_prefix: str
     for name, spec in SERVICES.items():
         apps[name] = spec.create_app(settings=settings[name], clock=clock, http_mounts=mounts)
         mounts[BASE_URLS[name]] = httpx.ASGITransport(app=apps[name])
-    platform = Platform(settings=settings, apps=apps, clients={}, clock=clock)
+    platform = Platform(settings=settings, apps=apps, clients={}, clock=clock, mounts=mounts)
     for name, app in apps.items():
         await platform._stack.enter_async_context(app.router.lifespan_context(app))
         app.state.arq = await create_arq_pool(redis_url)

@@ -7,9 +7,10 @@ from fastapi import APIRouter, Depends, Query, status
 
 from reward_service.prizes import service
 from reward_service.prizes.repository import PrizeRepository
-from reward_service.prizes.schemas import PrizeCreate, PrizeRead, PrizeType
+from reward_service.prizes.schemas import PrizeCreate, PrizeRead, PrizeType, PrizeUpdate
 from service_kit.auth import RIGHTS_READ, RIGHTS_WRITE, Authenticator, CallerKind, Principal
 from service_kit.db import SessionDep
+from service_kit.deps import ClockDep
 from service_kit.errors import PROBLEM_RESPONSES
 from service_kit.pagination import Page, PageParamsDep
 
@@ -51,4 +52,21 @@ async def get_prize(
     prize_id: uuid.UUID, principal: PrizeReadAccess, session: SessionDep
 ) -> PrizeRead:
     prize = await service.get_prize(session, principal.tenant_id, prize_id)
+    return PrizeRead.model_validate(prize)
+
+
+@router.patch(
+    "/{prize_id}",
+    summary="Edit a prize",
+    description="Name, type-specific details and stock (`stock` sets, `stock_delta` adjusts "
+    "atomically; `stock_would_be_negative` when it would go below zero).",
+)
+async def update_prize(
+    prize_id: uuid.UUID,
+    body: PrizeUpdate,
+    principal: PrizeWrite,
+    session: SessionDep,
+    clock: ClockDep,
+) -> PrizeRead:
+    prize = await service.update_prize(session, principal.tenant_id, prize_id, body, clock.now())
     return PrizeRead.model_validate(prize)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -33,6 +34,31 @@ class PrizeRepository:
         if type_:
             stmt = stmt.where(Prize.type == type_)
         return await paginate(self.session, stmt, Prize, params)
+
+    async def update_fields(self, prize_id: uuid.UUID, values: dict[str, Any]) -> None:
+        await self.session.execute(
+            update(Prize)
+            .where(Prize.id == prize_id)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+
+    async def adjust_stock(self, prize_id: uuid.UUID, delta: int) -> int | None:
+        """Atomically add ``delta`` to the stock; None (and no change) if it would go below
+        zero. One UPDATE, so it composes with concurrent issues taking items."""
+        result = await self.session.execute(
+            update(Prize)
+            .where(Prize.id == prize_id, Prize.stock + delta >= 0)
+            .values(stock=Prize.stock + delta)
+            .returning(Prize.stock)
+            .execution_options(synchronize_session=False)
+        )
+        return result.scalar_one_or_none()
+
+    async def refresh(self, prize_id: uuid.UUID) -> Prize | None:
+        return await self.session.scalar(
+            select(Prize).where(Prize.id == prize_id).execution_options(populate_existing=True)
+        )
 
     async def take_one_from_stock(self, prize_id: uuid.UUID) -> bool:
         """Atomically decrement stock; False when none is left (never goes negative)."""

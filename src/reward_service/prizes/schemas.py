@@ -108,3 +108,40 @@ class PrizeRead(BaseModel):
     cost_currency: str | None
     created_at: datetime
     updated_at: datetime
+
+
+COUPON_FIELDS = {"coupon_type", "title", "validity", "instructions", "rules"}
+PHYSICAL_FIELDS = {"description", "image_url", "stock", "stock_delta"}
+CASH_FIELDS = {"amount", "currency"}
+
+
+class PrizeUpdate(BaseModel):
+    """Edit a prize; only the fields sent change, and only those of the prize's type.
+
+    Stock: `stock` sets it, `stock_delta` adjusts it atomically (e.g. +100 after a
+    delivery, -5 for damaged items) and never below zero. Records already issued keep what
+    they got; the change applies to issues from now on.
+    """
+
+    name: str | None = Field(None, min_length=1, max_length=200)
+    coupon_type: Literal["market_data", "commission_free", "cash_voucher", "other"] | None = None
+    title: I18nText | None = None
+    validity: CouponValidity | None = None
+    instructions: str | None = Field(None, max_length=2000)
+    rules: dict[str, Any] | None = None
+    description: str | None = Field(None, max_length=2000)
+    image_url: HttpUrl | None = None
+    stock: int | None = Field(None, ge=0, le=10_000_000, examples=[500])
+    stock_delta: int | None = Field(
+        None, ge=-10_000_000, le=10_000_000, examples=[100], description="Atomic adjustment"
+    )
+    amount: Amount | None = None
+    currency: Currency | None = None
+    cost_amount: Amount | None = None
+    cost_currency: Currency | None = None
+
+    @model_validator(mode="after")
+    def _one_stock_form(self) -> PrizeUpdate:
+        if self.stock is not None and self.stock_delta is not None:
+            raise ValueError("give stock or stock_delta, not both")
+        return self

@@ -1,14 +1,24 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from reward_service.prizes.models import Prize
 from reward_service.prizes.repository import PrizeRepository
-from reward_service.prizes.schemas import CashPrizeCreate, CouponPrizeCreate, PhysicalPrizeCreate
+from reward_service.prizes.schemas import (
+    CASH_FIELDS,
+    COUPON_FIELDS,
+    PHYSICAL_FIELDS,
+    CashPrizeCreate,
+    CouponPrizeCreate,
+    PhysicalPrizeCreate,
+    PrizeUpdate,
+)
 from service_kit.auth import Principal
-from service_kit.errors import NotFound, Unprocessable
+from service_kit.errors import Conflict, NotFound, Unprocessable
 
 
 def _cost(body: CouponPrizeCreate | PhysicalPrizeCreate) -> tuple[object, str | None]:
@@ -58,3 +68,60 @@ async def get_prize(session: AsyncSession, tenant_id: str, prize_id: uuid.UUID) 
     if prize is None:
         raise NotFound(f"No prize {prize_id} in this tenant.", code="prize_not_found")
     return prize
+
+
+FIELDS_BY_TYPE = {
+    "coupon": COUPON_FIELDS | {"cost_amount", "cost_currency"},
+    "physical": PHYSICAL_FIELDS | {"cost_amount", "cost_currency"},
+    "cash": CASH_FIELDS,
+}
+
+
+async def update_prize(
+    session: AsyncSession, tenant_id: str, prize_id: uuid.UUID, body: PrizeUpdate, now: datetime
+) -> Prize:
+    prize = await get_prize(session, tenant_id, prize_id)
+    sent = body.model_dump(exclude_unset=True, mode="json", by_alias=True)
+    sent = {k: v for k, v in sent.items() if v is not None}
+    allowed = FIELDS_BY_TYPE[prize.type] | {"name"}
+    wrong = sorted(set(sent) - allowed)
+    if wrong:
+        raise Unprocessable(
+            f"A {prize.type} prize has no field {', '.join(wrong)}.",
+            code="field_not_applicable",
+            fields=wrong,
+        )
+    repo = PrizeRepository.from_session(session)
+    values: dict[str, Any] = {"updated_at": now}
+    if "name" in sent:
+        values["name"] = sent.pop("name")
+    if "stock" in sent:
+        values["stock"] = sent.pop("stock")
+    delta = sent.pop("stock_delta", None)
+    if prize.type == "cash":
+        if "amount" in sent:
+            values["cost_amount"] = body.amount
+        if "currency" in sent:
+            values["cost_currency"] = body.currency
+    else:
+        cost_amount = sent.pop("cost_amount", None)
+        cost_currency = sent.pop("cost_currency", None)
+        if cost_amount is not None or cost_currency is not None:
+            amount = body.cost_amount if cost_amount is not None else prize.cost_amount
+            currency = body.cost_currency if cost_currency is not None else prize.cost_currency
+            if (amount is None) != (currency is None):
+                raise Unprocessable(
+                    "cost_amount and cost_currency go together.", code="cost_currency_required"
+                )
+            values["cost_amount"], values["cost_currency"] = amount, currency
+    if sent:
+        values["details"] = {**prize.details, **sent}
+    await repo.update_fields(prize.id, values)
+    if delta is not None and await repo.adjust_stock(prize.id, delta) is None:
+        raise Conflict(
+            f"Stock is {prize.stock}; adjusting it by {delta} would go below zero.",
+            code="stock_would_be_negative",
+        )
+    fresh = await repo.refresh(prize.id)
+    assert fresh is not None
+    return fresh

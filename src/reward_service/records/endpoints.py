@@ -1,15 +1,21 @@
 from __future__ import annotations
 
+import csv
+import io
 import uuid
+from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import StreamingResponse
 
 from reward_service.records import service
+from reward_service.records.models import RewardRecord
 from reward_service.records.repository import RecordRepository
 from reward_service.records.schemas import (
     MoveRequest,
+    MyRewardRead,
     RecordStats,
     RewardRecordDetail,
     RewardRecordRead,
@@ -22,9 +28,7 @@ from service_kit.deps import ClockDep
 from service_kit.errors import PROBLEM_RESPONSES
 from service_kit.pagination import Page, PageParamsDep
 
-router = APIRouter(
-    prefix="/v1/reward-records", tags=["reward records"], responses=PROBLEM_RESPONSES
-)
+router = APIRouter(tags=["reward records"], responses=PROBLEM_RESPONSES)
 
 RecordReader = Annotated[
     Principal,
@@ -35,34 +39,125 @@ RecordReader = Annotated[
 RecordWriter = Annotated[
     Principal, Depends(Authenticator(kinds={CallerKind.operator}, permissions=RIGHTS_WRITE))
 ]
+AppUser = Annotated[Principal, Depends(Authenticator(kinds={CallerKind.user}))]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=128,
+        description="Repeat a move safely: a replay answers with the record, not a conflict.",
+    ),
+]
 
 
-@router.get("", summary="Winners list")
-async def list_reward_records(
-    principal: RecordReader,
-    session: SessionDep,
-    page: PageParamsDep,
+def _filters(
     activity_code: Annotated[str | None, Query(examples=["ACT-7K2M9QXD"])] = None,
     status: RecordStatus | None = None,
     user_id: str | None = None,
-    task: str | None = None,
+    task: Annotated[str | None, Query(examples=["register"])] = None,
+    prize_type: Annotated[str | None, Query(examples=["cash"])] = None,
+    number: Annotated[str | None, Query(examples=["RR-20261123-00000042"])] = None,
     achieved_from: Annotated[datetime | None, Query(description="achieved_at ≥")] = None,
     achieved_until: Annotated[datetime | None, Query(description="achieved_at <")] = None,
+    issued_from: Annotated[datetime | None, Query(description="issued_at ≥")] = None,
+    issued_until: Annotated[datetime | None, Query(description="issued_at <")] = None,
+) -> dict[str, Any]:
+    return {
+        "activity_code": activity_code,
+        "status": status.value if status else None,
+        "user_id": user_id,
+        "task": task,
+        "prize_type": prize_type,
+        "number": number,
+        "since": achieved_from,
+        "until": achieved_until,
+        "issued_since": issued_from,
+        "issued_until": issued_until,
+    }
+
+
+Filters = Annotated[dict[str, Any], Depends(_filters)]
+
+
+@router.get("/v1/reward-records", summary="Winners list")
+async def list_reward_records(
+    principal: RecordReader, session: SessionDep, page: PageParamsDep, filters: Filters
 ) -> Page[RewardRecordRead]:
     rows, cursor = await RecordRepository.from_session(session).list(
-        principal.tenant_id,
-        page,
-        activity_code=activity_code,
-        status=status.value if status else None,
-        user_id=user_id,
-        task=task,
-        since=achieved_from,
-        until=achieved_until,
+        principal.tenant_id, page, **filters
     )
     return Page(items=[RewardRecordRead.model_validate(r) for r in rows], next_cursor=cursor)
 
 
-@router.get("/stats", summary="Reward record counts per status")
+EXPORT_COLUMNS = [
+    "number",
+    "activity_code",
+    "user_id",
+    "counterpart_id",
+    "enterprise_name",
+    "task",
+    "achieved_at",
+    "prize_name",
+    "prize_type",
+    "issuance_form",
+    "status",
+    "issued_at",
+    "issued_to",
+    "lock_amount",
+    "lock_currency",
+    "lock_days",
+    "lock_expires_at",
+    "lock_issue_after",
+    "failure_reason",
+]
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    text = str(value)
+    # Spreadsheet formula injection: a cell starting with one of these is read as a formula.
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+
+
+def _csv_line(values: list[Any]) -> str:
+    out = io.StringIO()
+    csv.writer(out).writerow([_cell(v) for v in values])
+    return out.getvalue()
+
+
+@router.get(
+    "/v1/reward-records/export",
+    summary="Export the winners list (CSV)",
+    description="The same filters as the winners list; every matching record, oldest first.",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}}, "description": "CSV with a header row"}},
+)
+async def export_reward_records(
+    request: Request, principal: RecordReader, filters: Filters
+) -> StreamingResponse:
+    db = request.app.state.db
+    tenant_id = principal.tenant_id
+
+    async def lines() -> AsyncIterator[str]:
+        yield "\ufeff" + _csv_line(EXPORT_COLUMNS)
+        # Its own read-only session: the response streams after the request dependency ends.
+        async with db.session() as session:
+            async for chunk in RecordRepository.from_session(session).stream(tenant_id, **filters):
+                for record in chunk:
+                    yield _csv_line([getattr(record, c) for c in EXPORT_COLUMNS])
+
+    name = filters.get("activity_code") or "all"
+    return StreamingResponse(
+        lines(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="reward-records-{name}.csv"'},
+    )
+
+
+@router.get("/v1/reward-records/stats", summary="Reward record counts per status")
 async def reward_record_stats(
     principal: RecordReader, session: SessionDep, activity_code: str | None = None
 ) -> RecordStats:
@@ -72,16 +167,22 @@ async def reward_record_stats(
     return RecordStats(activity_code=activity_code, **counts, all=sum(counts.values()))
 
 
-@router.get("/{record_id}", summary="One reward record with its transition history")
-async def get_reward_record(
-    record_id: uuid.UUID, principal: RecordReader, session: SessionDep
-) -> RewardRecordDetail:
-    record = await service.get_record(session, principal.tenant_id, record_id)
+async def _detail(session: SessionDep, record: RewardRecord) -> RewardRecordDetail:
     history = await RecordRepository.from_session(session).transitions(record.id)
     return RewardRecordDetail(
         **RewardRecordRead.model_validate(record).model_dump(),
         transitions=[TransitionRead.model_validate(t) for t in history],
     )
+
+
+@router.get(
+    "/v1/reward-records/{record_id}", summary="One reward record with its transition history"
+)
+async def get_reward_record(
+    record_id: uuid.UUID, principal: RecordReader, session: SessionDep
+) -> RewardRecordDetail:
+    record = await service.get_record(session, principal.tenant_id, record_id)
+    return await _detail(session, record)
 
 
 async def _operator_move(
@@ -91,6 +192,7 @@ async def _operator_move(
     session: SessionDep,
     clock: ClockDep,
     body: MoveRequest | None,
+    idempotency_key: str | None,
 ) -> RewardRecordRead:
     record = await service.operator_move(
         session,
@@ -100,38 +202,85 @@ async def _operator_move(
         actor=principal.actor,
         at=clock.now(),
         reason=body.reason if body else None,
+        idempotency_key=idempotency_key,
     )
     return RewardRecordRead.model_validate(record)
 
 
-@router.post("/{record_id}/submit", summary="Submit a pending record for issuance")
+MOVE_DOC = (
+    "Compare-and-set on the record's status: any move SPEC §3.2 does not draw from the "
+    "current status, or one that loses a race, is a 409 with `code` = `invalid_transition` "
+    "and changes nothing."
+)
+
+
+@router.post(
+    "/v1/reward-records/{record_id}/submit",
+    summary="Submit a pending record for issuance",
+    description=MOVE_DOC,
+)
 async def submit_reward_record(
     record_id: uuid.UUID,
     principal: RecordWriter,
     session: SessionDep,
     clock: ClockDep,
+    idempotency_key: IdempotencyKey = None,
     body: MoveRequest | None = None,
 ) -> RewardRecordRead:
-    return await _operator_move(Action.submit, record_id, principal, session, clock, body)
+    return await _operator_move(
+        Action.submit, record_id, principal, session, clock, body, idempotency_key
+    )
 
 
-@router.post("/{record_id}/cancel", summary="Cancel a pending, locked or failed record")
+@router.post(
+    "/v1/reward-records/{record_id}/cancel",
+    summary="Cancel a pending, locked or failed record",
+    description=MOVE_DOC,
+)
 async def cancel_reward_record(
     record_id: uuid.UUID,
     principal: RecordWriter,
     session: SessionDep,
     clock: ClockDep,
+    idempotency_key: IdempotencyKey = None,
     body: MoveRequest | None = None,
 ) -> RewardRecordRead:
-    return await _operator_move(Action.cancel, record_id, principal, session, clock, body)
+    return await _operator_move(
+        Action.cancel, record_id, principal, session, clock, body, idempotency_key
+    )
 
 
-@router.post("/{record_id}/resubmit", summary="Resubmit a failed record")
+@router.post(
+    "/v1/reward-records/{record_id}/resubmit",
+    summary="Resubmit a failed record",
+    description=MOVE_DOC,
+)
 async def resubmit_reward_record(
     record_id: uuid.UUID,
     principal: RecordWriter,
     session: SessionDep,
     clock: ClockDep,
+    idempotency_key: IdempotencyKey = None,
     body: MoveRequest | None = None,
 ) -> RewardRecordRead:
-    return await _operator_move(Action.resubmit, record_id, principal, session, clock, body)
+    return await _operator_move(
+        Action.resubmit, record_id, principal, session, clock, body, idempotency_key
+    )
+
+
+@router.get("/v1/me/rewards", summary="My rewards")
+async def list_my_rewards(
+    principal: AppUser,
+    session: SessionDep,
+    page: PageParamsDep,
+    status: RecordStatus | None = None,
+    activity_code: str | None = None,
+) -> Page[MyRewardRead]:
+    rows, cursor = await RecordRepository.from_session(session).list(
+        principal.tenant_id,
+        page,
+        user_id=principal.sub,
+        status=status.value if status else None,
+        activity_code=activity_code,
+    )
+    return Page(items=[MyRewardRead.model_validate(r) for r in rows], next_cursor=cursor)

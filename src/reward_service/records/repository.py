@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -41,21 +42,59 @@ class RecordRepository:
         )
 
     async def get_by_id(self, record_id: uuid.UUID) -> RewardRecord | None:
-        return await self.session.get(RewardRecord, record_id)
+        return await self.session.scalar(
+            select(RewardRecord)
+            .where(RewardRecord.id == record_id)
+            .execution_options(populate_existing=True)
+        )
+
+    async def get_by_number(self, tenant_id: str, number: str) -> RewardRecord | None:
+        return await self.session.scalar(
+            select(RewardRecord).where(
+                RewardRecord.tenant_id == tenant_id, RewardRecord.number == number
+            )
+        )
+
+    async def lock_in_status(self, record_id: uuid.UUID, status: str) -> RewardRecord | None:
+        """Row-lock the record if it is in ``status``: issuance of one record is serialized,
+        so a redelivered job waits for the first and then finds nothing left to do."""
+        return await self.session.scalar(
+            select(RewardRecord)
+            .where(RewardRecord.id == record_id, RewardRecord.status == status)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
 
     async def compare_and_set(
-        self, record_id: uuid.UUID, expected: str, values: dict[str, Any]
+        self,
+        record_id: uuid.UUID,
+        expected: str,
+        values: dict[str, Any],
+        at: datetime | None = None,
     ) -> RewardRecord | None:
         """Move the record only if it is still in ``expected``: two racing moves cannot
         both win. Returns the updated row, or None when another move got there first."""
         stmt = (
             update(RewardRecord)
             .where(RewardRecord.id == record_id, RewardRecord.status == expected)
-            .values(**values, version=RewardRecord.version + 1, updated_at=func.now())
+            .values(
+                **values,
+                version=RewardRecord.version + 1,
+                updated_at=at if at is not None else func.now(),
+            )
             .returning(RewardRecord)
             .execution_options(synchronize_session=False, populate_existing=True)
         )
         return (await self.session.scalars(stmt)).one_or_none()
+
+    async def touch(self, record_id: uuid.UUID, values: dict[str, Any]) -> None:
+        """Bookkeeping columns that are not a state move (no version bump)."""
+        await self.session.execute(
+            update(RewardRecord)
+            .where(RewardRecord.id == record_id)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
 
     def add_transition(self, transition: RecordTransition) -> None:
         self.session.add(transition)
@@ -68,18 +107,31 @@ class RecordRepository:
         )
         return list((await self.session.scalars(stmt)).all())
 
-    async def list(
+    async def transition_by_key(
+        self, record_id: uuid.UUID, idempotency_key: str
+    ) -> RecordTransition | None:
+        return await self.session.scalar(
+            select(RecordTransition).where(
+                RecordTransition.record_id == record_id,
+                RecordTransition.idempotency_key == idempotency_key,
+            )
+        )
+
+    def _filtered(
         self,
         tenant_id: str,
-        params: PageParams,
         *,
         activity_code: str | None = None,
         status: str | None = None,
         user_id: str | None = None,
         task: str | None = None,
+        prize_type: str | None = None,
+        number: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
-    ) -> tuple[list[RewardRecord], str | None]:
+        issued_since: datetime | None = None,
+        issued_until: datetime | None = None,
+    ) -> Select[Any]:
         stmt = select(RewardRecord).where(RewardRecord.tenant_id == tenant_id)
         if activity_code:
             stmt = stmt.where(RewardRecord.activity_code == activity_code)
@@ -89,11 +141,56 @@ class RecordRepository:
             stmt = stmt.where(RewardRecord.user_id == user_id)
         if task:
             stmt = stmt.where(RewardRecord.task == task)
+        if prize_type:
+            stmt = stmt.where(RewardRecord.prize_type == prize_type)
+        if number:
+            stmt = stmt.where(RewardRecord.number == number)
         if since:
             stmt = stmt.where(RewardRecord.achieved_at >= since)
         if until:
             stmt = stmt.where(RewardRecord.achieved_at < until)
-        return await paginate(self.session, stmt, RewardRecord, params)
+        if issued_since:
+            stmt = stmt.where(RewardRecord.issued_at >= issued_since)
+        if issued_until:
+            stmt = stmt.where(RewardRecord.issued_at < issued_until)
+        return stmt
+
+    async def list(
+        self, tenant_id: str, params: PageParams, **filters: Any
+    ) -> tuple[list[RewardRecord], str | None]:
+        return await paginate(
+            self.session, self._filtered(tenant_id, **filters), RewardRecord, params
+        )
+
+    async def stream(
+        self, tenant_id: str, chunk: int = 1000, **filters: Any
+    ) -> AsyncIterator[list[RewardRecord]]:
+        """Every matching record, oldest first, in keyset chunks (CSV export)."""
+        base = self._filtered(tenant_id, **filters)
+        after: tuple[datetime, uuid.UUID] | None = None
+        while True:
+            stmt = base
+            if after is not None:
+                at, row_id = after
+                stmt = stmt.where(
+                    or_(
+                        RewardRecord.created_at > at,
+                        and_(RewardRecord.created_at == at, RewardRecord.id > row_id),
+                    )
+                )
+            rows = list(
+                (
+                    await self.session.scalars(
+                        stmt.order_by(RewardRecord.created_at, RewardRecord.id).limit(chunk)
+                    )
+                ).all()
+            )
+            if not rows:
+                return
+            yield rows
+            if len(rows) < chunk:
+                return
+            after = (rows[-1].created_at, rows[-1].id)
 
     async def count_by_status(self, tenant_id: str, activity_code: str | None) -> dict[str, int]:
         stmt = select(RewardRecord.status, func.count()).where(RewardRecord.tenant_id == tenant_id)
@@ -101,3 +198,55 @@ class RecordRepository:
             stmt = stmt.where(RewardRecord.activity_code == activity_code)
         rows = await self.session.execute(stmt.group_by(RewardRecord.status))
         return {status: int(n) for status, n in rows.all()}
+
+    # --- the reconciler's questions (across tenants: it is the platform's own job) ---
+
+    async def claim_stuck_issuing(self, older_than: datetime, limit: int) -> list[RewardRecord]:
+        """Records in Issuing since before ``older_than`` and not re-driven since; rows
+        being issued right now are locked by their job and skipped."""
+        stmt = (
+            select(RewardRecord)
+            .where(
+                RewardRecord.status == "issuing",
+                RewardRecord.updated_at <= older_than,
+                or_(RewardRecord.redriven_at.is_(None), RewardRecord.redriven_at <= older_than),
+            )
+            .order_by(RewardRecord.updated_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return list((await self.session.scalars(stmt)).all())
+
+    async def claim_unsubmitted_automatic(
+        self, older_than: datetime, limit: int
+    ) -> list[RewardRecord]:
+        stmt = (
+            select(RewardRecord)
+            .where(
+                RewardRecord.status == "pending",
+                RewardRecord.issuance_form == "automatic",
+                RewardRecord.updated_at <= older_than,
+            )
+            .order_by(RewardRecord.updated_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return list((await self.session.scalars(stmt)).all())
+
+    async def due_locks(
+        self, now: datetime, checked_before: datetime, limit: int
+    ) -> list[RewardRecord]:
+        stmt = (
+            select(RewardRecord)
+            .where(
+                RewardRecord.status == "locked",
+                RewardRecord.lock_expires_at <= now,
+                or_(
+                    RewardRecord.lock_checked_at.is_(None),
+                    RewardRecord.lock_checked_at <= checked_before,
+                ),
+            )
+            .order_by(RewardRecord.lock_expires_at)
+            .limit(limit)
+        )
+        return list((await self.session.scalars(stmt)).all())

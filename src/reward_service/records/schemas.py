@@ -21,28 +21,40 @@ class TransitionRead(BaseModel):
 
 
 class RewardRecordRead(BaseModel):
+    """One line of the winners list (SPEC §3.2)."""
+
     model_config = ConfigDict(from_attributes=True)
 
     id: uuid.UUID
-    number: str = Field(examples=["RR-20261123-00000042"])
+    number: str = Field(examples=["RR-20261123-00000042"], description="Reward record number")
     activity_code: str = Field(examples=["ACT-7K2M9QXD"])
-    grant_key: str
-    user_id: str
-    counterpart_id: str | None
-    enterprise_name: str | None
-    task: str = Field(examples=["register"])
-    achieved_at: datetime
+    activity_name: str | None = Field(None, examples=["Sign-up gift"])
+    grant_key: str = Field(description="The deterministic key of the grant it came from")
+    rule_id: str | None = None
+    user_id: str = Field(examples=["u-1001"], description="The user the reward is for")
+    app_id: str | None = None
+    counterpart_id: str | None = Field(description="Inviter or invitee, for referral rewards")
+    enterprise_name: str | None = Field(description="Certified enterprise name, if any")
+    task: str = Field(examples=["register"], description="The task achieved")
+    achieved_at: datetime = Field(description="When the task was achieved")
     prize_id: uuid.UUID
-    prize_type: str = Field(examples=["coupon"])
-    issuance_form: str = Field(examples=["automatic"])
+    prize_type: str = Field(examples=["coupon"], description="coupon | physical | cash")
+    prize_name: str | None = Field(None, examples=["30-day market data"])
+    issuance_form: str = Field(examples=["automatic"], description="automatic | manual")
     status: RecordStatus
-    issued_at: datetime | None
-    issued_to: str | None
-    lock_amount: Decimal | None
-    lock_currency: str | None
-    lock_days: int | None
-    lock_expires_at: datetime | None
-    failure_reason: str | None
+    issued_at: datetime | None = Field(description="When the reward reached the user")
+    issued_to: str | None = Field(description="The account the reward was issued to")
+    lock_amount: Decimal | None = Field(description="Lock-up amount (SPEC §3.3)")
+    lock_currency: str | None = Field(examples=["HKD"])
+    lock_days: int | None = Field(description="Lock-up period in days")
+    lock_started_at: datetime | None = None
+    lock_expires_at: datetime | None = Field(description="Reward arrival + lock period")
+    lock_issue_after: bool | None = Field(
+        None, description="Whether the reward is issued only after the lock-up"
+    )
+    failure_reason: str | None = Field(
+        description="Why it failed or was cancelled", examples=["out_of_stock"]
+    )
     created_at: datetime
     updated_at: datetime
 
@@ -60,6 +72,26 @@ class RecordStats(BaseModel):
     cancelled: int = 0
     locked: int = 0
     all: int = 0
+
+
+class MyRewardRead(BaseModel):
+    """A reward record as the app shows it to its own user."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    number: str = Field(examples=["RR-20261123-00000042"])
+    activity_code: str
+    activity_name: str | None = None
+    task: str
+    achieved_at: datetime
+    prize_id: uuid.UUID
+    prize_type: str = Field(examples=["physical"])
+    prize_name: str | None = None
+    status: RecordStatus
+    issued_at: datetime | None
+    lock_expires_at: datetime | None
+    failure_reason: str | None
 
 
 class MoveRequest(BaseModel):

@@ -13,13 +13,25 @@ from contracts.payloads import Grant, IssuanceForm, RecordStatusChanged
 from reward_service.db import OutboxMessage
 from reward_service.prizes.models import Prize
 from reward_service.prizes.repository import PrizeRepository
+from reward_service.records.fulfilment import FulfilmentFailed
 from reward_service.records.models import RecordTransition, RewardRecord
 from reward_service.records.repository import RecordRepository
 from reward_service.records.state import Action, InvalidTransition, RecordStatus, next_status
+from reward_service.shipments.service import ship_physical_prize
 from reward_service.wallet.service import put_coupon_in_wallet
-from service_kit.errors import NotFound
+from service_kit.errors import Conflict, NotFound
 from service_kit.outbox import OutboxRepository
 from service_kit.telemetry import STATE_TRANSITIONS
+
+__all__ = [
+    "SYSTEM_ACTOR",
+    "FulfilmentFailed",
+    "create_from_grant",
+    "get_record",
+    "issue",
+    "move",
+    "operator_move",
+]
 
 SYSTEM_ACTOR = "system:reward"
 
@@ -41,6 +53,7 @@ def _record_transition(
     actor: str,
     at: datetime,
     reason: str | None = None,
+    idempotency_key: str | None = None,
 ) -> None:
     RecordRepository.from_session(session).add_transition(
         RecordTransition(
@@ -51,6 +64,7 @@ def _record_transition(
             actor=actor,
             reason=reason,
             at=at,
+            idempotency_key=idempotency_key,
         )
     )
     STATE_TRANSITIONS.labels(from_status or "none", record.status).inc()
@@ -70,14 +84,21 @@ def _record_transition(
     )
 
 
-def _queue_issuance(session: AsyncSession, record: RewardRecord) -> None:
-    # job id = record id + version: a resubmission after failure is a new job, while a
-    # redelivery of the same attempt is dropped by arq and is a no-op anyway.
+def queue_issuance(session: AsyncSession, record: RewardRecord, attempt: str | None = None) -> None:
+    """Queue ``reward.issue`` for a record in Issuing (through the outbox: never lost).
+
+    job id = record id + version: a resubmission after failure is a new job, while a
+    redelivery of the same attempt is dropped by arq and is a no-op anyway. The reconciler
+    passes ``attempt`` so its re-drive is not swallowed by a finished job's kept result.
+    """
+    job_id = f"reward.issue:{record.id}:{record.version}"
+    if attempt:
+        job_id += f":{attempt}"
     _outbox(session).add(
         "reward",
         jobs.REWARD_ISSUE,
         {"tenant_id": record.tenant_id, "record_id": str(record.id)},
-        job_id=f"reward.issue:{record.id}:{record.version}",
+        job_id=job_id,
     )
 
 
@@ -90,6 +111,7 @@ async def move(
     at: datetime,
     reason: str | None = None,
     extra: dict[str, Any] | None = None,
+    idempotency_key: str | None = None,
 ) -> RewardRecord:
     """Apply one state machine move by compare-and-set; raises InvalidTransition if the
     move is not allowed from the record's current status or another move won the race."""
@@ -98,21 +120,32 @@ async def move(
     values: dict[str, Any] = {"status": target.value, **(extra or {})}
     if target is RecordStatus.failed:
         values["failure_reason"] = reason
-    moved = await RecordRepository.from_session(session).compare_and_set(
-        record.id, current.value, values
-    )
+    elif target is RecordStatus.cancelled and reason:
+        values["failure_reason"] = reason
+    elif target is RecordStatus.issuing:
+        # A resubmitted record starts a fresh attempt: the old reason no longer applies.
+        values["failure_reason"] = None
+        values["redriven_at"] = None
+    repo = RecordRepository.from_session(session)
+    moved = await repo.compare_and_set(record.id, current.value, values, at=at)
     if moved is None:
-        fresh = await RecordRepository.from_session(session).get_by_id(record.id)
+        fresh = await repo.get_by_id(record.id)
         now_status = fresh.status if fresh else "missing"
         raise InvalidTransition(
             f"The record changed concurrently (now {now_status}); {action.value} not applied.",
             current_status=now_status,
             action=action.value,
         )
-    _record_transition(session, moved, current.value, action.value, actor, at, reason)
+    _record_transition(
+        session, moved, current.value, action.value, actor, at, reason, idempotency_key
+    )
     if target is RecordStatus.issuing:
-        _queue_issuance(session, moved)
+        queue_issuance(session, moved)
     return moved
+
+
+def _waits_for_lock(grant: Grant) -> bool:
+    return grant.lock_up is not None and grant.lock_up.issue_after_lock
 
 
 async def create_from_grant(
@@ -120,16 +153,19 @@ async def create_from_grant(
 ) -> RewardRecord | None:
     """Insert the record of a grant (idempotent on the grant key); None if it existed.
 
-    Automatic records are submitted at once; with lock-up terms they wait in Locked.
+    Automatic records are submitted at once; records whose reward is issued only after a
+    lock-up wait in Locked until the lock expires (SPEC §3.3).
     """
-    prize = await PrizeRepository.from_session(session).get(
-        grant.tenant_id, uuid.UUID(grant.prize_id)
-    )
+    try:
+        prize_id = uuid.UUID(grant.prize_id)
+    except ValueError as exc:
+        raise NotFound(f"grant {grant.grant_key} names unknown prize {grant.prize_id}") from exc
+    prize = await PrizeRepository.from_session(session).get(grant.tenant_id, prize_id)
     if prize is None:
         raise NotFound(f"grant {grant.grant_key} names unknown prize {grant.prize_id}")
     repo = RecordRepository.from_session(session)
     lock = grant.lock_up
-    status = RecordStatus.locked if lock is not None else RecordStatus.pending
+    status = RecordStatus.locked if _waits_for_lock(grant) else RecordStatus.pending
     record = await repo.insert_if_new(
         {
             "id": uuid.uuid4(),
@@ -137,6 +173,7 @@ async def create_from_grant(
             "tenant_id": grant.tenant_id,
             "grant_key": grant.grant_key,
             "activity_code": grant.activity_code,
+            "activity_name": grant.activity_name,
             "rule_id": grant.rule_id,
             "user_id": grant.user_id,
             "app_id": grant.app_id,
@@ -146,13 +183,18 @@ async def create_from_grant(
             "achieved_at": grant.achieved_at,
             "prize_id": prize.id,
             "prize_type": prize.type,
+            "prize_name": prize.name,
             "issuance_form": grant.issuance_form.value,
             "status": status.value,
             "lock_amount": lock.amount if lock else None,
             "lock_currency": lock.currency if lock else None,
             "lock_days": lock.days if lock else None,
+            # Lock expiry = reward arrival (the record's creation) + lock period (SPEC §3.3).
+            "lock_started_at": now if lock else None,
             "lock_expires_at": now + timedelta(days=lock.days) if lock else None,
+            "lock_issue_after": lock.issue_after_lock if lock else None,
             "version": 1,
+            "updated_at": now,
         }
     )
     if record is None:
@@ -170,6 +212,9 @@ async def get_record(session: AsyncSession, tenant_id: str, record_id: uuid.UUID
     return record
 
 
+OPERATOR_ACTIONS = frozenset({Action.submit, Action.cancel, Action.resubmit})
+
+
 async def operator_move(
     session: AsyncSession,
     tenant_id: str,
@@ -179,45 +224,60 @@ async def operator_move(
     actor: str,
     at: datetime,
     reason: str | None = None,
+    idempotency_key: str | None = None,
 ) -> RewardRecord:
+    """An operator's submit / cancel / resubmit. With an ``idempotency_key`` a replay of a
+    move that already happened answers with the record instead of a conflict."""
+    if action not in OPERATOR_ACTIONS:
+        raise InvalidTransition(f"Operators cannot {action.value} a record.", action=action.value)
     record = await get_record(session, tenant_id, record_id)
-    return await move(session, record, action, actor=actor, at=at, reason=reason)
-
-
-class FulfilmentFailed(Exception):
-    """A definite refusal: the record goes to Failed with this reason."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+    if idempotency_key:
+        done = await RecordRepository.from_session(session).transition_by_key(
+            record.id, idempotency_key
+        )
+        if done is not None:
+            if done.action != action.value:
+                raise Conflict(
+                    f"Idempotency-Key {idempotency_key!r} was used for {done.action}.",
+                    code="idempotency_key_reused",
+                )
+            return record
+    return await move(
+        session,
+        record,
+        action,
+        actor=actor,
+        at=at,
+        reason=reason,
+        idempotency_key=idempotency_key,
+    )
 
 
 async def fulfil(session: AsyncSession, record: RewardRecord, prize: Prize, now: datetime) -> None:
-    """The fulfilment adapter for the record's prize type; each is idempotent per record."""
+    """The in-database fulfilment adapters (coupon, physical); each is idempotent per record.
+    Cash goes through ``payouts.service.issue_cash`` because it calls another system."""
     if prize.type == "coupon":
         await put_coupon_in_wallet(session, record, prize, now)
+        return
+    if prize.type == "physical":
+        await ship_physical_prize(session, record, prize, now)
         return
     raise FulfilmentFailed(f"no fulfilment adapter for prize type {prize.type}")
 
 
-async def issue(session: AsyncSession, record_id: uuid.UUID, now: datetime) -> RewardRecord | None:
-    """Issuing → Issued (or Failed). Safe to run any number of times for one record: a
-    record that is no longer Issuing is left alone, and adapters are unique per record."""
-    repo = RecordRepository.from_session(session)
-    record = await repo.get_by_id(record_id)
-    if record is None or record.status != RecordStatus.issuing.value:
-        return None
-    prize = await PrizeRepository.from_session(session).get(record.tenant_id, record.prize_id)
-    if prize is None:
-        return await move(
-            session, record, Action.fail, actor=SYSTEM_ACTOR, at=now, reason="prize_missing"
-        )
+async def fail(
+    session: AsyncSession, record: RewardRecord, reason: str, now: datetime
+) -> RewardRecord | None:
     try:
-        await fulfil(session, record, prize, now)
-    except FulfilmentFailed as failure:
-        return await move(
-            session, record, Action.fail, actor=SYSTEM_ACTOR, at=now, reason=failure.reason
-        )
+        return await move(session, record, Action.fail, actor=SYSTEM_ACTOR, at=now, reason=reason)
+    except InvalidTransition:
+        return None
+
+
+async def mark_issued(
+    session: AsyncSession, record: RewardRecord, now: datetime
+) -> RewardRecord | None:
+    """Issuing → Issued; None when another run of the same issuance got there first."""
     try:
         return await move(
             session,
@@ -229,3 +289,23 @@ async def issue(session: AsyncSession, record_id: uuid.UUID, now: datetime) -> R
         )
     except InvalidTransition:
         return None
+
+
+async def issue(session: AsyncSession, record_id: uuid.UUID, now: datetime) -> RewardRecord | None:
+    """Issuing → Issued (or Failed) for coupons and physical items. Safe to run any number of
+    times for one record: the record row is locked for the attempt, a record that is no longer
+    Issuing is left alone, and the wallet entry / shipment is unique per record."""
+    repo = RecordRepository.from_session(session)
+    record = await repo.lock_in_status(record_id, RecordStatus.issuing.value)
+    if record is None:
+        return None
+    if record.prize_type == "cash":
+        raise RuntimeError("cash records are issued by payouts.service.issue_cash")
+    prize = await PrizeRepository.from_session(session).get(record.tenant_id, record.prize_id)
+    if prize is None:
+        return await fail(session, record, "prize_missing", now)
+    try:
+        await fulfil(session, record, prize, now)
+    except FulfilmentFailed as failure:
+        return await fail(session, record, failure.reason, now)
+    return await mark_issued(session, record, now)

@@ -1,14 +1,23 @@
-"""Reward jobs: records from grants, and issuance."""
+"""Reward jobs: records from grants, issuance, and the reconciler."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
 
+from arq import Retry
+
 from contracts import jobs
 from contracts.payloads import Grant
+from reward_service.payouts.service import issue_cash
 from reward_service.records import service
+from reward_service.records.fulfilment import TransientFulfilmentError
+from reward_service.records.reconciler import reconcile_once
+from reward_service.records.repository import RecordRepository
+from reward_service.records.state import RecordStatus
 from service_kit.worker import job
+
+MAX_RETRY_DELAY_SECONDS = 30.0
 
 
 @job(jobs.REWARD_CREATE_FROM_GRANT, "reward")
@@ -19,11 +28,45 @@ async def create_from_grant(ctx: dict[str, Any], payload: dict[str, Any]) -> str
     return str(record.id) if record else None
 
 
+async def issue_record(ctx: dict[str, Any], record_id: uuid.UUID) -> str | None:
+    """Route one record to its fulfilment adapter; None when there was nothing to do."""
+    async with ctx["db"].session() as session:
+        record = await RecordRepository.from_session(session).get_by_id(record_id)
+        if record is None or record.status != RecordStatus.issuing.value:
+            return None
+        prize_type = record.prize_type
+    if prize_type == "cash":
+        cash_record = await issue_cash(
+            ctx["db"], ctx["http"], ctx["settings"], record_id, ctx["clock"]
+        )
+        return cash_record.status if cash_record else None
+    async with ctx["db"].session() as session:
+        issued = await service.issue(session, record_id, ctx["clock"].now())
+    return issued.status if issued else None
+
+
 @job(jobs.REWARD_ISSUE, "reward")
 async def issue(ctx: dict[str, Any], payload: dict[str, Any]) -> str | None:
-    async with ctx["db"].session() as session:
-        record = await service.issue(session, uuid.UUID(payload["record_id"]), ctx["clock"].now())
-    return record.status if record else None
+    try:
+        return await issue_record(ctx, uuid.UUID(payload["record_id"]))
+    except TransientFulfilmentError as exc:
+        # Backoff doubling per try; after the last try the record is still Issuing and the
+        # reconciler re-drives it, so a long outage delays the payment but never loses it.
+        base = float(ctx["settings"].cash_retry_base_seconds)
+        delay = min(base * 2 ** (ctx.get("job_try", 1) - 1), MAX_RETRY_DELAY_SECONDS)
+        raise Retry(defer=delay) from exc
+
+
+@job(jobs.REWARD_RECONCILE, "reward")
+async def reconcile(ctx: dict[str, Any]) -> dict[str, int]:
+    report = await reconcile_once(ctx["db"], ctx["http"], ctx["settings"], ctx["clock"].now())
+    return {
+        "redriven": report.redriven,
+        "submitted": report.submitted,
+        "released": report.released,
+        "broken": report.broken,
+        "lock_checks_deferred": report.lock_checks_deferred,
+    }
 
 
 FUNCTIONS = [create_from_grant, issue]

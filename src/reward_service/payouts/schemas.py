@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
+
+
+class PayoutEndpointWrite(BaseModel):
+    url: AnyHttpUrl = Field(
+        description="The tenant cash system's payment URL. It receives `POST` with an "
+        "`Idempotency-Key` header (the reward record number) and answers 2xx with the payment "
+        "(also on a replay of the same key), 4xx for a definite refusal, 5xx when unavailable.",
+        examples=["https://cash.broker.example/v1/payments"],
+    )
+
+
+class PayoutEndpointRead(BaseModel):
+    url: str | None = Field(examples=["https://cash.broker.example/v1/payments"])
+    source: str = Field(
+        description="`tenant` (configured here), `default` (the platform setting) or `none`",
+        examples=["tenant"],
+    )
+    updated_by: str | None = None
+    updated_at: datetime | None = None
+
+
+class CashPayoutRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    record_number: str
+    user_id: str
+    amount: Decimal
+    currency: str
+    status: str = Field(examples=["paid"], description="requested | paid | refused")
+    attempts: int
+    payment_id: str | None
+    last_error: str | None
+    updated_at: datetime
+
+
+class CashPaymentRequest(BaseModel):
+    """What the platform sends to a cash system (the idempotency key is also a header)."""
+
+    reference: str = Field(description="The reward record number, also the idempotency key")
+    tenant_id: str
+    user_id: str
+    amount: str = Field(examples=["100.00"])
+    currency: str = Field(examples=["HKD"])
+    record_id: str

@@ -1,0 +1,187 @@
+"""Nothing stuck (ARCHITECTURE "Reliability rules"): the periodic pass that re-drives records
+a crash or a lost job left behind, and that settles lock-ups at expiry (SPEC §3.3).
+
+Postgres is the source of truth: every question here is asked of the records table, so a
+lost Redis queue or a worker killed mid-job is repaired from the rows alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from pydantic import ValidationError
+
+from contracts.payloads import LockCheckAnswer
+from reward_service.config import RewardSettings
+from reward_service.records.models import RewardRecord
+from reward_service.records.repository import RecordRepository
+from reward_service.records.service import SYSTEM_ACTOR, move, queue_issuance
+from reward_service.records.state import Action, InvalidTransition, RecordStatus
+from service_kit.db import Database
+from service_kit.errors import UpstreamUnavailable
+from service_kit.http import ServiceClient
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ReconcileReport:
+    redriven: int = 0
+    submitted: int = 0
+    released: int = 0
+    broken: int = 0
+    lock_checks_deferred: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+async def redrive_stuck(db: Database, settings: RewardSettings, now: datetime) -> tuple[int, int]:
+    """Re-queue issuance of records in Issuing past the deadline (their job died or was
+    lost) and submit automatic records whose submit never happened. Issuance is idempotent
+    per record, so re-driving one that is merely slow is harmless."""
+    older_than = now - timedelta(seconds=settings.issuing_deadline_seconds)
+    stamp = f"redrive:{int(now.timestamp())}"
+    async with db.session() as session:
+        repo = RecordRepository.from_session(session)
+        stuck = await repo.claim_stuck_issuing(older_than, settings.reconcile_batch_size)
+        for record in stuck:
+            await repo.touch(record.id, {"redriven_at": now})
+            queue_issuance(session, record, attempt=stamp)
+        unsubmitted = await repo.claim_unsubmitted_automatic(
+            older_than, settings.reconcile_batch_size
+        )
+        submitted = 0
+        for record in unsubmitted:
+            try:
+                await move(
+                    session,
+                    record,
+                    Action.submit,
+                    actor=SYSTEM_ACTOR,
+                    at=now,
+                    reason="reconciler: automatic record was not submitted",
+                )
+                submitted += 1
+            except InvalidTransition:
+                continue
+    if stuck or submitted:
+        log.info("reconciler re-drove %d issuing and submitted %d pending", len(stuck), submitted)
+    return len(stuck), submitted
+
+
+async def ask_lock_check(
+    http: ServiceClient, settings: RewardSettings, record: RewardRecord
+) -> LockCheckAnswer | None:
+    """activity_service's verdict on the lock-up, or None when it cannot answer now."""
+    assert record.lock_amount is not None and record.lock_expires_at is not None
+    started = record.lock_started_at or record.lock_expires_at - timedelta(
+        days=record.lock_days or 0
+    )
+    try:
+        response = await http.get(
+            settings.activity_url,
+            f"/v1/positions/{record.user_id}/lock-check",
+            tenant_id=record.tenant_id,
+            params={
+                "currency": record.lock_currency,
+                "amount": format(Decimal(record.lock_amount), "f"),
+                "from": started.isoformat(),
+                "until": record.lock_expires_at.isoformat(),
+            },
+        )
+    except UpstreamUnavailable:
+        return None
+    if response.status_code != 200:
+        return None
+    try:
+        return LockCheckAnswer.model_validate(response.json())
+    except (ValueError, ValidationError):
+        log.warning("lock-check answer for %s is not a LockCheckAnswer", record.number)
+        return None
+
+
+def break_reason(record: RewardRecord, answer: LockCheckAnswer) -> str:
+    if answer.reason:
+        return f"lock_broken: {answer.reason}"[:500]
+    low = f"; lowest position {answer.min_position}" if answer.min_position is not None else ""
+    return (
+        f"lock_broken: {record.lock_amount} {record.lock_currency} not kept for "
+        f"{record.lock_days} days{low}"
+    )[:500]
+
+
+async def settle_lock(
+    db: Database, record: RewardRecord, answer: LockCheckAnswer, now: datetime
+) -> str | None:
+    """Locked → Pending (→ Issuing when automatic) if the condition held, else Cancelled.
+    Returns "released" / "broken", or None when the record had already moved."""
+    async with db.session() as session:
+        repo = RecordRepository.from_session(session)
+        fresh = await repo.get_by_id(record.id)
+        if fresh is None or fresh.status != RecordStatus.locked.value:
+            return None
+        try:
+            if not answer.held:
+                await move(
+                    session,
+                    fresh,
+                    Action.break_lock,
+                    actor=SYSTEM_ACTOR,
+                    at=now,
+                    reason=break_reason(fresh, answer),
+                )
+                return "broken"
+            released = await move(
+                session,
+                fresh,
+                Action.release_lock,
+                actor=SYSTEM_ACTOR,
+                at=now,
+                reason="lock-up condition held",
+            )
+            if released.issuance_form == "automatic":
+                await move(session, released, Action.submit, actor=SYSTEM_ACTOR, at=now)
+            return "released"
+        except InvalidTransition:
+            return None
+
+
+async def settle_due_locks(
+    db: Database, http: ServiceClient, settings: RewardSettings, now: datetime
+) -> tuple[int, int, int]:
+    """Ask about every lock-up that has expired. The HTTP question is asked outside any
+    transaction; an unanswered question leaves the record Locked and is asked again later."""
+    checked_before = now - timedelta(seconds=settings.lock_recheck_seconds)
+    async with db.session() as session:
+        due = await RecordRepository.from_session(session).due_locks(
+            now, checked_before, settings.reconcile_batch_size
+        )
+    released = broken = deferred = 0
+    for record in due:
+        answer = await ask_lock_check(http, settings, record)
+        if answer is None:
+            deferred += 1
+            async with db.session() as session:
+                await RecordRepository.from_session(session).touch(
+                    record.id, {"lock_checked_at": now}
+                )
+            continue
+        outcome = await settle_lock(db, record, answer, now)
+        if outcome == "released":
+            released += 1
+        elif outcome == "broken":
+            broken += 1
+    return released, broken, deferred
+
+
+async def reconcile_once(
+    db: Database, http: ServiceClient, settings: RewardSettings, now: datetime
+) -> ReconcileReport:
+    report = ReconcileReport()
+    report.redriven, report.submitted = await redrive_stuck(db, settings, now)
+    report.released, report.broken, report.lock_checks_deferred = await settle_due_locks(
+        db, http, settings, now
+    )
+    return report
