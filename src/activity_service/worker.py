@@ -7,10 +7,13 @@ from arq import Worker
 from activity_service.config import ActivitySettings
 from activity_service.db import OutboxMessage
 from activity_service.evaluation.tasks import FUNCTIONS as EVALUATION_FUNCTIONS
+from activity_service.segments.tasks import CRON_JOBS as SEGMENT_CRON_JOBS
+from activity_service.segments.tasks import FUNCTIONS as SEGMENT_FUNCTIONS
 from service_kit.clock import Clock
 from service_kit.worker import build_worker
 
-FUNCTIONS = [*EVALUATION_FUNCTIONS]
+FUNCTIONS = [*EVALUATION_FUNCTIONS, *SEGMENT_FUNCTIONS]
+CRON_JOBS = [*SEGMENT_CRON_JOBS]
 
 
 def create_worker(
@@ -20,6 +23,7 @@ def create_worker(
         service="activity",
         settings=settings or ActivitySettings(),
         functions=FUNCTIONS,
+        cron_jobs=CRON_JOBS,
         outbox_model=OutboxMessage,
         clock=clock,
         burst=burst,

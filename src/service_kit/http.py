@@ -68,6 +68,28 @@ class ServiceClient:
             delay *= 3
         raise AssertionError("unreachable")
 
+    async def get_external(
+        self, url: str, *, params: dict[str, Any] | None = None
+    ) -> httpx.Response:
+        """GET from a system outside the platform (e.g. a segmentation source): retried like
+        ``get`` but WITHOUT the platform's service token, which must never leave it."""
+        delay = 0.1
+        headers = {}
+        request_id = request_id_var.get()
+        if request_id:
+            headers[REQUEST_ID_HEADER] = request_id
+        for attempt in range(1, self.retries + 1):
+            try:
+                response = await self._client.get(url, params=params, headers=headers)
+                if response.status_code not in RETRYABLE_STATUS or attempt == self.retries:
+                    return response
+            except httpx.TransportError as exc:
+                if attempt == self.retries:
+                    raise UpstreamUnavailable(f"{url} is unreachable: {exc!r}") from exc
+            await asyncio.sleep(delay)
+            delay *= 3
+        raise AssertionError("unreachable")
+
     async def post(
         self,
         url: str,

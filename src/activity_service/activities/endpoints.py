@@ -1,14 +1,27 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, status
+from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response, status
 
 from activity_service.activities import service
-from activity_service.activities.repository import ActivityRepository
-from activity_service.activities.rules import ActivityKind
-from activity_service.activities.schemas import ActivityCreate, ActivityRead
+from activity_service.activities.repository import ActivityFilters, ActivityRepository
+from activity_service.activities.rules import ActivityKind, ActivityStatus, pick_language
+from activity_service.activities.schemas import (
+    BASIC_EXAMPLE,
+    NON_STANDARD_EXAMPLE,
+    REFERRAL_EXAMPLE,
+    TEAM_EXAMPLE,
+    ActivityCreate,
+    ActivityPatch,
+    ActivityRead,
+    MyActivity,
+)
+from activity_service.audit import service as audit
+from activity_service.audit.repository import AuditRepository
+from activity_service.audit.schemas import AuditEntryRead
 from activity_service.prizes_client import PrizeChecker
 from service_kit.auth import ACTIVITY_READ, ACTIVITY_WRITE, Authenticator, CallerKind, Principal
 from service_kit.db import SessionDep
@@ -17,6 +30,7 @@ from service_kit.errors import PROBLEM_RESPONSES, NotFound
 from service_kit.pagination import Page, PageParamsDep
 
 router = APIRouter(prefix="/v1/activities", tags=["activities"], responses=PROBLEM_RESPONSES)
+me_router = APIRouter(prefix="/v1/me", tags=["activities"], responses=PROBLEM_RESPONSES)
 
 ActivityWriter = Annotated[
     Principal, Depends(Authenticator(kinds={CallerKind.operator}, permissions=ACTIVITY_WRITE))
@@ -30,6 +44,7 @@ ActivityLookup = Annotated[
         Authenticator(kinds={CallerKind.operator, CallerKind.service}, permissions=ACTIVITY_READ)
     ),
 ]
+AppUser = Annotated[Principal, Depends(Authenticator(kinds={CallerKind.user}))]
 
 
 def _prize_checker(request: Request, http: HttpDep) -> PrizeChecker:
@@ -38,66 +53,270 @@ def _prize_checker(request: Request, http: HttpDep) -> PrizeChecker:
 
 PrizeCheckerDep = Annotated[PrizeChecker, Depends(_prize_checker)]
 
+ETAG_HEADER: dict[str, Any] = {
+    "ETag": {
+        "description": "The activity's version; send it back in If-Match to edit",
+        "schema": {"type": "string", "example": '"3"'},
+    }
+}
+CREATE_ERRORS = (
+    "`name_required`, `window_invalid`, `window_incomplete`, `segment_refresh_required`, "
+    "`segment_not_found`, `prize_not_found`, `rules_required`, `duplicate_rule_id`, "
+    "`threshold_required`, `currency_required`, `threshold_not_applicable`, "
+    "`enterprise_id_not_applicable`, `lock_up_incomplete`, `prize_required`, "
+    "`prize_not_applicable`, `tiers_required`, `tiers_not_applicable`, `tier_range_invalid`, "
+    "`tier_ranges_overlap`, `tier_ranges_gap`, `prize_limit_invalid`, `duplicate_prize_limit`, "
+    "`prize_limit_unknown_prize`, `team_form_not_available`, `helpers_needed_out_of_range`, "
+    "`limit_out_of_range`, or `validation_error` for shape errors"
+)
+IF_MATCH = Annotated[
+    str | None,
+    Header(
+        alias="If-Match",
+        description='The ETag (version) of the activity as last read, e.g. `"3"`',
+    ),
+]
 
-@router.post("", status_code=status.HTTP_201_CREATED, summary="Create an activity")
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    summary="Create an activity (referral, basic, team or non-standard)",
+    responses={
+        201: {"headers": ETAG_HEADER},
+        422: {"description": CREATE_ERRORS},
+        503: {"description": "reward_service unreachable (`upstream_unavailable`)"},
+    },
+)
 async def create_activity(
-    body: ActivityCreate,
+    body: Annotated[
+        ActivityCreate,
+        Body(
+            openapi_examples={
+                "referral": {"summary": "Tiered referral", "value": REFERRAL_EXAMPLE},
+                "basic": {"summary": "Basic with tiers and lock-up", "value": BASIC_EXAMPLE},
+                "team": {"summary": "Assist-to-win team", "value": TEAM_EXAMPLE},
+                "non_standard": {"summary": "Non-standard", "value": NON_STANDARD_EXAMPLE},
+            }
+        ),
+    ],
     principal: ActivityWriter,
     session: SessionDep,
     clock: ClockDep,
     prizes: PrizeCheckerDep,
+    response: Response,
 ) -> ActivityRead:
-    """Creates a draft; prizes named by rules are checked against reward_service."""
-    activity = await service.create_activity(session, principal, body, prizes)
+    """Creates a draft with generated, immutable `activity_code` and `business_code`.
+    Every prize referenced is checked against reward_service, every segment locally."""
+    activity = await service.create_activity(session, principal, body, prizes, clock.now())
+    response.headers["ETag"] = service.etag(activity)
     return service.to_read(activity, clock.now())
 
 
-@router.get("", summary="The full activity list")
+@router.get("", summary="The full activity list (standard and non-standard)")
 async def list_activities(
     principal: ActivityReader,
     session: SessionDep,
     clock: ClockDep,
     page: PageParamsDep,
-    kind: Annotated[ActivityKind | None, Query()] = None,
+    kind: Annotated[ActivityKind | None, Query(description="Only this kind")] = None,
+    status_: Annotated[
+        ActivityStatus | None,
+        Query(alias="status", description="Only this status (running/ended use the clock)"),
+    ] = None,
+    code: Annotated[
+        str | None, Query(max_length=32, description="Activity code or business code (exact)")
+    ] = None,
+    name: Annotated[
+        str | None, Query(max_length=100, description="Part of the name, in any language")
+    ] = None,
+    window_from: Annotated[
+        datetime | None, Query(description="Only activities whose window ends after this")
+    ] = None,
+    window_to: Annotated[
+        datetime | None, Query(description="Only activities whose window starts before this")
+    ] = None,
 ) -> Page[ActivityRead]:
-    rows, cursor = await ActivityRepository.from_session(session).list(
-        principal.tenant_id, page, kind=kind.value if kind else None
+    """Newest first. With `window_from`/`window_to`, activities whose window overlaps
+    [window_from, window_to) (activities without a window are left out)."""
+    filters = ActivityFilters(
+        kind=kind.value if kind else None,
+        status=status_,
+        code=code,
+        name=name,
+        window_from=window_from,
+        window_to=window_to,
     )
-    now = clock.now()
-    return Page(items=[service.to_read(a, now) for a in rows], next_cursor=cursor)
+    items, cursor = await service.list_activities(
+        session, principal.tenant_id, filters, page, clock.now()
+    )
+    return Page(items=items, next_cursor=cursor)
 
 
-@router.get("/by-code/{activity_code}", summary="Look an activity up by its code")
+@router.get(
+    "/by-code/{activity_code}",
+    summary="Look an activity up by its code",
+    responses={200: {"headers": ETAG_HEADER}},
+)
 async def get_activity_by_code(
-    activity_code: str, principal: ActivityLookup, session: SessionDep, clock: ClockDep
+    activity_code: str,
+    principal: ActivityLookup,
+    session: SessionDep,
+    clock: ClockDep,
+    response: Response,
 ) -> ActivityRead:
     activity = await ActivityRepository.from_session(session).by_code(
-        principal.tenant_id, activity_code
+        principal.tenant_id, activity_code.strip().upper()
     )
     if activity is None:
         raise NotFound(f"No activity {activity_code} in this tenant.", code="activity_not_found")
+    response.headers["ETag"] = service.etag(activity)
     return service.to_read(activity, clock.now())
 
 
-@router.get("/{activity_id}", summary="Activity details")
+@router.get("/{activity_id}", summary="Activity details", responses={200: {"headers": ETAG_HEADER}})
 async def get_activity(
-    activity_id: uuid.UUID, principal: ActivityReader, session: SessionDep, clock: ClockDep
+    activity_id: uuid.UUID,
+    principal: ActivityReader,
+    session: SessionDep,
+    clock: ClockDep,
+    response: Response,
 ) -> ActivityRead:
     activity = await service.get_activity(session, principal.tenant_id, activity_id)
+    response.headers["ETag"] = service.etag(activity)
     return service.to_read(activity, clock.now())
 
 
-@router.post("/{activity_id}/publish", summary="Publish a draft")
+@router.patch(
+    "/{activity_id}",
+    summary="Edit an activity (If-Match required)",
+    responses={
+        200: {"headers": ETAG_HEADER},
+        409: {
+            "description": "`activity_not_editable` (ended/closed), `kind_frozen`, "
+            "`reward_type_frozen`, `task_types_frozen`, `team_form_frozen` (running)"
+        },
+        412: {"description": "`version_mismatch`: the If-Match ETag is stale"},
+        428: {"description": "`precondition_required`: If-Match missing"},
+        422: {
+            "description": "Same codes as creation, plus `rules_required_on_reward_type_change`, "
+            "`field_not_applicable`, `code_immutable`, `ends_at_in_past`"
+        },
+    },
+)
+async def update_activity(
+    activity_id: uuid.UUID,
+    body: ActivityPatch,
+    principal: ActivityWriter,
+    session: SessionDep,
+    clock: ClockDep,
+    prizes: PrizeCheckerDep,
+    response: Response,
+    if_match: IF_MATCH = None,
+) -> ActivityRead:
+    """Absent fields keep their value; lists are replaced whole; the result is validated
+    like a creation. A draft may change anything (a new kind or reward type needs its new
+    rules in the same request); a running activity keeps its kind, reward type, team form
+    and task types."""
+    version = service.parse_if_match(if_match, required=True)
+    activity = await service.update_activity(
+        session, principal, activity_id, body, version, prizes, clock.now()
+    )
+    response.headers["ETag"] = service.etag(activity)
+    return service.to_read(activity, clock.now())
+
+
+@router.post(
+    "/{activity_id}/publish",
+    summary="Publish a draft",
+    responses={
+        200: {"headers": ETAG_HEADER},
+        409: {"description": "`activity_not_draft`, `window_ended`, `version_conflict`"},
+        412: {"description": "`version_mismatch` (only when If-Match is sent)"},
+    },
+)
 async def publish_activity(
-    activity_id: uuid.UUID, principal: ActivityWriter, session: SessionDep, clock: ClockDep
+    activity_id: uuid.UUID,
+    principal: ActivityWriter,
+    session: SessionDep,
+    clock: ClockDep,
+    prizes: PrizeCheckerDep,
+    response: Response,
+    if_match: IF_MATCH = None,
 ) -> ActivityRead:
-    activity = await service.publish(session, principal.tenant_id, activity_id, clock.now())
+    """Published before `starts_at` it is running but earns nothing until it starts."""
+    activity = await service.publish(
+        session,
+        principal,
+        activity_id,
+        clock.now(),
+        prizes,
+        service.parse_if_match(if_match, required=False),
+    )
+    response.headers["ETag"] = service.etag(activity)
     return service.to_read(activity, clock.now())
 
 
-@router.post("/{activity_id}/close", summary="Close a draft or running activity")
+@router.post(
+    "/{activity_id}/close",
+    summary="Close a draft or running activity",
+    responses={
+        200: {"headers": ETAG_HEADER},
+        409: {"description": "`activity_not_closable` (ended or closed), `version_conflict`"},
+        412: {"description": "`version_mismatch` (only when If-Match is sent)"},
+    },
+)
 async def close_activity(
-    activity_id: uuid.UUID, principal: ActivityWriter, session: SessionDep, clock: ClockDep
+    activity_id: uuid.UUID,
+    principal: ActivityWriter,
+    session: SessionDep,
+    clock: ClockDep,
+    response: Response,
+    if_match: IF_MATCH = None,
 ) -> ActivityRead:
-    activity = await service.close(session, principal.tenant_id, activity_id, clock.now())
+    activity = await service.close(
+        session,
+        principal,
+        activity_id,
+        clock.now(),
+        service.parse_if_match(if_match, required=False),
+    )
+    response.headers["ETag"] = service.etag(activity)
     return service.to_read(activity, clock.now())
+
+
+@router.get("/{activity_id}/audit", summary="Who changed what in an activity, and when")
+async def list_activity_audit(
+    activity_id: uuid.UUID,
+    principal: ActivityReader,
+    session: SessionDep,
+    page: PageParamsDep,
+) -> Page[AuditEntryRead]:
+    """Newest first; every creation, edit, publication and closing with before/after."""
+    await service.get_activity(session, principal.tenant_id, activity_id)
+    rows, cursor = await AuditRepository.from_session(session).list(
+        principal.tenant_id, activity_id, page
+    )
+    return Page(items=[audit.to_read(r) for r in rows], next_cursor=cursor)
+
+
+@me_router.get("/activities", summary="Running activities for me, in my language")
+async def list_my_activities(
+    principal: AppUser,
+    session: SessionDep,
+    clock: ClockDep,
+    page: PageParamsDep,
+    accept_language: Annotated[
+        str | None,
+        Header(
+            alias="Accept-Language",
+            description="zh-Hans (zh, zh-CN), zh-Hant (zh-TW, zh-HK) or en; default en",
+        ),
+    ] = None,
+) -> Page[MyActivity]:
+    """Published standard activities that have not ended. One with a target segment is
+    shown only to its members (team activities: to everyone, since anyone may help).
+    A page may hold fewer items than `limit` when some were filtered out."""
+    language = pick_language(accept_language)
+    items, cursor = await service.my_activities(session, principal, language, page, clock.now())
+    return Page(items=items, next_cursor=cursor)

@@ -4,7 +4,16 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, DateTime, Index, Integer, String, UniqueConstraint, func
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    func,
+)
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -16,11 +25,14 @@ class Activity(Base):
     __table_args__ = (
         UniqueConstraint("tenant_id", "activity_code"),
         UniqueConstraint("tenant_id", "business_code"),
+        UniqueConstraint("tenant_id", "seq"),
         Index("ix_activities_tenant_state_kind", "tenant_id", "state", "kind"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
     tenant_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    # Sequence number within the tenant (the list's 序号), assigned under a tenant lock.
+    seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
     activity_code: Mapped[str] = mapped_column(String(32), nullable=False)
     business_code: Mapped[str] = mapped_column(String(32), nullable=False)
     kind: Mapped[str] = mapped_column(String(16), nullable=False)

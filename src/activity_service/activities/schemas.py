@@ -588,23 +588,5 @@ class MyActivity(BaseModel):
     started: bool = Field(description="False while published but before starts_at")
 
 
-class AuditChange(BaseModel):
-    before: Any = None
-    after: Any = None
-
-
-class AuditEntryRead(BaseModel):
-    id: uuid.UUID
-    activity_id: uuid.UUID
-    actor: str = Field(examples=["operator:ops-1"])
-    action: str = Field(examples=["updated"], description="created, updated, published, closed")
-    version: int = Field(description="Activity version after the change")
-    changes: dict[str, AuditChange] = Field(
-        description="Changed fields with before/after",
-        examples=[{"ends_at": {"before": "2027-01-01T00:00:00Z", "after": "2027-01-15T00:00Z"}}],
-    )
-    at: datetime
-
-
 def decimal_str(value: Decimal | None) -> str | None:
     return None if value is None else format(value, "f")
