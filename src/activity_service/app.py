@@ -8,8 +8,11 @@ from fastapi import FastAPI
 from activity_service.activities.endpoints import me_router as my_activities_router
 from activity_service.activities.endpoints import router as activities_router
 from activity_service.config import ActivitySettings
+from activity_service.evaluation.endpoints import router as evaluation_router
 from activity_service.events.endpoints import router as events_router
+from activity_service.progress.endpoints import router as positions_router
 from activity_service.segments.endpoints import router as segments_router
+from activity_service.tenants.endpoints import router as tenants_router
 from service_kit.app_factory import create_service_app
 from service_kit.clock import Clock
 
@@ -25,7 +28,15 @@ def create_app(
         description="Activities, segments, business events, teams and the evaluation engine "
         "(SPEC §1).",
         settings=settings or ActivitySettings(),
-        routers=[activities_router, my_activities_router, segments_router, events_router],
+        routers=[
+            activities_router,
+            my_activities_router,
+            segments_router,
+            events_router,
+            evaluation_router,
+            positions_router,
+            tenants_router,
+        ],
         clock=clock,
         http_mounts=http_mounts,
     )

@@ -3,17 +3,36 @@
 from activity_service.activities.models import Activity
 from activity_service.audit.models import ActivityAudit
 from activity_service.db import Base, OutboxMessage
-from activity_service.evaluation.models import Grant
+from activity_service.evaluation.models import (
+    DailyRun,
+    EvaluationOutcome,
+    Grant,
+    PrizeCapCounter,
+    ReferralCounter,
+    ReferralQualification,
+    RegularParticipation,
+)
 from activity_service.events.models import Event
+from activity_service.progress.models import Device
 from activity_service.segments.models import Segment, SegmentMember
+from activity_service.tenants.models import FxRate, TenantSettings
 
 __all__ = [
     "Activity",
     "ActivityAudit",
     "Base",
+    "DailyRun",
+    "Device",
+    "EvaluationOutcome",
     "Event",
+    "FxRate",
     "Grant",
     "OutboxMessage",
+    "PrizeCapCounter",
+    "ReferralCounter",
+    "ReferralQualification",
+    "RegularParticipation",
     "Segment",
     "SegmentMember",
+    "TenantSettings",
 ]

@@ -1,10 +1,20 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Index, String, UniqueConstraint, func
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    func,
+)
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -18,6 +28,7 @@ class Grant(Base):
     __table_args__ = (
         UniqueConstraint("tenant_id", "grant_key"),
         Index("ix_grants_tenant_activity_user", "tenant_id", "activity_id", "user_id"),
+        Index("ix_grants_tenant_user_new_user", "tenant_id", "user_id", "new_user_reward"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
@@ -33,6 +44,10 @@ class Grant(Base):
     prize_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
     source_event_id: Mapped[str | None] = mapped_column(String(128))
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    # A reward of a new-user basic activity: what the new/old user attribute looks at.
+    new_user_reward: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False, server_default="false"
+    )
     # Mirrors the reward record's status (fed back by reward_service); "granted" until then.
     record_status: Mapped[str] = mapped_column(String(16), nullable=False, default="granted")
     record_number: Mapped[str | None] = mapped_column(String(32))
@@ -42,3 +57,91 @@ class Grant(Base):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), nullable=False
     )
+
+
+class PrizeCapCounter(Base):
+    """How many times a user received a prize in an activity: incremented only by a
+    conditional upsert (``… WHERE count < cap``), in the grant's transaction, so concurrent
+    evaluations can never exceed the cap."""
+
+    __tablename__ = "prize_cap_counters"
+    __table_args__ = (CheckConstraint("count >= 0", name="count_not_negative"),)
+
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    activity_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    prize_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class RegularParticipation(Base):
+    """The one regular referral activity an inviter takes part in (SPEC §1.7): one row per
+    inviter, claimed by INSERT … ON CONFLICT, taken over only once that activity ended."""
+
+    __tablename__ = "regular_participations"
+
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    inviter_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    activity_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
+    ends_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    claimed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class ReferralQualification(Base):
+    """An invitee who completed a referral rule's task for an inviter, with the inviter's
+    running count (``seq``) in this activity and rule: the tier is decided by ``seq``, once."""
+
+    __tablename__ = "referral_qualifications"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "activity_id", "rule_id", "inviter_id", "seq"),
+        Index("ix_referral_qualifications_inviter", "tenant_id", "inviter_id"),
+    )
+
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    activity_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    rule_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    invitee_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    inviter_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    seq: Mapped[int] = mapped_column(Integer, nullable=False)
+    achieved_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    # Regular activities count into the inviter's cumulative invitation totals.
+    counted: Mapped[bool] = mapped_column(Boolean, nullable=False)
+
+
+class ReferralCounter(Base):
+    __tablename__ = "referral_counters"
+
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    activity_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    rule_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    inviter_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class DailyRun(Base):
+    """One daily run of a tenant for a local day: resumable from ``progress`` (the last
+    user finished per activity) and idempotent through grant keys."""
+
+    __tablename__ = "daily_runs"
+
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)  # running | done
+    progress: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
+    grants: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class EvaluationOutcome(Base):
+    """The latest reason a user did or did not earn a rule (SPEC §5 explainability)."""
+
+    __tablename__ = "evaluation_outcomes"
+
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    activity_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    rule_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(40), nullable=False)
+    detail: Mapped[str | None] = mapped_column(String(500))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)

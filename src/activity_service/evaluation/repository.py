@@ -1,12 +1,23 @@
 from __future__ import annotations
 
+import uuid
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import func, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from activity_service.evaluation.models import Grant
+from activity_service.activities.models import Activity
+from activity_service.evaluation.models import (
+    DailyRun,
+    EvaluationOutcome,
+    Grant,
+    PrizeCapCounter,
+    ReferralCounter,
+    ReferralQualification,
+    RegularParticipation,
+)
 
 
 class GrantRepository:
@@ -26,6 +37,12 @@ class GrantRepository:
         )
         return (await self.session.scalars(stmt)).one_or_none()
 
+    async def exists(self, tenant_id: str, grant_key: str) -> bool:
+        found = await self.session.scalar(
+            select(Grant.id).where(Grant.tenant_id == tenant_id, Grant.grant_key == grant_key)
+        )
+        return found is not None
+
     async def set_record_status(
         self, tenant_id: str, grant_key: str, status: str, record_number: str
     ) -> None:
@@ -34,3 +51,268 @@ class GrantRepository:
             .where(Grant.tenant_id == tenant_id, Grant.grant_key == grant_key)
             .values(record_status=status, record_number=record_number, updated_at=func.now())
         )
+
+    async def has_new_user_reward(
+        self, tenant_id: str, user_id: str, other_than: uuid.UUID | None = None
+    ) -> bool:
+        stmt = select(Grant.id).where(
+            Grant.tenant_id == tenant_id, Grant.user_id == user_id, Grant.new_user_reward
+        )
+        if other_than is not None:
+            stmt = stmt.where(Grant.activity_id != other_than)
+        return (await self.session.scalar(stmt.limit(1))) is not None
+
+    async def of_activity_user(
+        self, tenant_id: str, activity_id: uuid.UUID, user_id: str
+    ) -> list[Grant]:
+        stmt = (
+            select(Grant)
+            .where(
+                Grant.tenant_id == tenant_id,
+                Grant.activity_id == activity_id,
+                Grant.user_id == user_id,
+            )
+            .order_by(Grant.created_at)
+        )
+        return list((await self.session.scalars(stmt)).all())
+
+    async def of_activity(self, tenant_id: str, activity_id: uuid.UUID) -> list[Grant]:
+        stmt = (
+            select(Grant)
+            .where(Grant.tenant_id == tenant_id, Grant.activity_id == activity_id)
+            .order_by(Grant.created_at, Grant.grant_key)
+        )
+        return list((await self.session.scalars(stmt)).all())
+
+    async def claim_cap_slot(
+        self, tenant_id: str, activity_id: uuid.UUID, user_id: str, prize_id: uuid.UUID, cap: int
+    ) -> bool:
+        """Take one of the ``cap`` slots of (activity, user, prize): a single conditional
+        upsert, serialised by the row lock, so two evaluations can never both take the
+        last slot."""
+        stmt = insert(PrizeCapCounter).values(
+            tenant_id=tenant_id,
+            activity_id=activity_id,
+            user_id=user_id,
+            prize_id=prize_id,
+            count=1,
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["tenant_id", "activity_id", "user_id", "prize_id"],
+            set_={"count": PrizeCapCounter.count + 1},
+            where=PrizeCapCounter.count < cap,
+        ).returning(PrizeCapCounter.count)
+        taken = (await self.session.execute(stmt)).scalar_one_or_none()
+        return taken is not None and taken <= cap
+
+
+class ReferralRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    @classmethod
+    def from_session(cls, session: AsyncSession) -> ReferralRepository:
+        return cls(session)
+
+    async def claim_regular(
+        self,
+        tenant_id: str,
+        inviter_id: str,
+        activity_id: uuid.UUID,
+        ends_at: datetime,
+        now: datetime,
+    ) -> uuid.UUID:
+        """The regular activity the inviter takes part in after this claim: this one if the
+        inviter had none (or theirs has ended), else the one they already take part in."""
+        stmt = insert(RegularParticipation).values(
+            tenant_id=tenant_id,
+            inviter_id=inviter_id,
+            activity_id=activity_id,
+            ends_at=ends_at,
+            claimed_at=now,
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["tenant_id", "inviter_id"],
+            set_={
+                "activity_id": stmt.excluded.activity_id,
+                "ends_at": stmt.excluded.ends_at,
+                "claimed_at": stmt.excluded.claimed_at,
+            },
+            where=RegularParticipation.ends_at <= now,
+        ).returning(RegularParticipation.activity_id)
+        claimed = (await self.session.execute(stmt)).scalar_one_or_none()
+        if claimed is not None:
+            return claimed
+        current = await self.session.scalar(
+            select(RegularParticipation.activity_id).where(
+                RegularParticipation.tenant_id == tenant_id,
+                RegularParticipation.inviter_id == inviter_id,
+            )
+        )
+        assert current is not None
+        return current
+
+    async def qualification(
+        self, tenant_id: str, activity_id: uuid.UUID, rule_id: str, invitee_id: str
+    ) -> ReferralQualification | None:
+        return await self.session.scalar(
+            select(ReferralQualification).where(
+                ReferralQualification.tenant_id == tenant_id,
+                ReferralQualification.activity_id == activity_id,
+                ReferralQualification.rule_id == rule_id,
+                ReferralQualification.invitee_id == invitee_id,
+            )
+        )
+
+    async def next_seq(
+        self, tenant_id: str, activity_id: uuid.UUID, rule_id: str, inviter_id: str
+    ) -> int:
+        """Atomically take the inviter's next invitee number (row-locked until commit)."""
+        stmt = insert(ReferralCounter).values(
+            tenant_id=tenant_id,
+            activity_id=activity_id,
+            rule_id=rule_id,
+            inviter_id=inviter_id,
+            count=1,
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["tenant_id", "activity_id", "rule_id", "inviter_id"],
+            set_={"count": ReferralCounter.count + 1},
+        ).returning(ReferralCounter.count)
+        return int((await self.session.execute(stmt)).scalar_one())
+
+    async def add_qualification(self, values: dict[str, Any]) -> ReferralQualification | None:
+        stmt = (
+            insert(ReferralQualification)
+            .values(**values)
+            .on_conflict_do_nothing(
+                index_elements=["tenant_id", "activity_id", "rule_id", "invitee_id"]
+            )
+            .returning(ReferralQualification)
+        )
+        return (await self.session.scalars(stmt)).one_or_none()
+
+    async def invitation_totals(self, tenant_id: str, inviter_id: str) -> dict[str, int]:
+        stmt = (
+            select(ReferralQualification.counted, func.count())
+            .where(
+                ReferralQualification.tenant_id == tenant_id,
+                ReferralQualification.inviter_id == inviter_id,
+            )
+            .group_by(ReferralQualification.counted)
+        )
+        counts = {bool(c): int(n) for c, n in (await self.session.execute(stmt)).all()}
+        return {"regular": counts.get(True, 0), "marketing": counts.get(False, 0)}
+
+
+class EvaluationRepository:
+    """Activities as the evaluation reads them, daily runs and outcomes."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    @classmethod
+    def from_session(cls, session: AsyncSession) -> EvaluationRepository:
+        return cls(session)
+
+    async def published(
+        self, tenant_id: str, kinds: tuple[str, ...], at: datetime | None = None
+    ) -> list[Activity]:
+        """Published activities of these kinds (whose window contains ``at`` if given),
+        in a stable order."""
+        stmt = select(Activity).where(
+            Activity.tenant_id == tenant_id,
+            Activity.kind.in_(kinds),
+            Activity.state == "published",
+        )
+        if at is not None:
+            stmt = stmt.where(
+                (Activity.starts_at.is_(None)) | (Activity.starts_at <= at),
+                (Activity.ends_at.is_(None)) | (Activity.ends_at > at),
+            )
+        return list((await self.session.scalars(stmt.order_by(Activity.id))).all())
+
+    async def tenants_with_published(self) -> list[str]:
+        stmt = select(Activity.tenant_id).where(Activity.state == "published").distinct()
+        return list((await self.session.scalars(stmt)).all())
+
+    async def start_run(self, tenant_id: str, day: date, now: datetime) -> DailyRun:
+        stmt = insert(DailyRun).values(
+            tenant_id=tenant_id, day=day, status="running", progress={}, grants=0, started_at=now
+        )
+        stmt = stmt.on_conflict_do_nothing(index_elements=["tenant_id", "day"])
+        await self.session.execute(stmt)
+        run = await self.session.scalar(
+            select(DailyRun)
+            .where(DailyRun.tenant_id == tenant_id, DailyRun.day == day)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        assert run is not None
+        return run
+
+    async def get_run(self, tenant_id: str, day: date) -> DailyRun | None:
+        return await self.session.scalar(
+            select(DailyRun)
+            .where(DailyRun.tenant_id == tenant_id, DailyRun.day == day)
+            .execution_options(populate_existing=True)
+        )
+
+    async def save_progress(
+        self, tenant_id: str, day: date, progress: dict[str, Any], grants: int
+    ) -> None:
+        await self.session.execute(
+            update(DailyRun)
+            .where(DailyRun.tenant_id == tenant_id, DailyRun.day == day)
+            .values(progress=progress, grants=DailyRun.grants + grants)
+        )
+
+    async def finish_run(self, tenant_id: str, day: date, now: datetime) -> None:
+        await self.session.execute(
+            update(DailyRun)
+            .where(DailyRun.tenant_id == tenant_id, DailyRun.day == day)
+            .values(status="done", finished_at=now)
+        )
+
+    async def record_outcome(
+        self,
+        tenant_id: str,
+        activity_id: uuid.UUID,
+        user_id: str,
+        rule_id: str,
+        outcome: str,
+        detail: str | None,
+        at: datetime,
+    ) -> None:
+        stmt = insert(EvaluationOutcome).values(
+            tenant_id=tenant_id,
+            activity_id=activity_id,
+            user_id=user_id,
+            rule_id=rule_id,
+            outcome=outcome,
+            detail=(detail or "")[:500] or None,
+            at=at,
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["tenant_id", "activity_id", "user_id", "rule_id"],
+            set_={
+                "outcome": stmt.excluded.outcome,
+                "detail": stmt.excluded.detail,
+                "at": stmt.excluded.at,
+            },
+        )
+        await self.session.execute(stmt)
+
+    async def outcomes(
+        self, tenant_id: str, activity_id: uuid.UUID, user_id: str
+    ) -> list[EvaluationOutcome]:
+        stmt = (
+            select(EvaluationOutcome)
+            .where(
+                EvaluationOutcome.tenant_id == tenant_id,
+                EvaluationOutcome.activity_id == activity_id,
+                EvaluationOutcome.user_id == user_id,
+            )
+            .order_by(EvaluationOutcome.rule_id)
+        )
+        return list((await self.session.scalars(stmt)).all())

@@ -1,24 +1,159 @@
-"""Evaluation of events against running activities, writing grants with their outbox
-message in one transaction."""
+"""Evaluation of users against activities, writing each decision as a grant with its outbox
+message in one transaction (SPEC §1.4–§1.7).
+
+Three entry points, all idempotent through deterministic grant keys:
+- ``evaluate_event``: real-time tasks (actions, first deposit/transfer) at an event;
+- ``run_daily``: the daily run of a tenant's local day — cumulative amount tasks of
+  real-time activities (each tier once) and the T+1 settlement of at-end activities (the
+  highest tier only); resumable after a crash from its saved progress;
+- ``follow_record_status``: the grant ledger follows the reward records.
+"""
 
 from __future__ import annotations
 
+import logging
+import time
 import uuid
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from activity_service.activities.models import Activity
-from activity_service.activities.repository import ActivityRepository
+from activity_service.activities.rules import TaskType
 from activity_service.db import OutboxMessage
-from activity_service.evaluation.engine import Earned, basic_rules_earned, grant_key
+from activity_service.evaluation.engine import (
+    REAL_TIME_TRIGGERS,
+    Achievement,
+    Certification,
+    MissingRate,
+    UserFacts,
+    Window,
+    achievement,
+    grant_key,
+    highest_tiers,
+    in_daily_scope,
+    is_real_time_task,
+    node_of,
+    settles_in,
+    tier_award,
+)
 from activity_service.evaluation.models import Grant
-from activity_service.evaluation.repository import GrantRepository
+from activity_service.evaluation.referral_client import ReferralLookup
+from activity_service.evaluation.repository import (
+    EvaluationRepository,
+    GrantRepository,
+    ReferralRepository,
+)
 from activity_service.events.models import Event
 from activity_service.events.repository import EventRepository
+from activity_service.progress.flows import CUMULATIVE_TASKS, EVENT_FLOWS, Flow, day_bounds
+from activity_service.progress.repository import DeviceRepository
+from activity_service.tenants.service import TenantContext, tenant_context
 from contracts import jobs
 from contracts.payloads import Grant as GrantPayload
-from contracts.payloads import IssuanceForm, LockUp, RecordStatusChanged
+from contracts.payloads import IssuanceForm, LockUp, Node, NodeCompleted, RecordStatusChanged
+from service_kit.clock import Clock
+from service_kit.db import Database
 from service_kit.outbox import OutboxRepository
+
+log = logging.getLogger(__name__)
+
+MONEY_TYPES = tuple(EVENT_FLOWS)
+FACT_TYPES = (
+    "user.registered",
+    "account.opened",
+    "enterprise.certified",
+    "app.login",
+    *MONEY_TYPES,
+)
+ACTION_EVENT_TYPES: dict[TaskType, tuple[str, ...]] = {
+    TaskType.register: ("user.registered",),
+    TaskType.open_account: ("account.opened",),
+    TaskType.enterprise_certification: ("enterprise.certified",),
+    TaskType.download: ("app.login",),
+    TaskType.first_deposit: ("cash.deposited",),
+    TaskType.first_transfer: ("stock.transferred_in",),
+}
+
+
+# --------------------------------------------------------------------------- facts
+
+
+async def load_facts(session: AsyncSession, tenant_id: str, user_id: str) -> UserFacts:
+    """What is known of the user over their whole history (not just a window)."""
+    events = await EventRepository.from_session(session).of_user(tenant_id, user_id, FACT_TYPES)
+    facts = UserFacts(user_id=user_id)
+    for event in events:
+        if event.type == "user.registered" and facts.registered_at is None:
+            facts.registered_at = event.occurred_at
+            facts.app_id = event.app_id
+        elif event.type == "account.opened" and facts.opened_at is None:
+            facts.opened_at = event.occurred_at
+        elif event.type == "enterprise.certified":
+            facts.certifications.append(
+                Certification(
+                    event.occurred_at,
+                    event.event_id,
+                    str(event.payload.get("enterprise_id")),
+                    event.payload.get("enterprise_name"),
+                )
+            )
+        elif event.type in EVENT_FLOWS:
+            facts.flows.append(
+                Flow(
+                    event.occurred_at,
+                    event.event_id,
+                    EVENT_FLOWS[event.type],
+                    _decimal(event.payload["amount"]),
+                    event.payload["currency"],
+                )
+            )
+        if facts.app_id is None:
+            facts.app_id = event.app_id
+    device = await DeviceRepository.from_session(session).first_new_device_login(tenant_id, user_id)
+    if device is not None:
+        facts.new_device_login_at = device.first_seen_at
+    return facts
+
+
+def _decimal(value: Any) -> Any:
+    from decimal import Decimal
+
+    return Decimal(str(value))
+
+
+# --------------------------------------------------------------------------- grants
+
+
+@dataclass
+class Evaluation:
+    """One unit of evaluation work: its session, tenant, clock and referral lookups."""
+
+    session: AsyncSession
+    tenant: TenantContext
+    now: datetime
+    referral: ReferralLookup | None
+    source_event_id: str | None = None
+    grants: list[Grant] = field(default_factory=list)
+
+    @property
+    def tenant_id(self) -> str:
+        return self.tenant.tenant_id
+
+    async def outcome(
+        self, activity: Activity, user_id: str, rule_id: str, outcome: str, detail: str | None
+    ) -> None:
+        await EvaluationRepository.from_session(self.session).record_outcome(
+            self.tenant_id, activity.id, user_id, rule_id, outcome, detail, self.now
+        )
+
+
+class _NotGranted(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 def _activity_name(activity: Activity) -> str | None:
@@ -26,88 +161,545 @@ def _activity_name(activity: Activity) -> str | None:
     return name.get("en") or name.get("zh-Hans") or name.get("zh-Hant")
 
 
+def _caps(activity: Activity) -> dict[str, int]:
+    return {
+        str(limit["prize_id"]): int(limit["max_per_user"])
+        for limit in (activity.config or {}).get("prize_limits", []) or []
+    }
+
+
 async def write_grant(
-    session: AsyncSession,
+    ev: Evaluation,
     activity: Activity,
-    earned: Earned,
     *,
+    rule_id: str,
+    prize_id: str,
+    task: TaskType,
+    achieved_at: datetime,
     user_id: str,
     app_id: str | None,
     counterpart_id: str | None = None,
     period: str = "once",
-    source_event_id: str | None = None,
-) -> Grant | None:
-    """Record the decision (once per grant key) and queue the reward record's creation."""
-    rule = earned.rule
-    key = grant_key(str(activity.id), rule["id"], user_id, counterpart_id, period)
+    lock_up: dict[str, Any] | None = None,
+    enterprise_name: str | None = None,
+) -> tuple[Grant | None, str]:
+    """Record one decision (once per grant key) with its outbox message, taking a slot of
+    the prize's cap in the same savepoint; returns (grant, outcome)."""
+    key = grant_key(str(activity.id), rule_id, user_id, counterpart_id, period)
+    repo = GrantRepository.from_session(ev.session)
+    if await repo.exists(ev.tenant_id, key):
+        return None, "already_granted"
     payload = GrantPayload(
         tenant_id=activity.tenant_id,
         grant_key=key,
         activity_code=activity.activity_code,
         activity_name=_activity_name(activity),
-        rule_id=rule["id"],
+        rule_id=rule_id,
         user_id=user_id,
         app_id=app_id,
         counterpart_id=counterpart_id,
-        task=earned.task.value,
-        achieved_at=earned.achieved_at,
-        prize_id=str(rule["prize_id"]),
+        task=task.value,
+        achieved_at=achieved_at,
+        prize_id=prize_id,
         issuance_form=IssuanceForm(activity.issuance_form),
-        lock_up=LockUp.model_validate(rule["lock_up"]) if rule.get("lock_up") else None,
+        lock_up=LockUp.model_validate(lock_up) if lock_up else None,
+        enterprise_name=enterprise_name,
     ).model_dump(mode="json")
-    grant = await GrantRepository.from_session(session).insert_if_new(
-        {
-            "id": uuid.uuid4(),
-            "tenant_id": activity.tenant_id,
-            "grant_key": key,
-            "activity_id": activity.id,
-            "activity_code": activity.activity_code,
-            "rule_id": rule["id"],
-            "user_id": user_id,
-            "counterpart_id": counterpart_id,
-            "task": earned.task.value,
-            "achieved_at": earned.achieved_at,
-            "prize_id": uuid.UUID(str(rule["prize_id"])),
-            "source_event_id": source_event_id,
-            "payload": payload,
-        }
+    cap = _caps(activity).get(prize_id)
+    try:
+        async with ev.session.begin_nested():
+            if cap is not None and not await repo.claim_cap_slot(
+                ev.tenant_id, activity.id, user_id, uuid.UUID(prize_id), cap
+            ):
+                raise _NotGranted("cap_reached")
+            grant = await repo.insert_if_new(
+                {
+                    "id": uuid.uuid4(),
+                    "tenant_id": activity.tenant_id,
+                    "grant_key": key,
+                    "activity_id": activity.id,
+                    "activity_code": activity.activity_code,
+                    "rule_id": rule_id,
+                    "user_id": user_id,
+                    "counterpart_id": counterpart_id,
+                    "task": task.value,
+                    "achieved_at": achieved_at,
+                    "prize_id": uuid.UUID(prize_id),
+                    "source_event_id": ev.source_event_id,
+                    "payload": payload,
+                    "new_user_reward": activity.kind == "basic"
+                    and activity.attribute == "new_user",
+                }
+            )
+            if grant is None:  # a concurrent evaluation won: give its cap slot back
+                raise _NotGranted("already_granted")
+            OutboxRepository.from_session(ev.session, OutboxMessage).add(
+                "reward", jobs.REWARD_CREATE_FROM_GRANT, payload, job_id=key
+            )
+            await ev.session.flush()
+    except _NotGranted as refused:
+        await ev.outcome(activity, user_id, rule_id, refused.reason, f"prize {prize_id} cap {cap}")
+        return None, refused.reason
+    ev.grants.append(grant)
+    await ev.outcome(activity, user_id, rule_id, "granted", key)
+    return grant, "granted"
+
+
+# --------------------------------------------------------------------------- eligibility
+
+
+def window_of(activity: Activity) -> Window | None:
+    if activity.starts_at is None or activity.ends_at is None:
+        return None
+    return Window(activity.starts_at, activity.ends_at)
+
+
+async def _in_segment(ev: Evaluation, activity: Activity, user_id: str, at: datetime) -> bool:
+    """Membership in the snapshot taken at most the refresh delay before the achievement."""
+    if activity.segment_id is None:
+        return True
+    from activity_service.segments.service import is_member
+
+    return await is_member(
+        ev.session,
+        ev.tenant_id,
+        activity.segment_id,
+        user_id,
+        activity.segment_refresh or "5m",
+        at,
+        ev.tenant.zone,
     )
-    if grant is not None:
-        OutboxRepository.from_session(session, OutboxMessage).add(
-            "reward", jobs.REWARD_CREATE_FROM_GRANT, payload, job_id=key
+
+
+async def _basic_eligibility(
+    ev: Evaluation, activity: Activity, user_id: str, at: datetime
+) -> str | None:
+    """None when the user may earn in this basic activity, else the reason (SPEC §1.6)."""
+    if not await _in_segment(ev, activity, user_id, at):
+        return "not_in_segment"
+    attribute = activity.attribute or "unlimited"
+    if attribute == "unlimited":
+        return None
+    had = await GrantRepository.from_session(ev.session).has_new_user_reward(
+        ev.tenant_id, user_id, other_than=activity.id
+    )
+    if attribute == "new_user" and had:
+        return "not_new_user"
+    if attribute == "old_user" and not had:
+        return "not_old_user"
+    return None
+
+
+# --------------------------------------------------------------------------- basic
+
+
+async def _grant_basic(
+    ev: Evaluation,
+    activity: Activity,
+    rule: dict[str, Any],
+    done: Achievement,
+    facts: UserFacts,
+    period: str,
+) -> None:
+    reason = await _basic_eligibility(ev, activity, facts.user_id, done.achieved_at)
+    if reason is not None:
+        await ev.outcome(activity, facts.user_id, rule["id"], reason, None)
+        return
+    await write_grant(
+        ev,
+        activity,
+        rule_id=rule["id"],
+        prize_id=str(rule["prize_id"]),
+        task=done.task,
+        achieved_at=done.achieved_at,
+        user_id=facts.user_id,
+        app_id=facts.app_id,
+        period=period,
+        lock_up=rule.get("lock_up"),
+        enterprise_name=done.enterprise_name,
+    )
+
+
+async def evaluate_basic(
+    ev: Evaluation,
+    activity: Activity,
+    facts: UserFacts,
+    *,
+    mode: str,
+    until: datetime | None = None,
+    event_type: str | None = None,
+) -> None:
+    """``mode``: "event" (real-time tasks at an event), "daily" (cumulative tasks up to
+    ``until``, each tier once) or "settle" (at-end activities at T+1, highest tier only)."""
+    window = window_of(activity)
+    if window is None:
+        return
+    config = activity.config or {}
+    timing = config.get("timing", "real_time")
+    rules: list[dict[str, Any]] = list(config.get("rules", []))
+    if mode in ("event", "daily") and timing != "real_time":
+        return
+    if mode == "settle" and timing != "at_end":
+        return
+    for rule in rules:
+        task = TaskType(rule["task"])
+        if mode == "event" and not (
+            is_real_time_task(task) and event_type in REAL_TIME_TRIGGERS.get(task, ())
+        ):
+            continue
+        if mode == "daily" and task not in CUMULATIVE_TASKS:
+            continue
+        if mode == "settle" and task in CUMULATIVE_TASKS:
+            continue  # decided together below: only the highest tier
+        try:
+            done = achievement(
+                rule, facts, window, zone=ev.tenant.zone, rates=ev.tenant.rates, until=until
+            )
+        except MissingRate as exc:
+            await ev.outcome(activity, facts.user_id, rule["id"], "no_fx_rate", str(exc))
+            continue
+        if done is None:
+            if mode != "event":
+                await ev.outcome(activity, facts.user_id, rule["id"], "task_not_completed", None)
+            continue
+        await _grant_basic(ev, activity, rule, done, facts, "end" if mode == "settle" else "once")
+    if mode == "settle":
+        try:
+            tiers = highest_tiers(rules, facts, window, ev.tenant.rates, ev.tenant.base_currency)
+        except MissingRate as exc:
+            await ev.outcome(activity, facts.user_id, "*", "no_fx_rate", str(exc))
+            return
+        for rule, last_at, value in tiers:
+            done = Achievement(TaskType(rule["task"]), last_at, value)
+            await _grant_basic(ev, activity, rule, done, facts, "end")
+
+
+# --------------------------------------------------------------------------- referral
+
+
+async def evaluate_referral(
+    ev: Evaluation,
+    activity: Activity,
+    facts: UserFacts,
+    *,
+    mode: str,
+    until: datetime | None = None,
+    event_type: str | None = None,
+) -> None:
+    """The invitee ``facts.user_id`` completing a rule's task earns their effective inviter
+    for the task's node the rule's reward (fixed) or the reward of the range their count
+    falls in (tiered, plus a one-off bonus on entering a range); the invitee may be rewarded
+    too. Regular activities: an inviter takes part in one at a time."""
+    window = window_of(activity)
+    if window is None or ev.referral is None:
+        return
+    config = activity.config or {}
+    reward_type = config.get("reward_type", "fixed")
+    invitee = facts.user_id
+    for rule in config.get("rules", []):
+        task = TaskType(rule["task"])
+        if mode == "event" and not (
+            is_real_time_task(task) and event_type in REAL_TIME_TRIGGERS.get(task, ())
+        ):
+            continue
+        if mode == "daily" and task not in CUMULATIVE_TASKS:
+            continue
+        if mode == "settle":
+            continue
+        try:
+            done = achievement(
+                rule, facts, window, zone=ev.tenant.zone, rates=ev.tenant.rates, until=until
+            )
+        except MissingRate as exc:
+            await ev.outcome(activity, invitee, rule["id"], "no_fx_rate", str(exc))
+            continue
+        if done is None:
+            continue
+        inviter = await ev.referral.effective_inviter(ev.tenant_id, invitee, node_of(task))
+        if inviter is None or inviter == invitee:
+            await ev.outcome(
+                activity, invitee, rule["id"], "no_inviter", f"node {node_of(task).value}"
+            )
+            continue
+        if rule.get("invitee_prize_id"):
+            await write_grant(
+                ev,
+                activity,
+                rule_id=f"{rule['id']}:invitee",
+                prize_id=str(rule["invitee_prize_id"]),
+                task=task,
+                achieved_at=done.achieved_at,
+                user_id=invitee,
+                app_id=facts.app_id,
+                counterpart_id=inviter,
+            )
+        await _reward_inviter(ev, activity, rule, done, inviter, invitee, reward_type)
+
+
+async def _reward_inviter(
+    ev: Evaluation,
+    activity: Activity,
+    rule: dict[str, Any],
+    done: Achievement,
+    inviter: str,
+    invitee: str,
+    reward_type: str,
+) -> None:
+    if not await _in_segment(ev, activity, inviter, done.achieved_at):
+        await ev.outcome(activity, inviter, rule["id"], "not_in_segment", f"invitee {invitee}")
+        return
+    repo = ReferralRepository.from_session(ev.session)
+    regular = (activity.attribute or "regular") == "regular"
+    existing = await repo.qualification(ev.tenant_id, activity.id, rule["id"], invitee)
+    if existing is None:
+        if regular and activity.ends_at is not None:
+            taking_part = await repo.claim_regular(
+                ev.tenant_id, inviter, activity.id, activity.ends_at, ev.now
+            )
+            if taking_part != activity.id:
+                await ev.outcome(
+                    activity,
+                    inviter,
+                    rule["id"],
+                    "in_other_regular_activity",
+                    f"takes part in {taking_part}; invitee {invitee}",
+                )
+                return
+        async with ev.session.begin_nested():
+            seq = await repo.next_seq(ev.tenant_id, activity.id, rule["id"], inviter)
+            existing = await repo.add_qualification(
+                {
+                    "tenant_id": ev.tenant_id,
+                    "activity_id": activity.id,
+                    "rule_id": rule["id"],
+                    "invitee_id": invitee,
+                    "inviter_id": inviter,
+                    "seq": seq,
+                    "achieved_at": done.achieved_at,
+                    "counted": regular,
+                }
+            )
+        if existing is None:  # qualified concurrently: use that decision
+            existing = await repo.qualification(ev.tenant_id, activity.id, rule["id"], invitee)
+            assert existing is not None
+    # The inviter is the one the invitee qualified for, whatever the binding says now.
+    inviter = existing.inviter_id
+    if reward_type == "tiered":
+        award = tier_award(rule, existing.seq)
+        if award is None:
+            await ev.outcome(
+                activity, inviter, rule["id"], "beyond_last_range", f"invitee #{existing.seq}"
+            )
+            return
+        await write_grant(
+            ev,
+            activity,
+            rule_id=award.rule_id,
+            prize_id=award.prize_id,
+            task=done.task,
+            achieved_at=existing.achieved_at,
+            user_id=inviter,
+            app_id=None,
+            counterpart_id=invitee,
         )
-    return grant
+        if award.bonus_rule_id and award.bonus_prize_id:
+            await write_grant(
+                ev,
+                activity,
+                rule_id=award.bonus_rule_id,
+                prize_id=award.bonus_prize_id,
+                task=done.task,
+                achieved_at=existing.achieved_at,
+                user_id=inviter,
+                app_id=None,
+                period="bonus",
+            )
+        return
+    if rule.get("prize_id"):
+        await write_grant(
+            ev,
+            activity,
+            rule_id=rule["id"],
+            prize_id=str(rule["prize_id"]),
+            task=done.task,
+            achieved_at=existing.achieved_at,
+            user_id=inviter,
+            app_id=None,
+            counterpart_id=invitee,
+        )
 
 
-async def evaluate_event(session: AsyncSession, tenant_id: str, event_id: str) -> list[Grant]:
+# --------------------------------------------------------------------------- at an event
+
+
+def _deposit_node_message(event: Event) -> tuple[str, str, dict[str, Any], str]:
+    fact = NodeCompleted(
+        tenant_id=event.tenant_id,
+        user_id=event.user_id,
+        node=Node.deposit,
+        completed_at=event.occurred_at,
+        event_id=event.event_id,
+    )
+    return (
+        "referral",
+        jobs.REFERRAL_NODE_COMPLETED,
+        fact.model_dump(mode="json"),
+        f"node:deposit:{event.tenant_id}:{event.user_id}:{event.event_id}",
+    )
+
+
+async def evaluate_event(
+    session: AsyncSession,
+    tenant_id: str,
+    event_id: str,
+    *,
+    now: datetime,
+    referral: ReferralLookup | None,
+) -> list[Grant]:
     """Grants earned by one stored event. Re-running it grants nothing new."""
     event: Event | None = await EventRepository.from_session(session).get(tenant_id, event_id)
     if event is None:
         return []
-    grants = []
-    for activity in await ActivityRepository.from_session(session).published_of_kind(
-        tenant_id, "basic"
-    ):
-        for earned in basic_rules_earned(
-            state=activity.state,
-            starts_at=activity.starts_at,
-            ends_at=activity.ends_at,
-            config=activity.config,
-            event_type=event.type,
-            occurred_at=event.occurred_at,
-            event_payload=event.payload,
-        ):
-            grant = await write_grant(
-                session,
-                activity,
-                earned,
-                user_id=event.user_id,
-                app_id=event.app_id,
-                source_event_id=event.event_id,
+    if event.type == "app.login":
+        await DeviceRepository.from_session(session).claim(
+            tenant_id,
+            event.app_id,
+            str(event.payload["device_id"]),
+            event.user_id,
+            event.occurred_at,
+            event.event_id,
+        )
+    facts = await load_facts(session, tenant_id, event.user_id)
+    if event.type in ("cash.deposited", "stock.transferred_in"):
+        # The deposit node completes with the user's first deposit or stock transfer in.
+        firsts = sorted(f for f in facts.flows if f.kind.value in ("deposit", "stock_in"))
+        if firsts and firsts[0].event_id == event.event_id:
+            queue, job, payload, job_id = _deposit_node_message(event)
+            OutboxRepository.from_session(session, OutboxMessage).add(
+                queue, job, payload, job_id=job_id
             )
-            if grant is not None:
-                grants.append(grant)
-    return grants
+    if not any(event.type in triggers for triggers in REAL_TIME_TRIGGERS.values()):
+        return []
+    ev = Evaluation(
+        session=session,
+        tenant=await tenant_context(session, tenant_id),
+        now=now,
+        referral=referral,
+        source_event_id=event.event_id,
+    )
+    activities = await EvaluationRepository.from_session(session).published(
+        tenant_id, ("basic", "referral")
+    )
+    for activity in activities:
+        if activity.kind == "basic":
+            await evaluate_basic(ev, activity, facts, mode="event", event_type=event.type)
+        else:
+            await evaluate_referral(ev, activity, facts, mode="event", event_type=event.type)
+    return ev.grants
+
+
+# --------------------------------------------------------------------------- daily run
+
+
+@dataclass
+class DailyRunResult:
+    tenant_id: str
+    day: date
+    done: bool
+    grants: int
+
+
+def _types_for(activity: Activity, settle: bool) -> tuple[str, ...]:
+    """Event types whose users the run must look at for this activity."""
+    types: set[str] = set()
+    for rule in (activity.config or {}).get("rules", []):
+        task = TaskType(rule["task"])
+        if task in CUMULATIVE_TASKS:
+            types.update(MONEY_TYPES)
+        elif settle:
+            types.update(ACTION_EVENT_TYPES.get(task, ()))
+    return tuple(sorted(types))
+
+
+async def run_daily(
+    db: Database,
+    tenant_id: str,
+    day: date,
+    clock: Clock,
+    referral: ReferralLookup | None,
+    *,
+    budget_seconds: float | None = None,
+) -> DailyRunResult:
+    """The daily run of ``day`` (a local day of the tenant): cumulative tasks of real-time
+    activities up to the end of that day, and the T+1 settlement of at-end activities that
+    ended by then. Each user is decided in its own transaction, which also saves the run's
+    progress, so a crash midway resumes after the last finished user; running a finished
+    day again grants nothing new (grant keys). Returns done=False when the time budget ran
+    out (the caller continues it)."""
+    started = time.monotonic()
+    async with db.session() as session:
+        run = await EvaluationRepository.from_session(session).start_run(
+            tenant_id, day, clock.now()
+        )
+        progress: dict[str, Any] = dict(run.progress or {})
+        if run.status == "done":
+            return DailyRunResult(tenant_id, day, True, 0)
+        tenant = await tenant_context(session, tenant_id)
+        day_start, day_end = day_bounds(day, tenant.zone)
+        activities = await EvaluationRepository.from_session(session).published(
+            tenant_id, ("basic", "referral")
+        )
+    granted = 0
+    for activity in activities:
+        window = window_of(activity)
+        if window is None or progress.get(str(activity.id)) == "done":
+            continue
+        timing = (activity.config or {}).get("timing", "real_time")
+        settle = activity.kind == "basic" and timing == "at_end"
+        if settle and not settles_in(window, day_start, day_end):
+            continue
+        if not settle and not in_daily_scope(window, day_start, day_end):
+            continue
+        types = _types_for(activity, settle)
+        if not types:
+            continue
+        until = window.ends_at if settle else min(day_end, window.ends_at)
+        async with db.session() as session:
+            users = await EventRepository.from_session(session).users_with(
+                tenant_id, types, window.starts_at, until
+            )
+        last = progress.get(str(activity.id))
+        for user_id in users:
+            if last is not None and user_id <= last:
+                continue
+            if budget_seconds is not None and time.monotonic() - started > budget_seconds:
+                return DailyRunResult(tenant_id, day, False, granted)
+            async with db.session() as session:
+                ev = Evaluation(session=session, tenant=tenant, now=clock.now(), referral=referral)
+                facts = await load_facts(session, tenant_id, user_id)
+                if activity.kind == "basic":
+                    await evaluate_basic(
+                        ev, activity, facts, mode="settle" if settle else "daily", until=until
+                    )
+                else:
+                    await evaluate_referral(ev, activity, facts, mode="daily", until=until)
+                progress[str(activity.id)] = user_id
+                await EvaluationRepository.from_session(session).save_progress(
+                    tenant_id, day, progress, len(ev.grants)
+                )
+                granted += len(ev.grants)
+        async with db.session() as session:
+            progress[str(activity.id)] = "done"
+            await EvaluationRepository.from_session(session).save_progress(
+                tenant_id, day, progress, 0
+            )
+    async with db.session() as session:
+        await EvaluationRepository.from_session(session).finish_run(tenant_id, day, clock.now())
+    log.info("daily run %s %s: %d grants", tenant_id, day, granted)
+    return DailyRunResult(tenant_id, day, True, granted)
+
+
+# --------------------------------------------------------------------------- ledger
 
 
 async def follow_record_status(session: AsyncSession, change: RecordStatusChanged) -> None:

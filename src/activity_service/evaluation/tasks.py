@@ -1,20 +1,110 @@
-"""Activity jobs: evaluation of stored events, and the grant ledger following records."""
+"""Activity jobs: evaluation of stored events, the daily run, and the grant ledger
+following records."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from arq import Retry
+from arq.cron import cron
+
 from activity_service.evaluation import service
+from activity_service.evaluation.engine import run_day
+from activity_service.evaluation.referral_client import ReferralLookup, ReferralUnavailable
+from activity_service.evaluation.repository import EvaluationRepository
+from activity_service.tenants.service import tenant_context
 from contracts import jobs
 from contracts.payloads import BindingChanged, RecordStatusChanged
+from service_kit.queue import queue_name
 from service_kit.worker import job
+
+log = logging.getLogger(__name__)
+
+ACTIVITY_DAILY_RUN = "activity.daily_run"
+ACTIVITY_DAILY_TICK = "activity.daily_tick"
+# A daily run job stops after this long and continues in a new job, far below the job
+# timeout, so a big tenant never gets its run killed and restarted from its last save.
+DAILY_RUN_BUDGET_SECONDS = 12.0
+
+
+def _referral(ctx: dict[str, Any]) -> ReferralLookup:
+    return ReferralLookup(ctx["http"], ctx["settings"].referral_url)
+
+
+def _retry_delay(ctx: dict[str, Any]) -> int:
+    """Back off 1, 2, 4 … 60 s between tries of a transient failure."""
+    return int(min(60, 2 ** max(0, ctx.get("job_try", 1) - 1)))
 
 
 @job(jobs.ACTIVITY_EVALUATE_EVENT, "activity")
 async def evaluate_event(ctx: dict[str, Any], payload: dict[str, Any]) -> int:
-    async with ctx["db"].session() as session:
-        grants = await service.evaluate_event(session, payload["tenant_id"], payload["event_id"])
+    try:
+        async with ctx["db"].session() as session:
+            grants = await service.evaluate_event(
+                session,
+                payload["tenant_id"],
+                payload["event_id"],
+                now=ctx["clock"].now(),
+                referral=_referral(ctx),
+            )
+    except ReferralUnavailable as exc:
+        # Transient: nothing was written (the transaction rolled back); try again later.
+        log.warning("referral_service unavailable, retrying: %s", exc)
+        raise Retry(defer=_retry_delay(ctx)) from exc
     return len(grants)
+
+
+@job(ACTIVITY_DAILY_RUN, "activity")
+async def daily_run(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
+    from datetime import date
+
+    tenant_id, day = payload["tenant_id"], date.fromisoformat(payload["day"])
+    part = int(payload.get("part", 0))
+    try:
+        result = await service.run_daily(
+            ctx["db"],
+            tenant_id,
+            day,
+            ctx["clock"],
+            _referral(ctx),
+            budget_seconds=DAILY_RUN_BUDGET_SECONDS,
+        )
+    except ReferralUnavailable as exc:
+        log.warning("referral_service unavailable during the daily run: %s", exc)
+        raise Retry(defer=_retry_delay(ctx)) from exc
+    if not result.done:
+        await enqueue_daily_run(ctx, tenant_id, day.isoformat(), part + 1)
+    return {"day": day.isoformat(), "done": result.done, "grants": result.grants}
+
+
+async def enqueue_daily_run(ctx: dict[str, Any], tenant_id: str, day: str, part: int = 0) -> None:
+    prefix = ctx["settings"].queue_prefix
+    await ctx["redis"].enqueue_job(
+        ACTIVITY_DAILY_RUN,
+        {"tenant_id": tenant_id, "day": day, "part": part},
+        _job_id=f"{prefix}:daily:{tenant_id}:{day}:{part}",
+        _queue_name=queue_name(prefix, "activity"),
+    )
+
+
+async def daily_tick(ctx: dict[str, Any]) -> int:
+    """Cron: for each tenant with published activities whose local run time has passed,
+    start the run of the day it owes unless that run is done. Runs every few minutes, so a
+    worker down at the run time catches up when it is back."""
+    now = ctx["clock"].now()
+    started = 0
+    async with ctx["db"].session() as session:
+        repo = EvaluationRepository.from_session(session)
+        for tenant_id in await repo.tenants_with_published():
+            tenant = await tenant_context(session, tenant_id)
+            day = run_day(now, tenant.zone, tenant.daily_run_at)
+            run = await repo.get_run(tenant_id, day)
+            if run is not None and run.status == "done":
+                continue
+            await enqueue_daily_run(ctx, tenant_id, day.isoformat())
+            started += 1
+    return started
 
 
 @job(jobs.ACTIVITY_RECORD_STATUS_CHANGED, "activity")
@@ -27,8 +117,18 @@ async def record_status_changed(ctx: dict[str, Any], payload: dict[str, Any]) ->
 @job(jobs.ACTIVITY_BINDING_CHANGED, "activity")
 async def binding_changed(ctx: dict[str, Any], payload: dict[str, Any]) -> None:
     """Referral bindings are read live from referral_service when a task completes, so a
-    change needs no local state yet; the fact is validated and counted."""
+    change needs no local state; the fact is validated and counted."""
     BindingChanged.model_validate(payload)
 
 
-FUNCTIONS = [evaluate_event, record_status_changed, binding_changed]
+FUNCTIONS = [evaluate_event, daily_run, record_status_changed, binding_changed]
+CRON_JOBS = [
+    cron(
+        daily_tick,
+        name=ACTIVITY_DAILY_TICK,
+        minute={0, 10, 20, 30, 40, 50},
+        run_at_startup=False,
+        unique=True,
+        timeout=20,
+    )
+]

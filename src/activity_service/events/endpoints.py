@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, status
 
 from activity_service.events import service
-from activity_service.events.schemas import EventAck, EventIn
+from activity_service.events.schemas import EventAck, EventBatchIn, EventBatchResult, EventIn
 from service_kit.auth import Authenticator, CallerKind, Principal
 from service_kit.db import SessionDep
 from service_kit.errors import PROBLEM_RESPONSES
@@ -19,6 +19,19 @@ EventPoster = Annotated[
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, summary="Post a business event")
 async def post_event(body: EventIn, principal: EventPoster, session: SessionDep) -> EventAck:
-    """Stored once per ``event_id``; a replay is acknowledged as ``duplicate`` and changes
-    nothing. Evaluation happens in jobs, after the acknowledgement."""
+    """Trusted back ends (service tokens) post every type; an app user may post only its own
+    `app.login`. Stored once per `event_id`: a replay with the same content is acknowledged
+    as `duplicate` with the original receipt time and changes nothing; the same id with other
+    content is refused (409 `event_id_conflict`). Evaluation happens in jobs, after the
+    acknowledgement."""
     return await service.ingest(session, principal, body)
+
+
+@router.post("/batch", summary="Post up to 1,000 business events")
+async def post_event_batch(
+    body: EventBatchIn, principal: EventPoster, session: SessionDep
+) -> EventBatchResult:
+    """Per-item results in request order: `accepted`, `duplicate`, or `rejected` with a
+    problem (`validation_error`, `event_not_allowed`, `event_id_conflict`…). Items are
+    independent: bad ones do not stop the others."""
+    return await service.ingest_batch(session, principal, body)

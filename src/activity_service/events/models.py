@@ -18,6 +18,8 @@ class Event(Base):
     __table_args__ = (
         UniqueConstraint("tenant_id", "event_id"),
         Index("ix_events_tenant_user_occurred", "tenant_id", "user_id", "occurred_at"),
+        # The daily run finds the users with money events of a window.
+        Index("ix_events_tenant_type_occurred", "tenant_id", "type", "occurred_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)

@@ -1,12 +1,46 @@
 from __future__ import annotations
 
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import bindparam, select, text
+from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from activity_service.db import OutboxMessage
 from activity_service.events.models import Event
+
+FollowUp = tuple[str, str, dict[str, Any], str]
+"""(queue, job name, payload, job id) of an outbox message."""
+
+_INSERT_ONE = text(
+    """
+    WITH ins AS (
+        INSERT INTO events (id, tenant_id, event_id, type, user_id, app_id, occurred_at,
+                            payload, received_by)
+        VALUES (:id, :tenant_id, :event_id, :type, :user_id, :app_id, :occurred_at,
+                :payload, :received_by)
+        ON CONFLICT (tenant_id, event_id) DO NOTHING
+        RETURNING received_at
+    ), outbox AS (
+        INSERT INTO outbox_messages (id, queue, job_name, job_id, payload, attempts)
+        SELECT m.id, m.queue, m.job_name, m.job_id, m.payload, 0
+        FROM jsonb_to_recordset(:messages) AS m(
+            id uuid, queue text, job_name text, job_id text, payload jsonb)
+        CROSS JOIN ins
+    )
+    SELECT received_at FROM ins
+    """
+).bindparams(bindparam("payload", type_=JSONB), bindparam("messages", type_=JSONB))
+
+
+def _message_rows(follow_ups: Sequence[FollowUp]) -> list[dict[str, Any]]:
+    return [
+        {"id": str(uuid.uuid4()), "queue": q, "job_name": j, "job_id": jid, "payload": p}
+        for q, j, p, jid in follow_ups
+    ]
 
 
 class EventRepository:
@@ -26,7 +60,78 @@ class EventRepository:
         )
         return (await self.session.scalars(stmt)).one_or_none()
 
+    async def insert_with_follow_ups(
+        self, values: dict[str, Any], follow_ups: Sequence[FollowUp]
+    ) -> datetime | None:
+        """Store the event and, only if it is new, its outbox messages: one statement, one
+        round trip. Returns the receipt time, or None when the event id was known."""
+        params = {**values, "messages": _message_rows(follow_ups)}
+        return (await self.session.execute(_INSERT_ONE, params)).scalar_one_or_none()
+
+    async def insert_many(
+        self, rows: list[dict[str, Any]], follow_ups: dict[str, Sequence[FollowUp]]
+    ) -> dict[str, datetime]:
+        """Store new events of one tenant (known ids are skipped) and the outbox messages of
+        those that were new. Returns {event_id: received_at} of the new ones."""
+        if not rows:
+            return {}
+        stmt = (
+            insert(Event)
+            .values(rows)
+            .on_conflict_do_nothing(index_elements=["tenant_id", "event_id"])
+            .returning(Event.event_id, Event.received_at)
+        )
+        stored = {r.event_id: r.received_at for r in (await self.session.execute(stmt)).all()}
+        messages = [
+            {**row, "attempts": 0}
+            for event_id in stored
+            for row in _message_rows(follow_ups.get(event_id, ()))
+        ]
+        if messages:
+            for message in messages:
+                message["id"] = uuid.UUID(message["id"])
+            await self.session.execute(insert(OutboxMessage), messages)
+        return stored
+
     async def get(self, tenant_id: str, event_id: str) -> Event | None:
         return await self.session.scalar(
             select(Event).where(Event.tenant_id == tenant_id, Event.event_id == event_id)
         )
+
+    async def get_many(self, tenant_id: str, event_ids: Sequence[str]) -> dict[str, Event]:
+        if not event_ids:
+            return {}
+        rows = await self.session.scalars(
+            select(Event).where(Event.tenant_id == tenant_id, Event.event_id.in_(event_ids))
+        )
+        return {e.event_id: e for e in rows}
+
+    async def of_user(
+        self,
+        tenant_id: str,
+        user_id: str,
+        types: Sequence[str],
+        until: datetime | None = None,
+    ) -> list[Event]:
+        """The user's events of these types (the whole history up to ``until``), oldest
+        first; ties broken by event id so the order never depends on arrival."""
+        stmt = select(Event).where(
+            Event.tenant_id == tenant_id, Event.user_id == user_id, Event.type.in_(types)
+        )
+        if until is not None:
+            stmt = stmt.where(Event.occurred_at < until)
+        stmt = stmt.order_by(Event.occurred_at, Event.event_id)
+        return list((await self.session.scalars(stmt)).all())
+
+    async def users_with(
+        self, tenant_id: str, types: Sequence[str], since: datetime | None, until: datetime
+    ) -> list[str]:
+        """Users with events of these types in [since, until), sorted (a stable order lets
+        the daily run resume after the last user it finished)."""
+        stmt = select(Event.user_id).where(
+            Event.tenant_id == tenant_id, Event.type.in_(types), Event.occurred_at < until
+        )
+        if since is not None:
+            stmt = stmt.where(Event.occurred_at >= since)
+        stmt = stmt.distinct().order_by(Event.user_id)
+        return list((await self.session.scalars(stmt)).all())

@@ -1,20 +1,36 @@
-"""Event ingestion: store once, acknowledge, and leave the evaluation to jobs."""
+"""Event ingestion: validate, store once, acknowledge; evaluation is left to jobs.
+
+Each stored event queues its follow-ups through the outbox in the same statement:
+``activity.evaluate_event`` always, and the facts referral_service needs (registration,
+account opening). A replay of a known ``event_id`` with the same content is acknowledged as
+``duplicate`` with the original receipt time; with different content it is refused
+(``event_id_conflict``), since silently keeping either version would hide a sender bug.
+"""
 
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from activity_service.db import OutboxMessage
 from activity_service.events.models import Event
-from activity_service.events.repository import EventRepository
-from activity_service.events.schemas import EventAck, EventIn, EventType
+from activity_service.events.repository import EventRepository, FollowUp
+from activity_service.events.schemas import (
+    BatchItemResult,
+    EventAck,
+    EventBatchIn,
+    EventBatchResult,
+    EventIn,
+    EventType,
+)
 from contracts import jobs
 from contracts.payloads import Node, NodeCompleted, UserRegistered
 from service_kit.auth import CallerKind, Principal
-from service_kit.errors import Forbidden
-from service_kit.outbox import OutboxRepository
+from service_kit.errors import Conflict, Forbidden, ProblemError, Unprocessable
+
+_EVENT = TypeAdapter(EventIn)
 
 
 def check_may_post(principal: Principal, event: EventIn) -> None:
@@ -24,81 +40,197 @@ def check_may_post(principal: Principal, event: EventIn) -> None:
     if principal.kind is CallerKind.user and event.type is EventType.app_login:
         if event.user_id == principal.sub and event.app_id == principal.app_id:
             return
-        raise Forbidden("An app user may post app.login for themselves only.")
-    raise Forbidden(f"{event.type.value} may be posted by trusted back ends only.")
+        raise Forbidden(
+            "An app user may post app.login for themselves in their own app only.",
+            code="event_not_own",
+        )
+    raise Forbidden(
+        f"{event.type.value} may be posted by trusted back ends only.", code="event_not_allowed"
+    )
 
 
-def _follow_ups(event: Event) -> list[tuple[str, str, dict[str, object], str]]:
+def follow_ups(tenant_id: str, body: EventIn) -> list[FollowUp]:
     """(queue, job, payload, job id) sent because of this event, in the same transaction."""
-    messages: list[tuple[str, str, dict[str, object], str]] = [
+    messages: list[FollowUp] = [
         (
             "activity",
             jobs.ACTIVITY_EVALUATE_EVENT,
-            {"tenant_id": event.tenant_id, "event_id": event.event_id},
-            f"evaluate:{event.tenant_id}:{event.event_id}",
+            {"tenant_id": tenant_id, "event_id": body.event_id},
+            f"evaluate:{tenant_id}:{body.event_id}",
         )
     ]
-    if event.type == EventType.user_registered.value:
+    if body.type is EventType.user_registered:
         fact = UserRegistered(
-            tenant_id=event.tenant_id,
-            app_id=event.app_id,
-            user_id=event.user_id,
-            invite_code=event.payload.get("invite_code"),
-            registered_at=event.occurred_at,
-            event_id=event.event_id,
+            tenant_id=tenant_id,
+            app_id=body.app_id,
+            user_id=body.user_id,
+            invite_code=body.invite_code,
+            registered_at=body.occurred_at,
+            event_id=body.event_id,
         )
         messages.append(
             (
                 "referral",
                 jobs.REFERRAL_USER_REGISTERED,
                 fact.model_dump(mode="json"),
-                f"registered:{event.tenant_id}:{event.event_id}",
+                f"registered:{tenant_id}:{body.event_id}",
             )
         )
-    elif event.type == EventType.account_opened.value:
+    elif body.type is EventType.account_opened:
         node_fact = NodeCompleted(
-            tenant_id=event.tenant_id,
-            user_id=event.user_id,
+            tenant_id=tenant_id,
+            user_id=body.user_id,
             node=Node.account_opening,
-            completed_at=event.occurred_at,
-            event_id=event.event_id,
+            completed_at=body.occurred_at,
+            event_id=body.event_id,
         )
         messages.append(
             (
                 "referral",
                 jobs.REFERRAL_NODE_COMPLETED,
                 node_fact.model_dump(mode="json"),
-                f"node:{event.tenant_id}:{event.event_id}",
+                f"node:{tenant_id}:{body.event_id}",
             )
         )
     return messages
 
 
+def _row(principal: Principal, body: EventIn) -> dict[str, Any]:
+    return {
+        "id": uuid.uuid4(),
+        "tenant_id": principal.tenant_id,
+        "event_id": body.event_id,
+        "type": body.type.value,
+        "user_id": body.user_id,
+        "app_id": body.app_id,
+        "occurred_at": body.occurred_at,
+        "payload": body.model_dump(mode="json", exclude_none=True),
+        "received_by": principal.actor,
+    }
+
+
+def same_content(stored: Event, body: EventIn) -> bool:
+    """Compared as values: the same instant in another offset, or 100 vs 100.00, is the
+    same event."""
+    try:
+        return _EVENT.validate_python(stored.payload) == body
+    except ValidationError:
+        return False
+
+
+def _conflict(event_id: str) -> Conflict:
+    return Conflict(
+        f"Event {event_id} was already received with different content.",
+        code="event_id_conflict",
+        event_id=event_id,
+    )
+
+
 async def ingest(session: AsyncSession, principal: Principal, body: EventIn) -> EventAck:
     check_may_post(principal, body)
-    payload = body.model_dump(mode="json", exclude_none=True)
-    event = await EventRepository.from_session(session).insert_if_new(
-        {
-            "id": uuid.uuid4(),
-            "tenant_id": principal.tenant_id,
-            "event_id": body.event_id,
-            "type": body.type.value,
-            "user_id": body.user_id,
-            "app_id": body.app_id,
-            "occurred_at": body.occurred_at,
-            "payload": payload,
-            "received_by": principal.actor,
-        }
+    repo = EventRepository.from_session(session)
+    received_at = await repo.insert_with_follow_ups(
+        _row(principal, body), follow_ups(principal.tenant_id, body)
     )
-    if event is None:
-        original = await EventRepository.from_session(session).get(
-            principal.tenant_id, body.event_id
-        )
-        assert original is not None
-        return EventAck(
-            event_id=body.event_id, status="duplicate", received_at=original.received_at
-        )
-    outbox = OutboxRepository.from_session(session, OutboxMessage)
-    for queue, job_name, job_payload, job_id in _follow_ups(event):
-        outbox.add(queue, job_name, job_payload, job_id=job_id)
-    return EventAck(event_id=body.event_id, status="accepted", received_at=event.received_at)
+    if received_at is not None:
+        return EventAck(event_id=body.event_id, status="accepted", received_at=received_at)
+    original = await repo.get(principal.tenant_id, body.event_id)
+    if original is None:  # pragma: no cover - a conflict means the row exists
+        raise Conflict("The event is being stored concurrently; retry.", code="event_in_flight")
+    if not same_content(original, body):
+        raise _conflict(body.event_id)
+    return EventAck(event_id=body.event_id, status="duplicate", received_at=original.received_at)
+
+
+def _validation_problem(exc: ValidationError) -> ProblemError:
+    errors = [
+        {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+        for e in exc.errors()
+    ]
+    first = errors[0]
+    where = ".".join(str(p) for p in first["loc"]) or "event"
+    return Unprocessable(f"{where}: {first['msg']}", errors=errors)
+
+
+def _rejected(index: int, event_id: str | None, problem: ProblemError) -> BatchItemResult:
+    body = problem.to_dict()
+    return BatchItemResult(
+        index=index,
+        event_id=event_id,
+        status="rejected",
+        problem={k: body[k] for k in ("code", "status", "detail", "errors") if k in body},
+    )
+
+
+async def ingest_batch(
+    session: AsyncSession, principal: Principal, body: EventBatchIn
+) -> EventBatchResult:
+    """Each item is validated, authorised and stored on its own terms; the stored ones are
+    written in one multi-row statement. An id repeated inside the batch is a duplicate of
+    its first occurrence (or a conflict if the content differs)."""
+    results: dict[int, BatchItemResult] = {}
+    valid: list[tuple[int, EventIn]] = []
+    first_in_batch: dict[str, tuple[int, EventIn]] = {}
+    for index, raw in enumerate(body.events):
+        raw_id = raw.get("event_id") if isinstance(raw, dict) else None
+        event_id = raw_id if isinstance(raw_id, str) else None
+        try:
+            event = _EVENT.validate_python(raw)
+            check_may_post(principal, event)
+        except ValidationError as exc:
+            results[index] = _rejected(index, event_id, _validation_problem(exc))
+            continue
+        except ProblemError as exc:
+            results[index] = _rejected(index, event_id, exc)
+            continue
+        if event.event_id in first_in_batch:
+            valid.append((index, event))  # resolved against its first occurrence below
+            continue
+        first_in_batch[event.event_id] = (index, event)
+        valid.append((index, event))
+
+    repo = EventRepository.from_session(session)
+    firsts = list(first_in_batch.values())
+    stored = await repo.insert_many(
+        [_row(principal, e) for _, e in firsts],
+        {e.event_id: follow_ups(principal.tenant_id, e) for _, e in firsts},
+    )
+    known = await repo.get_many(
+        principal.tenant_id, [e.event_id for _, e in firsts if e.event_id not in stored]
+    )
+    for index, event in valid:
+        first_index, first = first_in_batch[event.event_id]
+        if index == first_index and event.event_id in stored:
+            results[index] = BatchItemResult(
+                index=index,
+                event_id=event.event_id,
+                status="accepted",
+                received_at=stored[event.event_id],
+            )
+            continue
+        original = known.get(event.event_id)
+        if index != first_index:
+            same = first == event and (original is None or same_content(original, event))
+            received = stored.get(event.event_id) or (original.received_at if original else None)
+        else:
+            same = original is not None and same_content(original, event)
+            received = original.received_at if original else None
+        if original is None and event.event_id not in stored:
+            results[index] = _rejected(
+                index,
+                event.event_id,
+                Conflict("The event is being stored concurrently; retry.", code="event_in_flight"),
+            )
+        elif same:
+            results[index] = BatchItemResult(
+                index=index, event_id=event.event_id, status="duplicate", received_at=received
+            )
+        else:
+            results[index] = _rejected(index, event.event_id, _conflict(event.event_id))
+    items = [results[i] for i in sorted(results)]
+    return EventBatchResult(
+        accepted=sum(1 for r in items if r.status == "accepted"),
+        duplicates=sum(1 for r in items if r.status == "duplicate"),
+        rejected=sum(1 for r in items if r.status == "rejected"),
+        items=items,
+    )

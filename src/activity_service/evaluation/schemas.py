@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class GrantRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    grant_key: str = Field(examples=["3f2c…:r1:u-2002:-:once"])
+    rule_id: str = Field(examples=["r1"])
+    user_id: str
+    counterpart_id: str | None
+    task: str = Field(examples=["net_deposit"])
+    achieved_at: datetime
+    prize_id: uuid.UUID
+    record_status: str = Field(
+        description="The reward record's status as last reported; `granted` until created",
+        examples=["issued"],
+    )
+    record_number: str | None = Field(examples=["RR-20261123-00000042"])
+    created_at: datetime
+
+
+class OutcomeRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    rule_id: str = Field(examples=["r1"])
+    outcome: str = Field(
+        description="granted | already_granted | cap_reached | not_in_segment | not_new_user "
+        "| not_old_user | task_not_completed | no_inviter | in_other_regular_activity | "
+        "beyond_last_range | no_fx_rate",
+        examples=["cap_reached"],
+    )
+    detail: str | None
+    at: datetime
+
+
+class Explanation(BaseModel):
+    activity_id: uuid.UUID
+    activity_code: str
+    user_id: str
+    status_hint: str = Field(
+        description="A one-line answer for the operator", examples=["1 grant; see outcomes"]
+    )
+    rules: list[dict[str, Any]] = Field(description="The activity's rules as configured")
+    grants: list[GrantRead]
+    outcomes: list[OutcomeRead] = Field(
+        description="The latest evaluation outcome per rule, including why nothing was granted"
+    )

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from activity_service.progress import service
+from contracts.payloads import LockCheckAnswer
+from service_kit.auth import Authenticator, CallerKind, Principal
+from service_kit.db import SessionDep
+from service_kit.errors import PROBLEM_RESPONSES, Unprocessable
+
+router = APIRouter(prefix="/v1/positions", tags=["positions"], responses=PROBLEM_RESPONSES)
+
+ServiceCaller = Annotated[Principal, Depends(Authenticator(kinds={CallerKind.service}))]
+
+
+@router.get("/{user_id}/lock-check", summary="Did the user keep a locked amount?")
+async def lock_check(
+    user_id: str,
+    principal: ServiceCaller,
+    session: SessionDep,
+    currency: Annotated[str, Query(pattern=r"^[A-Z]{3}$", examples=["HKD"])],
+    amount: Annotated[Decimal, Query(gt=0, examples=["10000"], description="Locked amount")],
+    since: Annotated[
+        datetime, Query(alias="from", description="Lock start (reward arrival), with offset")
+    ],
+    until: Annotated[datetime, Query(description="Lock expiry, with offset")],
+) -> LockCheckAnswer:
+    """For reward_service at a lock's expiry (SPEC §3.3): `held` is true when the user's
+    position in `currency` — deposits + stock transfers in − withdrawals − stock transfers
+    out over the whole history, converted at each flow's time with the tenant's rates —
+    stayed at or above `amount` from `from` to `until`. `min_position` is the lowest
+    position in that period."""
+    if since.tzinfo is None or until.tzinfo is None:
+        raise Unprocessable("`from` and `until` need a time zone offset.", code="invalid_period")
+    return await service.check_lock(
+        session,
+        principal.tenant_id,
+        user_id,
+        currency=currency,
+        amount=amount,
+        since=since,
+        until=until,
+    )

@@ -1,0 +1,59 @@
+"""Per-user progress read from the stored events: money flows over the user's whole
+history, and the lock-up check reward_service asks at a lock's expiry (SPEC §3.3)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from activity_service.events.repository import EventRepository
+from activity_service.progress.flows import EVENT_FLOWS, Flow, convert, lock_check
+from activity_service.tenants.fx import NoRate
+from activity_service.tenants.service import tenant_context
+from contracts.payloads import LockCheckAnswer
+from service_kit.errors import Unprocessable
+
+
+async def user_flows(
+    session: AsyncSession, tenant_id: str, user_id: str, until: datetime | None = None
+) -> list[Flow]:
+    events = await EventRepository.from_session(session).of_user(
+        tenant_id, user_id, tuple(EVENT_FLOWS), until=until
+    )
+    return [
+        Flow(
+            e.occurred_at,
+            e.event_id,
+            EVENT_FLOWS[e.type],
+            Decimal(str(e.payload["amount"])),
+            e.payload["currency"],
+        )
+        for e in events
+    ]
+
+
+async def check_lock(
+    session: AsyncSession,
+    tenant_id: str,
+    user_id: str,
+    *,
+    currency: str,
+    amount: Decimal,
+    since: datetime,
+    until: datetime,
+) -> LockCheckAnswer:
+    """held = the user's position (cumulative net flow: deposits + stock in − withdrawals −
+    stock out, each converted into ``currency`` at its time) stayed ≥ ``amount`` over the
+    whole of [since, until]."""
+    if until < since:
+        raise Unprocessable("`until` is before `from`.", code="invalid_period")
+    flows = await user_flows(session, tenant_id, user_id)
+    tenant = await tenant_context(session, tenant_id)
+    try:
+        converted = convert(flows, currency, tenant.rates)
+    except NoRate as exc:
+        return LockCheckAnswer(held=False, min_position=None, reason=f"no FX rate: {exc}")
+    answer = lock_check(converted, amount, since, until)
+    return LockCheckAnswer(held=answer.held, min_position=answer.min_position, reason=answer.reason)

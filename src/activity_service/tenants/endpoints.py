@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, status
+
+from activity_service.tenants import service
+from activity_service.tenants.repository import TenantRepository
+from activity_service.tenants.schemas import (
+    FxRateRead,
+    FxRatesIn,
+    TenantSettingsIn,
+    TenantSettingsRead,
+)
+from service_kit.auth import ACTIVITY_READ, ACTIVITY_WRITE, Authenticator, CallerKind, Principal
+from service_kit.db import SessionDep
+from service_kit.errors import PROBLEM_RESPONSES
+from service_kit.pagination import Page, PageParamsDep
+
+router = APIRouter(prefix="/v1", tags=["tenant settings"], responses=PROBLEM_RESPONSES)
+
+SettingsWriter = Annotated[
+    Principal, Depends(Authenticator(kinds={CallerKind.operator}, permissions=ACTIVITY_WRITE))
+]
+SettingsReader = Annotated[
+    Principal,
+    Depends(
+        Authenticator(kinds={CallerKind.operator, CallerKind.service}, permissions=ACTIVITY_READ)
+    ),
+]
+
+
+@router.get("/tenant-settings", summary="The tenant's time zone and base currency")
+async def get_tenant_settings(principal: SettingsReader, session: SessionDep) -> TenantSettingsRead:
+    """Defaults (Asia/Hong_Kong, HKD) apply until an operator sets them."""
+    return await service.read_settings(session, principal.tenant_id)
+
+
+@router.put("/tenant-settings", summary="Set the tenant's time zone and base currency")
+async def put_tenant_settings(
+    body: TenantSettingsIn, principal: SettingsWriter, session: SessionDep
+) -> TenantSettingsRead:
+    return await service.put_settings(session, principal.tenant_id, body)
+
+
+@router.post(
+    "/fx-rates", status_code=status.HTTP_201_CREATED, summary="Add FX rates (with effective time)"
+)
+async def post_fx_rates(
+    body: FxRatesIn, principal: SettingsWriter, session: SessionDep
+) -> list[FxRateRead]:
+    """A flow is converted with the latest rate of its pair effective at the flow's time
+    (or the inverse of the reverse pair), rounded half-even to 6 places. Re-posting the same
+    pair and effective time corrects that rate; the call is idempotent."""
+    rows = await service.add_rates(session, principal.tenant_id, body, principal.actor)
+    return [FxRateRead.model_validate(r) for r in rows]
+
+
+@router.get("/fx-rates", summary="The tenant's FX rates")
+async def list_fx_rates(
+    principal: SettingsReader, session: SessionDep, page: PageParamsDep
+) -> Page[FxRateRead]:
+    rows, cursor = await TenantRepository.from_session(session).list_rates(
+        principal.tenant_id, page
+    )
+    return Page(items=[FxRateRead.model_validate(r) for r in rows], next_cursor=cursor)
