@@ -5,14 +5,17 @@ from typing import Any
 
 from sqlalchemy import and_, literal, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from referral_service.bindings.models import Binding, BindingHistory, NodeCompletion
+from service_kit.errors import Conflict
 from service_kit.pagination import PageParams, paginate
 
 # Upper bound of any chain walk: far beyond real referral depths, and a hard stop should a
 # loop ever exist in the data.
 MAX_CHAIN_DEPTH = 10_000
+DEADLOCK_DETECTED = "40P01"
 
 
 class BindingRepository:
@@ -31,14 +34,24 @@ class BindingRepository:
         the locks are taken in that order), so overlapping sets never deadlock."""
         if not keys:
             return
-        await self.session.execute(
-            text(
-                "SELECT pg_advisory_xact_lock(h) FROM ("
-                " SELECT DISTINCT hashtextextended(k, 0) AS h"
-                " FROM unnest(CAST(:keys AS text[])) AS k ORDER BY h) AS ordered"
-            ),
-            {"keys": keys},
-        )
+        try:
+            await self.session.execute(
+                text(
+                    "SELECT pg_advisory_xact_lock(h) FROM ("
+                    " SELECT DISTINCT hashtextextended(k, 0) AS h"
+                    " FROM unnest(CAST(:keys AS text[])) AS k ORDER BY h) AS ordered"
+                ),
+                {"keys": keys},
+            )
+        except DBAPIError as exc:
+            # Only possible when a chain grew while its locks were being taken and a second
+            # round had to lock more: PostgreSQL breaks the deadlock, the caller may retry.
+            if getattr(exc.orig, "sqlstate", None) == DEADLOCK_DETECTED:
+                raise Conflict(
+                    "A concurrent change touched the same users; try again.",
+                    code="concurrent_change",
+                ) from exc
+            raise
 
     # --- graph walks -------------------------------------------------------------------
 
