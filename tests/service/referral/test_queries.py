@@ -76,6 +76,7 @@ async def test_per_user_view_as_invitee_and_inviter(platform: Platform) -> None:
         ("inviter", "u-d", "registration"),
         ("inviter", "u-d", "deposit"),
     }
+    platform.clock.advance(timedelta(minutes=1))
     assert (await op_bind(platform, "u-a", "u-z")).status_code == 201
     response = await platform.referral.get("/v1/users/u-a/bindings", headers=platform.operator())
     first = response.json()["items"][0]
