@@ -7,7 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.payloads import Node
 
-UserId = Field(min_length=1, max_length=128, pattern=r"^\S(.*\S)?$")
+USER_ID_PATTERN = r"^\S(.*\S)?$"
 
 
 class Channel(StrEnum):
@@ -53,7 +53,7 @@ class BindingHistoryRead(BaseModel):
     inviter_id: str = Field(examples=["u-1001"])
     channel: Channel
     actor: str = Field(description="Who made the change", examples=["operator:ops-1"])
-    at: datetime
+    at: datetime = Field(description="When the change was made")
 
 
 class NodeState(BaseModel):
@@ -82,8 +82,20 @@ class SelfBindRequest(BaseModel):
 
 
 class BindingCreate(BaseModel):
-    invitee_id: str = UserId
-    inviter_id: str = UserId
+    invitee_id: str = Field(
+        min_length=1,
+        max_length=128,
+        pattern=USER_ID_PATTERN,
+        description="The invited user (customer number)",
+        examples=["u-2002"],
+    )
+    inviter_id: str = Field(
+        min_length=1,
+        max_length=128,
+        pattern=USER_ID_PATTERN,
+        description="The user who invited them",
+        examples=["u-1001"],
+    )
     node: Node = Field(examples=["registration"])
     channel: Channel | None = Field(
         None,
@@ -94,7 +106,11 @@ class BindingCreate(BaseModel):
 
 class BindingChange(BaseModel):
     inviter_id: str = Field(
-        min_length=1, max_length=128, pattern=r"^\S(.*\S)?$", examples=["u-3003"]
+        min_length=1,
+        max_length=128,
+        pattern=USER_ID_PATTERN,
+        description="The new inviter of the node",
+        examples=["u-3003"],
     )
 
 
@@ -112,6 +128,6 @@ class InviterStats(BaseModel):
     since: datetime | None = Field(None, alias="from", description="Window start (inclusive)")
     until: datetime | None = Field(None, description="Window end (exclusive)")
     completed_only: bool = Field(description="Only invitees who completed the node")
-    nodes: list[NodeCounts]
+    nodes: list[NodeCounts] = Field(description="Always the three nodes, in order")
 
     model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)

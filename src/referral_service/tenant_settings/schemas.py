@@ -12,7 +12,7 @@ class ReferralTenantSettingsRead(BaseModel):
     )
     is_default: bool = Field(description="True while the tenant has not set its own value")
     updated_by: str | None = Field(None, examples=["operator:ops-1"])
-    updated_at: datetime | None = None
+    updated_at: datetime | None = Field(None, description="When it was last set")
 
 
 class ReferralTenantSettingsUpdate(BaseModel):
