@@ -26,6 +26,9 @@ from service_kit.http import ServiceClient
 
 log = logging.getLogger(__name__)
 
+# The longest a record stuck in Issuing waits between two re-drives.
+MAX_REDRIVE_GAP = timedelta(minutes=10)
+
 
 @dataclass
 class ReconcileReport:
@@ -45,7 +48,9 @@ async def redrive_stuck(db: Database, settings: RewardSettings, now: datetime) -
     stamp = f"redrive:{int(now.timestamp())}"
     async with db.session() as session:
         repo = RecordRepository.from_session(session)
-        stuck = await repo.claim_stuck_issuing(older_than, settings.reconcile_batch_size)
+        stuck = await repo.claim_stuck_issuing(
+            now, older_than, settings.reconcile_batch_size, MAX_REDRIVE_GAP
+        )
         for record in stuck:
             await repo.touch(record.id, {"redriven_at": now})
             queue_issuance(session, record, attempt=stamp)

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select, update
+from sqlalchemy import DateTime, Select, and_, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -201,15 +201,31 @@ class RecordRepository:
 
     # --- the reconciler's questions (across tenants: it is the platform's own job) ---
 
-    async def claim_stuck_issuing(self, older_than: datetime, limit: int) -> list[RewardRecord]:
-        """Records in Issuing since before ``older_than`` and not re-driven since; rows
-        being issued right now are locked by their job and skipped."""
+    async def claim_stuck_issuing(
+        self, now: datetime, older_than: datetime, limit: int, max_gap: timedelta
+    ) -> list[RewardRecord]:
+        """Records in Issuing since before ``older_than``; rows being issued right now are
+        locked by their job and skipped.
+
+        Re-drives back off: the next one waits at least as long as the record had waited at
+        the previous one (so deadline, 2×, 4×, … capped at ``max_gap``). A backlog of merely
+        queued jobs then does not snowball into more and more duplicate jobs."""
+        since_redrive = literal(now, DateTime(timezone=True)) - RewardRecord.redriven_at
         stmt = (
             select(RewardRecord)
             .where(
                 RewardRecord.status == "issuing",
                 RewardRecord.updated_at <= older_than,
-                or_(RewardRecord.redriven_at.is_(None), RewardRecord.redriven_at <= older_than),
+                or_(
+                    RewardRecord.redriven_at.is_(None),
+                    and_(
+                        RewardRecord.redriven_at <= older_than,
+                        or_(
+                            since_redrive >= RewardRecord.redriven_at - RewardRecord.updated_at,
+                            since_redrive >= max_gap,
+                        ),
+                    ),
+                ),
             )
             .order_by(RewardRecord.updated_at)
             .limit(limit)
