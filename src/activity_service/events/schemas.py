@@ -99,7 +99,7 @@ class EventAck(BaseModel):
 
 
 class EventBatchIn(BaseModel):
-    events: list[dict[str, Any]] = Field(
+    events: list[Any] = Field(
         min_length=1,
         max_length=MAX_BATCH,
         description=f"Up to {MAX_BATCH} events, each shaped like `EventIn`; each is "
