@@ -494,6 +494,7 @@ async def my_activities(
     rows, cursor = await ActivityRepository.from_session(session).running_for_users(
         principal.tenant_id, page, now
     )
+    zone = await segments.tenant_zone(session, principal.tenant_id)
     items = []
     for activity in rows:
         if (
@@ -506,6 +507,7 @@ async def my_activities(
                 principal.sub,
                 activity.segment_refresh or "5m",
                 now,
+                zone,
             )
         ):
             continue

@@ -36,6 +36,13 @@ class ExternalSegmentUnavailable(ProblemError):
     status, code, title = 502, "external_segment_unavailable", "The segment source failed"
 
 
+async def tenant_zone(session: AsyncSession, tenant_id: str) -> ZoneInfo:
+    """The tenant's configured time zone (tenant settings), Asia/Hong_Kong by default."""
+    from activity_service.tenants.service import read_settings
+
+    return ZoneInfo((await read_settings(session, tenant_id)).time_zone)
+
+
 async def is_member(
     session: AsyncSession,
     tenant_id: str,
@@ -46,8 +53,10 @@ async def is_member(
     tz: ZoneInfo | None = None,
 ) -> bool:
     """Eligibility: was the user a member in the snapshot of the last refresh (5 minutes:
-    the last 5-minute boundary; 1 day: the tenant's last midnight, ``tz`` defaulting to
-    ``snapshot.DEFAULT_TIME_ZONE``)? A segment of another tenant is never matched."""
+    the last 5-minute boundary; 1 day: the last midnight in ``tz``, read from the tenant's
+    settings when not given)? A segment of another tenant is never matched."""
+    if tz is None and SegmentRefresh(refresh) is SegmentRefresh.one_day:
+        tz = await tenant_zone(session, tenant_id)
     at = snapshot_at(now, refresh, tz)
     return await SegmentRepository.from_session(session).is_member_at(
         tenant_id, segment_id, user_id, at
@@ -65,7 +74,7 @@ async def membership(
 ) -> MembershipRead:
     await get_segment(session, tenant_id, segment_id)
     repo = SegmentRepository.from_session(session)
-    at = snapshot_at(now, refresh, tz)
+    at = snapshot_at(now, refresh, tz or await tenant_zone(session, tenant_id))
     return MembershipRead(
         segment_id=segment_id,
         user_id=user_id,
@@ -182,7 +191,9 @@ async def change_members(
             "This segment is fed by its external source; refresh it instead of uploading.",
             code="segment_is_external",
         )
-    return await _apply(session, segment, user_ids, mode, now, tz)
+    return await _apply(
+        session, segment, user_ids, mode, now, tz or await tenant_zone(session, tenant_id)
+    )
 
 
 async def fetch_external(http: ServiceClient, url: str) -> list[str]:
@@ -220,7 +231,9 @@ async def refresh_external(
     if segment.source != "external" or not segment.external_url:
         raise Conflict("Only an external segment can be refreshed.", code="segment_not_external")
     user_ids = await fetch_external(http, segment.external_url)
-    return await _apply(session, segment, user_ids, "replace", now, tz)
+    return await _apply(
+        session, segment, user_ids, "replace", now, tz or await tenant_zone(session, tenant_id)
+    )
 
 
 async def note_refresh_failure(session: AsyncSession, segment_id: uuid.UUID, error: str) -> None:

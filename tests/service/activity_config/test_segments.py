@@ -144,6 +144,20 @@ async def test_one_day_refresh_delay_uses_the_tenant_midnight(platform: Platform
     assert await _check(platform, seg, "u1", "1d")
 
 
+async def test_one_day_refresh_follows_the_tenant_time_zone(platform: Platform) -> None:
+    zone = await platform.activity.put(
+        "/v1/tenant-settings", json={"time_zone": "UTC"}, headers=platform.operator()
+    )
+    assert zone.status_code == 200, zone.text
+    seg = await segment(platform)
+    added = await _upload(platform, seg, ":add", ["u1"], "")
+    assert added.json()["visible_for_1d_from"] == "2026-11-24T00:00:00Z"
+    platform.clock.set(datetime(2026, 11, 23, 23, 59, tzinfo=UTC))
+    assert not await _check(platform, seg, "u1", "1d")
+    platform.clock.set(datetime(2026, 11, 24, 0, 0, tzinfo=UTC))
+    assert await _check(platform, seg, "u1", "1d")
+
+
 async def test_is_member_for_the_evaluation_engine(platform: Platform) -> None:
     seg = await segment(platform)
     platform.clock.set(T0 + timedelta(minutes=1))
