@@ -16,3 +16,6 @@ class ReferralSettings(ServiceSettings):
     # are refused with 429: 30^8 codes cannot be enumerated at 10 guesses per 10 minutes.
     code_failure_limit: int = 10
     code_failure_window_seconds: int = 600
+    # A trusted back end resolves codes for many end users, typos included: same window,
+    # a higher ceiling, still far too low to enumerate the code space.
+    code_failure_limit_service: int = 300

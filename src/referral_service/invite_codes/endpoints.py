@@ -25,7 +25,7 @@ TOO_MANY = {
 }
 
 
-def code_limiter(request: Request) -> CodeAttemptLimiter:
+def user_code_limiter(request: Request) -> CodeAttemptLimiter:
     settings = request.app.state.settings
     return CodeAttemptLimiter(
         request.app.state.redis,
@@ -35,7 +35,18 @@ def code_limiter(request: Request) -> CodeAttemptLimiter:
     )
 
 
-LimiterDep = Annotated[CodeAttemptLimiter, Depends(code_limiter)]
+def service_code_limiter(request: Request) -> CodeAttemptLimiter:
+    settings = request.app.state.settings
+    return CodeAttemptLimiter(
+        request.app.state.redis,
+        settings.queue_prefix,
+        settings.code_failure_limit_service,
+        settings.code_failure_window_seconds,
+    )
+
+
+LimiterDep = Annotated[CodeAttemptLimiter, Depends(user_code_limiter)]
+ServiceLimiterDep = Annotated[CodeAttemptLimiter, Depends(service_code_limiter)]
 
 
 @router.get("/v1/me/invite-code", summary="My invite code for my app")
@@ -57,7 +68,7 @@ async def resolve_invite_code(
     ],
     principal: TrustedService,
     session: SessionDep,
-    limiter: LimiterDep,
+    limiter: ServiceLimiterDep,
     app_id: Annotated[str | None, Query(description="Only within this app")] = None,
 ) -> InviteCodeRead:
     """422 `invalid_invite_code` for a malformed code, 404 `invite_code_not_found` for an

@@ -75,8 +75,9 @@ async def test_repeated_wrong_codes_are_throttled_per_caller(platform: Platform)
     assert elsewhere.status_code == 404
 
 
-async def test_service_lookups_are_throttled_too(platform: Platform) -> None:
-    limit = platform.settings["referral"].code_failure_limit  # type: ignore[attr-defined]
+async def test_service_lookups_are_throttled_with_their_own_limit(platform: Platform) -> None:
+    limit = platform.settings["referral"].code_failure_limit_service  # type: ignore[attr-defined]
+    assert limit > platform.settings["referral"].code_failure_limit  # type: ignore[attr-defined]
     for _ in range(limit):
         response = await platform.referral.get(
             "/v1/invite-codes/ZZZZZZZZ", headers=platform.service(sub="scraper")
