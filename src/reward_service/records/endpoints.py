@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import csv
-import io
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -10,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
+from reward_service.exports import csv_line
 from reward_service.records import service
 from reward_service.records.models import RewardRecord
 from reward_service.records.repository import RecordRepository
@@ -112,22 +111,6 @@ EXPORT_COLUMNS = [
 ]
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, datetime):
-        return value.isoformat()
-    text = str(value)
-    # Spreadsheet formula injection: a cell starting with one of these is read as a formula.
-    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
-
-
-def _csv_line(values: list[Any]) -> str:
-    out = io.StringIO()
-    csv.writer(out).writerow([_cell(v) for v in values])
-    return out.getvalue()
-
-
 @router.get(
     "/v1/reward-records/export",
     summary="Export the winners list (CSV)",
@@ -142,12 +125,12 @@ async def export_reward_records(
     tenant_id = principal.tenant_id
 
     async def lines() -> AsyncIterator[str]:
-        yield "\ufeff" + _csv_line(EXPORT_COLUMNS)
+        yield "\ufeff" + csv_line(EXPORT_COLUMNS)
         # Its own read-only session: the response streams after the request dependency ends.
         async with db.session() as session:
             async for chunk in RecordRepository.from_session(session).stream(tenant_id, **filters):
                 for record in chunk:
-                    yield _csv_line([getattr(record, c) for c in EXPORT_COLUMNS])
+                    yield csv_line([getattr(record, c) for c in EXPORT_COLUMNS])
 
     name = filters.get("activity_code") or "all"
     return StreamingResponse(

@@ -10,6 +10,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from reward_service.exports import csv_line
 from reward_service.prizes.models import Prize
 from reward_service.prizes.repository import PrizeRepository
 from reward_service.records.fulfilment import FulfilmentFailed
@@ -299,28 +300,28 @@ EXPORT_COLUMNS = [
 
 
 def export_csv(shipments: list[Shipment]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(EXPORT_COLUMNS)
+    lines = ["\ufeff" + csv_line(EXPORT_COLUMNS)]
     for s in shipments:
-        writer.writerow(
-            [
-                s.id,
-                s.record_number,
-                s.activity_code,
-                s.user_id,
-                s.prize_name,
-                s.status,
-                s.recipient_name or "",
-                s.phone or "",
-                s.country or "",
-                s.province or "",
-                s.city or "",
-                s.district or "",
-                s.address_line or "",
-                s.postal_code or "",
-                s.logistics_company or "",
-                s.tracking_number or "",
-            ]
+        lines.append(
+            csv_line(
+                [
+                    s.id,
+                    s.record_number,
+                    s.activity_code,
+                    s.user_id,
+                    s.prize_name,
+                    s.status,
+                    s.recipient_name,
+                    s.phone,
+                    s.country,
+                    s.province,
+                    s.city,
+                    s.district,
+                    s.address_line,
+                    s.postal_code,
+                    s.logistics_company,
+                    s.tracking_number,
+                ]
+            )
         )
-    return out.getvalue()
+    return "".join(lines)
