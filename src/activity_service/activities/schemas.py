@@ -162,7 +162,7 @@ class BasicRuleIn(_Strict):
     )
     currency: Currency | None = Field(None, description="Currency of the threshold")
     prize_id: uuid.UUID = Field(description="A prize of reward_service")
-    lock_up: LockUpIn | None = None
+    lock_up: LockUpIn | None = Field(None, description="Optional lock-up (SPEC §3.3)")
     enterprise_id: str | None = Field(
         None,
         max_length=128,
@@ -198,7 +198,7 @@ class BasicActivityCreate(CommonFields, StandardWindow):
 
     model_config = ConfigDict(json_schema_extra={"examples": [BASIC_EXAMPLE]})
 
-    kind: Literal["basic"]
+    kind: Literal["basic"] = Field(description="Discriminator")
     attribute: BasicAttribute = BasicAttribute.unlimited
     timing: GenerationTiming = Field(
         GenerationTiming.real_time, description="Reward generation timing (SPEC §1.5)"
@@ -235,7 +235,7 @@ class ReferralRuleIn(_Strict):
     id: RuleId | None = None
     task: TaskType = Field(description="What the invitee must complete", examples=["register"])
     threshold: Amount | None = Field(None, description="Amount tasks only")
-    currency: Currency | None = None
+    currency: Currency | None = Field(None, description="Currency of the threshold")
     prize_id: uuid.UUID | None = Field(
         None, description="fixed: inviter's prize per qualifying invitee (required); tiered: omit"
     )
@@ -250,7 +250,7 @@ class ReferralRuleIn(_Strict):
 class PrizeLimitIn(_Strict):
     """Prize settings: how many times one user may receive this prize in this activity."""
 
-    prize_id: uuid.UUID
+    prize_id: uuid.UUID = Field(description="A prize awarded by this activity's rules")
     max_per_user: int = Field(examples=[3], json_schema_extra={"minimum": 1})
 
 
@@ -291,11 +291,17 @@ class ReferralActivityCreate(CommonFields, StandardWindow):
 
     model_config = ConfigDict(json_schema_extra={"examples": [REFERRAL_EXAMPLE]})
 
-    kind: Literal["referral"]
+    kind: Literal["referral"] = Field(description="Discriminator")
     attribute: ReferralAttribute = ReferralAttribute.regular
     reward_type: RewardType = Field(description="fixed or tiered")
-    rules: list[ReferralRuleIn] = Field(max_length=20)
-    prize_limits: list[PrizeLimitIn] = Field(default_factory=list, max_length=50)
+    rules: list[ReferralRuleIn] = Field(
+        max_length=20, description="At least one: the task invitees complete and its rewards"
+    )
+    prize_limits: list[PrizeLimitIn] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Prize settings: per-user caps on prizes the rules award",
+    )
 
 
 # --------------------------------------------------------------------------- team
@@ -306,7 +312,7 @@ class HelperRewardIn(_Strict):
     segment_id: uuid.UUID | None = Field(
         None, description="Helpers in this segment get the prize; null = all users"
     )
-    prize_id: uuid.UUID
+    prize_id: uuid.UUID = Field(description="The helper's prize")
 
 
 TEAM_EXAMPLE: dict[str, Any] = {
@@ -329,7 +335,7 @@ class TeamActivityCreate(CommonFields, StandardWindow):
 
     model_config = ConfigDict(json_schema_extra={"examples": [TEAM_EXAMPLE]})
 
-    kind: Literal["team"]
+    kind: Literal["team"] = Field(description="Discriminator")
     form: TeamForm = Field(
         TeamForm.assist,
         description="Only `assist` is online; basic_team and team_split are rejected "
@@ -350,7 +356,11 @@ class TeamActivityCreate(CommonFields, StandardWindow):
         description="At most this many assists per helper in the window; null = unlimited",
         json_schema_extra={"minimum": 1},
     )
-    helper_rewards: list[HelperRewardIn] = Field(default_factory=list, max_length=20)
+    helper_rewards: list[HelperRewardIn] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Helper rewards per segment, first match wins; segment null = all users",
+    )
     initiator_prize_id: uuid.UUID = Field(description="Initiator's prize when the team fills")
 
 
@@ -370,7 +380,7 @@ class NonStandardActivityCreate(CommonFields):
 
     model_config = ConfigDict(json_schema_extra={"examples": [NON_STANDARD_EXAMPLE]})
 
-    kind: Literal["non_standard"]
+    kind: Literal["non_standard"] = Field(description="Discriminator")
     starts_at: AwareDatetime | None = Field(None, description="Optional window start")
     ends_at: AwareDatetime | None = Field(None, description="Optional window end")
 
@@ -423,30 +433,36 @@ class ActivityPatch(_Strict):
     )
 
     kind: ActivityKind | None = Field(None, description="Drafts only; send the new kind's fields")
-    name: LocalizedName | None = None
-    starts_at: AwareDatetime | None = None
-    ends_at: AwareDatetime | None = None
-    segment_id: uuid.UUID | None = None
-    segment_refresh: SegmentRefresh | None = None
-    remarks: str | None = Field(None, max_length=2000)
-    review_required: bool | None = None
-    cost_type: CostType | None = None
-    issuance_form: IssuanceForm | None = None
+    name: LocalizedName | None = Field(None, description="Replaces the whole name")
+    starts_at: AwareDatetime | None = Field(None, description="Window start")
+    ends_at: AwareDatetime | None = Field(
+        None, description="Window end; a running activity's may not move into the past"
+    )
+    segment_id: uuid.UUID | None = Field(None, description="Target segment; null removes it")
+    segment_refresh: SegmentRefresh | None = Field(None, description="5m or 1d")
+    remarks: str | None = Field(None, max_length=2000, description="Operator memo")
+    review_required: bool | None = Field(None, description="Switch the review mode")
+    cost_type: CostType | None = Field(None, description="Cost type")
+    issuance_form: IssuanceForm | None = Field(None, description="automatic or manual")
     attribute: str | None = Field(
         None, description="basic: unlimited|new_user|old_user; referral: regular|marketing"
     )
-    timing: GenerationTiming | None = None
-    reward_type: RewardType | None = None
+    timing: GenerationTiming | None = Field(None, description="basic: generation timing")
+    reward_type: RewardType | None = Field(
+        None, description="referral: fixed or tiered (drafts only; send `rules` with it)"
+    )
     rules: list[dict[str, Any]] | None = Field(
         None, description="The kind's rule list (BasicRuleIn or ReferralRuleIn items)"
     )
-    prize_limits: list[PrizeLimitIn] | None = None
-    form: TeamForm | None = None
-    helpers_needed: int | None = None
-    initiation_limit: int | None = None
-    assist_limit: int | None = None
-    helper_rewards: list[HelperRewardIn] | None = None
-    initiator_prize_id: uuid.UUID | None = None
+    prize_limits: list[PrizeLimitIn] | None = Field(None, description="referral: prize settings")
+    form: TeamForm | None = Field(None, description="team: only assist")
+    helpers_needed: int | None = Field(None, description="team: 2–10")
+    initiation_limit: int | None = Field(None, description="team: null = unlimited")
+    assist_limit: int | None = Field(None, description="team: null = unlimited")
+    helper_rewards: list[HelperRewardIn] | None = Field(
+        None, description="team: helper rewards per segment"
+    )
+    initiator_prize_id: uuid.UUID | None = Field(None, description="team: initiator's prize")
     activity_code: str | None = Field(None, description="Immutable: sending it is an error")
     business_code: str | None = Field(None, description="Immutable: sending it is an error")
 
@@ -492,7 +508,7 @@ class ReferralRule(_Stored):
 
 
 class PrizeLimit(_Stored):
-    prize_id: uuid.UUID
+    prize_id: uuid.UUID = Field(description="A prize awarded by this activity's rules")
     max_per_user: int
 
 
@@ -540,7 +556,7 @@ def parse_config(kind: str, config: dict[str, Any]) -> Any:
 
 
 class ActivityRead(BaseModel):
-    id: uuid.UUID
+    id: uuid.UUID = Field(description="Activity id")
     seq: int | None = Field(None, description="Sequence number in the tenant (list 序号)")
     activity_code: str = Field(examples=["ACT-7K2M9QXD"], description="Immutable, unique")
     business_code: str = Field(examples=["BIZ-4Z8R2N6W"], description="Reward business code")
@@ -550,16 +566,16 @@ class ActivityRead(BaseModel):
     allowed_operations: list[str] = Field(
         default_factory=list, description="What this status allows (SPEC §1.3)"
     )
-    starts_at: datetime | None
-    ends_at: datetime | None
+    starts_at: datetime | None = Field(description="Window start (null: non-standard, none)")
+    ends_at: datetime | None = Field(description="Window end, exclusive")
     attribute: str | None = Field(
         description="basic: unlimited|new_user|old_user; referral: regular|marketing; team: assist"
     )
-    issuance_form: str
-    review_required: bool
-    cost_type: str | None
-    remarks: str | None
-    segment_id: uuid.UUID | None = None
+    issuance_form: str = Field(description="automatic or manual")
+    review_required: bool = Field(description="Review mode")
+    cost_type: str | None = Field(description="marketing_promotion, daily_operations, rebate")
+    remarks: str | None = Field(description="Operator memo")
+    segment_id: uuid.UUID | None = Field(None, description="Target segment")
     segment_refresh: str | None = Field(None, description="5m or 1d")
     config: dict[str, Any] = Field(
         description="Kind-specific configuration: BasicConfig, ReferralConfig, TeamConfig or "
@@ -567,24 +583,24 @@ class ActivityRead(BaseModel):
         examples=[{"timing": "real_time", "rules": [{"id": "r1", "task": "register"}]}],
     )
     version: int = Field(description="Also the ETag; send it back in If-Match to edit")
-    submitter: str
-    published_at: datetime | None
-    closed_at: datetime | None = None
-    created_at: datetime
-    updated_at: datetime
+    submitter: str = Field(description="Who created it", examples=["operator:ops-1"])
+    published_at: datetime | None = Field(description="When it was published")
+    closed_at: datetime | None = Field(None, description="When it was closed")
+    created_at: datetime = Field(description="Created")
+    updated_at: datetime = Field(description="Last changed (equals created_at until edited)")
 
 
 class MyActivity(BaseModel):
     """A running activity as an app user sees it (no operator fields)."""
 
-    id: uuid.UUID
-    activity_code: str
+    id: uuid.UUID = Field(description="Activity id")
+    activity_code: str = Field(examples=["ACT-7K2M9QXD"], description="Activity code")
     kind: ActivityKind
     name: str = Field(description="In the Accept-Language language, with fallback")
     language: str = Field(examples=["zh-Hant"], description="Language chosen for `name`")
-    attribute: str | None
-    starts_at: datetime | None
-    ends_at: datetime | None
+    attribute: str | None = Field(description="As in the operator view")
+    starts_at: datetime | None = Field(description="Window start")
+    ends_at: datetime | None = Field(description="Window end, exclusive")
     started: bool = Field(description="False while published but before starts_at")
 
 

@@ -25,7 +25,7 @@ class SegmentCreate(BaseModel):
     )
 
     name: str = Field(min_length=1, max_length=200, description="Unique in the tenant")
-    description: str | None = Field(None, max_length=2000)
+    description: str | None = Field(None, max_length=2000, description="Operator memo")
     source: Literal["upload", "external"] = Field(
         "upload",
         description="upload: members are uploaded by operators; external: pulled from "
@@ -47,28 +47,30 @@ class SegmentCreate(BaseModel):
 
 
 class SegmentRead(BaseModel):
-    id: uuid.UUID
-    name: str
-    description: str | None
-    source: str
-    external_url: str | None
+    id: uuid.UUID = Field(description="Segment id, referenced by activities")
+    name: str = Field(examples=["VIP clients"])
+    description: str | None = Field(description="Operator memo")
+    source: str = Field(description="upload or external")
+    external_url: str | None = Field(description="external: where members are pulled from")
     member_count: int = Field(description="Members now (the live set, before any snapshot)")
-    created_by: str
+    created_by: str = Field(examples=["operator:ops-1"])
     last_refreshed_at: datetime | None = Field(
         None, description="Last membership change (upload or external refresh)"
     )
-    last_refresh_error: str | None = None
-    created_at: datetime
-    updated_at: datetime
+    last_refresh_error: str | None = Field(
+        None, description="Why the last periodic external refresh failed (null when fine)"
+    )
+    created_at: datetime = Field(description="Created")
+    updated_at: datetime = Field(description="Last changed")
 
 
 class MembershipChange(BaseModel):
-    segment_id: uuid.UUID
-    mode: Literal["replace", "add", "remove"]
+    segment_id: uuid.UUID = Field(description="The segment")
+    mode: Literal["replace", "add", "remove"] = Field(description="What the upload did")
     received: int = Field(description="Distinct user ids in the upload")
     added: int = Field(description="Users who became members")
     removed: int = Field(description="Users who stopped being members")
-    member_count: int
+    member_count: int = Field(description="Members now")
     at: datetime = Field(description="When the change happened")
     visible_for_5m_from: datetime = Field(
         description="From when activities with a 5-minute refresh delay see the change"
