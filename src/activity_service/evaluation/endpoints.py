@@ -29,9 +29,7 @@ async def explain_user(
     """The activity's rules, the user's grants (with the reward record status reported
     back) and, per rule, the latest evaluation outcome — e.g. `not_in_segment`,
     `not_new_user`, `cap_reached`, `no_inviter`, `task_not_completed` (SPEC §5)."""
-    activity = await ActivityRepository.from_session(session).get(
-        principal.tenant_id, activity_id
-    )
+    activity = await ActivityRepository.from_session(session).get(principal.tenant_id, activity_id)
     if activity is None:
         raise NotFound(f"No activity {activity_id} in this tenant.", code="activity_not_found")
     grants = await GrantRepository.from_session(session).of_activity_user(

@@ -386,7 +386,10 @@ async def evaluate_referral(
     until: datetime | None = None,
     event_type: str | None = None,
 ) -> None:
-    """The invitee ``facts.user_id`` completing a rule's task earns their effective inviter
+    """``mode`` as for basic activities, plus "binding": every real-time task again, after
+    the invitee's inviter was bound (the binding may land after the task's event).
+
+    The invitee ``facts.user_id`` completing a rule's task earns their effective inviter
     for the task's node the rule's reward (fixed) or the reward of the range their count
     falls in (tiered, plus a one-off bonus on entering a range); the invitee may be rewarded
     too. Regular activities: an inviter takes part in one at a time."""
@@ -401,6 +404,8 @@ async def evaluate_referral(
         if mode == "event" and not (
             is_real_time_task(task) and event_type in REAL_TIME_TRIGGERS.get(task, ())
         ):
+            continue
+        if mode == "binding" and not is_real_time_task(task):
             continue
         if mode == "daily" and task not in CUMULATIVE_TASKS:
             continue
@@ -595,6 +600,30 @@ async def evaluate_event(
             await evaluate_basic(ev, activity, facts, mode="event", event_type=event.type)
         else:
             await evaluate_referral(ev, activity, facts, mode="event", event_type=event.type)
+    return ev.grants
+
+
+async def evaluate_invitee(
+    session: AsyncSession,
+    tenant_id: str,
+    invitee_id: str,
+    *,
+    now: datetime,
+    referral: ReferralLookup | None,
+) -> list[Grant]:
+    """After a binding of ``invitee_id`` changed: the real-time referral rules the invitee
+    already completed are decided again (keys make it a no-op when nothing changed)."""
+    activities = await EvaluationRepository.from_session(session).published(
+        tenant_id, ("referral",)
+    )
+    if not activities:
+        return []
+    facts = await load_facts(session, tenant_id, invitee_id)
+    ev = Evaluation(
+        session=session, tenant=await tenant_context(session, tenant_id), now=now, referral=referral
+    )
+    for activity in activities:
+        await evaluate_referral(ev, activity, facts, mode="binding")
     return ev.grants
 
 

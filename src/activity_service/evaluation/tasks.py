@@ -115,10 +115,23 @@ async def record_status_changed(ctx: dict[str, Any], payload: dict[str, Any]) ->
 
 
 @job(jobs.ACTIVITY_BINDING_CHANGED, "activity")
-async def binding_changed(ctx: dict[str, Any], payload: dict[str, Any]) -> None:
-    """Referral bindings are read live from referral_service when a task completes, so a
-    change needs no local state; the fact is validated and counted."""
-    BindingChanged.model_validate(payload)
+async def binding_changed(ctx: dict[str, Any], payload: dict[str, Any]) -> int:
+    """A binding may land after the invitee's task event was evaluated (registration binds
+    in referral_service's own job): decide the invitee's real-time referral rules again."""
+    fact = BindingChanged.model_validate(payload)
+    try:
+        async with ctx["db"].session() as session:
+            grants = await service.evaluate_invitee(
+                session,
+                fact.tenant_id,
+                fact.invitee_id,
+                now=ctx["clock"].now(),
+                referral=_referral(ctx),
+            )
+    except ReferralUnavailable as exc:
+        log.warning("referral_service unavailable, retrying: %s", exc)
+        raise Retry(defer=_retry_delay(ctx)) from exc
+    return len(grants)
 
 
 FUNCTIONS = [evaluate_event, daily_run, record_status_changed, binding_changed]
