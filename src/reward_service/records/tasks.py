@@ -20,6 +20,11 @@ from service_kit.worker import job
 MAX_RETRY_DELAY_SECONDS = 30.0
 
 
+def retry_delay(base_seconds: float, job_try: int) -> float:
+    """Backoff of a transient issuance failure: base, 2×base, 4×base, … capped at 30 s."""
+    return min(base_seconds * 2 ** max(0, job_try - 1), MAX_RETRY_DELAY_SECONDS)
+
+
 @job(jobs.REWARD_CREATE_FROM_GRANT, "reward")
 async def create_from_grant(ctx: dict[str, Any], payload: dict[str, Any]) -> str | None:
     grant = Grant.model_validate(payload)
@@ -52,8 +57,7 @@ async def issue(ctx: dict[str, Any], payload: dict[str, Any]) -> str | None:
     except TransientFulfilmentError as exc:
         # Backoff doubling per try; after the last try the record is still Issuing and the
         # reconciler re-drives it, so a long outage delays the payment but never loses it.
-        base = float(ctx["settings"].cash_retry_base_seconds)
-        delay = min(base * 2 ** (ctx.get("job_try", 1) - 1), MAX_RETRY_DELAY_SECONDS)
+        delay = retry_delay(ctx["settings"].cash_retry_base_seconds, ctx.get("job_try", 1))
         raise Retry(defer=delay) from exc
 
 
