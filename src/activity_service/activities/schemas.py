@@ -310,7 +310,9 @@ class ReferralActivityCreate(CommonFields, StandardWindow):
 class HelperRewardIn(_Strict):
     id: RuleId | None = None
     segment_id: uuid.UUID | None = Field(
-        None, description="Helpers in this segment get the prize; null = all users"
+        None,
+        description="Helpers in this segment get the prize; null = all users. Read with the "
+        "activity's segment_refresh, which is then required.",
     )
     prize_id: uuid.UUID = Field(description="The helper's prize")
 

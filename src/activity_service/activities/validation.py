@@ -255,10 +255,13 @@ def check(body: ActivityCreateModel) -> None:
             )
     if body.starts_at is not None and body.ends_at is not None and body.ends_at <= body.starts_at:
         raise ConfigError("window_invalid", "ends_at must be after starts_at.", ["ends_at"])
-    if body.segment_id is not None and body.segment_refresh is None:
+    helper_segments = isinstance(body, TeamActivityCreate) and any(
+        h.segment_id is not None for h in body.helper_rewards
+    )
+    if (body.segment_id is not None or helper_segments) and body.segment_refresh is None:
         raise ConfigError(
             "segment_refresh_required",
-            "A target segment needs a refresh delay: 5m or 1d.",
+            "A target segment (or a helper reward segment) needs a refresh delay: 5m or 1d.",
             ["segment_refresh"],
         )
     if isinstance(body, BasicActivityCreate):

@@ -182,3 +182,20 @@ async def test_etag_if_match(platform: Platform) -> None:
 
     immutable = await patch(platform, activity, {"activity_code": "ACT-00000000"}, 3)
     _problem(immutable, 422, "code_immutable")
+
+
+async def test_concurrent_creations_and_edits(platform: Platform) -> None:
+    import asyncio
+
+    made = await asyncio.gather(*(create(platform, non_standard_body()) for _ in range(6)))
+    assert sorted(a["seq"] for a in made) == [1, 2, 3, 4, 5, 6]
+    target = made[0]
+    results = await asyncio.gather(
+        *(patch(platform, target, {"remarks": f"edit {i}"}, 1) for i in range(4))
+    )
+    statuses = sorted(r.status_code for r in results)
+    assert statuses == [200, 412, 412, 412], [r.text for r in results]
+    trail = await platform.activity.get(
+        f"/v1/activities/{target['id']}/audit", headers=platform.operator()
+    )
+    assert [e["action"] for e in trail.json()["items"]] == ["updated", "created"]

@@ -210,7 +210,9 @@ CASES: list[tuple[str, Mutator, str, list[Any]]] = [
     (
         "unknown helper segment",
         lambda p: team_body(
-            p, helper_rewards=[{"segment_id": str(uuid.uuid4()), "prize_id": p[0]}]
+            p,
+            helper_rewards=[{"segment_id": str(uuid.uuid4()), "prize_id": p[0]}],
+            segment_refresh="1d",
         ),
         "segment_not_found",
         ["helper_rewards", 0, "segment_id"],
@@ -257,6 +259,12 @@ async def test_segment_needs_refresh_delay(platform: Platform) -> None:
     assert problem["code"] == "segment_refresh_required"
     ok = await create(platform, basic_body(p, segment_id=seg["id"], segment_refresh="1d"))
     assert ok["segment_id"] == seg["id"] and ok["segment_refresh"] == "1d"
+    helpers = [{"segment_id": seg["id"], "prize_id": p[0]}, {"prize_id": p[1]}]
+    problem = await create(platform, team_body(p, helper_rewards=helpers), expect=422)
+    assert problem["code"] == "segment_refresh_required"
+    team = await create(platform, team_body(p, helper_rewards=helpers, segment_refresh="5m"))
+    assert team["config"]["helper_rewards"][0]["segment_id"] == seg["id"]
+    assert team["segment_id"] is None
 
 
 async def test_every_prize_of_every_kind_is_checked_in_reward_service(platform: Platform) -> None:
