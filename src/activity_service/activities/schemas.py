@@ -477,6 +477,8 @@ class _Stored(BaseModel):
 
 
 class BasicRule(_Stored):
+    """A stored basic rule; ``id`` is the grant rule id."""
+
     id: str
     task: TaskType
     threshold: Amount | None = None
@@ -487,11 +489,15 @@ class BasicRule(_Stored):
 
 
 class BasicConfig(_Stored):
+    """Stored config of a basic activity."""
+
     timing: GenerationTiming = GenerationTiming.real_time
     rules: list[BasicRule]
 
 
 class ReferralTier(_Stored):
+    """A stored invite-count range; its grant rule id is ``<rule id>:<tier id>``."""
+
     id: str
     min_invites: int
     max_invites: int | None = None
@@ -500,6 +506,8 @@ class ReferralTier(_Stored):
 
 
 class ReferralRule(_Stored):
+    """A stored referral rule (fixed: prize_id; tiered: tiers)."""
+
     id: str
     task: TaskType
     threshold: Amount | None = None
@@ -510,23 +518,32 @@ class ReferralRule(_Stored):
 
 
 class PrizeLimit(_Stored):
+    """Per-user cap on one prize in this activity."""
+
     prize_id: uuid.UUID = Field(description="A prize awarded by this activity's rules")
     max_per_user: int
 
 
 class ReferralConfig(_Stored):
+    """Stored config of a referral activity."""
+
     reward_type: RewardType
     rules: list[ReferralRule]
     prize_limits: list[PrizeLimit] = Field(default_factory=list)
 
 
 class HelperReward(_Stored):
+    """A stored helper reward; segment null = all users."""
+
     id: str
     segment_id: uuid.UUID | None = None
     prize_id: uuid.UUID
 
 
 class TeamConfig(_Stored):
+    """Stored config of an assist-to-win team activity; initiator grant rule id is
+    ``initiator``."""
+
     form: Literal["assist"] = "assist"
     helpers_needed: int
     initiation_limit: int | None = None
@@ -579,10 +596,10 @@ class ActivityRead(BaseModel):
     remarks: str | None = Field(description="Operator memo")
     segment_id: uuid.UUID | None = Field(None, description="Target segment")
     segment_refresh: str | None = Field(None, description="5m or 1d")
-    config: dict[str, Any] = Field(
-        description="Kind-specific configuration: BasicConfig, ReferralConfig, TeamConfig or "
-        "{} (see the module documentation of the schemas)",
-        examples=[{"timing": "real_time", "rules": [{"id": "r1", "task": "register"}]}],
+    config: BasicConfig | ReferralConfig | TeamConfig | dict[str, Any] = Field(
+        description="Kind-specific configuration as stored: BasicConfig, ReferralConfig, "
+        "TeamConfig, or {} for non_standard. Every rule, tier and helper reward carries its "
+        "stable `id`; send them back unchanged when editing.",
     )
     version: int = Field(description="Also the ETag; send it back in If-Match to edit")
     submitter: str = Field(description="Who created it", examples=["operator:ops-1"])

@@ -438,9 +438,15 @@ async def publish(
         )
     if prizes is not None:
         # Prizes may have changed since the draft was saved: check them again at go-live.
-        body = ACTIVITY_CREATE_ADAPTER.validate_python(
-            validation.document_of(_columns(activity), activity.config)
-        )
+        try:
+            body = ACTIVITY_CREATE_ADAPTER.validate_python(
+                validation.document_of(_columns(activity), activity.config)
+            )
+        except ValidationError as exc:
+            raise Conflict(
+                "The stored configuration no longer validates; edit the draft first.",
+                code="activity_config_invalid",
+            ) from exc
         await _check_references(session, principal.tenant_id, body, prizes)
     return await _transition(
         session, principal, activity, {"state": "published", "published_at": now}, "published", now
