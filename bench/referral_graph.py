@@ -6,7 +6,7 @@ matching invite codes and node completions) by COPY, measures p50/p99 of each op
 through the service functions at each size, prints a table and drops the database.
 
     .venv/bin/python -m bench.referral_graph [--pg-url postgresql://postgres@127.0.0.1:5432/postgres]
-        [--sizes 10000,1000000] [--samples 300]
+        [--sizes 10000,1000000] [--samples 300] [--whale 10000]
 
 Graph shape: a forest of trees of fan-out 8 and depth 4 (4,681 users each), so chains are
 equally long at both sizes and only the graph's size changes; every non-root user has a
@@ -235,7 +235,40 @@ async def drop(server_url: str, name: str) -> None:
         await conn.close()
 
 
-async def run(server_url: str, db_url: str, sizes: list[int], samples: int) -> None:
+async def measure_whale(
+    conn: asyncpg.Connection, db: Database, invitees: int, samples: int
+) -> dict[str, tuple[float, float]]:
+    """Counts of an inviter far above the typical one: every invitee is a probe."""
+    rows = [
+        (uuid.uuid4(), TENANT, f"w{k}", "whale", "registration", "share_link", APP, None,
+         LONG_AGO, LONG_AGO, LONG_AGO)
+        for k in range(invitees)
+    ]  # fmt: skip
+    await conn.copy_records_to_table("bindings", records=rows, columns=BINDING_COLUMNS)
+    done = [
+        (TENANT, f"w{k}", "account_opening", LONG_AGO, f"e-w-{k}") for k in range(0, invitees, 2)
+    ]
+    await conn.copy_records_to_table("node_completions", records=done, columns=COMPLETION_COLUMNS)
+    await conn.execute("VACUUM ANALYZE bindings, node_completions")
+
+    async def counts(_: int) -> None:
+        async with db.session() as session:
+            await bindings.inviter_stats(session, TENANT, "whale")
+
+    async def completed(_: int) -> None:
+        async with db.session() as session:
+            await bindings.inviter_stats(session, TENANT, "whale", completed_only=True)
+
+    n = max(20, samples // 5)
+    return {
+        "inviter counts": await timed(n, counts),
+        "inviter counts, completed only": await timed(n, completed),
+    }
+
+
+async def run(
+    server_url: str, db_url: str, sizes: list[int], samples: int, whale_invitees: int
+) -> None:
     raw_url = db_url.replace("postgresql+asyncpg://", "postgresql://", 1)
     conn = await asyncpg.connect(raw_url)
     db = Database(db_url, pool_size=2)
@@ -258,6 +291,7 @@ async def run(server_url: str, db_url: str, sizes: list[int], samples: int) -> N
                 "DELETE FROM outbox_messages",
             ):
                 await conn.execute(sql)
+        whale = await measure_whale(conn, db, whale_invitees, samples) if whale_invitees else None
     finally:
         await db.dispose()
         await conn.close()
@@ -274,6 +308,14 @@ async def run(server_url: str, db_url: str, sizes: list[int], samples: int) -> N
             p50, p99 = table[s][op]
             line += f"{p50:14.2f}{p99:14.2f}"
         print(line)
+    if whale:
+        print()
+        print(
+            f"one inviter with {whale_invitees:,} invitees (added on top of the largest graph; "
+            "counts follow the inviter's own invitees):"
+        )
+        for op, (p50, p99) in whale.items():
+            print(f"{op:36}{'p50':>14}{p50:10.2f}{'p99':>8}{p99:10.2f}")
 
 
 def main() -> None:
@@ -281,6 +323,9 @@ def main() -> None:
     parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--sizes", default="10000,1000000")
     parser.add_argument("--samples", type=int, default=300)
+    parser.add_argument(
+        "--whale", type=int, default=10_000, help="invitees of one extra heavy inviter (0: skip)"
+    )
     args = parser.parse_args()
     check_local(args.pg_url)
     server = make_url(args.pg_url.replace("postgresql+asyncpg://", "postgresql://", 1))
@@ -293,7 +338,7 @@ def main() -> None:
     asyncio.run(ensure_database(db_url))
     try:
         upgrade("referral", db_url)
-        asyncio.run(run(server_url, db_url, sizes, args.samples))
+        asyncio.run(run(server_url, db_url, sizes, args.samples, args.whale))
     finally:
         asyncio.run(drop(server_url, name))
 
