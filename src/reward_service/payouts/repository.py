@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import case, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -32,18 +32,28 @@ class PayoutRepository:
             )
         )
 
-    async def note_request(self, values: dict[str, Any], at: datetime) -> None:
-        """One payout row per record; every attempt bumps ``attempts``."""
+    async def note_request(self, values: dict[str, Any], at: datetime) -> CashPayout:
+        """One payout row per record; every attempt bumps ``attempts``. The terms of the
+        first request (amount, currency, cash system) stay pinned: a retry must ask for the
+        very payment the key may already stand for. Only after a definite refusal — when no
+        payment exists — does a new attempt take the current terms."""
         stmt = insert(CashPayout).values(**values, attempts=1, created_at=at, updated_at=at)
+        refused = CashPayout.status == "refused"
         stmt = stmt.on_conflict_do_update(
             index_elements=["record_id"],
             set_={
                 "attempts": CashPayout.attempts + 1,
-                "endpoint_url": stmt.excluded.endpoint_url,
+                "amount": case((refused, stmt.excluded.amount), else_=CashPayout.amount),
+                "currency": case((refused, stmt.excluded.currency), else_=CashPayout.currency),
+                "endpoint_url": case(
+                    (refused, stmt.excluded.endpoint_url), else_=CashPayout.endpoint_url
+                ),
+                "status": case((refused, "requested"), else_=CashPayout.status),
                 "updated_at": at,
             },
-        )
-        await self.session.execute(stmt)
+        ).returning(CashPayout)
+        result = await self.session.scalars(stmt.execution_options(populate_existing=True))
+        return result.one()
 
     async def note_outcome(self, record_id: uuid.UUID, values: dict[str, Any]) -> None:
         await self.session.execute(

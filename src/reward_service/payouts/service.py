@@ -127,7 +127,7 @@ async def issue_cash(
         if url is None:
             return await fail(session, record, "cash_endpoint_not_configured", clock.now())
         amount, currency = _amount(prize.details)
-        await PayoutRepository.from_session(session).note_request(
+        payout = await PayoutRepository.from_session(session).note_request(
             {
                 "id": uuid.uuid4(),
                 "tenant_id": record.tenant_id,
@@ -141,12 +141,14 @@ async def issue_cash(
             },
             clock.now(),
         )
+        # The pinned terms, not the prize's current ones (see note_request).
+        url = payout.endpoint_url or url
         request = CashPaymentRequest(
             reference=record.number,
             tenant_id=record.tenant_id,
             user_id=record.user_id,
-            amount=format(amount, "f"),
-            currency=currency,
+            amount=format(Decimal(payout.amount), "f"),
+            currency=payout.currency,
             record_id=str(record.id),
         )
 

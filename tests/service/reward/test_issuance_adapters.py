@@ -12,8 +12,11 @@ from sqlalchemy import select
 from contracts import jobs
 from reward_service.payouts.models import CashPayout
 from reward_service.prizes.models import Prize
+from reward_service.records.fulfilment import TransientFulfilmentError
+from reward_service.records.tasks import issue_record
 from reward_service.shipments.models import Shipment
 from reward_service.wallet.models import WalletCoupon
+from service_kit.http import ServiceClient
 from service_kit.queue import queue_name
 from tests.service.harness import Platform
 from tests.service.reward.conftest import BLOCKED_USER, CASH_PAYMENTS_URL, CashSystem
@@ -107,9 +110,11 @@ async def test_physical_out_of_stock_fails_with_reason(platform: Platform) -> No
     second = await create_record(platform, grant(prize["id"], "u-2"))
     assert first and second
     await drain(platform)
-    assert (await record(platform, first.id)).status == "issued"
-    failed = await record(platform, second.id)
-    assert failed.status == "failed" and failed.failure_reason == "out_of_stock"
+    # The two issue concurrently; whichever takes the last item first wins it.
+    rows = [await record(platform, first.id), await record(platform, second.id)]
+    assert sorted(r.status for r in rows) == ["failed", "issued"]
+    failed = next(r for r in rows if r.status == "failed")
+    assert failed.failure_reason == "out_of_stock"
     got = await platform.reward.get(f"/v1/prizes/{prize['id']}", headers=platform.operator())
     assert got.json()["stock"] == 0
 
@@ -228,3 +233,52 @@ async def test_payout_endpoint_needs_rights_and_a_url(platform: Platform) -> Non
     assert shown.json()["source"] == "tenant" and shown.json()["updated_by"] == "operator:ops-1"
     other = await platform.reward.get("/v1/payout-endpoint", headers=platform.operator("tenant-b"))
     assert other.json()["source"] == "none"
+
+
+async def test_a_retry_pays_the_pinned_terms_and_a_refusal_takes_new_ones(
+    platform: Platform, cash: CashSystem
+) -> None:
+    await use_cash_endpoint(platform, CASH_PAYMENTS_URL)
+    prize = await cash_prize(platform, "100.00")
+    pinned = await create_record(platform, grant(prize["id"], "u-pin"))
+    assert pinned is not None
+    # First attempt: paid, answer lost; then the amount is edited before the retry.
+    cash.lose_next_answers(1)
+    ctx_settings = platform.settings["reward"]
+    http = ServiceClient(ctx_settings, mounts=platform.mounts)
+    ctx = {
+        "db": platform.db("reward"),
+        "settings": ctx_settings,
+        "clock": platform.clock,
+        "http": http,
+    }
+    try:
+        with pytest.raises(TransientFulfilmentError):
+            await issue_record(ctx, pinned.id)
+    finally:
+        await http.aclose()
+    edited = await platform.reward.patch(
+        f"/v1/prizes/{prize['id']}", json={"amount": "250.00"}, headers=platform.operator()
+    )
+    assert edited.status_code == 200 and edited.json()["details"]["amount"] == "250.00"
+    await drain(platform)
+    assert (await record(platform, pinned.id)).status == "issued"
+    (payment,) = await cash.payments()
+    assert payment.amount == Decimal("100")
+
+    big = await cash_prize(platform, "9000.00")
+    refused = await create_record(platform, grant(big["id"], "u-big"))
+    assert refused is not None
+    await drain(platform)
+    assert (await record(platform, refused.id)).status == "failed"
+    await platform.reward.patch(
+        f"/v1/prizes/{big['id']}", json={"amount": "4000.00"}, headers=platform.operator()
+    )
+    resubmitted = await platform.reward.post(
+        f"/v1/reward-records/{refused.id}/resubmit", headers=platform.operator()
+    )
+    assert resubmitted.status_code == 200
+    await drain(platform)
+    assert (await record(platform, refused.id)).status == "issued"
+    amounts = sorted(p.amount for p in await cash.payments())
+    assert amounts == [Decimal("100"), Decimal("4000")]
