@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 
@@ -16,7 +16,7 @@ router = APIRouter(tags=["invite codes"], responses=PROBLEM_RESPONSES)
 AppUser = Annotated[Principal, Depends(Authenticator(kinds={CallerKind.user}))]
 TrustedService = Annotated[Principal, Depends(Authenticator(kinds={CallerKind.service}))]
 
-TOO_MANY = {
+TOO_MANY: dict[int | str, dict[str, Any]] = {
     429: {
         "description": "Too many wrong codes from this caller (`too_many_attempts`); "
         "see `Retry-After`",

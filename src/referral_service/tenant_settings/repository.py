@@ -25,18 +25,18 @@ class TenantSettingsRepository:
     async def upsert(
         self, tenant_id: str, grace_hours: int, actor: str, at: datetime
     ) -> TenantSettings:
-        stmt = insert(TenantSettings).values(
+        values = insert(TenantSettings).values(
             tenant_id=tenant_id,
             registration_bind_grace_hours=grace_hours,
             updated_by=actor,
             updated_at=at,
         )
-        stmt = stmt.on_conflict_do_update(
+        stmt = values.on_conflict_do_update(
             index_elements=[TenantSettings.tenant_id],
             set_={
-                "registration_bind_grace_hours": stmt.excluded.registration_bind_grace_hours,
-                "updated_by": stmt.excluded.updated_by,
-                "updated_at": stmt.excluded.updated_at,
+                "registration_bind_grace_hours": values.excluded.registration_bind_grace_hours,
+                "updated_by": values.excluded.updated_by,
+                "updated_at": values.excluded.updated_at,
             },
         ).returning(TenantSettings)
         result = await self.session.scalars(stmt, execution_options={"populate_existing": True})
