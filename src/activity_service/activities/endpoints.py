@@ -105,10 +105,21 @@ async def create_activity(
     clock: ClockDep,
     prizes: PrizeCheckerDep,
     response: Response,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            max_length=128,
+            description="Optional: a retry with the same key and body returns the activity "
+            "created first (422 `idempotency_key_reused` with another body)",
+        ),
+    ] = None,
 ) -> ActivityRead:
     """Creates a draft with generated, immutable `activity_code` and `business_code`.
     Every prize referenced is checked against reward_service, every segment locally."""
-    activity = await service.create_activity(session, principal, body, prizes, clock.now())
+    activity = await service.create_activity(
+        session, principal, body, prizes, clock.now(), idempotency_key
+    )
     response.headers["ETag"] = service.etag(activity)
     return service.to_read(activity, clock.now())
 

@@ -155,3 +155,24 @@ async def test_published_before_start_is_running_and_ends_by_the_clock(platform:
         f"/v1/activities/{activity['id']}", headers=platform.operator()
     )
     assert got.json()["status"] == "ended" and got.json()["allowed_operations"] == ["view"]
+
+
+async def test_creation_with_idempotency_key(platform: Platform) -> None:
+    p = await prizes(platform, 2)
+    headers = {**platform.operator(), "Idempotency-Key": "console-42"}
+    first = await platform.activity.post("/v1/activities", json=basic_body(p), headers=headers)
+    again = await platform.activity.post("/v1/activities", json=basic_body(p), headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert first.json()["id"] == again.json()["id"]
+    other = await platform.activity.post(
+        "/v1/activities", json=basic_body(p, remarks="changed"), headers=headers
+    )
+    assert other.status_code == 422 and other.json()["code"] == "idempotency_key_reused"
+    elsewhere = await platform.activity.post(
+        "/v1/activities",
+        json=basic_body(await prizes(platform, 2, tenant="tenant-b")),
+        headers={**platform.operator("tenant-b"), "Idempotency-Key": "console-42"},
+    )
+    assert elsewhere.status_code == 201 and elsewhere.json()["id"] != first.json()["id"]
+    listed = await platform.activity.get("/v1/activities", headers=platform.operator())
+    assert len(listed.json()["items"]) == 1

@@ -198,4 +198,5 @@ async def test_concurrent_creations_and_edits(platform: Platform) -> None:
     trail = await platform.activity.get(
         f"/v1/activities/{target['id']}/audit", headers=platform.operator()
     )
-    assert [e["action"] for e in trail.json()["items"]] == ["updated", "created"]
+    entries = sorted(trail.json()["items"], key=lambda e: e["version"])
+    assert [e["action"] for e in entries] == ["created", "updated"]
