@@ -7,6 +7,7 @@ lost Redis queue or a worker killed mid-job is repaired from the rows alone.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 
 # The longest a record stuck in Issuing waits between two re-drives.
 MAX_REDRIVE_GAP = timedelta(minutes=10)
+LOCK_CHECKS_IN_FLIGHT = 8
 
 
 @dataclass
@@ -164,20 +166,27 @@ async def settle_due_locks(
             now, checked_before, settings.reconcile_batch_size
         )
     released = broken = deferred = 0
-    for record in due:
-        answer = await ask_lock_check(http, settings, record)
-        if answer is None:
-            deferred += 1
-            async with db.session() as session:
-                await RecordRepository.from_session(session).touch(
-                    record.id, {"lock_checked_at": now}
-                )
-            continue
-        outcome = await settle_lock(db, record, answer, now)
+    # A few questions in flight at once: a pass over many expiring locks fits its timeout.
+    gate = asyncio.Semaphore(LOCK_CHECKS_IN_FLIGHT)
+
+    async def settle(record: RewardRecord) -> str | None:
+        async with gate:
+            answer = await ask_lock_check(http, settings, record)
+            if answer is None:
+                async with db.session() as session:
+                    await RecordRepository.from_session(session).touch(
+                        record.id, {"lock_checked_at": now}
+                    )
+                return "deferred"
+            return await settle_lock(db, record, answer, now)
+
+    for outcome in await asyncio.gather(*(settle(r) for r in due)):
         if outcome == "released":
             released += 1
         elif outcome == "broken":
             broken += 1
+        elif outcome == "deferred":
+            deferred += 1
     return released, broken, deferred
 
 
