@@ -175,8 +175,10 @@ async def test_invalid_payloads_are_422_problems(platform: Platform) -> None:
             },
         ),
     ]
-    for client, path, body in cases:
-        _is_problem(await client.post(path, json=body, headers=op), 422, "validation_error")
+    # Activity configuration rules answer with their own codes (activities/validation.py).
+    codes = ["validation_error"] * 3 + ["name_required", "window_invalid"]
+    for (client, path, body), code in zip(cases, codes, strict=True):
+        _is_problem(await client.post(path, json=body, headers=op), 422, code)
     not_json = await platform.reward.post(
         "/v1/prizes", content=b"{not json", headers={**op, "Content-Type": "application/json"}
     )
