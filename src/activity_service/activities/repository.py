@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import builtins
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -91,7 +92,7 @@ class ActivityRepository:
         kind: str | None = None,
         filters: ActivityFilters | None = None,
         now: datetime | None = None,
-    ) -> tuple[list[Activity], str | None]:
+    ) -> tuple[builtins.list[Activity], str | None]:
         stmt = select(Activity).where(Activity.tenant_id == tenant_id)
         f = filters or ActivityFilters(kind=kind)
         if f.kind:
@@ -118,7 +119,7 @@ class ActivityRepository:
         return await paginate(self.session, stmt, Activity, params)
 
     @staticmethod
-    def _status_clause(status: ActivityStatus, now: datetime | None) -> list[Any]:
+    def _status_clause(status: ActivityStatus, now: datetime | None) -> builtins.list[Any]:
         if status is ActivityStatus.draft:
             return [Activity.state == "draft"]
         if status is ActivityStatus.closed:
@@ -133,7 +134,7 @@ class ActivityRepository:
 
     async def running_for_users(
         self, tenant_id: str, params: PageParams, now: datetime
-    ) -> tuple[list[Activity], str | None]:
+    ) -> tuple[builtins.list[Activity], str | None]:
         """Published, not ended, standard activities: what an app user may take part in."""
         stmt = select(Activity).where(
             Activity.tenant_id == tenant_id,
@@ -142,7 +143,7 @@ class ActivityRepository:
         )
         return await paginate(self.session, stmt, Activity, params)
 
-    async def published_of_kind(self, tenant_id: str, kind: str) -> list[Activity]:
+    async def published_of_kind(self, tenant_id: str, kind: str) -> builtins.list[Activity]:
         stmt = select(Activity).where(
             Activity.tenant_id == tenant_id, Activity.kind == kind, Activity.state == "published"
         )

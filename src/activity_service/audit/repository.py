@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import builtins
 import uuid
 
 from sqlalchemy import select
@@ -22,7 +23,7 @@ class AuditRepository:
 
     async def list(
         self, tenant_id: str, activity_id: uuid.UUID, params: PageParams
-    ) -> tuple[list[ActivityAudit], str | None]:
+    ) -> tuple[builtins.list[ActivityAudit], str | None]:
         stmt = select(ActivityAudit).where(
             ActivityAudit.tenant_id == tenant_id, ActivityAudit.activity_id == activity_id
         )

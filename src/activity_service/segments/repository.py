@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import builtins
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -60,7 +61,7 @@ class SegmentRepository:
             self.session, select(Segment).where(Segment.tenant_id == tenant_id), Segment, params
         )
 
-    async def external(self) -> list[Segment]:
+    async def external(self) -> builtins.list[Segment]:
         return list(
             (await self.session.scalars(select(Segment).where(Segment.source == "external"))).all()
         )
@@ -80,7 +81,7 @@ class SegmentRepository:
             or 0
         )
 
-    async def member_counts(self, segment_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+    async def member_counts(self, segment_ids: builtins.list[uuid.UUID]) -> dict[uuid.UUID, int]:
         if not segment_ids:
             return {}
         rows = await self.session.execute(
@@ -116,7 +117,7 @@ class SegmentRepository:
 
     # ------------------------------------------------------------------ bulk membership
 
-    async def load_upload(self, user_ids: list[str]) -> None:
+    async def load_upload(self, user_ids: builtins.list[str]) -> None:
         """COPY the ids into a transaction-local temporary table (fast for 10^5–10^6 rows);
         the set operations below join against it."""
         conn = await self.session.connection()

@@ -91,6 +91,7 @@ def parse_member_ids(content_type: str | None, body: bytes) -> list[str]:
 def parse_external_page(data: Any) -> tuple[list[str], str | None]:
     """One page of an external segment source: a JSON array of ids (single page), or
     ``{"items" | "user_ids": [...], "next_cursor": "..." | null}``."""
+    items: Any
     if isinstance(data, list):
         items, cursor = data, None
     elif isinstance(data, dict):
