@@ -317,6 +317,7 @@ async def list_my_activities(
     session: SessionDep,
     clock: ClockDep,
     page: PageParamsDep,
+    response: Response,
     accept_language: Annotated[
         str | None,
         Header(
@@ -329,5 +330,7 @@ async def list_my_activities(
     shown only to its members (team activities: to everyone, since anyone may help).
     A page may hold fewer items than `limit` when some were filtered out."""
     language = pick_language(accept_language)
+    response.headers["Content-Language"] = language
+    response.headers["Vary"] = "Accept-Language"
     items, cursor = await service.my_activities(session, principal, language, page, clock.now())
     return Page(items=items, next_cursor=cursor)

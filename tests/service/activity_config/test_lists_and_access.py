@@ -144,6 +144,9 @@ async def test_my_activities_in_my_language(platform: Platform) -> None:
     assert by_id[upcoming["id"]]["name"] == "Invite" and not by_id[upcoming["id"]]["started"]
     assert "remarks" not in by_id[running["id"]]
     assert (await mine("u-1", "zh-CN"))[0]["language"] == "zh-Hans"
+    plain = await platform.activity.get("/v1/me/activities", headers=platform.user("u-1"))
+    assert plain.headers["Content-Language"] == "en"
+    assert {a["name"] for a in plain.json()["items"]} >= {"Deposit bonus", "Invite"}
 
     await platform.activity.put(
         f"/v1/segments/{seg['id']}/members", json=["u-vip"], headers=platform.operator()
