@@ -87,7 +87,7 @@ async def test_wrong_permission_or_kind_is_403(platform: Platform) -> None:
 async def test_app_user_may_not_post_business_events(platform: Platform) -> None:
     event = registered_event("u1", "evt-forbidden")
     response = await platform.activity.post("/v1/events", json=event, headers=platform.user("u1"))
-    _is_problem(response, 403, "forbidden")
+    _is_problem(response, 403, "event_not_allowed")
     login_for_other = {
         "event_id": "evt-login",
         "type": "app.login",
@@ -99,7 +99,7 @@ async def test_app_user_may_not_post_business_events(platform: Platform) -> None
     response = await platform.activity.post(
         "/v1/events", json=login_for_other, headers=platform.user("u1")
     )
-    _is_problem(response, 403, "forbidden")
+    _is_problem(response, 403, "event_not_own")
     own_login = {**login_for_other, "user_id": "u1"}
     response = await platform.activity.post(
         "/v1/events", json=own_login, headers=platform.user("u1")
