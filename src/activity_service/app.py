@@ -9,6 +9,7 @@ from activity_service.activities.endpoints import me_router as my_activities_rou
 from activity_service.activities.endpoints import router as activities_router
 from activity_service.config import ActivitySettings
 from activity_service.evaluation.endpoints import router as evaluation_router
+from activity_service.events.db import close_ingest_pool, open_ingest_pool
 from activity_service.events.endpoints import router as events_router
 from activity_service.progress.endpoints import router as positions_router
 from activity_service.segments.endpoints import router as segments_router
@@ -39,4 +40,6 @@ def create_app(
         ],
         clock=clock,
         http_mounts=http_mounts,
+        on_startup=open_ingest_pool,
+        on_shutdown=close_ingest_pool,
     )

@@ -54,6 +54,7 @@ def create_service_app(
     clock: Clock | None = None,
     http_mounts: dict[str, httpx.AsyncBaseTransport] | None = None,
     on_startup: Callable[[FastAPI], Awaitable[None]] | None = None,
+    on_shutdown: Callable[[FastAPI], Awaitable[None]] | None = None,
 ) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -65,6 +66,8 @@ def create_service_app(
         try:
             yield
         finally:
+            if on_shutdown is not None:
+                await on_shutdown(app)
             await app.state.http.aclose()
             await app.state.redis.aclose()
             await app.state.db.dispose()

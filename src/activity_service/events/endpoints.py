@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, status
 
 from activity_service.events import service
+from activity_service.events.db import IngestConnectionDep
 from activity_service.events.schemas import EventAck, EventBatchIn, EventBatchResult, EventIn
 from service_kit.auth import Authenticator, CallerKind, Principal
 from service_kit.db import SessionDep
@@ -18,13 +19,15 @@ EventPoster = Annotated[
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, summary="Post a business event")
-async def post_event(body: EventIn, principal: EventPoster, session: SessionDep) -> EventAck:
+async def post_event(
+    body: EventIn, principal: EventPoster, connection: IngestConnectionDep
+) -> EventAck:
     """Trusted back ends (service tokens) post every type; an app user may post only its own
     `app.login`. Stored once per `event_id`: a replay with the same content is acknowledged
     as `duplicate` with the original receipt time and changes nothing; the same id with other
     content is refused (409 `event_id_conflict`). Evaluation happens in jobs, after the
     acknowledgement."""
-    return await service.ingest(session, principal, body)
+    return await service.ingest(connection, principal, body)
 
 
 @router.post("/batch", summary="Post up to 1,000 business events")

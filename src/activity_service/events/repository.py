@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, text
-from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from activity_service.db import OutboxMessage
@@ -15,25 +16,58 @@ from activity_service.events.models import Event
 FollowUp = tuple[str, str, dict[str, Any], str]
 """(queue, job name, payload, job id) of an outbox message."""
 
-_INSERT_ONE = text(
-    """
-    WITH ins AS (
-        INSERT INTO events (id, tenant_id, event_id, type, user_id, app_id, occurred_at,
-                            payload, received_by)
-        VALUES (:id, :tenant_id, :event_id, :type, :user_id, :app_id, :occurred_at,
-                :payload, :received_by)
-        ON CONFLICT (tenant_id, event_id) DO NOTHING
-        RETURNING received_at
-    ), outbox AS (
-        INSERT INTO outbox_messages (id, queue, job_name, job_id, payload, attempts)
-        SELECT m.id, m.queue, m.job_name, m.job_id, m.payload, 0
-        FROM jsonb_to_recordset(:messages) AS m(
-            id uuid, queue text, job_name text, job_id text, payload jsonb)
-        CROSS JOIN ins
-    )
-    SELECT received_at FROM ins
-    """
-).bindparams(bindparam("payload", type_=JSONB), bindparam("messages", type_=JSONB))
+_INSERT_ONE = """
+WITH ins AS (
+    INSERT INTO events (id, tenant_id, event_id, type, user_id, app_id, occurred_at,
+                        payload, received_by)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9)
+    ON CONFLICT (tenant_id, event_id) DO NOTHING
+    RETURNING received_at
+), outbox AS (
+    INSERT INTO outbox_messages (id, queue, job_name, job_id, payload, attempts)
+    SELECT m.id, m.queue, m.job_name, m.job_id, m.payload, 0
+    FROM jsonb_to_recordset($10::jsonb) AS m(
+        id uuid, queue text, job_name text, job_id text, payload jsonb)
+    CROSS JOIN ins
+)
+SELECT received_at FROM ins
+"""
+
+_STORED = "SELECT payload, received_at FROM events WHERE tenant_id = $1 AND event_id = $2"
+
+
+class EventWriter:
+    """Single-event ingestion on a plain asyncpg connection in autocommit (``events.db``):
+    one statement stores the event and, only if it is new, its outbox messages."""
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+
+    async def insert_with_follow_ups(
+        self, values: dict[str, Any], follow_ups: Sequence[FollowUp]
+    ) -> datetime | None:
+        """Returns the receipt time, or None when the event id was known."""
+        received_at: datetime | None = await self.connection.fetchval(
+            _INSERT_ONE,
+            values["id"],
+            values["tenant_id"],
+            values["event_id"],
+            values["type"],
+            values["user_id"],
+            values["app_id"],
+            values["occurred_at"],
+            json.dumps(values["payload"], separators=(",", ":")),
+            values["received_by"],
+            json.dumps(_message_rows(follow_ups), separators=(",", ":")),
+        )
+        return received_at
+
+    async def stored(self, tenant_id: str, event_id: str) -> tuple[dict[str, Any], datetime] | None:
+        row = await self.connection.fetchrow(_STORED, tenant_id, event_id)
+        if row is None:
+            return None
+        payload = row["payload"]
+        return (json.loads(payload) if isinstance(payload, str) else payload), row["received_at"]
 
 
 def _message_rows(follow_ups: Sequence[FollowUp]) -> list[dict[str, Any]]:
@@ -59,14 +93,6 @@ class EventRepository:
             .returning(Event)
         )
         return (await self.session.scalars(stmt)).one_or_none()
-
-    async def insert_with_follow_ups(
-        self, values: dict[str, Any], follow_ups: Sequence[FollowUp]
-    ) -> datetime | None:
-        """Store the event and, only if it is new, its outbox messages: one statement, one
-        round trip. Returns the receipt time, or None when the event id was known."""
-        params = {**values, "messages": _message_rows(follow_ups)}
-        return (await self.session.execute(_INSERT_ONE, params)).scalar_one_or_none()
 
     async def insert_many(
         self, rows: list[dict[str, Any]], follow_ups: dict[str, Sequence[FollowUp]]

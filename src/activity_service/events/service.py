@@ -16,7 +16,7 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from activity_service.events.models import Event
-from activity_service.events.repository import EventRepository, FollowUp
+from activity_service.events.repository import EventRepository, EventWriter, FollowUp
 from activity_service.events.schemas import (
     BatchItemResult,
     EventAck,
@@ -109,13 +109,17 @@ def _row(principal: Principal, body: EventIn) -> dict[str, Any]:
     }
 
 
-def same_content(stored: Event, body: EventIn) -> bool:
+def same_payload(payload: dict[str, Any], body: EventIn) -> bool:
     """Compared as values: the same instant in another offset, or 100 vs 100.00, is the
     same event."""
     try:
-        return _EVENT.validate_python(stored.payload) == body
+        return _EVENT.validate_python(payload) == body
     except ValidationError:
         return False
+
+
+def same_content(stored: Event, body: EventIn) -> bool:
+    return same_payload(stored.payload, body)
 
 
 def _conflict(event_id: str) -> Conflict:
@@ -126,20 +130,23 @@ def _conflict(event_id: str) -> Conflict:
     )
 
 
-async def ingest(session: AsyncSession, principal: Principal, body: EventIn) -> EventAck:
+async def ingest(connection: Any, principal: Principal, body: EventIn) -> EventAck:
+    """Store one event with its follow-ups in a single statement, on an autocommit asyncpg
+    connection (see ``events.db``)."""
     check_may_post(principal, body)
-    repo = EventRepository.from_session(session)
+    repo = EventWriter(connection)
     received_at = await repo.insert_with_follow_ups(
         _row(principal, body), follow_ups(principal.tenant_id, body)
     )
     if received_at is not None:
         return EventAck(event_id=body.event_id, status="accepted", received_at=received_at)
-    original = await repo.get(principal.tenant_id, body.event_id)
+    original = await repo.stored(principal.tenant_id, body.event_id)
     if original is None:  # pragma: no cover - a conflict means the row exists
         raise Conflict("The event is being stored concurrently; retry.", code="event_in_flight")
-    if not same_content(original, body):
+    payload, original_received_at = original
+    if not same_payload(payload, body):
         raise _conflict(body.event_id)
-    return EventAck(event_id=body.event_id, status="duplicate", received_at=original.received_at)
+    return EventAck(event_id=body.event_id, status="duplicate", received_at=original_received_at)
 
 
 def _validation_problem(exc: ValidationError) -> ProblemError:

@@ -1,0 +1,49 @@
+"""The ingestion connection pool: the hot path of ``POST /v1/events``.
+
+Storing one event is a single statement (the event and its outbox messages in one CTE), so
+it is atomic on its own and runs in autocommit on a plain asyncpg connection: no
+BEGIN/COMMIT round trips, no pre-ping, no ORM unit of work. A dead connection surfaces as an
+error the sender retries, and the event id makes the retry safe. Everything else (jobs,
+batches, reads) uses the shared SQLAlchemy sessions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import asyncpg
+from fastapi import Depends, FastAPI, Request
+from sqlalchemy.engine import make_url
+
+
+def _dsn(database_url: str) -> str:
+    return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def open_ingest_pool(app: FastAPI) -> None:
+    settings = app.state.settings
+    app.state.ingest_pool = await asyncpg.create_pool(
+        _dsn(settings.database_url),
+        min_size=1,
+        max_size=settings.db_pool_size,
+        max_inactive_connection_lifetime=300,
+    )
+
+
+async def close_ingest_pool(app: FastAPI) -> None:
+    pool = getattr(app.state, "ingest_pool", None)
+    if pool is not None:
+        await pool.close()
+
+
+async def _ingest_connection(request: Request) -> AsyncIterator[Any]:
+    pool = getattr(request.app.state, "ingest_pool", None)
+    if pool is None:  # an app built without the startup hook
+        await open_ingest_pool(request.app)
+        pool = request.app.state.ingest_pool
+    async with pool.acquire() as connection:
+        yield connection
+
+
+IngestConnectionDep = Annotated[asyncpg.Connection, Depends(_ingest_connection)]
