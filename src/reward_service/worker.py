@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from typing import Any
 
@@ -64,5 +65,8 @@ def create_worker(
         extra_context=extra_context,
     )
     worker.job_timeout_s = settings.job_timeout_seconds
+    worker.max_jobs = settings.worker_max_jobs
+    worker.sem = asyncio.BoundedSemaphore(settings.worker_max_jobs + 1)
+    worker.queue_read_limit = max(settings.worker_max_jobs * 5, 100)
     worker.in_progress_timeout_s = settings.job_timeout_seconds + 10
     return worker
