@@ -1,20 +1,49 @@
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
 from activity_service.progress import service
+from activity_service.progress.schemas import UserFlows
 from contracts.payloads import LockCheckAnswer
-from service_kit.auth import Authenticator, CallerKind, Principal
+from service_kit.auth import ACTIVITY_READ, Authenticator, CallerKind, Principal
 from service_kit.db import SessionDep
 from service_kit.errors import PROBLEM_RESPONSES, Unprocessable
 
 router = APIRouter(prefix="/v1/positions", tags=["positions"], responses=PROBLEM_RESPONSES)
 
 ServiceCaller = Annotated[Principal, Depends(Authenticator(kinds={CallerKind.service}))]
+FlowReader = Annotated[
+    Principal,
+    Depends(
+        Authenticator(kinds={CallerKind.operator, CallerKind.service}, permissions=ACTIVITY_READ)
+    ),
+]
+
+
+@router.get("/{user_id}/daily-flows", summary="A user's money flows per day")
+async def daily_flows(
+    user_id: str,
+    principal: FlowReader,
+    session: SessionDep,
+    currency: Annotated[
+        str | None,
+        Query(pattern=r"^[A-Z]{3}$", description="Default: the tenant's base currency"),
+    ] = None,
+    since: Annotated[date | None, Query(alias="from", description="First local day")] = None,
+    until: Annotated[date | None, Query(description="Last local day (inclusive)")] = None,
+) -> UserFlows:
+    """Deposits, withdrawals and stock transfers in/out per local day of the tenant,
+    converted with the tenant's FX rates (the latest rate effective at each flow's time),
+    and the user's first deposit and first transfer-in days over their whole history:
+    what the amount tasks of SPEC §1.4 are computed from. 422 `no_fx_rate` when a flow
+    cannot be converted."""
+    return await service.flows_by_day(
+        session, principal.tenant_id, user_id, currency=currency, since=since, until=until
+    )
 
 
 @router.get("/{user_id}/lock-check", summary="Did the user keep a locked amount?")

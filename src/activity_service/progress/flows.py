@@ -237,3 +237,11 @@ def lock_check(
     held = minimum >= amount
     reason = None if held else f"position fell to {minimum} below the locked {amount}"
     return LockCheck(held=held, min_position=minimum, reason=reason)
+
+
+def daily_totals(flows: Sequence[Flow], zone: ZoneInfo) -> dict[date, Totals]:
+    """Per local day of the tenant: deposits, withdrawals, stock in and out."""
+    days: dict[date, Totals] = {}
+    for flow in sorted(flows):
+        days.setdefault(local_day(flow.occurred_at, zone), Totals()).add(flow)
+    return days

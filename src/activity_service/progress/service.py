@@ -3,13 +3,22 @@ history, and the lock-up check reward_service asks at a lock's expiry (SPEC §3.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from activity_service.events.repository import EventRepository
-from activity_service.progress.flows import EVENT_FLOWS, Flow, convert, lock_check
+from activity_service.progress.flows import (
+    EVENT_FLOWS,
+    Flow,
+    FlowKind,
+    convert,
+    daily_totals,
+    first_day,
+    lock_check,
+)
+from activity_service.progress.schemas import DailyFlow, UserFlows
 from activity_service.tenants.fx import NoRate
 from activity_service.tenants.service import tenant_context
 from contracts.payloads import LockCheckAnswer
@@ -57,3 +66,46 @@ async def check_lock(
         return LockCheckAnswer(held=False, min_position=None, reason=f"no FX rate: {exc}")
     answer = lock_check(converted, amount, since, until)
     return LockCheckAnswer(held=answer.held, min_position=answer.min_position, reason=answer.reason)
+
+
+async def flows_by_day(
+    session: AsyncSession,
+    tenant_id: str,
+    user_id: str,
+    *,
+    currency: str | None,
+    since: date | None,
+    until: date | None,
+) -> UserFlows:
+    """The user's flows per local day (tenant time zone) converted into ``currency`` (the
+    tenant's base currency by default), and the first deposit / first transfer-in days over
+    the whole history."""
+    tenant = await tenant_context(session, tenant_id)
+    target = currency or tenant.base_currency
+    flows = await user_flows(session, tenant_id, user_id)
+    try:
+        converted = convert(flows, target, tenant.rates)
+    except NoRate as exc:
+        raise Unprocessable(f"No FX rate to convert a flow: {exc}", code="no_fx_rate") from exc
+    days = []
+    for day, totals in sorted(daily_totals(converted, tenant.zone).items()):
+        if (since and day < since) or (until and day > until):
+            continue
+        days.append(
+            DailyFlow(
+                day=day,
+                deposits=totals.deposits,
+                withdrawals=totals.withdrawals,
+                stock_in=totals.stock_in,
+                stock_out=totals.stock_out,
+                net=totals.deposits + totals.stock_in - totals.withdrawals - totals.stock_out,
+            )
+        )
+    return UserFlows(
+        user_id=user_id,
+        currency=target,
+        time_zone=tenant.zone.key,
+        first_deposit_day=first_day(flows, FlowKind.deposit, tenant.zone),
+        first_transfer_day=first_day(flows, FlowKind.stock_in, tenant.zone),
+        days=days,
+    )

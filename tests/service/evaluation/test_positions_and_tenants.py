@@ -210,3 +210,47 @@ async def test_replaying_or_reordering_a_days_events_never_changes_grants(
         ("npt", "2026-12-02T05:00:00+00:00"),
         ("nti", "2026-12-02T05:00:00+00:00"),
     ]
+
+
+async def test_daily_flows_per_local_day_with_first_days(platform: Platform) -> None:
+    await platform.activity.post(
+        "/v1/fx-rates",
+        json={
+            "rates": [
+                {
+                    "source": "USD",
+                    "target": "HKD",
+                    "rate": "7.8",
+                    "effective_at": "2026-01-01T00:00Z",
+                }
+            ]
+        },
+        headers=platform.operator(),
+    )
+    await post(
+        platform,
+        money("cash.deposited", "u1", "2026-11-02T10:00:00+08:00", "100"),
+        money("cash.deposited", "u1", "2026-12-01T23:30:00+08:00", "10", "USD"),
+        money("cash.withdrawn", "u1", "2026-12-02T00:30:00+08:00", "50"),  # next local day
+        money("stock.transferred_in", "u1", "2026-12-02T09:00:00+08:00", "1000"),
+    )
+    response = await platform.activity.get(
+        "/v1/positions/u1/daily-flows",
+        params={"from": "2026-12-01"},
+        headers=platform.operator(),
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["currency"], body["first_deposit_day"], body["first_transfer_day"]) == (
+        "HKD",
+        "2026-11-02",
+        "2026-12-02",
+    )
+    assert [(d["day"], Decimal(d["deposits"]), Decimal(d["net"])) for d in body["days"]] == [
+        ("2026-12-01", Decimal("78"), Decimal("78")),
+        ("2026-12-02", Decimal("0"), Decimal("950")),
+    ]
+    no_rate = await platform.activity.get(
+        "/v1/positions/u1/daily-flows", params={"currency": "EUR"}, headers=platform.operator()
+    )
+    assert no_rate.status_code == 422 and no_rate.json()["code"] == "no_fx_rate"
