@@ -132,7 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--activity-port", type=int, default=8001)
     dev.add_argument("--referral-port", type=int, default=8002)
     dev.add_argument("--reward-port", type=int, default=8003)
-    dev.add_argument("--cash-port", type=int, default=8010, help="reference cash system")
+    dev.add_argument(
+        "--cash-port", type=int, help="reference cash system (default 8010, or a free port)"
+    )
     dev.add_argument("--tenant", default="demo-tenant", help="tenant of the printed tokens")
     dev.set_defaults(func=cmd_dev)
 

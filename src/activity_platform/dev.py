@@ -6,12 +6,15 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from activity_platform.embedded import EmbeddedPostgres, EmbeddedRedis, database_url
+from sqlalchemy.engine import make_url
+
+from activity_platform.embedded import EmbeddedPostgres, EmbeddedRedis, database_url, free_port
 from activity_platform.services import SERVICES
 from service_kit.auth import CallerKind, encode_token
 from service_kit.config import DEV_JWT_SECRET
@@ -61,14 +64,28 @@ def platform_env(args: argparse.Namespace, data_dir: Path) -> tuple[dict[str, st
         print(f"embedded Redis: {env['REDIS_URL']}", file=sys.stderr)
     for name, port in ports.items():
         env[f"{name.upper()}_URL"] = f"http://{args.host}:{port}"
-    # The reference cash system: its own database on the same server, and the default cash
-    # endpoint of tenants that configured none.
-    env.setdefault("CASH_DATABASE_URL", database_url(env["REWARD_DATABASE_URL"], "cash"))
-    env.setdefault(
-        "REWARD_DEFAULT_CASH_ENDPOINT_URL",
-        f"http://{args.host}:{getattr(args, 'cash_port', 8010)}/v1/payments",
-    )
+    # The reference cash system (unless a real one is configured): the default cash endpoint
+    # of tenants that configured none, with its own database next to the reward database
+    # (named after it, so stacks sharing a server never share payments).
+    if not env.get("REWARD_DEFAULT_CASH_ENDPOINT_URL"):
+        reward_db = make_url(env["REWARD_DATABASE_URL"]).database or "reward"
+        env.setdefault(
+            "CASH_DATABASE_URL", database_url(env["REWARD_DATABASE_URL"], f"{reward_db}_cash")
+        )
+        cash_port = getattr(args, "cash_port", None) or _port_or_free(args.host, 8010)
+        env["CASH_PORT"] = str(cash_port)
+        env["REWARD_DEFAULT_CASH_ENDPOINT_URL"] = f"http://{args.host}:{cash_port}/v1/payments"
     return env, started
+
+
+def _port_or_free(host: str, preferred: int) -> int:
+    """The preferred port when it is free, else any free one (several stacks on a machine)."""
+    with socket.socket() as s:
+        try:
+            s.bind((host, preferred))
+        except OSError:
+            return free_port()
+    return preferred
 
 
 def run_dev(args: argparse.Namespace) -> int:
@@ -107,14 +124,14 @@ def run_dev(args: argparse.Namespace) -> int:
                 )
             )
             children.append(Child(f"{name}-worker", [*cli, "worker", name], env))
-        cash_port = str(getattr(args, "cash_port", 8010))
-        children.append(
-            Child(
-                "cash-endpoint",
-                [*cli, "cash-endpoint", "--host", args.host, "--port", cash_port],
-                env,
+        if env.get("CASH_PORT"):
+            children.append(
+                Child(
+                    "cash-endpoint",
+                    [*cli, "cash-endpoint", "--host", args.host, "--port", env["CASH_PORT"]],
+                    env,
+                )
             )
-        )
         for child in children:
             child.start()
         _print_banner(args, env)
@@ -165,7 +182,8 @@ def _print_banner(args: argparse.Namespace, env: dict[str, str]) -> None:
         f"  activity  {env['ACTIVITY_URL']}/docs\n"
         f"  referral  {env['REFERRAL_URL']}/docs\n"
         f"  reward    {env['REWARD_URL']}/docs\n"
-        f"  cash      {env['REWARD_DEFAULT_CASH_ENDPOINT_URL']} (reference cash system)\n"
+        f"  cash      {env['REWARD_DEFAULT_CASH_ENDPOINT_URL']}"
+        f"{' (reference cash system)' if env.get('CASH_PORT') else ''}\n"
         f"\noperator token (tenant {args.tenant}):\n  {operator}\n"
         f"back-end (service) token:\n  {service}\n"
         "user tokens: activity-platform token --kind user --tenant "
