@@ -9,6 +9,8 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
 from reward_service.exports import csv_line
+from reward_service.payouts.repository import PayoutRepository
+from reward_service.payouts.schemas import CashPayoutRead
 from reward_service.records import service
 from reward_service.records.models import RewardRecord
 from reward_service.records.repository import RecordRepository
@@ -21,6 +23,10 @@ from reward_service.records.schemas import (
     TransitionRead,
 )
 from reward_service.records.state import Action, RecordStatus
+from reward_service.shipments.repository import ShipmentRepository
+from reward_service.shipments.schemas import ShipmentRead
+from reward_service.wallet import service as wallet_service
+from reward_service.wallet.repository import WalletRepository
 from service_kit.auth import RIGHTS_READ, RIGHTS_WRITE, Authenticator, CallerKind, Principal
 from service_kit.db import SessionDep
 from service_kit.deps import ClockDep
@@ -150,11 +156,19 @@ async def reward_record_stats(
     return RecordStats(activity_code=activity_code, **counts, all=sum(counts.values()))
 
 
-async def _detail(session: SessionDep, record: RewardRecord) -> RewardRecordDetail:
+async def _detail(session: SessionDep, record: RewardRecord, now: datetime) -> RewardRecordDetail:
     history = await RecordRepository.from_session(session).transitions(record.id)
+    coupon = (await WalletRepository.from_session(session).by_records([record.id])).get(record.id)
+    shipment = (await ShipmentRepository.from_session(session).by_records([record.id])).get(
+        record.id
+    )
+    payout = await PayoutRepository.from_session(session).get_by_record(record.id)
     return RewardRecordDetail(
         **RewardRecordRead.model_validate(record).model_dump(),
         transitions=[TransitionRead.model_validate(t) for t in history],
+        coupon=wallet_service.to_read(coupon, now) if coupon else None,
+        shipment=ShipmentRead.model_validate(shipment) if shipment else None,
+        payout=CashPayoutRead.model_validate(payout) if payout else None,
     )
 
 
@@ -162,10 +176,10 @@ async def _detail(session: SessionDep, record: RewardRecord) -> RewardRecordDeta
     "/v1/reward-records/{record_id}", summary="One reward record with its transition history"
 )
 async def get_reward_record(
-    record_id: uuid.UUID, principal: RecordReader, session: SessionDep
+    record_id: uuid.UUID, principal: RecordReader, session: SessionDep, clock: ClockDep
 ) -> RewardRecordDetail:
     record = await service.get_record(session, principal.tenant_id, record_id)
-    return await _detail(session, record)
+    return await _detail(session, record, clock.now())
 
 
 async def _operator_move(
@@ -266,4 +280,13 @@ async def list_my_rewards(
         status=status.value if status else None,
         activity_code=activity_code,
     )
-    return Page(items=[MyRewardRead.model_validate(r) for r in rows], next_cursor=cursor)
+    ids = [r.id for r in rows]
+    coupons = await WalletRepository.from_session(session).by_records(ids)
+    shipments = await ShipmentRepository.from_session(session).by_records(ids)
+    items = []
+    for r in rows:
+        item = MyRewardRead.model_validate(r)
+        item.coupon_id = coupons[r.id].id if r.id in coupons else None
+        item.shipment_id = shipments[r.id].id if r.id in shipments else None
+        items.append(item)
+    return Page(items=items, next_cursor=cursor)

@@ -6,7 +6,10 @@ from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from reward_service.payouts.schemas import CashPayoutRead
 from reward_service.records.state import RecordStatus
+from reward_service.shipments.schemas import ShipmentRead
+from reward_service.wallet.schemas import CouponRead
 
 
 class TransitionRead(BaseModel):
@@ -60,7 +63,15 @@ class RewardRecordRead(BaseModel):
 
 
 class RewardRecordDetail(RewardRecordRead):
+    """A record with its full history and what its fulfilment produced (SPEC §5: "a user
+    says they did not get a reward")."""
+
     transitions: list[TransitionRead]
+    coupon: CouponRead | None = Field(None, description="The wallet entry of a coupon prize")
+    shipment: ShipmentRead | None = Field(None, description="The shipment of a physical prize")
+    payout: CashPayoutRead | None = Field(
+        None, description="The cash payment of a cash prize: attempts, answer, payment id"
+    )
 
 
 class RecordStats(BaseModel):
@@ -92,6 +103,10 @@ class MyRewardRead(BaseModel):
     issued_at: datetime | None
     lock_expires_at: datetime | None
     failure_reason: str | None
+    coupon_id: uuid.UUID | None = Field(None, description="The wallet entry, once issued")
+    shipment_id: uuid.UUID | None = Field(
+        None, description="The shipment, once issued: give the shipping address on it"
+    )
 
 
 class MoveRequest(BaseModel):

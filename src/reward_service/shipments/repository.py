@@ -33,6 +33,14 @@ class ShipmentRepository:
     async def get_by_record(self, record_id: uuid.UUID) -> Shipment | None:
         return await self.session.scalar(select(Shipment).where(Shipment.record_id == record_id))
 
+    async def by_records(self, record_ids: list[uuid.UUID]) -> dict[uuid.UUID, Shipment]:
+        if not record_ids:
+            return {}
+        rows = await self.session.scalars(
+            select(Shipment).where(Shipment.record_id.in_(record_ids))
+        )
+        return {s.record_id: s for s in rows}
+
     async def get(self, tenant_id: str, shipment_id: uuid.UUID) -> Shipment | None:
         return await self.session.scalar(
             select(Shipment).where(Shipment.tenant_id == tenant_id, Shipment.id == shipment_id)

@@ -27,6 +27,14 @@ class WalletRepository:
             .on_conflict_do_nothing(index_elements=["record_id"])
         )
 
+    async def by_records(self, record_ids: list[uuid.UUID]) -> dict[uuid.UUID, WalletCoupon]:
+        if not record_ids:
+            return {}
+        rows = await self.session.scalars(
+            select(WalletCoupon).where(WalletCoupon.record_id.in_(record_ids))
+        )
+        return {c.record_id: c for c in rows}
+
     async def list(
         self, tenant_id: str, params: PageParams, *, user_id: str | None, phone: str | None = None
     ) -> tuple[list[WalletCoupon], str | None]:

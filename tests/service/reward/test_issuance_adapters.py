@@ -65,6 +65,10 @@ async def test_coupon_lands_in_the_wallet_once(platform: Platform) -> None:
     assert coupon["title"]["zh-Hans"] == "行情卡" and coupon["coupon_type"] == "market_data"
     expires = platform.clock.now() + timedelta(days=30)
     assert coupon["expires_at"].startswith(expires.strftime("%Y-%m-%dT%H:%M:%S"))
+    detail = await platform.reward.get(
+        f"/v1/reward-records/{created.id}", headers=platform.operator()
+    )
+    assert detail.json()["coupon"]["id"] == coupon["id"]
     await redeliver_issue(platform, created.id)
     assert await count(platform, WalletCoupon) == 1
     assert len(await transitions(platform, created.id)) == 3
@@ -98,6 +102,13 @@ async def test_physical_prize_opens_a_shipment_and_takes_stock(platform: Platfor
     (shipment,) = mine.json()["items"]
     assert shipment["status"] == "awaiting_address" and shipment["prize_name"] == "Umbrella"
     assert shipment["record_number"] == created.number
+    rewards = await platform.reward.get("/v1/me/rewards", headers=platform.user("u-p"))
+    (reward,) = rewards.json()["items"]
+    assert reward["shipment_id"] == shipment["id"] and reward["coupon_id"] is None
+    detail = await platform.reward.get(
+        f"/v1/reward-records/{created.id}", headers=platform.operator()
+    )
+    assert detail.json()["shipment"]["id"] == shipment["id"]
     await redeliver_issue(platform, created.id)
     async with platform.db("reward").session() as session:
         stock = await session.scalar(select(Prize.stock).where(Prize.id == uuid.UUID(prize["id"])))
@@ -136,6 +147,12 @@ async def test_cash_is_paid_once_with_the_record_number_as_key(
         payout = await session.scalar(select(CashPayout))
     assert payout is not None and payout.status == "paid"
     assert payout.payment_id == str(payment.id) and payout.attempts == 1
+    detail = await platform.reward.get(
+        f"/v1/reward-records/{created.id}", headers=platform.operator()
+    )
+    shown = detail.json()["payout"]
+    assert shown["status"] == "paid" and shown["payment_id"] == str(payment.id)
+    assert shown["amount"] == "100.000000" and detail.json()["coupon"] is None
     await redeliver_issue(platform, created.id)
     assert await cash.count() == 1
 
