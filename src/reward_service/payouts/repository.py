@@ -37,16 +37,16 @@ class PayoutRepository:
         first request (amount, currency, cash system) stay pinned: a retry must ask for the
         very payment the key may already stand for. Only after a definite refusal — when no
         payment exists — does a new attempt take the current terms."""
-        stmt = insert(CashPayout).values(**values, attempts=1, created_at=at, updated_at=at)
+        new = insert(CashPayout).values(**values, attempts=1, created_at=at, updated_at=at)
         refused = CashPayout.status == "refused"
-        stmt = stmt.on_conflict_do_update(
+        stmt = new.on_conflict_do_update(
             index_elements=["record_id"],
             set_={
                 "attempts": CashPayout.attempts + 1,
-                "amount": case((refused, stmt.excluded.amount), else_=CashPayout.amount),
-                "currency": case((refused, stmt.excluded.currency), else_=CashPayout.currency),
+                "amount": case((refused, new.excluded.amount), else_=CashPayout.amount),
+                "currency": case((refused, new.excluded.currency), else_=CashPayout.currency),
                 "endpoint_url": case(
-                    (refused, stmt.excluded.endpoint_url), else_=CashPayout.endpoint_url
+                    (refused, new.excluded.endpoint_url), else_=CashPayout.endpoint_url
                 ),
                 "status": case((refused, "requested"), else_=CashPayout.status),
                 "updated_at": at,

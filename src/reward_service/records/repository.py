@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import builtins
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
@@ -22,7 +23,7 @@ class RecordRepository:
         return cls(session)
 
     async def next_number_seq(self) -> int:
-        return int(await self.session.scalar(select(record_number_seq.next_value())))
+        return int(await self.session.scalar(select(record_number_seq.next_value())) or 0)
 
     async def insert_if_new(self, values: dict[str, Any]) -> RewardRecord | None:
         """Insert unless the grant already has a record; None when it did."""
@@ -164,7 +165,7 @@ class RecordRepository:
 
     async def stream(
         self, tenant_id: str, chunk: int = 1000, **filters: Any
-    ) -> AsyncIterator[list[RewardRecord]]:
+    ) -> AsyncIterator[builtins.list[RewardRecord]]:
         """Every matching record, oldest first, in keyset chunks (CSV export)."""
         base = self._filtered(tenant_id, **filters)
         after: tuple[datetime, uuid.UUID] | None = None
@@ -203,7 +204,7 @@ class RecordRepository:
 
     async def claim_stuck_issuing(
         self, now: datetime, older_than: datetime, limit: int, max_gap: timedelta
-    ) -> list[RewardRecord]:
+    ) -> builtins.list[RewardRecord]:
         """Records in Issuing since before ``older_than``; rows being issued right now are
         locked by their job and skipped.
 
@@ -235,7 +236,7 @@ class RecordRepository:
 
     async def claim_unsubmitted_automatic(
         self, older_than: datetime, limit: int
-    ) -> list[RewardRecord]:
+    ) -> builtins.list[RewardRecord]:
         stmt = (
             select(RewardRecord)
             .where(
@@ -251,7 +252,7 @@ class RecordRepository:
 
     async def due_locks(
         self, now: datetime, checked_before: datetime, limit: int
-    ) -> list[RewardRecord]:
+    ) -> builtins.list[RewardRecord]:
         stmt = (
             select(RewardRecord)
             .where(

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import builtins
 import uuid
 from collections.abc import Collection
 from typing import Any
@@ -100,7 +101,7 @@ class ShipmentRepository:
 
     async def all_in_status(
         self, tenant_id: str, statuses: Collection[str], activity_code: str | None = None
-    ) -> list[Shipment]:
+    ) -> builtins.list[Shipment]:
         stmt = select(Shipment).where(
             Shipment.tenant_id == tenant_id, Shipment.status.in_(list(statuses))
         )
