@@ -52,14 +52,31 @@ class GrantRepository:
             .values(record_status=status, record_number=record_number, updated_at=func.now())
         )
 
-    async def has_new_user_reward(
-        self, tenant_id: str, user_id: str, other_than: uuid.UUID | None = None
-    ) -> bool:
-        stmt = select(Grant.id).where(
-            Grant.tenant_id == tenant_id, Grant.user_id == user_id, Grant.new_user_reward
+    async def lock_user(self, tenant_id: str, user_id: str) -> None:
+        """Serialise new/old-user decisions of one user until the transaction ends, so two
+        new-user activities evaluated at once cannot both see "never rewarded"."""
+        await self.session.execute(
+            select(func.pg_advisory_xact_lock(func.hashtextextended(f"{tenant_id}/{user_id}", 0)))
         )
-        if other_than is not None:
-            stmt = stmt.where(Grant.activity_id != other_than)
+
+    async def has_new_user_reward(
+        self,
+        tenant_id: str,
+        user_id: str,
+        *,
+        other_than: uuid.UUID,
+        achieved_by: datetime,
+        inclusive: bool,
+    ) -> bool:
+        """A new-user reward of another activity achieved by ``achieved_by`` (at or before
+        when ``inclusive``, strictly before otherwise)."""
+        stmt = select(Grant.id).where(
+            Grant.tenant_id == tenant_id,
+            Grant.user_id == user_id,
+            Grant.new_user_reward,
+            Grant.activity_id != other_than,
+            Grant.achieved_at <= achieved_by if inclusive else Grant.achieved_at < achieved_by,
+        )
         return (await self.session.scalar(stmt.limit(1))) is not None
 
     async def of_activity_user(
@@ -218,8 +235,7 @@ class EvaluationRepository:
     async def published(
         self, tenant_id: str, kinds: tuple[str, ...], at: datetime | None = None
     ) -> list[Activity]:
-        """Published activities of these kinds (whose window contains ``at`` if given),
-        in a stable order."""
+        """Published activities of these kinds (whose window contains ``at`` if given)."""
         stmt = select(Activity).where(
             Activity.tenant_id == tenant_id,
             Activity.kind.in_(kinds),
@@ -230,7 +246,10 @@ class EvaluationRepository:
                 (Activity.starts_at.is_(None)) | (Activity.starts_at <= at),
                 (Activity.ends_at.is_(None)) | (Activity.ends_at > at),
             )
-        return list((await self.session.scalars(stmt.order_by(Activity.id))).all())
+        # Earliest published first: where only one activity may reward (a new-user reward,
+        # the one regular referral activity), the older campaign wins, deterministically.
+        stmt = stmt.order_by(Activity.published_at.asc().nulls_last(), Activity.id)
+        return list((await self.session.scalars(stmt)).all())
 
     async def tenants_with_published(self) -> list[str]:
         stmt = select(Activity.tenant_id).where(Activity.state == "published").distinct()

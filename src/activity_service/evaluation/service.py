@@ -280,13 +280,22 @@ async def _basic_eligibility(
     attribute = activity.attribute or "unlimited"
     if attribute == "unlimited":
         return None
-    had = await GrantRepository.from_session(ev.session).has_new_user_reward(
-        ev.tenant_id, user_id, other_than=activity.id
-    )
-    if attribute == "new_user" and had:
-        return "not_new_user"
-    if attribute == "old_user" and not had:
-        return "not_old_user"
+    repo = GrantRepository.from_session(ev.session)
+    await repo.lock_user(ev.tenant_id, user_id)
+    # Judged at the achievement, not at evaluation time, so the order activities or events
+    # are evaluated in does not matter: a user is new until a new-user reward was achieved
+    # (at the same moment too: one new-user reward per user), and old only from a new-user
+    # reward achieved strictly earlier.
+    if attribute == "new_user":
+        had = await repo.has_new_user_reward(
+            ev.tenant_id, user_id, other_than=activity.id, achieved_by=at, inclusive=True
+        )
+        return "not_new_user" if had else None
+    if attribute == "old_user":
+        had = await repo.has_new_user_reward(
+            ev.tenant_id, user_id, other_than=activity.id, achieved_by=at, inclusive=False
+        )
+        return None if had else "not_old_user"
     return None
 
 

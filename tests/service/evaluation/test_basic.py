@@ -380,3 +380,49 @@ async def test_at_end_settles_on_t_plus_1_with_the_highest_tier_only(platform: P
     assert [g.user_id for g in await grants(platform, reg["id"])] == ["u1"]
     await run_daily(platform, "2027-01-01")  # a catch-up run settles nothing twice
     assert len(await grants(platform, act["id"])) == 2
+
+
+async def test_one_new_user_reward_even_when_evaluated_concurrently(platform: Platform) -> None:
+    import asyncio
+
+    from activity_service.activities.models import Activity
+    from activity_service.evaluation.service import Evaluation, load_facts
+    from activity_service.tenants.service import tenant_context
+
+    p1, p2 = await prizes(platform, 2)
+    acts = [
+        await activity(
+            platform,
+            {
+                "kind": "basic",
+                "attribute": "new_user",
+                "rules": [{"id": "r", "task": "register", "prize_id": prize}],
+            },
+        )
+        for prize in (p1, p2)
+    ]
+    await platform.activity.post(
+        "/v1/events",
+        json=event("user.registered", "u1", "2026-12-02T10:00:00+08:00"),
+        headers=platform.service(),
+    )
+    db = platform.db("activity")
+
+    async def evaluate(activity_id: str) -> None:
+        async with db.session() as session:
+            row = await session.get(Activity, __import__("uuid").UUID(activity_id))
+            ev = Evaluation(
+                session=session,
+                tenant=await tenant_context(session, "tenant-a"),
+                now=platform.clock.now(),
+                referral=None,
+            )
+            facts = await load_facts(session, "tenant-a", "u1")
+            await evaluation.evaluate_basic(
+                ev, row, facts, mode="event", event_type="user.registered"
+            )
+            await asyncio.sleep(0.1)  # keep the transaction open while the other runs
+
+    await asyncio.gather(*(evaluate(a["id"]) for a in acts))
+    total = [g for a in acts for g in await grants(platform, a["id"])]
+    assert len(total) == 1
