@@ -230,7 +230,7 @@ def test_worker_killed_at_random_issues_every_record_exactly_once(
         loop.run_until_complete(enqueue_grants(env, coupon, cash_prize))
         worker.start()
         for _ in range(KILLS):
-            time.sleep(rng.uniform(1.0, 4.0))
+            time.sleep(rng.uniform(2.0, 7.0))
             worker.kill()
             kills.append(round(time.monotonic() - started, 1))
             time.sleep(rng.uniform(0.0, 1.0))
