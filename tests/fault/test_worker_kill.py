@@ -67,7 +67,7 @@ class Proc:
     def __init__(self, name: str, argv: list[str], env: dict[str, str]) -> None:
         self.name, self.argv, self.env = name, argv, env
         self.process: subprocess.Popen[bytes] | None = None
-        self.log = open(log_file(name), "ab")  # noqa: SIM115 - closed in stop()
+        self.log = open(log_file(name), "wb")  # noqa: SIM115 - closed in stop()
 
     def start(self) -> None:
         self.process = subprocess.Popen(
