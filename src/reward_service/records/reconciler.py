@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from urllib.parse import quote
 
 from pydantic import ValidationError
 
@@ -39,7 +40,6 @@ class ReconcileReport:
     released: int = 0
     broken: int = 0
     lock_checks_deferred: int = 0
-    notes: list[str] = field(default_factory=list)
 
 
 async def redrive_stuck(db: Database, settings: RewardSettings, now: datetime) -> tuple[int, int]:
@@ -89,7 +89,7 @@ async def ask_lock_check(
     try:
         response = await http.get(
             settings.activity_url,
-            f"/v1/positions/{record.user_id}/lock-check",
+            f"/v1/positions/{quote(record.user_id, safe='')}/lock-check",
             tenant_id=record.tenant_id,
             params={
                 "currency": record.lock_currency,
