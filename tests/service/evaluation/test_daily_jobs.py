@@ -4,7 +4,7 @@ daily run of a referral activity with a cumulative task."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from activity_service.evaluation import tasks
@@ -20,6 +20,11 @@ from tests.service.evaluation.helpers import (
     prizes,
 )
 from tests.service.harness import Platform
+
+
+def hk(local: str) -> datetime:
+    """A Hong Kong wall-clock time as UTC (the platform clock stays in UTC for other tests)."""
+    return datetime.fromisoformat(local + "+08:00").astimezone(UTC)
 
 
 def _ctx(platform: Platform) -> dict[str, Any]:
@@ -57,12 +62,12 @@ async def test_cron_tick_runs_the_tenants_previous_day_once(platform: Platform) 
     await post(platform, money("cash.deposited", "u1", "2026-12-02T22:00:00+08:00", "6000"))
     await platform.drain()
     # 00:20 in Hong Kong on Dec 3: before the run time (00:30), so Dec 1 is the day owed
-    platform.clock.set(datetime.fromisoformat("2026-12-03T00:20:00+08:00"))
+    platform.clock.set(hk("2026-12-03T00:20:00"))
     assert await tasks.daily_tick(_ctx(platform)) == 1
     await platform.drain()
     assert await grants(platform, act["id"]) == []
     # 00:40: Dec 2 is owed now
-    platform.clock.set(datetime.fromisoformat("2026-12-03T00:40:00+08:00"))
+    platform.clock.set(hk("2026-12-03T00:40:00"))
     assert await tasks.daily_tick(_ctx(platform)) == 1
     await platform.drain()
     assert [g.user_id for g in await grants(platform, act["id"])] == ["u1"]
@@ -72,7 +77,7 @@ async def test_cron_tick_runs_the_tenants_previous_day_once(platform: Platform) 
         )
         assert run is not None and run.status == "done" and run.grants == 1
     # a later tick the same day finds the day done and starts nothing
-    platform.clock.set(datetime.fromisoformat("2026-12-03T09:00:00+08:00"))
+    platform.clock.set(hk("2026-12-03T09:00:00"))
     assert await tasks.daily_tick(_ctx(platform)) == 0
     assert await _queued(platform) == 0
 
@@ -106,7 +111,7 @@ async def test_daily_run_rewards_inviters_for_cumulative_tasks(platform: Platfor
     )
     await platform.drain()
     assert await grants(platform, act["id"]) == []  # cumulative: the daily run decides
-    platform.clock.set(datetime.fromisoformat("2026-12-03T01:00:00+08:00"))
+    platform.clock.set(hk("2026-12-03T01:00:00"))
     await tasks.daily_tick(_ctx(platform))
     await platform.drain()
     rows = await grants(platform, act["id"])
