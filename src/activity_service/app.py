@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from activity_service.activities.endpoints import me_router as my_activities_router
 from activity_service.activities.endpoints import router as activities_router
 from activity_service.config import ActivitySettings
+from activity_service.evaluation.endpoints import inviters_router
 from activity_service.evaluation.endpoints import router as evaluation_router
 from activity_service.events.db import close_ingest_pool, open_ingest_pool
 from activity_service.events.endpoints import router as events_router
@@ -35,6 +36,7 @@ def create_app(
             segments_router,
             events_router,
             evaluation_router,
+            inviters_router,
             positions_router,
             tenants_router,
         ],

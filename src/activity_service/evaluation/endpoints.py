@@ -6,13 +6,25 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from activity_service.activities.repository import ActivityRepository
-from activity_service.evaluation.repository import EvaluationRepository, GrantRepository
-from activity_service.evaluation.schemas import Explanation, GrantRead, OutcomeRead
+from activity_service.evaluation.repository import (
+    EvaluationRepository,
+    GrantRepository,
+    ReferralRepository,
+)
+from activity_service.evaluation.schemas import (
+    Explanation,
+    GrantRead,
+    InvitationTotals,
+    OutcomeRead,
+)
 from service_kit.auth import ACTIVITY_READ, Authenticator, CallerKind, Principal
 from service_kit.db import SessionDep
+from service_kit.deps import ClockDep
 from service_kit.errors import PROBLEM_RESPONSES, NotFound
 
 router = APIRouter(prefix="/v1/activities", tags=["evaluation"], responses=PROBLEM_RESPONSES)
+
+inviters_router = APIRouter(tags=["evaluation"], responses=PROBLEM_RESPONSES)
 
 Reader = Annotated[
     Principal, Depends(Authenticator(kinds={CallerKind.operator}, permissions=ACTIVITY_READ))
@@ -54,3 +66,43 @@ async def explain_user(
         grants=[GrantRead.model_validate(g) for g in grants],
         outcomes=[OutcomeRead.model_validate(o) for o in outcomes],
     )
+
+
+TotalsReader = Annotated[
+    Principal,
+    Depends(
+        Authenticator(kinds={CallerKind.operator, CallerKind.service}, permissions=ACTIVITY_READ)
+    ),
+]
+AppUser = Annotated[Principal, Depends(Authenticator(kinds={CallerKind.user}))]
+
+
+async def _totals(
+    session: SessionDep, tenant_id: str, inviter_id: str, clock: ClockDep
+) -> InvitationTotals:
+    repo = ReferralRepository.from_session(session)
+    counts = await repo.invitation_totals(tenant_id, inviter_id)
+    return InvitationTotals(
+        inviter_id=inviter_id,
+        regular=counts["regular"],
+        marketing=counts["marketing"],
+        regular_activity_id=await repo.current_regular(tenant_id, inviter_id, clock.now()),
+    )
+
+
+@inviters_router.get(
+    "/v1/inviters/{inviter_id}/invitation-totals", summary="An inviter's invitation totals"
+)
+async def get_invitation_totals(
+    inviter_id: str, principal: TotalsReader, session: SessionDep, clock: ClockDep
+) -> InvitationTotals:
+    """Qualifying invitees over all referral activities: regular ones make the cumulative
+    total, marketing ones are counted apart (SPEC §1.7)."""
+    return await _totals(session, principal.tenant_id, inviter_id, clock)
+
+
+@inviters_router.get("/v1/me/invitation-totals", summary="My invitation totals")
+async def get_my_invitation_totals(
+    principal: AppUser, session: SessionDep, clock: ClockDep
+) -> InvitationTotals:
+    return await _totals(session, principal.tenant_id, principal.sub, clock)

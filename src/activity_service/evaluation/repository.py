@@ -209,6 +209,17 @@ class ReferralRepository:
         )
         return (await self.session.scalars(stmt)).one_or_none()
 
+    async def current_regular(
+        self, tenant_id: str, inviter_id: str, now: datetime
+    ) -> uuid.UUID | None:
+        return await self.session.scalar(
+            select(RegularParticipation.activity_id).where(
+                RegularParticipation.tenant_id == tenant_id,
+                RegularParticipation.inviter_id == inviter_id,
+                RegularParticipation.ends_at > now,
+            )
+        )
+
     async def invitation_totals(self, tenant_id: str, inviter_id: str) -> dict[str, int]:
         stmt = (
             select(ReferralQualification.counted, func.count())

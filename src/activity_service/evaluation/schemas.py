@@ -51,3 +51,19 @@ class Explanation(BaseModel):
     outcomes: list[OutcomeRead] = Field(
         description="The latest evaluation outcome per rule, including why nothing was granted"
     )
+
+
+class InvitationTotals(BaseModel):
+    inviter_id: str = Field(examples=["u-1001"])
+    regular: int = Field(
+        description="Qualifying invitees in regular referral activities: the cumulative "
+        "invitation total shown to the user",
+        examples=[12],
+    )
+    marketing: int = Field(
+        description="Qualifying invitees in marketing activities (not counted in the total)",
+        examples=[3],
+    )
+    regular_activity_id: uuid.UUID | None = Field(
+        description="The regular referral activity the inviter currently takes part in"
+    )

@@ -153,6 +153,14 @@ async def test_regular_takes_one_activity_at_a_time_marketing_is_unlimited(
     why = await explain(platform, second["id"], "inv")
     assert why["outcomes"][0]["outcome"] == "in_other_regular_activity"
     # only the regular activity's results count into the invitation totals
+    totals = await platform.activity.get(
+        "/v1/inviters/inv/invitation-totals", headers=platform.operator()
+    )
+    assert totals.status_code == 200, totals.text
+    assert (totals.json()["regular"], totals.json()["marketing"]) == (1, 1)
+    assert totals.json()["regular_activity_id"] == first["id"]
+    mine = await platform.activity.get("/v1/me/invitation-totals", headers=platform.user("inv"))
+    assert mine.json()["regular"] == 1
     async with platform.db("activity").session() as session:
         rows = (await session.scalars(select(ReferralQualification))).all()
         assert sorted((str(q.activity_id), q.counted) for q in rows) == sorted(
