@@ -13,8 +13,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy.engine import make_url
 
-from activity_platform.embedded import free_port
+from activity_platform.embedded import database_url, free_port
 from service_kit.auth import CallerKind, encode_token
 from service_kit.config import DEV_JWT_SECRET
 from tests.infra import Infra, drop_databases
@@ -124,4 +125,7 @@ def running_platform(
             process.wait()
         import asyncio
 
-        asyncio.run(drop_databases(infra, db_urls))
+        # The reference cash system's database sits next to the reward database.
+        reward_db = make_url(db_urls["reward"]).database
+        cash = {"cash": database_url(db_urls["reward"], f"{reward_db}_cash")}
+        asyncio.run(drop_databases(infra, {**db_urls, **cash}))

@@ -18,9 +18,9 @@ def test_compose_runs_every_process_with_valid_commands() -> None:
     expected = {"postgres", "redis", "migrate", *SERVICES, *(f"{s}-worker" for s in SERVICES)}
     assert expected <= services.keys()
     parser = build_parser()
-    for name in ["migrate", *SERVICES, *(f"{s}-worker" for s in SERVICES)]:
+    for name in ["migrate", "cash", *SERVICES, *(f"{s}-worker" for s in SERVICES)]:
         args = parser.parse_args(services[name]["command"])  # raises on a wrong command
-        assert args.command in {"migrate", "serve", "worker"}
+        assert args.command in {"migrate", "serve", "worker", "cash-endpoint"}
         env = services[name]["environment"]
         for prefix in ("ACTIVITY", "REFERRAL", "REWARD"):
             assert env[f"{prefix}_DATABASE_URL"].startswith("postgresql+asyncpg://")
