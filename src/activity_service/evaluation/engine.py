@@ -27,7 +27,7 @@ from activity_service.progress.flows import (
     cumulative_value,
     first_day_reached,
 )
-from activity_service.tenants.fx import RateTable
+from activity_service.tenants.fx import NoRate, RateTable
 from contracts.payloads import Node
 
 GRANT_KEY_MAX = 200
@@ -179,8 +179,6 @@ def achievement(
 
 
 def _converted(flows: Sequence[Flow], currency: str, rates: RateTable) -> list[Flow]:
-    from activity_service.tenants.fx import NoRate
-
     try:
         return convert(flows, currency, rates)
     except NoRate as exc:

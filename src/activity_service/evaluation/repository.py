@@ -114,12 +114,12 @@ class GrantRepository:
             prize_id=prize_id,
             count=1,
         )
-        stmt = stmt.on_conflict_do_update(
+        upsert = stmt.on_conflict_do_update(
             index_elements=["tenant_id", "activity_id", "user_id", "prize_id"],
             set_={"count": PrizeCapCounter.count + 1},
             where=PrizeCapCounter.count < cap,
         ).returning(PrizeCapCounter.count)
-        taken = (await self.session.execute(stmt)).scalar_one_or_none()
+        taken = (await self.session.execute(upsert)).scalar_one_or_none()
         return taken is not None and taken <= cap
 
 
@@ -148,7 +148,7 @@ class ReferralRepository:
             ends_at=ends_at,
             claimed_at=now,
         )
-        stmt = stmt.on_conflict_do_update(
+        upsert = stmt.on_conflict_do_update(
             index_elements=["tenant_id", "inviter_id"],
             set_={
                 "activity_id": stmt.excluded.activity_id,
@@ -157,7 +157,7 @@ class ReferralRepository:
             },
             where=RegularParticipation.ends_at <= now,
         ).returning(RegularParticipation.activity_id)
-        claimed = (await self.session.execute(stmt)).scalar_one_or_none()
+        claimed = (await self.session.execute(upsert)).scalar_one_or_none()
         if claimed is not None:
             return claimed
         current = await self.session.scalar(
@@ -192,11 +192,11 @@ class ReferralRepository:
             inviter_id=inviter_id,
             count=1,
         )
-        stmt = stmt.on_conflict_do_update(
+        upsert = stmt.on_conflict_do_update(
             index_elements=["tenant_id", "activity_id", "rule_id", "inviter_id"],
             set_={"count": ReferralCounter.count + 1},
         ).returning(ReferralCounter.count)
-        return int((await self.session.execute(stmt)).scalar_one())
+        return int((await self.session.execute(upsert)).scalar_one())
 
     async def add_qualification(self, values: dict[str, Any]) -> ReferralQualification | None:
         stmt = (

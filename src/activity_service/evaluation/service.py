@@ -16,6 +16,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -118,9 +119,7 @@ async def load_facts(session: AsyncSession, tenant_id: str, user_id: str) -> Use
     return facts
 
 
-def _decimal(value: Any) -> Any:
-    from decimal import Decimal
-
+def _decimal(value: Any) -> Decimal:
     return Decimal(str(value))
 
 

@@ -4,6 +4,7 @@ following records."""
 from __future__ import annotations
 
 import logging
+from datetime import date
 from typing import Any
 
 from arq import Retry
@@ -57,8 +58,6 @@ async def evaluate_event(ctx: dict[str, Any], payload: dict[str, Any]) -> int:
 
 @job(ACTIVITY_DAILY_RUN, "activity")
 async def daily_run(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
-    from datetime import date
-
     tenant_id, day = payload["tenant_id"], date.fromisoformat(payload["day"])
     part = int(payload.get("part", 0))
     try:

@@ -30,7 +30,7 @@ class DeviceRepository:
             first_seen_at=at,
             first_event_id=event_id,
         )
-        stmt = stmt.on_conflict_do_update(
+        upsert = stmt.on_conflict_do_update(
             index_elements=["tenant_id", "app_id", "device_id"],
             set_={
                 "first_user_id": stmt.excluded.first_user_id,
@@ -40,7 +40,7 @@ class DeviceRepository:
             where=tuple_(stmt.excluded.first_seen_at, stmt.excluded.first_event_id)
             < tuple_(Device.first_seen_at, Device.first_event_id),
         ).returning(Device)
-        claimed = (await self.session.scalars(stmt)).one_or_none()
+        claimed = (await self.session.scalars(upsert)).one_or_none()
         if claimed is not None:
             return claimed
         existing = await self.session.scalar(

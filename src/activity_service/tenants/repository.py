@@ -40,11 +40,11 @@ class TenantRepository:
         stmt = insert(FxRate).values(
             [{"id": uuid.uuid4(), "tenant_id": tenant_id, **row} for row in rows]
         )
-        stmt = stmt.on_conflict_do_update(
+        upsert = stmt.on_conflict_do_update(
             index_elements=["tenant_id", "source", "target", "effective_at"],
             set_={"rate": stmt.excluded.rate, "created_by": stmt.excluded.created_by},
         ).returning(FxRate)
-        return list((await self.session.scalars(stmt)).all())
+        return list((await self.session.scalars(upsert)).all())
 
     async def all_rates(self, tenant_id: str) -> list[FxRate]:
         stmt = select(FxRate).where(FxRate.tenant_id == tenant_id).order_by(FxRate.effective_at)
