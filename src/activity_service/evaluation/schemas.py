@@ -31,8 +31,8 @@ class OutcomeRead(BaseModel):
     rule_id: str = Field(examples=["r1"])
     outcome: str = Field(
         description="granted | already_granted | cap_reached | not_in_segment | not_new_user "
-        "| not_old_user | task_not_completed | no_inviter | in_other_regular_activity | "
-        "beyond_last_range | no_fx_rate",
+        "| not_old_user | task_not_completed | outside_window | no_inviter | "
+        "in_other_regular_activity | beyond_last_range | no_fx_rate",
         examples=["cap_reached"],
     )
     detail: str | None

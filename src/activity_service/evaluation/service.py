@@ -135,6 +135,8 @@ class Evaluation:
     now: datetime
     referral: ReferralLookup | None
     source_event_id: str | None = None
+    # When the event being evaluated happened (real-time evaluation only).
+    event_at: datetime | None = None
     grants: list[Grant] = field(default_factory=list)
 
     @property
@@ -301,6 +303,13 @@ async def _basic_eligibility(
 # --------------------------------------------------------------------------- basic
 
 
+def _not_done(window: Window, event_at: datetime | None) -> str:
+    """Why a rule was not earned when its task is not (yet) completed."""
+    if event_at is not None and not window.contains(event_at):
+        return "outside_window"
+    return "task_not_completed"
+
+
 async def _grant_basic(
     ev: Evaluation,
     activity: Activity,
@@ -367,8 +376,9 @@ async def evaluate_basic(
             await ev.outcome(activity, facts.user_id, rule["id"], "no_fx_rate", str(exc))
             continue
         if done is None:
-            if mode != "event":
-                await ev.outcome(activity, facts.user_id, rule["id"], "task_not_completed", None)
+            await ev.outcome(
+                activity, facts.user_id, rule["id"], _not_done(window, ev.event_at), None
+            )
             continue
         await _grant_basic(ev, activity, rule, done, facts, "end" if mode == "settle" else "once")
     if mode == "settle":
@@ -427,6 +437,7 @@ async def evaluate_referral(
             await ev.outcome(activity, invitee, rule["id"], "no_fx_rate", str(exc))
             continue
         if done is None:
+            await ev.outcome(activity, invitee, rule["id"], _not_done(window, ev.event_at), None)
             continue
         inviter = await ev.referral.effective_inviter(ev.tenant_id, invitee, node_of(task))
         if inviter is None or inviter == invitee:
@@ -599,6 +610,7 @@ async def evaluate_event(
         now=now,
         referral=referral,
         source_event_id=event.event_id,
+        event_at=event.occurred_at,
     )
     activities = await EvaluationRepository.from_session(session).published(
         tenant_id, ("basic", "referral")

@@ -85,6 +85,12 @@ async def test_real_time_action_tasks_in_window_only(platform: Platform) -> None
         headers=platform.operator(),
     )
     assert len(records.json()["items"]) == 3
+    # the operator can see why the early and the late user earned nothing
+    assert [o["outcome"] for o in (await explain(platform, act["id"], "early"))["outcomes"]] == [
+        "outside_window"
+    ]
+    late = await explain(platform, act["id"], "late")
+    assert [(o["rule_id"], o["outcome"]) for o in late["outcomes"]] == [("open", "outside_window")]
     # replaying everything and draining again changes nothing
     await post(platform, event("user.registered", "u1", "2026-12-01T00:00:00+08:00"))
     await platform.drain()
