@@ -155,6 +155,7 @@ async def test_first_deposit_in_real_time_with_fx_and_history(platform: Platform
                     "threshold": "1000",
                     "currency": "HKD",
                     "prize_id": prize,
+                    "lock_up": {"amount": "1000", "currency": "HKD", "days": 30},
                 }
             ],
         },
@@ -176,6 +177,19 @@ async def test_first_deposit_in_real_time_with_fx_and_history(platform: Platform
     assert [(g.user_id, g.achieved_at.isoformat()) for g in rows] == [
         ("u1", "2026-12-05T14:00:00+00:00")
     ]
+    # the lock-up terms travel in the grant; the reward record waits in Locked
+    assert rows[0].payload["lock_up"] == {
+        "amount": "1000",
+        "currency": "HKD",
+        "days": 30,
+        "issue_after_lock": True,
+    }
+    records = await platform.reward.get(
+        "/v1/reward-records",
+        params={"activity_code": act["activity_code"]},
+        headers=platform.operator(),
+    )
+    assert [r["status"] for r in records.json()["items"]] == ["locked"]
     # the deposit node of the referral graph completed with the first deposit
     bindings = await platform.referral.get("/v1/bindings/u1", headers=platform.operator())
     deposit = next(n for n in bindings.json()["nodes"] if n["node"] == "deposit")
