@@ -244,19 +244,17 @@ class EvaluationRepository:
         return cls(session)
 
     async def published(
-        self, tenant_id: str, kinds: tuple[str, ...], at: datetime | None = None
+        self, tenant_id: str, kinds: tuple[str, ...], ending_after: datetime | None = None
     ) -> list[Activity]:
-        """Published activities of these kinds (whose window contains ``at`` if given)."""
+        """Published activities of these kinds (whose window ends after ``ending_after`` if
+        given, so long-ended campaigns are not read for every event)."""
         stmt = select(Activity).where(
             Activity.tenant_id == tenant_id,
             Activity.kind.in_(kinds),
             Activity.state == "published",
         )
-        if at is not None:
-            stmt = stmt.where(
-                (Activity.starts_at.is_(None)) | (Activity.starts_at <= at),
-                (Activity.ends_at.is_(None)) | (Activity.ends_at > at),
-            )
+        if ending_after is not None:
+            stmt = stmt.where((Activity.ends_at.is_(None)) | (Activity.ends_at > ending_after))
         # Earliest published first: where only one activity may reward (a new-user reward,
         # the one regular referral activity), the older campaign wins, deterministically.
         stmt = stmt.order_by(Activity.published_at.asc().nulls_last(), Activity.id)

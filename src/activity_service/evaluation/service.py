@@ -25,6 +25,7 @@ from activity_service.activities.models import Activity
 from activity_service.activities.rules import TaskType
 from activity_service.db import OutboxMessage
 from activity_service.evaluation.engine import (
+    LOOKBACK,
     REAL_TIME_TRIGGERS,
     Achievement,
     Certification,
@@ -612,8 +613,10 @@ async def evaluate_event(
         source_event_id=event.event_id,
         event_at=event.occurred_at,
     )
+    # A task completes at or after its event, except download (a login before registering
+    # counts when the user registers): windows that ended well before cannot be earned.
     activities = await EvaluationRepository.from_session(session).published(
-        tenant_id, ("basic", "referral")
+        tenant_id, ("basic", "referral"), ending_after=event.occurred_at - LOOKBACK
     )
     for activity in activities:
         if activity.kind == "basic":
@@ -696,7 +699,7 @@ async def run_daily(
         tenant = await tenant_context(session, tenant_id)
         day_start, day_end = day_bounds(day, tenant.zone)
         activities = await EvaluationRepository.from_session(session).published(
-            tenant_id, ("basic", "referral")
+            tenant_id, ("basic", "referral"), ending_after=day_start - LOOKBACK
         )
     granted = 0
     for activity in activities:
