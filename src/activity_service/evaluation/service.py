@@ -586,13 +586,20 @@ async def evaluate_event(
     if event is None:
         return []
     if event.type == "app.login":
+        # The device belongs to its earliest login among all received (not just evaluated)
+        # ones, so a later login evaluated first cannot take a new device from its owner.
+        device_id = str(event.payload["device_id"])
+        first = await EventRepository.from_session(session).first_login_on_device(
+            tenant_id, event.app_id, device_id
+        )
+        owner = first or event
         await DeviceRepository.from_session(session).claim(
             tenant_id,
             event.app_id,
-            str(event.payload["device_id"]),
-            event.user_id,
-            event.occurred_at,
-            event.event_id,
+            device_id,
+            owner.user_id,
+            owner.occurred_at,
+            owner.event_id,
         )
     facts = await load_facts(session, tenant_id, event.user_id)
     if event.type in ("cash.deposited", "stock.transferred_in"):

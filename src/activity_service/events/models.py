@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Index, String, UniqueConstraint, func
+from sqlalchemy import DateTime, Index, String, UniqueConstraint, func, text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -20,6 +20,15 @@ class Event(Base):
         Index("ix_events_tenant_user_occurred", "tenant_id", "user_id", "occurred_at"),
         # The daily run finds the users with money events of a window.
         Index("ix_events_tenant_type_occurred", "tenant_id", "type", "occurred_at"),
+        # The download task asks who logged in first on a device (logins only).
+        Index(
+            "ix_events_login_device",
+            "tenant_id",
+            "app_id",
+            text("(payload->>'device_id')"),
+            "occurred_at",
+            postgresql_where=text("type = 'app.login'"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)

@@ -149,6 +149,24 @@ class EventRepository:
         stmt = stmt.order_by(Event.occurred_at, Event.event_id)
         return list((await self.session.scalars(stmt)).all())
 
+    async def first_login_on_device(
+        self, tenant_id: str, app_id: str, device_id: str
+    ) -> Event | None:
+        """The earliest stored login on a device in an app, whoever made it: every login
+        received so far counts, also those whose evaluation has not run yet."""
+        stmt = (
+            select(Event)
+            .where(
+                Event.tenant_id == tenant_id,
+                Event.app_id == app_id,
+                Event.type == "app.login",
+                Event.payload["device_id"].astext == device_id,
+            )
+            .order_by(Event.occurred_at, Event.event_id)
+            .limit(1)
+        )
+        return await self.session.scalar(stmt)
+
     async def users_with(
         self, tenant_id: str, types: Sequence[str], since: datetime | None, until: datetime
     ) -> list[str]:
