@@ -9,7 +9,7 @@ import pytest
 
 from activity_service.evaluation import service as evaluation
 from activity_service.evaluation.referral_client import ReferralLookup
-from tests.service.evaluation.helpers import (
+from tests.service.evaluation.steps import (
     activity,
     event,
     explain,

@@ -10,7 +10,7 @@ from typing import Any
 from activity_service.evaluation import tasks
 from activity_service.evaluation.repository import EvaluationRepository
 from service_kit.queue import queue_name
-from tests.service.evaluation.helpers import (
+from tests.service.evaluation.steps import (
     activity,
     event,
     grants,

@@ -6,7 +6,7 @@ from sqlalchemy import func, select
 
 from activity_service.db import OutboxMessage
 from activity_service.events.models import Event
-from tests.service.evaluation.helpers import event, money
+from tests.service.evaluation.steps import event, money
 from tests.service.harness import Platform
 
 WHEN = "2026-12-02T09:30:00+08:00"

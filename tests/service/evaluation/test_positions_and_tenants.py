@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from activity_service.evaluation import service as evaluation
-from tests.service.evaluation.helpers import activity, grants, money, post, prizes
+from tests.service.evaluation.steps import activity, grants, money, post, prizes
 from tests.service.harness import Platform
 
 

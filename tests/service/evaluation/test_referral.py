@@ -22,7 +22,7 @@ from activity_service.evaluation.models import ReferralQualification
 from activity_service.evaluation.referral_client import ReferralLookup
 from activity_service.tenants.service import tenant_context
 from service_kit.http import ServiceClient
-from tests.service.evaluation.helpers import (
+from tests.service.evaluation.steps import (
     activity,
     event,
     explain,
