@@ -182,28 +182,6 @@ async def get_reward_record(
     return await _detail(session, record, clock.now())
 
 
-async def _operator_move(
-    action: Action,
-    record_id: uuid.UUID,
-    principal: Principal,
-    session: SessionDep,
-    clock: ClockDep,
-    body: MoveRequest | None,
-    idempotency_key: str | None,
-) -> RewardRecordRead:
-    record = await service.operator_move(
-        session,
-        principal.tenant_id,
-        record_id,
-        action,
-        actor=principal.actor,
-        at=clock.now(),
-        reason=body.reason if body else None,
-        idempotency_key=idempotency_key,
-    )
-    return RewardRecordRead.model_validate(record)
-
-
 MOVE_DOC = (
     "Compare-and-set on the record's status: any move SPEC §3.2 does not draw from the "
     "current status, or one that loses a race, is a 409 with `code` = `invalid_transition` "
@@ -211,58 +189,46 @@ MOVE_DOC = (
 )
 
 
-@router.post(
-    "/v1/reward-records/{record_id}/submit",
-    summary="Submit a pending record for issuance",
-    description=MOVE_DOC,
+def _add_operator_move(action: Action, verb: str, name: str, summary: str) -> None:
+    """One POST /v1/reward-records/{id}/<verb> route per operator move of the state machine."""
+
+    async def move_record(
+        record_id: uuid.UUID,
+        principal: RecordWriter,
+        session: SessionDep,
+        clock: ClockDep,
+        idempotency_key: IdempotencyKey = None,
+        body: MoveRequest | None = None,
+    ) -> RewardRecordRead:
+        record = await service.operator_move(
+            session,
+            principal.tenant_id,
+            record_id,
+            action,
+            actor=principal.actor,
+            at=clock.now(),
+            reason=body.reason if body else None,
+            idempotency_key=idempotency_key,
+        )
+        return RewardRecordRead.model_validate(record)
+
+    router.post(
+        f"/v1/reward-records/{{record_id}}/{verb}",
+        summary=summary,
+        description=MOVE_DOC,
+        name=name,
+    )(move_record)
+
+
+_add_operator_move(
+    Action.submit, "submit", "submit_reward_record", "Submit a pending record for issuance"
 )
-async def submit_reward_record(
-    record_id: uuid.UUID,
-    principal: RecordWriter,
-    session: SessionDep,
-    clock: ClockDep,
-    idempotency_key: IdempotencyKey = None,
-    body: MoveRequest | None = None,
-) -> RewardRecordRead:
-    return await _operator_move(
-        Action.submit, record_id, principal, session, clock, body, idempotency_key
-    )
-
-
-@router.post(
-    "/v1/reward-records/{record_id}/cancel",
-    summary="Cancel a pending, locked or failed record",
-    description=MOVE_DOC,
+_add_operator_move(
+    Action.cancel, "cancel", "cancel_reward_record", "Cancel a pending, locked or failed record"
 )
-async def cancel_reward_record(
-    record_id: uuid.UUID,
-    principal: RecordWriter,
-    session: SessionDep,
-    clock: ClockDep,
-    idempotency_key: IdempotencyKey = None,
-    body: MoveRequest | None = None,
-) -> RewardRecordRead:
-    return await _operator_move(
-        Action.cancel, record_id, principal, session, clock, body, idempotency_key
-    )
-
-
-@router.post(
-    "/v1/reward-records/{record_id}/resubmit",
-    summary="Resubmit a failed record",
-    description=MOVE_DOC,
+_add_operator_move(
+    Action.resubmit, "resubmit", "resubmit_reward_record", "Resubmit a failed record"
 )
-async def resubmit_reward_record(
-    record_id: uuid.UUID,
-    principal: RecordWriter,
-    session: SessionDep,
-    clock: ClockDep,
-    idempotency_key: IdempotencyKey = None,
-    body: MoveRequest | None = None,
-) -> RewardRecordRead:
-    return await _operator_move(
-        Action.resubmit, record_id, principal, session, clock, body, idempotency_key
-    )
 
 
 @router.get("/v1/me/rewards", summary="My rewards")
