@@ -32,13 +32,6 @@ from contracts.payloads import Node
 
 GRANT_KEY_MAX = 200
 
-# The action task an event completes directly.
-EVENT_TASKS: dict[str, TaskType] = {
-    "user.registered": TaskType.register,
-    "account.opened": TaskType.open_account,
-    "enterprise.certified": TaskType.enterprise_certification,
-}
-
 # Which events may complete (or change) a task evaluated in real time at the event.
 REAL_TIME_TRIGGERS: dict[TaskType, frozenset[str]] = {
     TaskType.register: frozenset({"user.registered"}),

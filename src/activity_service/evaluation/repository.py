@@ -93,14 +93,6 @@ class GrantRepository:
         )
         return list((await self.session.scalars(stmt)).all())
 
-    async def of_activity(self, tenant_id: str, activity_id: uuid.UUID) -> list[Grant]:
-        stmt = (
-            select(Grant)
-            .where(Grant.tenant_id == tenant_id, Grant.activity_id == activity_id)
-            .order_by(Grant.created_at, Grant.grant_key)
-        )
-        return list((await self.session.scalars(stmt)).all())
-
     async def claim_cap_slot(
         self, tenant_id: str, activity_id: uuid.UUID, user_id: str, prize_id: uuid.UUID, cap: int
     ) -> bool:

@@ -85,15 +85,6 @@ class EventRepository:
     def from_session(cls, session: AsyncSession) -> EventRepository:
         return cls(session)
 
-    async def insert_if_new(self, values: dict[str, Any]) -> Event | None:
-        stmt = (
-            insert(Event)
-            .values(**values)
-            .on_conflict_do_nothing(index_elements=["tenant_id", "event_id"])
-            .returning(Event)
-        )
-        return (await self.session.scalars(stmt)).one_or_none()
-
     async def insert_many(
         self, rows: list[dict[str, Any]], follow_ups: dict[str, Sequence[FollowUp]]
     ) -> dict[str, datetime]:
