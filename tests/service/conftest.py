@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import pytest
 
@@ -18,9 +19,6 @@ async def platform_session(infra: Infra, database_urls: dict[str, str]) -> Async
 @pytest.fixture
 async def platform(platform_session: Platform) -> AsyncIterator[Platform]:
     await platform_session.truncate()
-    platform_session.clock.set(
-        platform_session.clock.now().replace(
-            year=2026, month=11, day=23, hour=2, minute=0, second=0, microsecond=0
-        )
-    )
+    # Every test starts at the same instant, in UTC, whatever the previous test set.
+    platform_session.clock.set(datetime(2026, 11, 23, 2, 0, tzinfo=UTC))
     yield platform_session
