@@ -23,6 +23,7 @@ test: venv
 lint: venv
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy src
 
 openapi: venv
 	$(BIN)/activity-platform openapi
