@@ -14,6 +14,7 @@ from activity_service.events.db import close_ingest_pool, open_ingest_pool
 from activity_service.events.endpoints import router as events_router
 from activity_service.progress.endpoints import router as positions_router
 from activity_service.segments.endpoints import router as segments_router
+from activity_service.stats.endpoints import router as stats_router
 from activity_service.tenants.endpoints import router as tenants_router
 from service_kit.app_factory import create_service_app
 from service_kit.clock import Clock
@@ -36,6 +37,7 @@ def create_app(
             segments_router,
             events_router,
             evaluation_router,
+            stats_router,
             inviters_router,
             positions_router,
             tenants_router,

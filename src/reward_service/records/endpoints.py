@@ -15,8 +15,10 @@ from reward_service.records import service
 from reward_service.records.models import RewardRecord
 from reward_service.records.repository import RecordRepository
 from reward_service.records.schemas import (
+    IssuedCost,
     MoveRequest,
     MyRewardRead,
+    RecordCosts,
     RecordStats,
     RewardRecordDetail,
     RewardRecordRead,
@@ -154,6 +156,30 @@ async def reward_record_stats(
         principal.tenant_id, activity_code
     )
     return RecordStats(activity_code=activity_code, **counts, all=sum(counts.values()))
+
+
+@router.get("/v1/reward-records/costs", summary="Cost of an activity's issued rewards")
+async def reward_record_costs(
+    principal: RecordReader,
+    session: SessionDep,
+    activity_code: Annotated[str, Query(min_length=1, max_length=32, examples=["ACT-7K2M9QXD"])],
+) -> RecordCosts:
+    """Issued records per prize type and currency with their summed cost — cash: the amount
+    paid; coupons and physical items: the prize's `cost_amount` (a prize without a cost is a
+    row with `currency` null) — and the distinct users rewarded. Currencies are not
+    converted here: the activity service converts with the tenant's FX rates."""
+    repo = RecordRepository.from_session(session)
+    rows = await repo.issued_costs(principal.tenant_id, activity_code)
+    users, issued_users = await repo.distinct_users(principal.tenant_id, activity_code)
+    return RecordCosts(
+        activity_code=activity_code,
+        issued=[
+            IssuedCost(prize_type=t, currency=c, records=n, amount=amount)
+            for t, c, n, amount in rows
+        ],
+        users=users,
+        issued_users=issued_users,
+    )
 
 
 async def _detail(session: SessionDep, record: RewardRecord, now: datetime) -> RewardRecordDetail:

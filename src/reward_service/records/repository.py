@@ -10,6 +10,8 @@ from sqlalchemy import DateTime, Select, and_, func, literal, or_, select, updat
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from reward_service.payouts.models import CashPayout
+from reward_service.prizes.models import Prize
 from reward_service.records.models import RecordTransition, RewardRecord, record_number_seq
 from service_kit.pagination import PageParams, paginate
 
@@ -199,6 +201,42 @@ class RecordRepository:
             stmt = stmt.where(RewardRecord.activity_code == activity_code)
         rows = await self.session.execute(stmt.group_by(RewardRecord.status))
         return {status: int(n) for status, n in rows.all()}
+
+    async def issued_costs(
+        self, tenant_id: str, activity_code: str
+    ) -> builtins.list[tuple[str, str | None, int, Any]]:
+        """(prize type, currency, records, summed cost) of the activity's Issued records.
+
+        Cash: what the payout carried (fixed when it was paid), else the prize's amount;
+        coupons and physical items: the prize's cost. A prize without a cost gives a row
+        with currency and sum NULL, so those records are counted, not hidden."""
+        amount = func.coalesce(CashPayout.amount, Prize.cost_amount)
+        currency = func.coalesce(CashPayout.currency, Prize.cost_currency)
+        stmt = (
+            select(RewardRecord.prize_type, currency, func.count(), func.sum(amount))
+            .select_from(RewardRecord)
+            .outerjoin(CashPayout, CashPayout.record_id == RewardRecord.id)
+            .outerjoin(Prize, and_(Prize.id == RewardRecord.prize_id, Prize.tenant_id == tenant_id))
+            .where(
+                RewardRecord.tenant_id == tenant_id,
+                RewardRecord.activity_code == activity_code,
+                RewardRecord.status == "issued",
+            )
+            .group_by(RewardRecord.prize_type, currency)
+            .order_by(RewardRecord.prize_type, currency)
+        )
+        rows = await self.session.execute(stmt)
+        return [(t, c, int(n), total) for t, c, n, total in rows.all()]
+
+    async def distinct_users(self, tenant_id: str, activity_code: str) -> tuple[int, int]:
+        """(users with any record, users with an Issued record) under the activity code."""
+        issued = RewardRecord.status == "issued"
+        stmt = select(
+            func.count(func.distinct(RewardRecord.user_id)),
+            func.count(func.distinct(RewardRecord.user_id)).filter(issued),
+        ).where(RewardRecord.tenant_id == tenant_id, RewardRecord.activity_code == activity_code)
+        users, issued_users = (await self.session.execute(stmt)).one()
+        return int(users), int(issued_users)
 
     # --- the reconciler's questions (across tenants: it is the platform's own job) ---
 

@@ -85,6 +85,29 @@ class RecordStats(BaseModel):
     all: int = 0
 
 
+class IssuedCost(BaseModel):
+    """The cost of the Issued records of one prize type in one currency."""
+
+    prize_type: str = Field(examples=["cash"], description="coupon | physical | cash")
+    currency: str | None = Field(
+        examples=["HKD"], description="Null: prizes without a cost (counted in `records` only)"
+    )
+    records: int = Field(examples=[12], description="Issued records in this group")
+    amount: Decimal | None = Field(
+        examples=["1200.000000"],
+        description="Summed cost: the amount paid for cash, the prize's cost otherwise",
+    )
+
+
+class RecordCosts(BaseModel):
+    """What an activity's rewards cost (SPEC §5 "How is the campaign doing?")."""
+
+    activity_code: str = Field(examples=["ACT-7K2M9QXD"])
+    issued: list[IssuedCost] = Field(description="Per prize type and currency")
+    users: int = Field(description="Distinct users with a record in any status")
+    issued_users: int = Field(description="Distinct users with at least one Issued record")
+
+
 class MyRewardRead(BaseModel):
     """A reward record as the app shows it to its own user."""
 

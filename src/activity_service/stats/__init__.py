@@ -1,0 +1,1 @@
+"""Activity stats: "How is the campaign doing?" (SPEC §5)."""

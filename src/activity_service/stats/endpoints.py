@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+
+from activity_service.stats import service
+from activity_service.stats.reward_client import RewardStatsClient
+from activity_service.stats.schemas import ActivityStats
+from service_kit.auth import ACTIVITY_READ, Authenticator, CallerKind, Principal
+from service_kit.db import SessionDep
+from service_kit.deps import ClockDep, HttpDep
+from service_kit.errors import PROBLEM_RESPONSES
+
+router = APIRouter(prefix="/v1/activities", tags=["stats"], responses=PROBLEM_RESPONSES)
+
+Reader = Annotated[
+    Principal, Depends(Authenticator(kinds={CallerKind.operator}, permissions=ACTIVITY_READ))
+]
+
+
+def reward_stats_client(request: Request, http: HttpDep) -> RewardStatsClient:
+    return RewardStatsClient(http, request.app.state.settings.reward_url)
+
+
+RewardStatsDep = Annotated[RewardStatsClient, Depends(reward_stats_client)]
+
+
+@router.get("/{activity_id}/stats", summary="How is the campaign doing?")
+async def get_activity_stats(
+    activity_id: uuid.UUID,
+    principal: Reader,
+    session: SessionDep,
+    clock: ClockDep,
+    rewards: RewardStatsDep,
+) -> ActivityStats:
+    """Participants, completions per task, rewards per status, cost per reward type and per
+    acquired user of one activity of the caller's tenant (SPEC §5); every kind, including
+    non-standard activities whose rewards were issued by hand under their code.
+
+    Reward counts and costs come from reward_service; if it is unreachable the counts come
+    from the grant ledger (`rewards.source` = `grant_ledger`), `cost` is null and
+    `reward_service_available` is false. Costs are of Issued records — cash: the amount paid;
+    coupons and physical items: the prize's cost — converted to the tenant's base currency
+    with the FX rate effective now; amounts without a rate are listed in
+    `cost.unconverted`."""
+    return await service.activity_stats(
+        session, principal.tenant_id, activity_id, clock.now(), rewards
+    )

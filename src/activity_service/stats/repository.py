@@ -1,0 +1,135 @@
+"""The stats' SQL over the activity service's own tables (grant ledger, evaluation outcomes,
+referral qualifications): aggregates only, no rows are loaded."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from sqlalchemy import Select, String, Values, column, func, select, union, union_all, values
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from activity_service.evaluation.models import EvaluationOutcome, Grant, ReferralQualification
+
+
+class StatsRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    @classmethod
+    def from_session(cls, session: AsyncSession) -> StatsRepository:
+        return cls(session)
+
+    async def participants(
+        self,
+        tenant_id: str,
+        activity_id: uuid.UUID,
+        *,
+        with_outcomes: bool,
+        not_taking_part: Collection[str],
+    ) -> int:
+        """Distinct users over grants, qualifications (both sides) and, when asked, the
+        latest outcomes except those saying the user could not take part."""
+        grants = select(Grant.user_id.label("user_id")).where(
+            Grant.tenant_id == tenant_id, Grant.activity_id == activity_id
+        )
+        rq = ReferralQualification
+        of_activity = (rq.tenant_id == tenant_id, rq.activity_id == activity_id)
+        parts: list[Select[Any]] = [
+            grants,
+            select(rq.invitee_id.label("user_id")).where(*of_activity),
+            select(rq.inviter_id.label("user_id")).where(*of_activity),
+        ]
+        if with_outcomes:
+            parts.append(
+                select(EvaluationOutcome.user_id.label("user_id")).where(
+                    EvaluationOutcome.tenant_id == tenant_id,
+                    EvaluationOutcome.activity_id == activity_id,
+                    EvaluationOutcome.outcome.not_in(list(not_taking_part)),
+                )
+            )
+        users = union(*parts).subquery()
+        return int(await self.session.scalar(select(func.count()).select_from(users)) or 0)
+
+    async def referral_sides(self, tenant_id: str, activity_id: uuid.UUID) -> tuple[int, int]:
+        """(distinct inviters, distinct invitees) of the activity's qualifications."""
+        rq = ReferralQualification
+        stmt = select(
+            func.count(func.distinct(rq.inviter_id)), func.count(func.distinct(rq.invitee_id))
+        ).where(rq.tenant_id == tenant_id, rq.activity_id == activity_id)
+        inviters, invitees = (await self.session.execute(stmt)).one()
+        return int(inviters), int(invitees)
+
+    async def referral_completions(
+        self, tenant_id: str, activity_id: uuid.UUID, rule_tasks: Mapping[str, str]
+    ) -> dict[str, int]:
+        """Qualifying invitees per task (a rule's qualifications carry its rule id)."""
+        if not rule_tasks:
+            return {}
+        rq = ReferralQualification
+        tasks = _rule_tasks(rule_tasks)
+        stmt = (
+            select(tasks.c.task, func.count(func.distinct(rq.invitee_id)))
+            .select_from(rq)
+            .join(tasks, tasks.c.rule_id == rq.rule_id)
+            .where(rq.tenant_id == tenant_id, rq.activity_id == activity_id)
+            .group_by(tasks.c.task)
+        )
+        return {task: int(n) for task, n in (await self.session.execute(stmt)).all()}
+
+    async def completions(
+        self,
+        tenant_id: str,
+        activity_id: uuid.UUID,
+        rule_tasks: Mapping[str, str],
+        completed_outcomes: Collection[str],
+    ) -> dict[str, int]:
+        """Distinct users per task: granted, or refused although the task was completed
+        (their latest outcome of a rule with that task is one of ``completed_outcomes``)."""
+        parts: list[Any] = [
+            select(Grant.task.label("task"), Grant.user_id.label("user_id")).where(
+                Grant.tenant_id == tenant_id, Grant.activity_id == activity_id
+            )
+        ]
+        if rule_tasks and completed_outcomes:
+            tasks = _rule_tasks(rule_tasks)
+            parts.append(
+                select(tasks.c.task.label("task"), EvaluationOutcome.user_id.label("user_id"))
+                .select_from(EvaluationOutcome)
+                .join(tasks, tasks.c.rule_id == EvaluationOutcome.rule_id)
+                .where(
+                    EvaluationOutcome.tenant_id == tenant_id,
+                    EvaluationOutcome.activity_id == activity_id,
+                    EvaluationOutcome.outcome.in_(list(completed_outcomes)),
+                )
+            )
+        done = union_all(*parts).subquery()
+        stmt = select(done.c.task, func.count(func.distinct(done.c.user_id))).group_by(done.c.task)
+        return {task: int(n) for task, n in (await self.session.execute(stmt)).all()}
+
+    async def grants_by_record_status(
+        self, tenant_id: str, activity_id: uuid.UUID
+    ) -> dict[str, int]:
+        stmt = (
+            select(Grant.record_status, func.count())
+            .where(Grant.tenant_id == tenant_id, Grant.activity_id == activity_id)
+            .group_by(Grant.record_status)
+        )
+        return {status: int(n) for status, n in (await self.session.execute(stmt)).all()}
+
+    async def rewarded_users(self, tenant_id: str, activity_id: uuid.UUID) -> int:
+        """Distinct users with a grant whose record reward_service reported Issued."""
+        stmt = select(func.count(func.distinct(Grant.user_id))).where(
+            Grant.tenant_id == tenant_id,
+            Grant.activity_id == activity_id,
+            Grant.record_status == "issued",
+        )
+        return int(await self.session.scalar(stmt) or 0)
+
+
+def _rule_tasks(rule_tasks: Mapping[str, str]) -> Values:
+    """The activity's rule id → task map as an inline VALUES table."""
+    return values(column("rule_id", String), column("task", String), name="rule_tasks").data(
+        sorted(rule_tasks.items())
+    )

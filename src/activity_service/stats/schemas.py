@@ -1,0 +1,130 @@
+"""The answer to "How is the campaign doing?" (SPEC §5)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+PRIZE_TYPES = ("coupon", "physical", "cash")
+RECORD_STATUSES = ("pending", "issuing", "issued", "failed", "cancelled", "locked")
+
+
+class Participants(BaseModel):
+    users: int = Field(
+        examples=[120],
+        description="Distinct users who took part: a grant in this activity, an evaluation of "
+        "one of its rules inside the window (latest outcome other than `outside_window`), a "
+        "qualifying invitee or inviter; for non-standard activities, the users with a reward "
+        "record under the activity code",
+    )
+    inviters: int | None = Field(
+        None,
+        examples=[14],
+        description="Referral activities: distinct inviters with at least one qualifying invitee",
+    )
+    invitees: int | None = Field(
+        None,
+        examples=[57],
+        description="Referral activities: distinct invitees who completed a rule's task for an "
+        "inviter (qualifying invitees)",
+    )
+
+
+class TaskCompletions(BaseModel):
+    task: str = Field(examples=["register"], description="Task type (SPEC §1.4)")
+    users: int = Field(
+        examples=[57],
+        description="Distinct users who completed the task inside the window. Referral: "
+        "qualifying invitees of the rules with this task. Basic and team: users granted a rule "
+        "with this task, plus those who completed it but were refused the reward (cap "
+        "reached, new/old-user condition, not in segment)",
+    )
+
+
+class RewardCounts(BaseModel):
+    source: Literal["reward_service", "grant_ledger"] = Field(
+        description="`reward_service`: the authoritative counts of the reward records; "
+        "`grant_ledger`: reward_service was unreachable, counted from the statuses it last "
+        "reported back to this service (may lag, and misses rewards issued by hand)"
+    )
+    pending: int = 0
+    issuing: int = 0
+    issued: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    locked: int = 0
+    all: int = Field(0, description="All reward records, whatever their status")
+    not_yet_recorded: int = Field(
+        0,
+        description="Grants decided here whose reward record is not created yet (the grant "
+        "ledger's `granted` status); not part of `all`",
+    )
+
+
+class CurrencyAmount(BaseModel):
+    currency: str = Field(examples=["USD"])
+    amount: Decimal = Field(examples=["120.000000"])
+    records: int = Field(examples=[3], description="Issued records summed in this amount")
+
+
+class TypeCost(BaseModel):
+    prize_type: str = Field(examples=["cash"], description="coupon | physical | cash")
+    records: int = Field(description="Issued records of this prize type")
+    amount: Decimal = Field(
+        description="Cost in the tenant's base currency (only the converted part when "
+        "`complete` is false)"
+    )
+    complete: bool = Field(
+        description="False when some cost could not be converted (no FX rate) or a prize "
+        "has no cost"
+    )
+    uncosted_records: int = Field(0, description="Issued records whose prize has no cost")
+    by_currency: list[CurrencyAmount] = Field(description="Unconverted sums per currency")
+
+
+class CostSummary(BaseModel):
+    currency: str = Field(examples=["HKD"], description="The tenant's base currency")
+    total: Decimal = Field(
+        examples=["1234.500000"],
+        description="Cost of the Issued rewards in the base currency (the converted part "
+        "when `complete` is false)",
+    )
+    complete: bool
+    by_type: list[TypeCost] = Field(description="coupon, physical and cash, always all three")
+    unconverted: list[CurrencyAmount] = Field(
+        description="Amounts left in their own currency: no FX rate to the base currency"
+    )
+    uncosted_records: int = Field(0, description="Issued records whose prize has no cost")
+
+
+class ActivityStats(BaseModel):
+    """SPEC §5 "How is the campaign doing?"."""
+
+    activity_id: uuid.UUID
+    activity_code: str = Field(examples=["ACT-7K2M9QXD"])
+    kind: str = Field(examples=["referral"])
+    status: str = Field(examples=["running"])
+    as_of: datetime = Field(description="When the numbers were taken (FX rates as of then)")
+    participants: Participants
+    completions: list[TaskCompletions] = Field(description="Per task type, sorted by task")
+    rewards: RewardCounts
+    cost: CostSummary | None = Field(
+        description="Null when reward_service was unreachable (`reward_service_available`)"
+    )
+    acquired_users: int = Field(
+        description="Referral: qualifying invitees; other kinds: users with at least one "
+        "Issued reward"
+    )
+    acquired_users_basis: Literal["qualifying_invitees", "rewarded_users"]
+    cost_per_acquired_user: Decimal | None = Field(
+        examples=["21.650000"],
+        description="`cost.total / acquired_users` in the base currency; null when there is "
+        "no acquired user, no cost answer, or the cost is not complete",
+    )
+    reward_service_available: bool = Field(
+        description="False: reward counts come from the grant ledger and cost is unknown"
+    )
