@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 from fastapi import FastAPI
 
+from reward_service.center.endpoints import router as center_router
 from reward_service.config import RewardSettings
 from reward_service.payouts.endpoints import router as payouts_router
 from reward_service.prizes.endpoints import router as prizes_router
@@ -26,7 +27,14 @@ def create_app(
         description="Prizes, reward records and their state machine, the reward center, "
         "wallets, shipments and cash payouts (SPEC §3).",
         settings=settings or RewardSettings(),
-        routers=[prizes_router, records_router, wallet_router, shipments_router, payouts_router],
+        routers=[
+            prizes_router,
+            records_router,
+            center_router,
+            wallet_router,
+            shipments_router,
+            payouts_router,
+        ],
         clock=clock,
         http_mounts=http_mounts,
     )

@@ -1,5 +1,6 @@
 """Every table of the reward database, imported for alembic's metadata."""
 
+from reward_service.center.models import IssuanceBatch, ManualIssuance
 from reward_service.db import Base, OutboxMessage
 from reward_service.payouts.models import CashPayout, PayoutEndpoint
 from reward_service.prizes.models import Prize
@@ -10,6 +11,8 @@ from reward_service.wallet.models import WalletCoupon
 __all__ = [
     "Base",
     "CashPayout",
+    "IssuanceBatch",
+    "ManualIssuance",
     "OutboxMessage",
     "PayoutEndpoint",
     "Prize",
