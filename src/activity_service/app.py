@@ -15,6 +15,8 @@ from activity_service.events.endpoints import router as events_router
 from activity_service.progress.endpoints import router as positions_router
 from activity_service.segments.endpoints import router as segments_router
 from activity_service.stats.endpoints import router as stats_router
+from activity_service.teams.endpoints import activity_teams_router
+from activity_service.teams.endpoints import router as teams_router
 from activity_service.tenants.endpoints import router as tenants_router
 from service_kit.app_factory import create_service_app
 from service_kit.clock import Clock
@@ -41,6 +43,8 @@ def create_app(
             inviters_router,
             positions_router,
             tenants_router,
+            activity_teams_router,
+            teams_router,
         ],
         clock=clock,
         http_mounts=http_mounts,

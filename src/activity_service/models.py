@@ -15,6 +15,7 @@ from activity_service.evaluation.models import (
 from activity_service.events.models import Event
 from activity_service.progress.models import Device
 from activity_service.segments.models import Segment, SegmentMember
+from activity_service.teams.models import Team, TeamAssist, TeamLimitCounter
 from activity_service.tenants.models import FxRate, TenantSettings
 
 __all__ = [
@@ -34,5 +35,8 @@ __all__ = [
     "RegularParticipation",
     "Segment",
     "SegmentMember",
+    "Team",
+    "TeamAssist",
+    "TeamLimitCounter",
     "TenantSettings",
 ]
