@@ -10,6 +10,7 @@ the transaction that accepts (or approves) it, so a 5,000-line file is not one l
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -193,7 +194,10 @@ async def create_issuance(
     Idempotency-Key and body answers with the first issuance and creates nothing."""
     repo = CenterRepository.from_session(session)
     body.activity_code = normalize_code(body.activity_code)
+    body.user_id = body.user_id.strip()
     print_ = _issuance_fingerprint(body)
+    # Asked before the first query, so no database transaction is held open across the call.
+    answer = await lookup(body.activity_code)
     if idempotency_key:
         existing = await _replay_issuance(repo, tenant_id, idempotency_key, print_)
         if existing is not None:
@@ -201,7 +205,7 @@ async def create_issuance(
     prize = (await repo.prizes_by_ids(tenant_id, [body.prize_id])).get(body.prize_id)
     if prize is None:
         raise Unprocessable(f"No prize {body.prize_id} in this tenant.", code="prize_not_found")
-    activity = _usable(await lookup(body.activity_code), body.activity_code)
+    activity = _usable(answer, body.activity_code)
     status = IssuanceStatus.awaiting_review if activity.review_required else IssuanceStatus.approved
     issuance = await repo.insert_issuance(
         {
@@ -211,7 +215,7 @@ async def create_issuance(
             "activity_name": activity.name,
             "review_required": activity.review_required,
             "issuance_form": activity.issuance_form.value,
-            "user_id": body.user_id.strip(),
+            "user_id": body.user_id,
             "app_id": body.app_id,
             "counterpart_id": body.counterpart_id,
             "prize_id": prize.id,
@@ -358,25 +362,28 @@ async def create_batch(
     repo = CenterRepository.from_session(session)
     default_code = normalize_code(activity_code) or None
     print_ = fingerprint(data, default_code)
-    if idempotency_key:
-        existing = await _replay_batch(repo, tenant_id, idempotency_key, print_)
-        if existing is not None:
-            return existing, False
     try:
         lines = parse_batch(data, default_code)
     except FileProblem as problem:
         raise Unprocessable(problem.detail, code=problem.code) from problem
-    activities: dict[str, ActivityInfo | None] = {}
-    if default_code:
-        activities[default_code] = _usable(await lookup(default_code), default_code)
-    codes = {item.activity_code for item in lines if item.ok} - set(activities)
-    if len(codes) + len(activities) > MAX_ACTIVITY_CODES:
+    codes = {item.activity_code for item in lines if item.ok} | (
+        {default_code} if default_code else set()
+    )
+    if len(codes) > MAX_ACTIVITY_CODES:
         raise Unprocessable(
             f"At most {MAX_ACTIVITY_CODES} activity codes per batch.",
             code="too_many_activity_codes",
         )
-    for code in sorted(codes):
-        activities[code] = await lookup(code)
+    # Asked before the first query, so no database transaction is held open across the calls.
+    ordered = sorted(codes)
+    answers = await asyncio.gather(*(lookup(code) for code in ordered))
+    activities: dict[str, ActivityInfo | None] = dict(zip(ordered, answers, strict=True))
+    if idempotency_key:
+        existing = await _replay_batch(repo, tenant_id, idempotency_key, print_)
+        if existing is not None:
+            return existing, False
+    if default_code:
+        _usable(activities[default_code], default_code)
     prize_ids = {item.prize_id for item in lines if item.ok and item.prize_id}
     prizes = await repo.prizes_by_ids(tenant_id, [p for p in prize_ids if p is not None])
     for item in lines:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from tests.service.flows import create_coupon_prize
 from tests.service.harness import Platform
 from tests.service.reward_center.steps import (
@@ -213,3 +215,19 @@ async def test_permissions_and_tenants(platform: Platform) -> None:
     b_prize = await create_coupon_prize(platform, tenant="tenant-b")
     cross = await issue(platform, body(activity, b_prize), sub=OPS_2, tenant="tenant-b")
     assert cross.status_code == 422 and cross.json()["code"] == "activity_not_found"
+
+
+async def test_activity_service_down_is_a_503_and_stores_nothing(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prize = await create_coupon_prize(platform)
+    activity = await non_standard_activity(platform, review=False)
+    # Nothing listens on the discard port: the lookup fails fast after its retries.
+    monkeypatch.setattr(
+        platform.apps["reward"].state.settings, "activity_url", "http://127.0.0.1:9"
+    )
+    down = await issue(platform, body(activity, prize), key="k-down")
+    assert down.status_code == 503 and down.json()["code"] == "upstream_unavailable"
+    monkeypatch.undo()
+    retried = await issue(platform, body(activity, prize), key="k-down")
+    assert retried.status_code == 201, retried.text
