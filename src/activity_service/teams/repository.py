@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import case, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -53,7 +53,7 @@ class TeamRepository:
             .values(**values, status="forming", helpers_count=0)
             .on_conflict_do_nothing(
                 index_elements=["tenant_id", "activity_id", "initiator_id"],
-                index_where=Team.status == "forming",
+                index_where=text("status = 'forming'"),
             )
             .returning(Team)
         )
