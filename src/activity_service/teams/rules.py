@@ -78,7 +78,8 @@ TEAM_NAME_TEMPLATES = {
 
 
 def team_name(nickname: str, language: str) -> str:
-    """ "<initiator nickname>'s team" in the reader's language (English by default)."""
+    """The team name, <initiator nickname>'s team, in the reader's language (English by
+    default)."""
     return TEAM_NAME_TEMPLATES.get(language, TEAM_NAME_TEMPLATES["en"]).format(nickname=nickname)
 
 
