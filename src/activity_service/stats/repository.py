@@ -11,6 +11,7 @@ from sqlalchemy import Select, String, Values, column, func, select, union, unio
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from activity_service.evaluation.models import EvaluationOutcome, Grant, ReferralQualification
+from activity_service.teams.models import Team, TeamAssist
 
 
 class StatsRepository:
@@ -29,8 +30,9 @@ class StatsRepository:
         with_outcomes: bool,
         not_taking_part: Collection[str],
     ) -> int:
-        """Distinct users over grants, qualifications (both sides) and, when asked, the
-        latest outcomes except those saying the user could not take part."""
+        """Distinct users over grants, qualifications (both sides), team initiators and
+        helpers and, when asked, the latest outcomes except those saying the user could not
+        take part."""
         grants = select(Grant.user_id.label("user_id")).where(
             Grant.tenant_id == tenant_id, Grant.activity_id == activity_id
         )
@@ -40,6 +42,12 @@ class StatsRepository:
             grants,
             select(rq.invitee_id.label("user_id")).where(*of_activity),
             select(rq.inviter_id.label("user_id")).where(*of_activity),
+            select(Team.initiator_id.label("user_id")).where(
+                Team.tenant_id == tenant_id, Team.activity_id == activity_id
+            ),
+            select(TeamAssist.helper_id.label("user_id")).where(
+                TeamAssist.tenant_id == tenant_id, TeamAssist.activity_id == activity_id
+            ),
         ]
         if with_outcomes:
             parts.append(
@@ -60,6 +68,21 @@ class StatsRepository:
         ).where(rq.tenant_id == tenant_id, rq.activity_id == activity_id)
         inviters, invitees = (await self.session.execute(stmt)).one()
         return int(inviters), int(invitees)
+
+    async def team_sides(self, tenant_id: str, activity_id: uuid.UUID) -> tuple[int, int, int, int]:
+        """(distinct initiators, distinct helpers, teams started, teams succeeded)."""
+        teams = select(
+            func.count(func.distinct(Team.initiator_id)),
+            func.count(),
+            func.count().filter(Team.status == "succeeded"),
+        ).where(Team.tenant_id == tenant_id, Team.activity_id == activity_id)
+        initiators, started, succeeded = (await self.session.execute(teams)).one()
+        helpers = await self.session.scalar(
+            select(func.count(func.distinct(TeamAssist.helper_id))).where(
+                TeamAssist.tenant_id == tenant_id, TeamAssist.activity_id == activity_id
+            )
+        )
+        return int(initiators), int(helpers or 0), int(started), int(succeeded)
 
     async def referral_completions(
         self, tenant_id: str, activity_id: uuid.UUID, rule_tasks: Mapping[str, str]

@@ -16,10 +16,13 @@ RECORD_STATUSES = ("pending", "issuing", "issued", "failed", "cancelled", "locke
 class Participants(BaseModel):
     users: int = Field(
         examples=[120],
-        description="Distinct users who took part: a grant in this activity, an evaluation of "
-        "one of its rules inside the window (latest outcome other than `outside_window`), a "
-        "qualifying invitee or inviter; for non-standard activities, the users with a reward "
-        "record under the activity code",
+        description="Distinct users who took part. Referral: users granted in it and both sides "
+        "of its qualifications (an invitee's own outcomes are recorded before the inviter is "
+        "known, so organic users are not counted). Basic and team: users granted in it, team "
+        "initiators and helpers, and users evaluated for one of its rules whose latest outcome "
+        "does not say they could not take part (`outside_window`, `no_inviter`, "
+        "`not_in_segment`, `not_new_user`, `not_old_user`, `in_other_regular_activity`). "
+        "Non-standard: the users with a reward record under its code",
     )
     inviters: int | None = Field(
         None,
@@ -32,6 +35,17 @@ class Participants(BaseModel):
         description="Referral activities: distinct invitees who completed a rule's task for an "
         "inviter (qualifying invitees)",
     )
+    initiators: int | None = Field(
+        None, examples=[40], description="Team activities: distinct users who started a team"
+    )
+    helpers: int | None = Field(
+        None, examples=[130], description="Team activities: distinct users who helped a team"
+    )
+
+
+class TeamCounts(BaseModel):
+    started: int = Field(examples=[40], description="Teams started")
+    succeeded: int = Field(examples=[12], description="Teams that collected all their helpers")
 
 
 class TaskCompletions(BaseModel):
@@ -40,8 +54,8 @@ class TaskCompletions(BaseModel):
         examples=[57],
         description="Distinct users who completed the task inside the window. Referral: "
         "qualifying invitees of the rules with this task. Basic and team: users granted a rule "
-        "with this task, plus those who completed it but were refused the reward (cap "
-        "reached, new/old-user condition, not in segment)",
+        "with this task (team: `team_initiator`, `team_assist`), plus participants whose "
+        "latest outcome of such a rule is `cap_reached` or `already_granted`",
     )
 
 
@@ -111,6 +125,7 @@ class ActivityStats(BaseModel):
     as_of: datetime = Field(description="When the numbers were taken (FX rates as of then)")
     participants: Participants
     completions: list[TaskCompletions] = Field(description="Per task type, sorted by task")
+    teams: TeamCounts | None = Field(None, description="Team activities only")
     rewards: RewardCounts
     cost: CostSummary | None = Field(
         description="Null when reward_service was unreachable (`reward_service_available`)"

@@ -22,7 +22,12 @@ from activity_service.stats.aggregation import (
 )
 from activity_service.stats.repository import StatsRepository
 from activity_service.stats.reward_client import RewardStatsClient
-from activity_service.stats.schemas import ActivityStats, Participants, TaskCompletions
+from activity_service.stats.schemas import (
+    ActivityStats,
+    Participants,
+    TaskCompletions,
+    TeamCounts,
+)
 from activity_service.tenants.service import tenant_context
 from service_kit.errors import NotFound
 
@@ -40,6 +45,7 @@ async def activity_stats(
     repo = StatsRepository.from_session(session)
     tasks = rule_tasks(activity.config or {})
     basis: Literal["qualifying_invitees", "rewarded_users"]
+    teams: TeamCounts | None = None
     # reward_service is the authority on records (it also holds rewards issued by hand
     # under the code); the grant ledger is this service's mirror of it.
     answer = await rewards.fetch(tenant_id, activity.activity_code)
@@ -63,6 +69,10 @@ async def activity_stats(
             # No rules here: its participants are the users rewarded by hand under its code.
             users = answer.users
         participants = Participants(users=users)
+        if activity.kind == "team":
+            initiators, helpers, started, succeeded = await repo.team_sides(tenant_id, activity.id)
+            participants.initiators, participants.helpers = initiators, helpers
+            teams = TeamCounts(started=started, succeeded=succeeded)
         completions = await repo.completions(tenant_id, activity.id, tasks, COMPLETED_WITHOUT_GRANT)
         acquired = (
             answer.issued_users
@@ -87,6 +97,7 @@ async def activity_stats(
         as_of=now,
         participants=participants,
         completions=[TaskCompletions(task=t, users=n) for t, n in sorted(completions.items())],
+        teams=teams,
         rewards=counts,
         cost=cost,
         acquired_users=acquired,

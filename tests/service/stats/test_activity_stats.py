@@ -17,6 +17,7 @@ from service_kit.http import ServiceClient
 from tests.service.evaluation.steps import activity, event, invite_code, money, post
 from tests.service.harness import Platform
 from tests.service.stats.conftest import BLOCKED_USER
+from tests.service.teams.steps import assist, started, team_activity
 
 NOW = datetime(2026, 12, 20, 4, 0, tzinfo=UTC)
 
@@ -142,7 +143,14 @@ async def test_basic_activity_stats(platform: Platform, stats_cash: str) -> None
         True,
     )
     # u1 u2 u3 u4, u5 (deposited too little) and the blocked user; "early" acted outside
-    assert body["participants"] == {"users": 6, "inviters": None, "invitees": None}
+    assert body["participants"] == {
+        "users": 6,
+        "inviters": None,
+        "invitees": None,
+        "initiators": None,
+        "helpers": None,
+    }
+    assert body["teams"] is None
     assert body["completions"] == [
         {"task": "first_deposit", "users": 2},
         {"task": "open_account", "users": 2},
@@ -248,7 +256,13 @@ async def test_referral_activity_stats(platform: Platform) -> None:
     await platform.drain()
 
     body = await stats(platform, act["id"])
-    assert body["participants"] == {"users": 6, "inviters": 2, "invitees": 4}
+    assert body["participants"] == {
+        "users": 6,
+        "inviters": 2,
+        "invitees": 4,
+        "initiators": None,
+        "helpers": None,
+    }
     assert body["completions"] == [{"task": "register", "users": 4}]
     # inv: 2 (capped, c still qualifies), inv2: 1, each of a b c d: 1
     assert statuses(body) == {
@@ -338,3 +352,34 @@ async def test_permissions_tenants_and_unknown_activity(platform: Platform) -> N
         "/v1/activities/00000000-0000-0000-0000-000000000000/stats", headers=platform.operator()
     )
     assert missing.status_code == 404 and missing.json()["code"] == "activity_not_found"
+
+
+async def test_team_activity_stats(platform: Platform) -> None:
+    p_init = await prize(platform, coupon("20", "HKD"))
+    p_help = await prize(platform, coupon("1", "HKD"))
+    act = await team_activity(platform, p_init, [{"segment_id": None, "prize_id": p_help}])
+    first = await started(platform, act["id"], "ini1")
+    for helper in ("h1", "h2"):
+        assert (await assist(platform, first["id"], helper)).status_code == 201
+    second = await started(platform, act["id"], "ini2")
+    assert (await assist(platform, second["id"], "h3")).status_code == 201
+    await platform.drain()
+
+    body = await stats(platform, act["id"])
+    assert body["participants"] == {
+        "users": 5,
+        "inviters": None,
+        "invitees": None,
+        "initiators": 2,
+        "helpers": 3,
+    }
+    assert body["teams"] == {"started": 2, "succeeded": 1}
+    # ini1's team is full; every helper is rewarded for helping, ini2 not yet
+    assert body["completions"] == [
+        {"task": "team_assist", "users": 3},
+        {"task": "team_initiator", "users": 1},
+    ]
+    assert (body["rewards"]["issued"], body["rewards"]["all"]) == (4, 4)
+    assert by_type(body)["coupon"] == (4, Decimal("23"), True)
+    assert body["acquired_users"] == 4
+    assert Decimal(body["cost_per_acquired_user"]) == Decimal("5.75")
