@@ -39,6 +39,18 @@ class Infra:
             server.stop()  # type: ignore[attr-defined]
 
 
+async def _tune_for_tests(server_url: str) -> None:
+    """A throwaway test server need not wait for each commit to reach the disk; without
+    this, the fault test's thousands of small transactions crawl on slow disks."""
+    admin = create_async_engine(
+        make_url(server_url).set(database="postgres"), isolation_level="AUTOCOMMIT"
+    )
+    async with admin.connect() as conn:
+        await conn.execute(text("ALTER SYSTEM SET synchronous_commit TO off"))
+        await conn.execute(text("SELECT pg_reload_conf()"))
+    await admin.dispose()
+
+
 def start_infra() -> Infra:
     embedded: list[object] = []
     pg_url = os.environ.get("TEST_PG_URL")
@@ -46,6 +58,7 @@ def start_infra() -> Infra:
         pg = EmbeddedPostgres(ROOT / ".data" / "test-postgres")
         pg_url = pg.start()
         embedded.append(pg)
+        asyncio.run(_tune_for_tests(pg_url))
     elif pg_url.startswith("postgresql://"):
         pg_url = pg_url.replace("postgresql://", "postgresql+asyncpg://", 1)
     redis_url = os.environ.get("TEST_REDIS_URL")

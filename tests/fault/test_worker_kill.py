@@ -48,7 +48,7 @@ pytestmark = pytest.mark.fault
 RECORDS = 2_000
 KILLS = 4
 TENANT = "tenant-fault"
-DEADLINE_SECONDS = 150
+DEADLINE_SECONDS = 300
 ROOT = Path(__file__).resolve().parents[2]
 
 
