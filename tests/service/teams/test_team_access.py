@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from tests.service.harness import Platform
 from tests.service.teams.steps import assist, prizes, started, team_activity
 
@@ -10,6 +12,7 @@ async def test_team_visibility_and_lists(platform: Platform) -> None:
     (p_init,) = await prizes(platform, 1)
     act = await team_activity(platform, p_init, helpers_needed=3)
     mine = await started(platform, act["id"], "ini")
+    platform.clock.advance(timedelta(seconds=1))  # distinct creation times: a stable order
     theirs = await started(platform, act["id"], "other")
     assert (await assist(platform, mine["id"], "helper")).status_code == 201
 
