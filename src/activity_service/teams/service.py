@@ -282,7 +282,7 @@ async def assist_team(
             assist.id, reward_id, prize_id, grant.grant_key if grant else None
         )
         assist.helper_reward_id, assist.prize_id = reward_id, prize_id
-    else:
+    elif config.helper_rewards:  # explain why this helper earned nothing
         await EvaluationRepository.from_session(session).record_outcome(
             tenant_id,
             activity.id,
