@@ -17,7 +17,8 @@ class TeamStart(BaseModel):
         None,
         min_length=1,
         max_length=64,
-        description="The initiator's nickname for the team name; the user id when omitted",
+        description="The initiator's nickname for the team name; when omitted, the nickname "
+        "of the user's `user.registered` event, else the user id",
         examples=["Ada"],
     )
 

@@ -32,6 +32,7 @@ from activity_service.db import OutboxMessage
 from activity_service.evaluation.engine import grant_key
 from activity_service.evaluation.models import Grant
 from activity_service.evaluation.repository import EvaluationRepository, GrantRepository
+from activity_service.events.repository import EventRepository
 from activity_service.segments.service import is_member
 from activity_service.teams import rules
 from activity_service.teams.models import Team, TeamAssist
@@ -183,7 +184,9 @@ async def _insert_team(
         "activity_id": activity.id,
         "initiator_id": principal.sub,
         "app_id": principal.app_id,
-        "nickname": nickname or principal.sub,
+        "nickname": nickname
+        or await _registered_nickname(session, principal.tenant_id, principal.sub)
+        or principal.sub,
         "helpers_needed": config.helpers_needed,
         "idempotency_key": idempotency_key,
         "created_at": now,
@@ -201,6 +204,15 @@ async def _insert_team(
                     return None
                 raise
     return None
+
+
+async def _registered_nickname(session: AsyncSession, tenant_id: str, user_id: str) -> str | None:
+    """The nickname the broker sent with the user's registration, if any (the latest)."""
+    events = await EventRepository.from_session(session).of_user(
+        tenant_id, user_id, ("user.registered",)
+    )
+    names = [e.payload.get("nickname") for e in events if e.payload.get("nickname")]
+    return str(names[-1])[:64] if names else None
 
 
 # --------------------------------------------------------------------------- assist

@@ -123,3 +123,31 @@ async def test_helpers_outside_every_reward_segment_earn_nothing(platform: Platf
     assert [(o["rule_id"], o["outcome"]) for o in explained.json()["outcomes"]] == [
         ("helper", "not_in_segment")
     ]
+
+
+async def test_the_team_name_uses_the_registered_nickname(platform: Platform) -> None:
+    (p_init,) = await prizes(platform, 1)
+    act = await team_activity(platform, p_init)
+    registered = await platform.activity.post(
+        "/v1/events",
+        json={
+            "event_id": "reg-ada",
+            "type": "user.registered",
+            "user_id": "ada",
+            "app_id": "broker-app",
+            "occurred_at": "2026-11-20T01:00:00+00:00",
+            "nickname": "Ada",
+        },
+        headers=platform.service(),
+    )
+    assert registered.status_code in (200, 201, 202), registered.text
+    named = await platform.activity.post(
+        f"/v1/activities/{act['id']}/teams",
+        headers={**platform.user("ada"), "Accept-Language": "zh-Hant"},
+    )
+    assert named.status_code == 201, named.text
+    assert named.json()["name"] == "Ada的隊伍"
+    plain = await platform.activity.post(
+        f"/v1/activities/{act['id']}/teams", json={}, headers=platform.user("u-77")
+    )
+    assert plain.json()["name"] == "u-77's team"
