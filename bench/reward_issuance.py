@@ -39,7 +39,7 @@ from contracts.payloads import Grant, IssuanceForm
 from reward_service.models import Prize, RewardRecord, Shipment, WalletCoupon
 from service_kit.db import Database
 from service_kit.migrations import ensure_database, upgrade
-from service_kit.queue import create_arq_pool, queue_name
+from service_kit.queue import create_arq_pool, enqueue
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 TENANT = "bench"
@@ -92,7 +92,7 @@ async def seed(db: Database, records: int) -> dict[str, str]:
     return {k: str(v) for k, v in ids.items()}
 
 
-async def enqueue(redis_url: str, prefix: str, prizes: dict[str, str], records: int) -> None:
+async def enqueue_grants(redis_url: str, prefix: str, prizes: dict[str, str], records: int) -> None:
     redis = await create_arq_pool(redis_url)
     try:
         for i in range(records):
@@ -107,11 +107,13 @@ async def enqueue(redis_url: str, prefix: str, prizes: dict[str, str], records: 
                 prize_id=prizes[TYPES[i % 3]],
                 issuance_form=IssuanceForm.automatic,
             )
-            await redis.enqueue_job(
+            await enqueue(
+                redis,
+                prefix,
+                "reward",
                 jobs.REWARD_CREATE_FROM_GRANT,
                 grant.model_dump(mode="json"),
-                _job_id=f"{prefix}:{grant.grant_key}",
-                _queue_name=queue_name(prefix, "reward"),
+                grant.grant_key,
             )
     finally:
         await redis.aclose()
@@ -194,7 +196,7 @@ def main() -> None:
         prizes = loop.run_until_complete(seed(db, args.records))
         procs.append(subprocess.Popen([*cli(), "cash-endpoint", "--port", str(port)], env=env))
         wait_up(f"http://127.0.0.1:{port}/healthz")
-        loop.run_until_complete(enqueue(args.redis_url, tag, prizes, args.records))
+        loop.run_until_complete(enqueue_grants(args.redis_url, tag, prizes, args.records))
         started_wall = datetime.now(UTC)
         started = time.perf_counter()
         for _ in range(args.workers):

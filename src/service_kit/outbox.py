@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
 from service_kit.db import Database
-from service_kit.queue import queue_name
+from service_kit.queue import enqueue
 from service_kit.telemetry import OUTBOX_LAG, OUTBOX_SENT
 
 log = logging.getLogger(__name__)
@@ -120,12 +120,8 @@ async def relay_once(
         if not messages:
             return 0
         for message in messages:
-            await redis.enqueue_job(
-                message.job_name,
-                message.payload,
-                # Prefixed like the queues, so stacks sharing a Redis never collide.
-                _job_id=f"{prefix}:{message.job_id}",
-                _queue_name=queue_name(prefix, message.queue),
+            await enqueue(
+                redis, prefix, message.queue, message.job_name, message.payload, message.job_id
             )
             OUTBOX_LAG.observe(max(0.0, _age_seconds(message.created_at)))
         await repo.mark_sent([m.id for m in messages])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from arq.connections import ArqRedis, RedisSettings, create_pool
 
 SERVICES = ("activity", "referral", "reward")
@@ -21,3 +23,21 @@ def redis_settings(url: str) -> RedisSettings:
 
 async def create_arq_pool(url: str) -> ArqRedis:
     return await create_pool(redis_settings(url))
+
+
+async def enqueue(
+    redis: ArqRedis,
+    prefix: str,
+    service: str,
+    job_name: str,
+    payload: dict[str, Any],
+    job_id: str,
+) -> None:
+    """Put a job on a service's queue. The one place that spells queue names and job ids in
+    Redis: both carry the prefix, so stacks sharing a server never collide."""
+    await redis.enqueue_job(
+        job_name,
+        payload,
+        _job_id=f"{prefix}:{job_id}",
+        _queue_name=queue_name(prefix, service),
+    )

@@ -40,7 +40,7 @@ from reward_service.models import (
 )
 from service_kit.db import Database
 from service_kit.migrations import ensure_database, upgrade
-from service_kit.queue import create_arq_pool, queue_name
+from service_kit.queue import create_arq_pool, enqueue
 from tests.infra import Infra, drop_databases
 
 pytestmark = pytest.mark.fault
@@ -171,11 +171,13 @@ async def enqueue_grants(env: dict[str, str], coupon: str, cash: str) -> None:
                 prize_id=coupon if i % 2 == 0 else cash,
                 issuance_form=IssuanceForm.automatic,
             )
-            await redis.enqueue_job(
+            await enqueue(
+                redis,
+                prefix,
+                "reward",
                 jobs.REWARD_CREATE_FROM_GRANT,
                 grant.model_dump(mode="json"),
-                _job_id=f"{prefix}:{grant.grant_key}",
-                _queue_name=queue_name(prefix, "reward"),
+                grant.grant_key,
             )
     finally:
         await redis.aclose()

@@ -17,7 +17,7 @@ from activity_service.evaluation.repository import EvaluationRepository
 from activity_service.tenants.service import tenant_context
 from contracts import jobs
 from contracts.payloads import BindingChanged, RecordStatusChanged
-from service_kit.queue import queue_name
+from service_kit.queue import enqueue
 from service_kit.worker import job
 
 log = logging.getLogger(__name__)
@@ -78,12 +78,13 @@ async def daily_run(ctx: dict[str, Any], payload: dict[str, Any]) -> dict[str, A
 
 
 async def enqueue_daily_run(ctx: dict[str, Any], tenant_id: str, day: str, part: int = 0) -> None:
-    prefix = ctx["settings"].queue_prefix
-    await ctx["redis"].enqueue_job(
+    await enqueue(
+        ctx["redis"],
+        ctx["settings"].queue_prefix,
+        "activity",
         ACTIVITY_DAILY_RUN,
         {"tenant_id": tenant_id, "day": day, "part": part},
-        _job_id=f"{prefix}:daily:{tenant_id}:{day}:{part}",
-        _queue_name=queue_name(prefix, "activity"),
+        f"daily:{tenant_id}:{day}:{part}",
     )
 
 

@@ -11,7 +11,7 @@ from sqlalchemy import text
 
 from contracts import jobs
 from contracts.payloads import Node, NodeCompleted, UserRegistered
-from service_kit.queue import queue_name
+from service_kit.queue import enqueue
 from tests.service.harness import Platform
 
 READ_ONLY = ["ActivityCenterRead"]
@@ -64,9 +64,13 @@ async def chain(platform: Platform, users: list[str]) -> None:
 async def _enqueue_referral(
     platform: Platform, job: str, payload: dict[str, Any], job_id: str
 ) -> None:
-    prefix = platform.settings["referral"].queue_prefix
-    await platform.apps["referral"].state.arq.enqueue_job(
-        job, payload, _job_id=job_id, _queue_name=queue_name(prefix, "referral")
+    await enqueue(
+        platform.apps["referral"].state.arq,
+        platform.settings["referral"].queue_prefix,
+        "referral",
+        job,
+        payload,
+        job_id,
     )
 
 

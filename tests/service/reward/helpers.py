@@ -19,7 +19,7 @@ from reward_service.records.reconciler import ReconcileReport, reconcile_once
 from reward_service.worker import create_worker
 from service_kit.http import ServiceClient
 from service_kit.outbox import relay_once
-from service_kit.queue import queue_name
+from service_kit.queue import enqueue, queue_name
 from tests.service.harness import Platform, worker_run_relay_off
 
 COUPON = {
@@ -111,12 +111,13 @@ async def create_record(platform: Platform, g: Grant) -> RewardRecord | None:
 
 async def enqueue_grant(platform: Platform, g: Grant) -> None:
     """As activity_service's outbox relay does: the job id is the grant key."""
-    settings = platform.settings["reward"]
-    await platform.apps["reward"].state.arq.enqueue_job(
+    await enqueue(
+        platform.apps["reward"].state.arq,
+        platform.settings["reward"].queue_prefix,
+        "reward",
         jobs.REWARD_CREATE_FROM_GRANT,
         g.model_dump(mode="json"),
-        _job_id=f"{settings.queue_prefix}:{g.grant_key}",
-        _queue_name=queue_name(settings.queue_prefix, "reward"),
+        g.grant_key,
     )
 
 

@@ -17,7 +17,7 @@ from reward_service.records.tasks import issue_record
 from reward_service.shipments.models import Shipment
 from reward_service.wallet.models import WalletCoupon
 from service_kit.http import ServiceClient
-from service_kit.queue import queue_name
+from service_kit.queue import enqueue
 from tests.service.harness import Platform
 from tests.service.reward.conftest import BLOCKED_USER, CASH_PAYMENTS_URL, CashSystem
 from tests.service.reward.helpers import (
@@ -41,12 +41,13 @@ def fast_retries(platform: Platform, monkeypatch: pytest.MonkeyPatch) -> None:
 
 async def redeliver_issue(platform: Platform, record_id: uuid.UUID) -> None:
     """A second ``reward.issue`` for the same record, as a crash or a re-drive would send."""
-    settings = platform.settings["reward"]
-    await platform.apps["reward"].state.arq.enqueue_job(
+    await enqueue(
+        platform.apps["reward"].state.arq,
+        platform.settings["reward"].queue_prefix,
+        "reward",
         jobs.REWARD_ISSUE,
         {"tenant_id": "tenant-a", "record_id": str(record_id)},
-        _job_id=f"{settings.queue_prefix}:again:{uuid.uuid4()}",
-        _queue_name=queue_name(settings.queue_prefix, "reward"),
+        f"again:{uuid.uuid4()}",
     )
     await drain(platform)
 
