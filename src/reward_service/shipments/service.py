@@ -300,28 +300,8 @@ EXPORT_COLUMNS = [
 
 
 def export_csv(shipments: list[Shipment]) -> str:
+    # Every column is the shipment attribute of the same name, but for its id.
+    attributes = ["id", *EXPORT_COLUMNS[1:]]
     lines = ["\ufeff" + csv_line(EXPORT_COLUMNS)]
-    for s in shipments:
-        lines.append(
-            csv_line(
-                [
-                    s.id,
-                    s.record_number,
-                    s.activity_code,
-                    s.user_id,
-                    s.prize_name,
-                    s.status,
-                    s.recipient_name,
-                    s.phone,
-                    s.country,
-                    s.province,
-                    s.city,
-                    s.district,
-                    s.address_line,
-                    s.postal_code,
-                    s.logistics_company,
-                    s.tracking_number,
-                ]
-            )
-        )
+    lines += [csv_line([getattr(s, a) for a in attributes]) for s in shipments]
     return "".join(lines)
