@@ -91,6 +91,8 @@ class RecordStatusChanged(Contract):
     from_status: str | None
     to_status: str
     at: datetime
+    # The record's version after the move: the ledger keeps the newest status it has seen.
+    record_version: int | None = None
 
 
 class PrizeSummary(BaseModel):

@@ -40,6 +40,11 @@ class ServiceSettings(BaseSettings):
     log_level: str = Field("INFO", validation_alias=_shared("LOG_LEVEL"))
     log_json: bool = Field(True, validation_alias=_shared("LOG_JSON"))
 
-    # Outbox relay: how often the worker polls for unsent messages, and batch size.
-    outbox_poll_seconds: float = 0.2
-    outbox_batch_size: int = 200
+    # Outbox relay: woken by LISTEN/NOTIFY when a transaction with messages commits, else
+    # polling; messages per pass and per job; the sweep re-sends messages whose job Redis
+    # no longer knows, checking those sent at least ``grace`` seconds ago every ``sweep``.
+    outbox_poll_seconds: float = 0.5
+    outbox_batch_size: int = 1000
+    outbox_max_per_job: int = 100
+    outbox_sweep_seconds: float = 1.0
+    outbox_grace_seconds: float = 2.0

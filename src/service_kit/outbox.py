@@ -1,28 +1,62 @@
 """The transactional outbox: facts and commands for other services are written in the same
-transaction as the change that caused them, and a relay in the worker enqueues them as arq
-jobs (``_job_id`` = the message's job id) and marks them sent. Redis down means delay,
-never loss; a lost Redis queue is rebuilt by consumers' reconcilers, never by resending here.
+transaction as the change that caused them; a relay in each worker delivers them as arq jobs
+and keeps each message owed until its job has *finished*.
+
+A message's life: unsent → sent (enqueued in a delivery: one arq job carrying the payloads
+of up to ``max_per_job`` messages of one job name) → delivered (arq holds the job's result).
+The sweep (``confirm_deliveries``) looks in Redis for every sent, undelivered message: a
+result means delivered; a job that is queued or running means wait; nothing at all (Redis
+lost its data, or the job's key expired) means the message goes back to unsent and is sent
+again. A failed result (a poison message, or transient errors past arq's tries) also sends it
+again, up to ``MAX_ATTEMPTS`` sends, after which it is kept as a dead letter with its error.
+Consumers are idempotent by unique keys, so a second run of a message is harmless.
+
+Guarantee: PostgreSQL is the source of truth until a message's effect is durable. Whatever
+Redis loses, every owed message is enqueued again within ``grace + sweep interval``
+(seconds) of Redis and a worker being back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
-from datetime import datetime
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from arq.connections import ArqRedis
-from sqlalchemy import DateTime, Index, Integer, String, func, select, text, update
+from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_prefix
+from arq.jobs import deserialize_result
+from sqlalchemy import (
+    DateTime,
+    Index,
+    Integer,
+    String,
+    Text,
+    delete,
+    func,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
 from service_kit.db import Database
-from service_kit.queue import enqueue
-from service_kit.telemetry import OUTBOX_LAG, OUTBOX_SENT
+from service_kit.queue import Delivery, arq_job_id, enqueue_many
+from service_kit.telemetry import OUTBOX_LAG, OUTBOX_REDELIVERED, OUTBOX_SENT
 
 log = logging.getLogger(__name__)
+
+# A message sent this many times without a successful job is kept as a dead letter.
+MAX_ATTEMPTS = 25
+# Delivered messages are kept this long (for explaining what happened), then deleted.
+KEEP_DELIVERED = "2 days"
+NOTIFY_CHANNEL = "outbox"
 
 
 class OutboxMessageMixin:
@@ -40,6 +74,10 @@ class OutboxMessageMixin:
     )
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    # The arq job id of the delivery that carries the message (one job per batch).
+    delivery_id: Mapped[str | None] = mapped_column(String(200))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text)
 
     @declared_attr.directive
     def __table_args__(cls) -> tuple[Any, ...]:
@@ -48,6 +86,11 @@ class OutboxMessageMixin:
                 "ix_outbox_messages_unsent",
                 "created_at",
                 postgresql_where=text("sent_at IS NULL"),
+            ),
+            Index(
+                "ix_outbox_messages_in_flight",
+                "sent_at",
+                postgresql_where=text("sent_at IS NOT NULL AND delivered_at IS NULL"),
             ),
         )
 
@@ -78,26 +121,122 @@ class OutboxRepository:
         self.session.add(message)
         return message
 
-    async def claim_unsent(self, limit: int) -> list[OutboxMessageMixin]:
+    async def claim_unsent(self, limit: int) -> list[Any]:
         m = self.model
         stmt = (
-            select(m)
+            select(m.id, m.queue, m.job_name, m.job_id, m.payload, m.created_at)
             .where(m.sent_at.is_(None))
             .order_by(m.created_at)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
-        return list((await self.session.scalars(stmt)).all())
+        return list((await self.session.execute(stmt)).all())
 
-    async def mark_sent(self, ids: list[uuid.UUID]) -> None:
+    async def mark_sent(self, deliveries: Sequence[Delivery]) -> None:
         m = self.model
-        await self.session.execute(
-            update(m).where(m.id.in_(ids)).values(sent_at=func.now(), attempts=m.attempts + 1)
+        for delivery in deliveries:
+            await self.session.execute(
+                update(m)
+                .where(m.id.in_(delivery.message_ids))
+                .values(sent_at=func.now(), attempts=m.attempts + 1, delivery_id=delivery.job_id)
+                .execution_options(synchronize_session=False)
+            )
+
+    async def claim_in_flight(self, older_than_seconds: float, limit: int) -> list[Any]:
+        m = self.model
+        stmt = (
+            select(m.id, m.delivery_id, m.attempts)
+            .where(
+                m.sent_at.is_not(None),
+                m.delivered_at.is_(None),
+                m.sent_at < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, older_than_seconds),
+            )
+            .order_by(m.sent_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
         )
+        return list((await self.session.execute(stmt)).all())
+
+    async def mark_delivered(self, ids: Sequence[uuid.UUID], error: str | None = None) -> None:
+        if ids:
+            m = self.model
+            await self.session.execute(
+                update(m)
+                .where(m.id.in_(ids))
+                .values(delivered_at=func.now(), last_error=error)
+                .execution_options(synchronize_session=False)
+            )
+
+    async def mark_unsent(self, ids: Sequence[uuid.UUID], error: str | None = None) -> None:
+        """Owed again: the relay sends these in a new delivery."""
+        if ids:
+            m = self.model
+            values: dict[str, Any] = {"sent_at": None, "delivery_id": None}
+            if error is not None:
+                values["last_error"] = error
+            await self.session.execute(
+                update(m)
+                .where(m.id.in_(ids))
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+
+    async def delete_delivered_before(self, limit: int = 5000) -> int:
+        m = self.model
+        old = (
+            select(m.id)
+            .where(
+                m.delivered_at.is_not(None),
+                m.delivered_at < func.now() - text(f"interval '{KEEP_DELIVERED}'"),
+            )
+            .limit(limit)
+        )
+        result = await self.session.execute(
+            delete(m).where(m.id.in_(old)).execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
     async def count_unsent(self) -> int:
         m = self.model
         return int(await self.session.scalar(select(func.count()).where(m.sent_at.is_(None))) or 0)
+
+    async def backlog(self) -> dict[str, int]:
+        """Messages owed: not yet sent, sent but not finished, and dead letters."""
+        m = self.model
+        stmt = select(
+            func.count().filter(m.sent_at.is_(None)),
+            func.count().filter(m.sent_at.is_not(None), m.delivered_at.is_(None)),
+            func.count().filter(m.delivered_at.is_not(None), m.last_error.is_not(None)),
+        ).where(m.delivered_at.is_(None) | m.last_error.is_not(None))
+        unsent, in_flight, dead = (await self.session.execute(stmt)).one()
+        return {"unsent": int(unsent), "in_flight": int(in_flight), "dead": int(dead)}
+
+
+# --------------------------------------------------------------------------- sending
+
+
+def plan_deliveries(rows: Sequence[Any], max_per_job: int) -> list[Delivery]:
+    """Group messages of one queue and job name into deliveries of at most ``max_per_job``,
+    keeping their order. A lone message keeps its own job id (arq then drops a resend while
+    it still knows the job); a batch gets a fresh id."""
+    groups: dict[tuple[str, str], list[Any]] = {}
+    for row in rows:
+        groups.setdefault((row.queue, row.job_name), []).append(row)
+    deliveries: list[Delivery] = []
+    for (queue, job_name), members in groups.items():
+        for start in range(0, len(members), max_per_job):
+            chunk = members[start : start + max_per_job]
+            job_id = chunk[0].job_id if len(chunk) == 1 else f"batch:{uuid.uuid4().hex}"
+            deliveries.append(
+                Delivery(
+                    queue=queue,
+                    job_name=job_name,
+                    job_id=job_id,
+                    payloads=[r.payload for r in chunk],
+                    message_ids=[r.id for r in chunk],
+                )
+            )
+    return deliveries
 
 
 async def relay_once(
@@ -105,34 +244,170 @@ async def relay_once(
     model: type[OutboxMessageMixin],
     redis: ArqRedis,
     prefix: str,
-    batch_size: int = 200,
+    batch_size: int = 1000,
+    max_per_job: int = 100,
 ) -> int:
     """Enqueue one batch of unsent messages; returns how many were sent.
 
     Rows are locked with SKIP LOCKED so several relays never send the same message at the
     same time; if Redis fails midway the transaction rolls back and the batch is retried.
     A message enqueued twice (crash after enqueue, before commit) is harmless: consumers
-    are idempotent and arq drops a ``_job_id`` it still knows.
+    are idempotent.
     """
     async with db.session() as session:
         repo = OutboxRepository.from_session(session, model)
-        messages = await repo.claim_unsent(batch_size)
-        if not messages:
+        rows = await repo.claim_unsent(batch_size)
+        if not rows:
             return 0
-        for message in messages:
-            await enqueue(
-                redis, prefix, message.queue, message.job_name, message.payload, message.job_id
-            )
-            OUTBOX_LAG.observe(max(0.0, _age_seconds(message.created_at)))
-        await repo.mark_sent([m.id for m in messages])
-        OUTBOX_SENT.inc(len(messages))
-        return len(messages)
+        deliveries = plan_deliveries(rows, max_per_job)
+        await enqueue_many(redis, prefix, deliveries)
+        now = datetime.now(UTC)
+        for row in rows:
+            OUTBOX_LAG.observe(max(0.0, (now - row.created_at).total_seconds()))
+        await repo.mark_sent(deliveries)
+        OUTBOX_SENT.inc(len(rows))
+        return len(rows)
 
 
-def _age_seconds(created_at: datetime) -> float:
-    from datetime import UTC
+# --------------------------------------------------------------------------- confirming
 
-    return (datetime.now(UTC) - created_at).total_seconds()
+
+@dataclass
+class SweepReport:
+    delivered: int = 0
+    waiting: int = 0
+    resent: int = 0
+    dead: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+async def _job_states(
+    redis: ArqRedis, prefix: str, delivery_ids: list[str]
+) -> dict[str, tuple[bool, bytes | None]]:
+    """Per delivery: (queued or running, stored result)."""
+    pipe = redis.pipeline(transaction=False)
+    for delivery_id in delivery_ids:
+        job_id = arq_job_id(prefix, delivery_id)
+        pipe.exists(job_key_prefix + job_id, in_progress_key_prefix + job_id)
+        pipe.get(result_key_prefix + job_id)
+    answers = await pipe.execute()
+    return {
+        delivery_id: (bool(answers[2 * i]), answers[2 * i + 1])
+        for i, delivery_id in enumerate(delivery_ids)
+    }
+
+
+def _failure_of(raw: bytes) -> str | None:
+    """None for a successful job, else its error text."""
+    try:
+        result = deserialize_result(raw)
+    except Exception as exc:  # an unreadable result: treat as failed so it is re-run
+        return f"unreadable result: {exc}"
+    if result.success:
+        return None
+    return repr(result.result)[:1000]
+
+
+async def confirm_deliveries(
+    db: Database,
+    model: type[OutboxMessageMixin],
+    redis: ArqRedis,
+    prefix: str,
+    *,
+    grace_seconds: float = 2.0,
+    limit: int = 5000,
+) -> SweepReport:
+    """One pass of the sweep over messages sent at least ``grace_seconds`` ago."""
+    report = SweepReport()
+    async with db.session() as session:
+        repo = OutboxRepository.from_session(session, model)
+        rows = await repo.claim_in_flight(grace_seconds, limit)
+        if not rows:
+            return report
+        by_delivery: dict[str, list[Any]] = {}
+        for row in rows:
+            by_delivery.setdefault(row.delivery_id or "", []).append(row)
+        states = await _job_states(redis, prefix, [d for d in by_delivery if d])
+        delivered: list[uuid.UUID] = []
+        lost: list[uuid.UUID] = []
+        failed_results: list[str] = []
+        for delivery_id, members in by_delivery.items():
+            pending, raw_result = states.get(delivery_id, (False, None))
+            ids = [m.id for m in members]
+            if raw_result is not None:
+                failure = _failure_of(raw_result)
+                if failure is None:
+                    delivered.extend(ids)
+                    continue
+                failed_results.append(delivery_id)
+                for member in members:
+                    if member.attempts >= MAX_ATTEMPTS:
+                        await repo.mark_delivered([member.id], error=failure)
+                        report.dead += 1
+                        log.error("outbox message %s is a dead letter: %s", member.id, failure)
+                    else:
+                        await repo.mark_unsent([member.id], error=failure)
+                        report.resent += 1
+                continue
+            if pending:
+                report.waiting += len(ids)
+                continue
+            lost.extend(ids)
+        await repo.mark_delivered(delivered)
+        await repo.mark_unsent(lost)
+        if failed_results:
+            # A stored result would make arq drop the resend of a lone message's job id.
+            await redis.delete(*(result_key_prefix + arq_job_id(prefix, d) for d in failed_results))
+        report.delivered += len(delivered)
+        report.resent += len(lost)
+    if lost:
+        OUTBOX_REDELIVERED.inc(len(lost))
+        log.warning("outbox: %d sent messages unknown to Redis; sending them again", len(lost))
+    return report
+
+
+async def delete_old_delivered(db: Database, model: type[OutboxMessageMixin]) -> int:
+    async with db.session() as session:
+        return await OutboxRepository.from_session(session, model).delete_delivered_before()
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+class Wakeup:
+    """Wakes the relay as soon as a transaction with outbox rows commits: PostgreSQL
+    ``LISTEN outbox`` (a trigger notifies on insert) plus in-process ``set()``. Polling stays
+    the real path; a lost listener connection only means waiting for the next poll."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self._connection: Any = None
+
+    def set(self, *_: Any) -> None:
+        self.event.set()
+
+    async def wait(self, timeout: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.event.wait(), timeout)
+        self.event.clear()
+
+    async def listen(self, db: Database) -> None:
+        if self._connection is not None and not self._connection.is_closed():
+            return
+        try:
+            raw = await db.engine.raw_connection()
+            driver = raw.driver_connection  # the asyncpg connection
+            await driver.add_listener(NOTIFY_CHANNEL, self.set)
+            raw.detach()  # never returned to the pool: it stays listening
+            self._connection = driver
+        except Exception:
+            log.info("outbox: LISTEN unavailable; polling only", exc_info=True)
+
+    async def close(self) -> None:
+        if self._connection is not None and not self._connection.is_closed():
+            with contextlib.suppress(Exception):
+                await self._connection.close()
+        self._connection = None
 
 
 async def relay_forever(
@@ -140,20 +415,44 @@ async def relay_forever(
     model: type[OutboxMessageMixin],
     redis: ArqRedis,
     prefix: str,
-    poll_seconds: float = 0.2,
-    batch_size: int = 200,
+    poll_seconds: float = 0.5,
+    batch_size: int = 1000,
+    *,
+    max_per_job: int = 100,
+    sweep_seconds: float = 1.0,
+    grace_seconds: float = 2.0,
+    wakeup: Wakeup | None = None,
 ) -> None:
-    """Polling is the real delivery path; failures back off and retry, never drop."""
+    """Send owed messages as soon as they are committed (or at the latest every
+    ``poll_seconds``) and sweep in-flight ones every ``sweep_seconds``. Failures back off
+    and retry, never drop."""
+    loop = asyncio.get_running_loop()
+    wakeup = wakeup or Wakeup()
     backoff = poll_seconds
-    while True:
-        try:
-            sent = await relay_once(db, model, redis, prefix, batch_size)
-            backoff = poll_seconds
-            if sent >= batch_size:
+    next_sweep = loop.time()
+    next_cleanup = loop.time() + 60
+    try:
+        while True:
+            try:
+                await wakeup.listen(db)
+                sent = await relay_once(db, model, redis, prefix, batch_size, max_per_job)
+                if loop.time() >= next_sweep:
+                    await confirm_deliveries(db, model, redis, prefix, grace_seconds=grace_seconds)
+                    next_sweep = loop.time() + sweep_seconds
+                if loop.time() >= next_cleanup:
+                    await delete_old_delivered(db, model)
+                    next_cleanup = loop.time() + 600
+                backoff = poll_seconds
+                if sent >= batch_size:
+                    continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("outbox relay failed; retrying: %s", exc)
+                await wakeup.close()
+                backoff = min(backoff * 2, 5.0)
+                await asyncio.sleep(backoff)
                 continue
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.warning("outbox relay failed; retrying", exc_info=True)
-            backoff = min(backoff * 2, 5.0)
-        await asyncio.sleep(backoff)
+            await wakeup.wait(min(backoff, max(0.0, next_sweep - loop.time()) + 0.01))
+    finally:
+        await wakeup.close()

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.constants import expires_extra_ms, job_key_prefix, result_key_prefix
+from arq.jobs import serialize_job
+from arq.utils import timestamp_ms
 
 SERVICES = ("activity", "referral", "reward")
 
 
 def queue_name(prefix: str, service: str) -> str:
     return f"{prefix}:queue:{service}"
+
+
+def arq_job_id(prefix: str, job_id: str) -> str:
+    """The job id as arq stores it: prefixed, so stacks sharing a server never collide."""
+    return f"{prefix}:{job_id}"
 
 
 def redis_settings(url: str) -> RedisSettings:
@@ -38,6 +48,53 @@ async def enqueue(
     await redis.enqueue_job(
         job_name,
         payload,
-        _job_id=f"{prefix}:{job_id}",
+        _job_id=arq_job_id(prefix, job_id),
         _queue_name=queue_name(prefix, service),
     )
+
+
+@dataclass
+class Delivery:
+    """One arq job carrying the payloads of one or more outbox messages of one job name."""
+
+    queue: str
+    job_name: str
+    job_id: str
+    payloads: list[dict[str, Any]]
+    message_ids: list[uuid.UUID] = field(default_factory=list)
+
+
+async def enqueue_many(redis: ArqRedis, prefix: str, deliveries: list[Delivery]) -> int:
+    """Enqueue many jobs in two round trips (arq's ``enqueue_job`` takes three per job).
+
+    Like arq, a job whose id is queued or has a result is not enqueued again. The check and
+    the write are not one atomic step: two relays racing on one id may both write it, which
+    arq stores as one job (same key, same queue member) — and consumers are idempotent."""
+    if not deliveries:
+        return 0
+    check = redis.pipeline(transaction=False)
+    for delivery in deliveries:
+        job_id = arq_job_id(prefix, delivery.job_id)
+        check.exists(job_key_prefix + job_id, result_key_prefix + job_id)
+    known = await check.execute()
+    now_ms = timestamp_ms()
+    write = redis.pipeline(transaction=True)
+    written = 0
+    for delivery, exists in zip(deliveries, known, strict=True):
+        if exists:
+            continue
+        job_id = arq_job_id(prefix, delivery.job_id)
+        body = serialize_job(
+            delivery.job_name,
+            (delivery.payloads,),
+            {},
+            None,
+            now_ms,
+            serializer=redis.job_serializer,
+        )
+        write.psetex(job_key_prefix + job_id, expires_extra_ms, body)
+        write.zadd(queue_name(prefix, delivery.queue), {job_id: now_ms})
+        written += 1
+    if written:
+        await write.execute()
+    return written

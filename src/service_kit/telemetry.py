@@ -26,6 +26,10 @@ STATE_TRANSITIONS = Counter(
     "state_transitions_total", "Reward record state transitions", ["from_status", "to_status"]
 )
 OUTBOX_SENT = Counter("outbox_messages_sent_total", "Outbox messages enqueued")
+OUTBOX_REDELIVERED = Counter(
+    "outbox_messages_redelivered_total",
+    "Sent outbox messages enqueued again because Redis no longer knew their job",
+)
 OUTBOX_LAG = Histogram(
     "outbox_lag_seconds",
     "Time from outbox write to enqueue",

@@ -15,9 +15,10 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from arq import Worker
+from arq import Retry, Worker
 from arq.cron import CronJob
 from arq.worker import Function, func
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from service_kit.clock import Clock, SystemClock
 from service_kit.config import ServiceSettings
@@ -26,22 +27,40 @@ from service_kit.http import ServiceClient
 from service_kit.outbox import OutboxMessageMixin, relay_forever
 from service_kit.queue import queue_name, redis_settings
 from service_kit.telemetry import JOBS
+from service_kit.transient import is_transient
 
 log = logging.getLogger(__name__)
 
 JobFn = Callable[..., Awaitable[Any]]
+MessageFn = Callable[[dict[str, Any], AsyncSession, dict[str, Any]], Awaitable[Any]]
 JOB_TIMEOUT_SECONDS = 20
 
 
+def retry_delay(job_try: int, base: float = 0.5, cap: float = 30.0) -> float:
+    """Back-off between tries of transient failures: 0.5, 1, 2, 4 … 30 s."""
+    return float(min(cap, base * 2 ** max(0, job_try - 1)))
+
+
 def job(name: str, service: str) -> Callable[[JobFn], Function]:
-    """Register a coroutine as the arq job ``name`` ("domain.verb"), counted in metrics."""
+    """Register a coroutine as the arq job ``name`` ("domain.verb"), counted in metrics.
+
+    A transient failure (a dependency unreachable, a deadlock victim: see
+    ``service_kit.transient``) is retried with back-off instead of failing the job for good.
+    """
 
     def wrap(fn: JobFn) -> Function:
         @functools.wraps(fn)
         async def counted(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
             try:
                 result = await fn(ctx, *args, **kwargs)
-            except Exception:
+            except Retry:
+                JOBS.labels(service, name, "retry").inc()
+                raise
+            except Exception as exc:
+                if is_transient(exc):
+                    JOBS.labels(service, name, "retry").inc()
+                    log.warning("%s: transient failure, retrying: %r", name, exc)
+                    raise Retry(defer=retry_delay(ctx.get("job_try", 1))) from exc
                 JOBS.labels(service, name, "error").inc()
                 raise
             JOBS.labels(service, name, "ok").inc()
@@ -50,6 +69,58 @@ def job(name: str, service: str) -> Callable[[JobFn], Function]:
         return func(counted, name=name, timeout=JOB_TIMEOUT_SECONDS)
 
     return wrap
+
+
+class ItemsFailed(Exception):
+    """Some messages of a delivery failed for good; the others were committed. The job
+    fails, so the outbox sweep sends the delivery's messages again (the committed ones are
+    no-ops by their keys) until the failing ones become dead letters."""
+
+
+def message_job(name: str, service: str) -> Callable[[MessageFn], Function]:
+    """Register the consumer of outbox messages ``name``: the relay sends up to a hundred
+    payloads in one job, which ``fn(ctx, session, payload)`` handles one by one in a single
+    transaction, each in its own savepoint so a bad message cannot undo the others. A
+    transient failure rolls the whole delivery back and retries it (see ``job``).
+
+    A job enqueued with a single payload (not a list) is handled as a delivery of one."""
+
+    def wrap(fn: MessageFn) -> Function:
+        async def handle(ctx: dict[str, Any], payloads: Any) -> dict[str, int]:
+            items = as_list(payloads)
+            failures: list[str] = []
+            async with ctx["db"].session() as session:
+                for payload in items:
+                    try:
+                        async with session.begin_nested():
+                            await fn(ctx, session, payload)
+                    except Retry:
+                        raise
+                    except Exception as exc:
+                        if is_transient(exc):
+                            raise
+                        log.exception("%s: message failed: %s", name, _describe(payload))
+                        failures.append(f"{_describe(payload)}: {exc!r}")
+            if failures:
+                raise ItemsFailed("; ".join(failures)[:2000])
+            return {"messages": len(items)}
+
+        handle.__name__ = handle.__qualname__ = fn.__name__
+        return job(name, service)(handle)
+
+    return wrap
+
+
+def as_list(payloads: Any) -> list[dict[str, Any]]:
+    """The payloads of a delivery (a job enqueued with one payload is a delivery of one)."""
+    return payloads if isinstance(payloads, list) else [payloads]
+
+
+def _describe(payload: Any) -> str:
+    if isinstance(payload, dict):
+        keys = ("grant_key", "event_id", "record_id", "user_id", "invitee_id")
+        return ", ".join(f"{k}={payload[k]}" for k in keys if k in payload) or "message"
+    return "message"
 
 
 async def open_context(
@@ -93,6 +164,9 @@ def build_worker(
                     settings.queue_prefix,
                     settings.outbox_poll_seconds,
                     settings.outbox_batch_size,
+                    max_per_job=settings.outbox_max_per_job,
+                    sweep_seconds=settings.outbox_sweep_seconds,
+                    grace_seconds=settings.outbox_grace_seconds,
                 )
             )
 
@@ -115,7 +189,8 @@ def build_worker(
         max_tries=10,
         keep_result=3600,
         burst=burst,
-        poll_delay=0.1,
+        # Short: each hop of the event → Issued path waits up to this long for its job.
+        poll_delay=0.05,
         handle_signals=not burst,
         health_check_key=f"{settings.queue_prefix}:health:{service}",
     )

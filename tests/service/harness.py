@@ -154,6 +154,10 @@ class Platform:
                     await conn.execute(
                         text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " CASCADE")
                     )
+        await self.lose_redis_data()
+
+    async def lose_redis_data(self) -> None:
+        """Every key of this platform gone, as when Redis restarts without persistence."""
         for name in SERVICES:
             redis = self.apps[name].state.arq
             prefix = self.settings[name].queue_prefix

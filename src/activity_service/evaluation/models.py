@@ -51,6 +51,8 @@ class Grant(Base):
     # Mirrors the reward record's status (fed back by reward_service); "granted" until then.
     record_status: Mapped[str] = mapped_column(String(16), nullable=False, default="granted")
     record_number: Mapped[str | None] = mapped_column(String(32))
+    # The record's version the status is from: an older message arriving late is ignored.
+    record_version: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), nullable=False
     )

@@ -44,12 +44,26 @@ class GrantRepository:
         return found is not None
 
     async def set_record_status(
-        self, tenant_id: str, grant_key: str, status: str, record_number: str
+        self,
+        tenant_id: str,
+        grant_key: str,
+        status: str,
+        record_number: str,
+        record_version: int | None,
     ) -> None:
+        """Follow the record unless the ledger already has a newer version of it."""
+        stmt = update(Grant).where(Grant.tenant_id == tenant_id, Grant.grant_key == grant_key)
+        if record_version is not None:
+            stmt = stmt.where(
+                Grant.record_version.is_(None) | (Grant.record_version < record_version)
+            )
         await self.session.execute(
-            update(Grant)
-            .where(Grant.tenant_id == tenant_id, Grant.grant_key == grant_key)
-            .values(record_status=status, record_number=record_number, updated_at=func.now())
+            stmt.values(
+                record_status=status,
+                record_number=record_number,
+                record_version=record_version,
+                updated_at=func.now(),
+            ).execution_options(synchronize_session=False)
         )
 
     async def lock_user(self, tenant_id: str, user_id: str) -> None:

@@ -763,5 +763,9 @@ async def run_daily(
 
 async def follow_record_status(session: AsyncSession, change: RecordStatusChanged) -> None:
     await GrantRepository.from_session(session).set_record_status(
-        change.tenant_id, change.grant_key, change.to_status, change.record_number
+        change.tenant_id,
+        change.grant_key,
+        change.to_status,
+        change.record_number,
+        change.record_version,
     )

@@ -9,6 +9,7 @@ from typing import Any
 
 from arq import Retry
 from arq.cron import cron
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from activity_service.evaluation import service
 from activity_service.evaluation.engine import run_day
@@ -18,7 +19,7 @@ from activity_service.tenants.service import tenant_context
 from contracts import jobs
 from contracts.payloads import BindingChanged, RecordStatusChanged
 from service_kit.queue import enqueue
-from service_kit.worker import job
+from service_kit.worker import job, message_job
 
 log = logging.getLogger(__name__)
 
@@ -38,19 +39,20 @@ def _retry_delay(ctx: dict[str, Any]) -> int:
     return int(min(60, 2 ** max(0, ctx.get("job_try", 1) - 1)))
 
 
-@job(jobs.ACTIVITY_EVALUATE_EVENT, "activity")
-async def evaluate_event(ctx: dict[str, Any], payload: dict[str, Any]) -> int:
+@message_job(jobs.ACTIVITY_EVALUATE_EVENT, "activity")
+async def evaluate_event(
+    ctx: dict[str, Any], session: AsyncSession, payload: dict[str, Any]
+) -> int:
     try:
-        async with ctx["db"].session() as session:
-            grants = await service.evaluate_event(
-                session,
-                payload["tenant_id"],
-                payload["event_id"],
-                now=ctx["clock"].now(),
-                referral=_referral(ctx),
-            )
+        grants = await service.evaluate_event(
+            session,
+            payload["tenant_id"],
+            payload["event_id"],
+            now=ctx["clock"].now(),
+            referral=_referral(ctx),
+        )
     except ReferralUnavailable as exc:
-        # Transient: nothing was written (the transaction rolled back); try again later.
+        # Transient: the delivery rolls back and is tried again later.
         log.warning("referral_service unavailable, retrying: %s", exc)
         raise Retry(defer=_retry_delay(ctx)) from exc
     return len(grants)
@@ -107,27 +109,28 @@ async def daily_tick(ctx: dict[str, Any]) -> int:
     return started
 
 
-@job(jobs.ACTIVITY_RECORD_STATUS_CHANGED, "activity")
-async def record_status_changed(ctx: dict[str, Any], payload: dict[str, Any]) -> None:
-    change = RecordStatusChanged.model_validate(payload)
-    async with ctx["db"].session() as session:
-        await service.follow_record_status(session, change)
+@message_job(jobs.ACTIVITY_RECORD_STATUS_CHANGED, "activity")
+async def record_status_changed(
+    ctx: dict[str, Any], session: AsyncSession, payload: dict[str, Any]
+) -> None:
+    await service.follow_record_status(session, RecordStatusChanged.model_validate(payload))
 
 
-@job(jobs.ACTIVITY_BINDING_CHANGED, "activity")
-async def binding_changed(ctx: dict[str, Any], payload: dict[str, Any]) -> int:
+@message_job(jobs.ACTIVITY_BINDING_CHANGED, "activity")
+async def binding_changed(
+    ctx: dict[str, Any], session: AsyncSession, payload: dict[str, Any]
+) -> int:
     """A binding may land after the invitee's task event was evaluated (registration binds
     in referral_service's own job): decide the invitee's real-time referral rules again."""
     fact = BindingChanged.model_validate(payload)
     try:
-        async with ctx["db"].session() as session:
-            grants = await service.evaluate_invitee(
-                session,
-                fact.tenant_id,
-                fact.invitee_id,
-                now=ctx["clock"].now(),
-                referral=_referral(ctx),
-            )
+        grants = await service.evaluate_invitee(
+            session,
+            fact.tenant_id,
+            fact.invitee_id,
+            now=ctx["clock"].now(),
+            referral=_referral(ctx),
+        )
     except ReferralUnavailable as exc:
         log.warning("referral_service unavailable, retrying: %s", exc)
         raise Retry(defer=_retry_delay(ctx)) from exc

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from contracts import jobs
 from contracts.payloads import Node, NodeCompleted, UserRegistered
 from referral_service.bindings import service
@@ -13,13 +15,15 @@ from referral_service.invite_codes.codes import looks_like_code, normalize_code
 from referral_service.invite_codes.repository import InviteCodeRepository
 from referral_service.tenant_settings.service import registration_grace
 from service_kit.errors import ProblemError
-from service_kit.worker import job
+from service_kit.worker import message_job
 
 log = logging.getLogger(__name__)
 
 
-@job(jobs.REFERRAL_USER_REGISTERED, "referral")
-async def user_registered(ctx: dict[str, Any], payload: dict[str, Any]) -> str:
+@message_job(jobs.REFERRAL_USER_REGISTERED, "referral")
+async def user_registered(
+    ctx: dict[str, Any], session: AsyncSession, payload: dict[str, Any]
+) -> str:
     """Bind the new user to the invite code's owner, then complete the registration node.
 
     Re-running it is harmless: the binding exists (already_bound) and the completion is
@@ -27,58 +31,58 @@ async def user_registered(ctx: dict[str, Any], payload: dict[str, Any]) -> str:
     """
     fact = UserRegistered.model_validate(payload)
     outcome = "no_code"
-    async with ctx["db"].session() as session:
-        if fact.invite_code:
-            code = normalize_code(fact.invite_code)
-            owner = None
-            if looks_like_code(code):
-                owner = await InviteCodeRepository.from_session(session).by_code(
-                    fact.tenant_id, code, fact.app_id
-                )
-            if owner is None:
-                outcome = "unknown_code"
-            else:
-                grace = await registration_grace(
-                    session, fact.tenant_id, ctx["settings"].registration_bind_grace_hours
-                )
-                try:
-                    async with session.begin_nested():
-                        await service.bind(
-                            session,
-                            tenant_id=fact.tenant_id,
-                            invitee_id=fact.user_id,
-                            inviter_id=owner.user_id,
-                            node=Node.registration,
-                            channel=Channel.invite_code,
-                            actor="system:registration",
-                            at=fact.registered_at,
-                            registration_grace=grace,
-                            app_id=fact.app_id,
-                        )
-                    outcome = "bound"
-                except ProblemError as refused:
-                    outcome = refused.code
-        await service.complete_node(
-            session,
-            fact.tenant_id,
-            fact.user_id,
-            Node.registration,
-            fact.registered_at,
-            fact.event_id,
-        )
+    if fact.invite_code:
+        code = normalize_code(fact.invite_code)
+        owner = None
+        if looks_like_code(code):
+            owner = await InviteCodeRepository.from_session(session).by_code(
+                fact.tenant_id, code, fact.app_id
+            )
+        if owner is None:
+            outcome = "unknown_code"
+        else:
+            grace = await registration_grace(
+                session, fact.tenant_id, ctx["settings"].registration_bind_grace_hours
+            )
+            try:
+                async with session.begin_nested():
+                    await service.bind(
+                        session,
+                        tenant_id=fact.tenant_id,
+                        invitee_id=fact.user_id,
+                        inviter_id=owner.user_id,
+                        node=Node.registration,
+                        channel=Channel.invite_code,
+                        actor="system:registration",
+                        at=fact.registered_at,
+                        registration_grace=grace,
+                        app_id=fact.app_id,
+                    )
+                outcome = "bound"
+            except ProblemError as refused:
+                outcome = refused.code
+    await service.complete_node(
+        session,
+        fact.tenant_id,
+        fact.user_id,
+        Node.registration,
+        fact.registered_at,
+        fact.event_id,
+    )
     log.info("registration of %s: %s", fact.user_id, outcome)
     return outcome
 
 
-@job(jobs.REFERRAL_NODE_COMPLETED, "referral")
-async def node_completed(ctx: dict[str, Any], payload: dict[str, Any]) -> bool:
+@message_job(jobs.REFERRAL_NODE_COMPLETED, "referral")
+async def node_completed(
+    ctx: dict[str, Any], session: AsyncSession, payload: dict[str, Any]
+) -> bool:
     """The invitee completed a node (account opened, first deposit): freeze its inviter.
     Idempotent on (tenant, user, node); the first completion's time is kept."""
     fact = NodeCompleted.model_validate(payload)
-    async with ctx["db"].session() as session:
-        return await service.complete_node(
-            session, fact.tenant_id, fact.user_id, fact.node, fact.completed_at, fact.event_id
-        )
+    return await service.complete_node(
+        session, fact.tenant_id, fact.user_id, fact.node, fact.completed_at, fact.event_id
+    )
 
 
 FUNCTIONS = [user_registered, node_completed]

@@ -68,19 +68,35 @@ def _record_transition(
         )
     )
     STATE_TRANSITIONS.labels(from_status or "none", record.status).inc()
-    # Status back to activity_service, so its grant ledger follows (nothing lost: same tx).
-    _outbox(session).add(
-        "activity",
-        jobs.ACTIVITY_RECORD_STATUS_CHANGED,
-        RecordStatusChanged(
-            tenant_id=record.tenant_id,
-            grant_key=record.grant_key,
-            record_id=str(record.id),
-            record_number=record.number,
-            from_status=from_status,
-            to_status=record.status,
-            at=at,
-        ).model_dump(mode="json"),
+    mirror_status(session, record, from_status, at)
+
+
+def mirror_status(
+    session: AsyncSession, record: RewardRecord, from_status: str | None, at: datetime
+) -> None:
+    """Tell activity_service the record's status, so its grant ledger follows (nothing lost:
+    same transaction). Several moves of one record in one transaction (created, submitted,
+    issued) send one message with the last status; the record's version lets the ledger
+    ignore a message that arrives after a newer one."""
+    pending: dict[uuid.UUID, Any] = session.info.setdefault("status_mirror", {})
+    earlier = pending.get(record.id)
+    if earlier is not None and earlier not in session:
+        earlier = None  # rolled back with its savepoint
+    change = RecordStatusChanged(
+        tenant_id=record.tenant_id,
+        grant_key=record.grant_key,
+        record_id=str(record.id),
+        record_number=record.number,
+        from_status=earlier.payload.get("from_status") if earlier is not None else from_status,
+        to_status=record.status,
+        at=at,
+        record_version=record.version,
+    ).model_dump(mode="json")
+    if earlier is not None:
+        earlier.payload = change
+        return
+    pending[record.id] = _outbox(session).add(
+        "activity", jobs.ACTIVITY_RECORD_STATUS_CHANGED, change
     )
 
 
@@ -112,9 +128,11 @@ async def move(
     reason: str | None = None,
     extra: dict[str, Any] | None = None,
     idempotency_key: str | None = None,
+    queue: bool = True,
 ) -> RewardRecord:
     """Apply one state machine move by compare-and-set; raises InvalidTransition if the
-    move is not allowed from the record's current status or another move won the race."""
+    move is not allowed from the record's current status or another move won the race.
+    A move to Issuing queues ``reward.issue`` unless the caller issues at once (``queue``)."""
     current = RecordStatus(record.status)
     target = next_status(action, current)
     values: dict[str, Any] = {"status": target.value, **(extra or {})}
@@ -139,7 +157,7 @@ async def move(
     _record_transition(
         session, moved, current.value, action.value, actor, at, reason, idempotency_key
     )
-    if target is RecordStatus.issuing:
+    if target is RecordStatus.issuing and queue:
         queue_issuance(session, moved)
     return moved
 
@@ -201,7 +219,15 @@ async def create_from_grant(
         return None
     _record_transition(session, record, None, "create", SYSTEM_ACTOR, now)
     if status is RecordStatus.pending and grant.issuance_form is IssuanceForm.automatic:
-        record = await move(session, record, Action.submit, actor=SYSTEM_ACTOR, at=now)
+        # Coupons and physical items are fulfilled inside this database: issue them in the
+        # same transaction (a queued hop would buy nothing). Cash calls another system with
+        # no transaction open, so it goes through ``reward.issue``.
+        at_once = prize.type != "cash"
+        record = await move(
+            session, record, Action.submit, actor=SYSTEM_ACTOR, at=now, queue=not at_once
+        )
+        if at_once:
+            record = await issue(session, record.id, now) or record
     return record
 
 

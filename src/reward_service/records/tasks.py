@@ -6,6 +6,7 @@ import uuid
 from typing import Any
 
 from arq import Retry
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts import jobs
 from contracts.payloads import Grant
@@ -15,7 +16,7 @@ from reward_service.records.fulfilment import TransientFulfilmentError
 from reward_service.records.reconciler import reconcile_once
 from reward_service.records.repository import RecordRepository
 from reward_service.records.state import RecordStatus
-from service_kit.worker import job
+from service_kit.worker import as_list, job, message_job
 
 MAX_RETRY_DELAY_SECONDS = 30.0
 
@@ -25,11 +26,12 @@ def retry_delay(base_seconds: float, job_try: int) -> float:
     return min(base_seconds * 2 ** max(0, job_try - 1), MAX_RETRY_DELAY_SECONDS)
 
 
-@job(jobs.REWARD_CREATE_FROM_GRANT, "reward")
-async def create_from_grant(ctx: dict[str, Any], payload: dict[str, Any]) -> str | None:
+@message_job(jobs.REWARD_CREATE_FROM_GRANT, "reward")
+async def create_from_grant(
+    ctx: dict[str, Any], session: AsyncSession, payload: dict[str, Any]
+) -> str | None:
     grant = Grant.model_validate(payload)
-    async with ctx["db"].session() as session:
-        record = await service.create_from_grant(session, grant, ctx["clock"].now())
+    record = await service.create_from_grant(session, grant, ctx["clock"].now())
     return str(record.id) if record else None
 
 
@@ -51,9 +53,16 @@ async def issue_record(ctx: dict[str, Any], record_id: uuid.UUID) -> str | None:
 
 
 @job(jobs.REWARD_ISSUE, "reward")
-async def issue(ctx: dict[str, Any], payload: dict[str, Any]) -> str | None:
+async def issue(ctx: dict[str, Any], payloads: dict[str, Any] | list[dict[str, Any]]) -> int:
+    """Issue the records of one delivery one after another: cash calls another system with
+    no transaction open, so each record is its own unit of work. A re-run after a transient
+    failure finds the records already issued and leaves them alone."""
     try:
-        return await issue_record(ctx, uuid.UUID(payload["record_id"]))
+        issued = 0
+        for payload in as_list(payloads):
+            if await issue_record(ctx, uuid.UUID(payload["record_id"])) is not None:
+                issued += 1
+        return issued
     except TransientFulfilmentError as exc:
         # Backoff doubling per try; after the last try the record is still Issuing and the
         # reconciler re-drives it, so a long outage delays the payment but never loses it.

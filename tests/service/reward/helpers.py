@@ -16,6 +16,7 @@ from reward_service.db import OutboxMessage
 from reward_service.records import service as records
 from reward_service.records.models import RecordTransition, RewardRecord
 from reward_service.records.reconciler import ReconcileReport, reconcile_once
+from reward_service.records.state import Action
 from reward_service.worker import create_worker
 from service_kit.http import ServiceClient
 from service_kit.outbox import relay_once
@@ -107,6 +108,18 @@ async def create_record(platform: Platform, g: Grant) -> RewardRecord | None:
     """The reward side of a grant, through the same service call the job makes."""
     async with platform.db("reward").session() as session:
         return await records.create_from_grant(session, g, platform.clock.now())
+
+
+async def issuing_record(platform: Platform, g: Grant) -> RewardRecord:
+    """A record left in Issuing with its ``reward.issue`` job queued, as after an operator's
+    submit (automatic coupons are issued in the transaction that creates them)."""
+    now = platform.clock.now()
+    async with platform.db("reward").session() as session:
+        created = await records.create_from_grant(
+            session, g.model_copy(update={"issuance_form": IssuanceForm.manual}), now
+        )
+        assert created is not None
+        return await records.move(session, created, Action.submit, actor="system:reward", at=now)
 
 
 async def enqueue_grant(platform: Platform, g: Grant) -> None:

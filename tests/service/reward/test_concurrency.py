@@ -19,6 +19,7 @@ from tests.service.reward.helpers import (
     coupon_prize,
     create_record,
     grant,
+    issuing_record,
     physical_prize,
     record,
     transitions,
@@ -105,8 +106,8 @@ async def test_stock_exhaustion_under_concurrency(platform: Platform) -> None:
 
 async def test_concurrent_redelivery_of_one_issuance_adds_one_entry(platform: Platform) -> None:
     prize = await coupon_prize(platform)
-    created = await create_record(platform, grant(prize["id"]))
-    assert created is not None and created.status == "issuing"
+    created = await issuing_record(platform, grant(prize["id"]))
+    assert created.status == "issuing"
     ctx = _ctx(platform)
     try:
         results = await asyncio.gather(*(issue_record(ctx, created.id) for _ in range(4)))

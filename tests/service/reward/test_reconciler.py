@@ -26,6 +26,7 @@ from tests.service.reward.helpers import (
     create_record,
     drain,
     grant,
+    issuing_record,
     reconcile,
     record,
     status_messages,
@@ -48,8 +49,8 @@ async def lose_queued_jobs(platform: Platform) -> None:
 
 async def test_a_record_whose_job_was_lost_is_found_and_issued(platform: Platform) -> None:
     prize = await coupon_prize(platform)
-    created = await create_record(platform, grant(prize["id"]))
-    assert created is not None and created.status == "issuing"
+    created = await issuing_record(platform, grant(prize["id"]))
+    assert created.status == "issuing"
     await lose_queued_jobs(platform)
     await drain(platform)
     assert (await record(platform, created.id)).status == "issuing"
@@ -74,7 +75,7 @@ async def test_a_job_that_died_mid_issue_is_redriven_once_per_deadline(
     platform: Platform,
 ) -> None:
     prize = await coupon_prize(platform)
-    created = [await create_record(platform, grant(prize["id"], f"u-{i}")) for i in range(3)]
+    created = [await issuing_record(platform, grant(prize["id"], f"u-{i}")) for i in range(3)]
     await lose_queued_jobs(platform)
     platform.clock.advance(timedelta(seconds=31))
     assert (await reconcile(platform)).redriven == 3
