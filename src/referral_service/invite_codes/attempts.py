@@ -56,10 +56,12 @@ class CodeAttemptLimiter:
     async def record_failure(self, principal: Principal) -> None:
         key = self._key(principal)
         try:
+            # One MULTI: the first failure creates the counter with the window's TTL (SET NX
+            # EX), later ones only INCR it, which keeps the TTL, so the window starts at the
+            # first failure and is not extended. Works on Redis 6.2 (no EXPIRE NX, Redis 7).
             async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.set(key, 0, ex=self.window_seconds, nx=True)
                 pipe.incr(key)
-                # NX: the window starts at the first failure and is not extended by later ones.
-                pipe.expire(key, self.window_seconds, nx=True)
                 await pipe.execute()
         except RedisError:
             log.warning("invite code limiter unavailable; failure not counted", exc_info=True)

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
+from referral_service.invite_codes.attempts import CodeAttemptLimiter, TooManyAttempts
 from referral_service.invite_codes.codes import ALPHABET
+from service_kit.auth import CallerKind, Principal
 from tests.service.harness import Platform
 from tests.service.referral.steps import invite_code, self_bind
 
@@ -100,3 +104,27 @@ async def test_code_endpoints_check_the_caller_kind(platform: Platform) -> None:
     assert as_user.status_code == 403
     anonymous = await platform.referral.get("/v1/me/invite-code")
     assert anonymous.status_code == 401
+
+
+async def test_the_window_starts_at_the_first_failure_and_later_ones_do_not_extend_it(
+    platform: Platform,
+) -> None:
+    """Plain SET NX EX + INCR in one MULTI: also on Redis 6.2, which has no EXPIRE NX."""
+    redis = platform.apps["referral"].state.redis
+    prefix = platform.settings["referral"].queue_prefix
+    limiter = CodeAttemptLimiter(redis, prefix, limit=3, window_seconds=600)
+    guesser = Principal(sub="g", tenant_id="tenant-a", kind=CallerKind.user, app_id="broker-app")
+    key = limiter._key(guesser)
+    await limiter.record_failure(guesser)
+    assert await redis.get(key) == b"1" and 0 < await redis.ttl(key) <= 600
+    await redis.expire(key, 5)  # as if the window were nearly over
+    await limiter.record_failure(guesser)
+    await limiter.record_failure(guesser)
+    assert await redis.get(key) == b"3" and 0 < await redis.ttl(key) <= 5
+    with pytest.raises(TooManyAttempts) as blocked:
+        await limiter.check(guesser)
+    assert blocked.value.retry_after <= 5
+    await redis.delete(key)  # the window ended: counting starts afresh
+    await limiter.record_failure(guesser)
+    await limiter.check(guesser)
+    assert await redis.get(key) == b"1" and 5 < await redis.ttl(key) <= 600
