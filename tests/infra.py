@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from activity_platform.embedded import EmbeddedPostgres, EmbeddedRedis, database_url
 from activity_platform.services import SERVICES
+from service_kit.config import normalize_database_url
 from service_kit.migrations import ensure_database, upgrade
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,8 +60,8 @@ def start_infra() -> Infra:
         pg_url = pg.start()
         embedded.append(pg)
         asyncio.run(_tune_for_tests(pg_url))
-    elif pg_url.startswith("postgresql://"):
-        pg_url = pg_url.replace("postgresql://", "postgresql+asyncpg://", 1)
+    else:
+        pg_url = normalize_database_url(pg_url)  # postgresql:// or postgres:// as well
     redis_url = os.environ.get("TEST_REDIS_URL")
     if not redis_url:
         redis = EmbeddedRedis(ROOT / ".data" / "test-redis")

@@ -177,7 +177,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except Exception as exc:
+        from service_kit.errors import is_dependency_unavailable
+
+        if not is_dependency_unavailable(exc):
+            raise
+        # PostgreSQL or Redis is not there: one line saying so, not a page of traceback.
+        print(
+            f"activity-platform {args.command}: PostgreSQL or Redis unreachable "
+            f"({type(exc).__name__}: {exc})",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

@@ -28,12 +28,13 @@ from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import DateTime, Numeric, String, func, select
 from sqlalchemy.dialects.postgresql import UUID, insert
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from service_kit.config import normalize_database_url
 from service_kit.db import Database, new_metadata
 from service_kit.migrations import ensure_database
 
@@ -48,6 +49,11 @@ class CashSettings(BaseSettings):
     # Transient trouble (503), to exercise retries: probability per request.
     unavailable_rate: float = Field(0.0, ge=0.0, le=1.0)
     lost_response_rate: float = Field(0.0, ge=0.0, le=1.0)
+
+    @field_validator("database_url", mode="after")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        return normalize_database_url(value)
 
 
 class Base(DeclarativeBase):

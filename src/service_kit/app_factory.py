@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -11,6 +12,8 @@ from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from service_kit import health
 from service_kit.clock import Clock, SystemClock
@@ -19,6 +22,8 @@ from service_kit.db import Database
 from service_kit.errors import install_error_handlers
 from service_kit.http import ServiceClient
 from service_kit.telemetry import RequestContextMiddleware
+
+log = logging.getLogger(__name__)
 
 PROBLEM_SCHEMA = {
     "title": "Problem",
@@ -40,6 +45,47 @@ PROBLEM_SCHEMA = {
 }
 
 
+def _safe_url(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - only for a log line
+        return "<unparsable URL>"
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+async def check_dependencies(app: FastAPI) -> bool:
+    """At startup, one clear line per unreachable dependency instead of a traceback. The
+    service starts anyway: requests needing it answer 503 and ``/readyz`` says 503 until it
+    is back, so the order in which servers come up does not matter."""
+    ok = True
+    settings: ServiceSettings = app.state.settings
+    try:
+        async with app.state.db.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except Exception as exc:  # noqa: BLE001 - reported, never raised
+        ok = False
+        log.error(
+            "%s: database %s unreachable at startup (%s); answering 503 until it is back",
+            settings.service_name,
+            _safe_url(settings.database_url),
+            _reason(exc),
+        )
+    try:
+        await app.state.redis.ping()
+    except Exception as exc:  # noqa: BLE001
+        ok = False
+        log.error(
+            "%s: Redis %s unreachable at startup (%s); answering 503 until it is back",
+            settings.service_name,
+            _safe_url(settings.redis_url),
+            _reason(exc),
+        )
+    return ok
+
+
 def operation_id(route: APIRoute) -> str:
     """Stable operationIds: the endpoint function's name (unique per service)."""
     return route.name
@@ -58,9 +104,16 @@ def create_service_app(
 ) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.db = Database(settings.database_url, pool_size=settings.db_pool_size)
-        app.state.redis = Redis.from_url(settings.redis_url, socket_connect_timeout=2)
+        app.state.db = Database(
+            settings.database_url,
+            pool_size=settings.db_pool_size,
+            connect_timeout=settings.db_connect_timeout_seconds,
+        )
+        app.state.redis = Redis.from_url(
+            settings.redis_url, socket_connect_timeout=2, socket_timeout=5
+        )
         app.state.http = ServiceClient(settings, mounts=http_mounts)
+        await check_dependencies(app)
         if on_startup is not None:
             await on_startup(app)
         try:

@@ -8,10 +8,23 @@ Every default is safe for local development.
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_JWT_SECRET = "dev-only-secret-change-me-in-production-0123456789"
+
+ASYNC_DRIVER_SCHEME = "postgresql+asyncpg"
+# Schemes people (and hosting providers) commonly write for PostgreSQL; the services talk to
+# it through asyncpg whatever the URL says.
+_PLAIN_SCHEMES = ("postgresql", "postgres")
+
+
+def normalize_database_url(url: str) -> str:
+    """``postgresql://…`` and ``postgres://…`` → ``postgresql+asyncpg://…``; others as given."""
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme.lower() in _PLAIN_SCHEMES:
+        return f"{ASYNC_DRIVER_SCHEME}://{rest}"
+    return url
 
 
 def _shared(name: str) -> AliasChoices:
@@ -24,6 +37,8 @@ class ServiceSettings(BaseSettings):
     service_name: str = "service"
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
     db_pool_size: int = 10
+    # How long opening one database connection may take before the request gets a 503.
+    db_connect_timeout_seconds: float = 5.0
 
     redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias=_shared("REDIS_URL"))
     # Prefix of every Redis key the platform uses (queues): lets several stacks share a server.
@@ -39,6 +54,11 @@ class ServiceSettings(BaseSettings):
 
     log_level: str = Field("INFO", validation_alias=_shared("LOG_LEVEL"))
     log_json: bool = Field(True, validation_alias=_shared("LOG_JSON"))
+
+    @field_validator("database_url", mode="after")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        return normalize_database_url(value)
 
     # Outbox relay: woken by LISTEN/NOTIFY when a transaction with messages commits, else
     # polling; messages per pass and per job; the sweep re-sends messages whose job Redis

@@ -42,10 +42,25 @@ class TimestampedMixin:
 
 
 class Database:
-    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        echo: bool = False,
+        connect_timeout: float | None = None,
+    ) -> None:
         self.url = url
+        # asyncpg's own connect timeout is 60 s: too long to keep a request waiting when the
+        # server does not answer; the caller gets a 503 after ``connect_timeout`` instead.
+        connect_args = {} if connect_timeout is None else {"timeout": connect_timeout}
         self.engine: AsyncEngine = create_async_engine(
-            url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, echo=echo
+            url,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=True,
+            echo=echo,
+            connect_args=connect_args,
         )
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
 

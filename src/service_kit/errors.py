@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import logging
+import socket
 from typing import Any
 
+import asyncpg
+import redis.exceptions
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -79,6 +83,63 @@ class UpstreamUnavailable(ProblemError):
     status, code, title = 503, "upstream_unavailable", "A service this request needs is down"
 
 
+class DependencyUnavailable(ProblemError):
+    status, code, title = 503, "dependency_unavailable", "The database or Redis is unreachable"
+
+
+# Seconds a client is asked to wait before retrying a request refused for a dependency.
+DEPENDENCY_RETRY_AFTER_SECONDS = 2
+
+# Errors that mean "PostgreSQL or Redis cannot be reached right now", not "this request is
+# wrong": the socket (refused, reset, timed out, unresolvable host), asyncpg's connection and
+# server-shutdown errors, redis-py's connection errors.
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    ConnectionError,
+    TimeoutError,
+    socket.gaierror,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    sqlalchemy.exc.TimeoutError,  # no pooled connection came free in time
+)
+
+
+def is_dependency_unavailable(exc: BaseException) -> bool:
+    """True when ``exc`` (or what caused it) is a lost or refused database/Redis connection."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, CONNECTION_ERRORS):
+            return True
+        if isinstance(current, sqlalchemy.exc.DBAPIError) and (
+            current.connection_invalidated or isinstance(current, sqlalchemy.exc.OperationalError)
+        ):
+            return True
+        if isinstance(current, sqlalchemy.exc.DBAPIError) and isinstance(
+            current.orig, BaseException
+        ):
+            if is_dependency_unavailable(current.orig):
+                return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def dependency_unavailable_response(exc: BaseException) -> JSONResponse:
+    log.warning("dependency unavailable: %s: %s", type(exc).__name__, exc)
+    return problem_response(
+        DependencyUnavailable(
+            "The database or Redis cannot be reached right now; retry later.",
+            retry_after=DEPENDENCY_RETRY_AFTER_SECONDS,
+        ),
+        headers={"Retry-After": str(DEPENDENCY_RETRY_AFTER_SECONDS)},
+    )
+
+
 def problem_response(problem: ProblemError, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(
         jsonable_encoder(problem.to_dict()),
@@ -95,7 +156,30 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     ]
 
 
+def internal_error_response() -> JSONResponse:
+    return problem_response(
+        ProblemError(
+            "An unexpected error occurred; it has been logged.",
+            status=500,
+            code="internal_error",
+            title="Internal error",
+        )
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
+        if not is_dependency_unavailable(exc):
+            # Not a connection problem (e.g. an unexpected SQL error): the generic 500 path,
+            # which logs it with its traceback.
+            raise exc
+        return dependency_unavailable_response(exc)
+
+    # Handled here, inside the application, rather than by the catch-all below: the response
+    # is an ordinary one, so the server keeps the client's connection open.
+    for error in (*CONNECTION_ERRORS, sqlalchemy.exc.DBAPIError):
+        app.add_exception_handler(error, _unavailable)
+
     @app.exception_handler(ProblemError)
     async def _problem(_: Request, exc: ProblemError) -> JSONResponse:
         return problem_response(exc)
@@ -118,17 +202,12 @@ def install_error_handlers(app: FastAPI) -> None:
         )
         return problem_response(problem, headers=getattr(exc, "headers", None))
 
+    # The last resort; RequestContextMiddleware normally answers unexpected errors first
+    # (with the request id, without closing the connection).
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)
-        return problem_response(
-            ProblemError(
-                "An unexpected error occurred; it has been logged.",
-                status=500,
-                code="internal_error",
-                title="Internal error",
-            )
-        )
+        return internal_error_response()
 
 
 # Reusable OpenAPI description of problem responses, for `responses=` on routes.

@@ -12,6 +12,10 @@ from contextvars import ContextVar
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service_kit.errors import internal_error_response
+
+log = logging.getLogger(__name__)
+
 REQUEST_ID_HEADER = "X-Request-ID"
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
@@ -68,7 +72,13 @@ def configure_logging(level: str = "INFO", json_logs: bool = True) -> None:
 
 
 class RequestContextMiddleware:
-    """Pure ASGI (cheaper than BaseHTTPMiddleware): request id in and out, and metrics."""
+    """Pure ASGI (cheaper than ``BaseHTTPMiddleware``): the request id in (``X-Request-ID``,
+    else a new one) and out on every response, the logging context, and metrics.
+
+    An error no exception handler answered becomes the 500 problem here, inside the request
+    context: it carries the request id, its log line too, and the server keeps the client's
+    connection open (an error escaping the application makes it close the connection).
+    """
 
     def __init__(self, app: ASGIApp, service: str) -> None:
         self.app = app
@@ -84,24 +94,31 @@ class RequestContextMiddleware:
                 incoming = value.decode("latin-1")[:128]
                 break
         request_id = incoming or uuid.uuid4().hex
+        request_id_header = (b"x-request-id", request_id.encode("latin-1"))
         token = request_id_var.set(request_id)
-        status_holder = {"status": 500}
+        status = 500
+        response_started = False
         started = time.perf_counter()
 
         async def send_wrapper(message: Message) -> None:
+            nonlocal status, response_started
             if message["type"] == "http.response.start":
-                status_holder["status"] = message["status"]
-                headers = list(message.get("headers", []))
-                headers.append((b"x-request-id", request_id.encode("latin-1")))
-                message["headers"] = headers
+                status = message["status"]
+                response_started = True
+                message["headers"] = [*message.get("headers", ()), request_id_header]
             await send(message)
 
         try:
             await self.app(scope, receive, send_wrapper)
+        except Exception as exc:
+            if response_started:
+                raise  # too late for a response of our own: the server closes the connection
+            log.exception("unhandled error", exc_info=exc)
+            await internal_error_response()(scope, receive, send_wrapper)
         finally:
             route = scope.get("route")
             path = getattr(route, "path", None) or "unmatched"
             method = scope.get("method", "")
-            HTTP_REQUESTS.labels(self.service, method, path, str(status_holder["status"])).inc()
+            HTTP_REQUESTS.labels(self.service, method, path, str(status)).inc()
             HTTP_LATENCY.labels(self.service, method, path).observe(time.perf_counter() - started)
             request_id_var.reset(token)

@@ -2,8 +2,8 @@
 
 Storing one event is a single statement (the event and its outbox messages in one CTE), so
 it is atomic on its own and runs in autocommit on a plain asyncpg connection: no
-BEGIN/COMMIT round trips, no pre-ping, no ORM unit of work. A dead connection surfaces as an
-error the sender retries, and the event id makes the retry safe. Everything else (jobs,
+BEGIN/COMMIT round trips, no pre-ping, no ORM unit of work. A dead connection surfaces as a
+503 the sender retries, and the event id makes the retry safe. Everything else (jobs,
 batches, reads) uses the shared SQLAlchemy sessions.
 """
 
@@ -22,12 +22,16 @@ def _dsn(database_url: str) -> str:
 
 
 async def open_ingest_pool(app: FastAPI) -> None:
+    """Opens no connection yet (``min_size=0``), so the service starts while PostgreSQL is
+    down; a connection that cannot be made or is lost surfaces as a connection error, which
+    the API answers with 503 and ``Retry-After`` (``service_kit.errors``)."""
     settings = app.state.settings
     app.state.ingest_pool = await asyncpg.create_pool(
         _dsn(settings.database_url),
-        min_size=1,
+        min_size=0,
         max_size=settings.db_pool_size,
         max_inactive_connection_lifetime=300,
+        timeout=settings.db_connect_timeout_seconds,
     )
 
 
