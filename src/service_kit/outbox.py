@@ -397,6 +397,7 @@ class Wakeup:
         try:
             raw = await db.engine.raw_connection()
             driver = raw.driver_connection  # the asyncpg connection
+            assert driver is not None
             await driver.add_listener(NOTIFY_CHANNEL, self.set)
             raw.detach()  # never returned to the pool: it stays listening
             self._connection = driver

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 JobFn = Callable[..., Awaitable[Any]]
 MessageFn = Callable[[dict[str, Any], AsyncSession, dict[str, Any]], Awaitable[Any]]
+PrepareFn = Callable[[dict[str, Any], AsyncSession, list[dict[str, Any]]], Awaitable[None]]
 JOB_TIMEOUT_SECONDS = 20
 
 
@@ -77,19 +78,25 @@ class ItemsFailed(Exception):
     no-ops by their keys) until the failing ones become dead letters."""
 
 
-def message_job(name: str, service: str) -> Callable[[MessageFn], Function]:
+def message_job(
+    name: str, service: str, prepare: PrepareFn | None = None
+) -> Callable[[MessageFn], Function]:
     """Register the consumer of outbox messages ``name``: the relay sends up to a hundred
     payloads in one job, which ``fn(ctx, session, payload)`` handles one by one in a single
     transaction, each in its own savepoint so a bad message cannot undo the others. A
     transient failure rolls the whole delivery back and retries it (see ``job``).
 
-    A job enqueued with a single payload (not a list) is handled as a delivery of one."""
+    ``prepare(ctx, session, payloads)``, if given, runs first: reading what the messages
+    need in one query instead of one per message. A job enqueued with a single payload (not
+    a list) is handled as a delivery of one."""
 
     def wrap(fn: MessageFn) -> Function:
         async def handle(ctx: dict[str, Any], payloads: Any) -> dict[str, int]:
             items = as_list(payloads)
             failures: list[str] = []
             async with ctx["db"].session() as session:
+                if prepare is not None:
+                    await prepare(ctx, session, items)
                 for payload in items:
                     try:
                         async with session.begin_nested():

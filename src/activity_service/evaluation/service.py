@@ -573,6 +573,62 @@ def _deposit_node_message(event: Event) -> tuple[str, str, dict[str, Any], str]:
     )
 
 
+def _delivery_cache(session: AsyncSession) -> dict[Any, Any]:
+    """What one delivery of messages reads once for all its messages (the session lives
+    exactly as long as the delivery): its events, each tenant's context and published
+    activities. A campaign published meanwhile is seen by the next delivery."""
+    return session.info.setdefault("evaluation_cache", {})  # type: ignore[no-any-return]
+
+
+async def prefetch_events(session: AsyncSession, keys: list[tuple[str, str]]) -> None:
+    """Read the events of a delivery in one query per tenant."""
+    cache = _delivery_cache(session)
+    by_tenant: dict[str, list[str]] = {}
+    for tenant_id, event_id in keys:
+        by_tenant.setdefault(tenant_id, []).append(event_id)
+    repo = EventRepository.from_session(session)
+    for tenant_id, event_ids in by_tenant.items():
+        found = await repo.get_many(tenant_id, event_ids)
+        for event_id in event_ids:
+            cache[("event", tenant_id, event_id)] = found.get(event_id)
+
+
+async def _event(session: AsyncSession, tenant_id: str, event_id: str) -> Event | None:
+    cache = _delivery_cache(session)
+    key = ("event", tenant_id, event_id)
+    if key not in cache:
+        cache[key] = await EventRepository.from_session(session).get(tenant_id, event_id)
+    return cache[key]  # type: ignore[no-any-return]
+
+
+async def _published(session: AsyncSession, tenant_id: str, kinds: tuple[str, ...]) -> list[Any]:
+    cache = _delivery_cache(session)
+    key = ("published", tenant_id, kinds)
+    if key not in cache:
+        cache[key] = await EvaluationRepository.from_session(session).published(tenant_id, kinds)
+    return cache[key]  # type: ignore[no-any-return]
+
+
+async def _tenant(session: AsyncSession, tenant_id: str) -> TenantContext:
+    cache = _delivery_cache(session)
+    key = ("tenant", tenant_id)
+    if key not in cache:
+        cache[key] = await tenant_context(session, tenant_id)
+    return cache[key]  # type: ignore[no-any-return]
+
+
+def _triggered_by(activities: list[Activity], event_type: str) -> bool:
+    """Whether any rule of these activities is a real-time task this event can complete."""
+    return any(
+        event_type in REAL_TIME_TRIGGERS.get(TaskType(rule["task"]), ())
+        for activity in activities
+        for rule in (activity.config or {}).get("rules", [])
+    )
+
+
+DEPOSIT_NODE_TYPES = ("cash.deposited", "stock.transferred_in")
+
+
 async def evaluate_event(
     session: AsyncSession,
     tenant_id: str,
@@ -581,8 +637,12 @@ async def evaluate_event(
     now: datetime,
     referral: ReferralLookup | None,
 ) -> list[Grant]:
-    """Grants earned by one stored event. Re-running it grants nothing new."""
-    event: Event | None = await EventRepository.from_session(session).get(tenant_id, event_id)
+    """Grants earned by one stored event. Re-running it grants nothing new.
+
+    An event no running campaign can use costs a cached lookup (plus, for a deposit, one
+    indexed query whether it is the user's first): the user's history is read only when
+    some rule may be completed by it."""
+    event = await _event(session, tenant_id, event_id)
     if event is None:
         return []
     if event.type == "app.login":
@@ -601,29 +661,32 @@ async def evaluate_event(
             owner.occurred_at,
             owner.event_id,
         )
-    facts = await load_facts(session, tenant_id, event.user_id)
-    if event.type in ("cash.deposited", "stock.transferred_in"):
+    if event.type in DEPOSIT_NODE_TYPES and not await EventRepository.from_session(
+        session
+    ).has_earlier(event, DEPOSIT_NODE_TYPES):
         # The deposit node completes with the user's first deposit or stock transfer in.
-        firsts = sorted(f for f in facts.flows if f.kind.value in ("deposit", "stock_in"))
-        if firsts and firsts[0].event_id == event.event_id:
-            queue, job, payload, job_id = _deposit_node_message(event)
-            OutboxRepository.from_session(session, OutboxMessage).add(
-                queue, job, payload, job_id=job_id
-            )
-    if not any(event.type in triggers for triggers in REAL_TIME_TRIGGERS.values()):
+        queue, job, payload, job_id = _deposit_node_message(event)
+        OutboxRepository.from_session(session, OutboxMessage).add(
+            queue, job, payload, job_id=job_id
+        )
+    # A task completes at or after its event, except download (a login before registering
+    # counts when the user registers): windows that ended well before cannot be earned.
+    since = event.occurred_at - LOOKBACK
+    activities = [
+        a
+        for a in await _published(session, tenant_id, ("basic", "referral"))
+        if a.ends_at is None or a.ends_at > since
+    ]
+    if not _triggered_by(activities, event.type):
         return []
+    facts = await load_facts(session, tenant_id, event.user_id)
     ev = Evaluation(
         session=session,
-        tenant=await tenant_context(session, tenant_id),
+        tenant=await _tenant(session, tenant_id),
         now=now,
         referral=referral,
         source_event_id=event.event_id,
         event_at=event.occurred_at,
-    )
-    # A task completes at or after its event, except download (a login before registering
-    # counts when the user registers): windows that ended well before cannot be earned.
-    activities = await EvaluationRepository.from_session(session).published(
-        tenant_id, ("basic", "referral"), ending_after=event.occurred_at - LOOKBACK
     )
     for activity in activities:
         if activity.kind == "basic":
@@ -643,14 +706,12 @@ async def evaluate_invitee(
 ) -> list[Grant]:
     """After a binding of ``invitee_id`` changed: the real-time referral rules the invitee
     already completed are decided again (keys make it a no-op when nothing changed)."""
-    activities = await EvaluationRepository.from_session(session).published(
-        tenant_id, ("referral",)
-    )
+    activities = await _published(session, tenant_id, ("referral",))
     if not activities:
         return []
     facts = await load_facts(session, tenant_id, invitee_id)
     ev = Evaluation(
-        session=session, tenant=await tenant_context(session, tenant_id), now=now, referral=referral
+        session=session, tenant=await _tenant(session, tenant_id), now=now, referral=referral
     )
     for activity in activities:
         await evaluate_referral(ev, activity, facts, mode="binding")

@@ -39,7 +39,13 @@ def _retry_delay(ctx: dict[str, Any]) -> int:
     return int(min(60, 2 ** max(0, ctx.get("job_try", 1) - 1)))
 
 
-@message_job(jobs.ACTIVITY_EVALUATE_EVENT, "activity")
+async def _read_events(
+    ctx: dict[str, Any], session: AsyncSession, payloads: list[dict[str, Any]]
+) -> None:
+    await service.prefetch_events(session, [(p["tenant_id"], p["event_id"]) for p in payloads])
+
+
+@message_job(jobs.ACTIVITY_EVALUATE_EVENT, "activity", prepare=_read_events)
 async def evaluate_event(
     ctx: dict[str, Any], session: AsyncSession, payload: dict[str, Any]
 ) -> int:

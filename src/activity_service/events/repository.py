@@ -123,6 +123,18 @@ class EventRepository:
         )
         return {e.event_id: e for e in rows}
 
+    async def has_earlier(self, event: Event, types: Sequence[str]) -> bool:
+        """Whether the user has an event of these types before ``event`` (by time, then id:
+        the order the flows are sorted in)."""
+        stmt = select(Event.id).where(
+            Event.tenant_id == event.tenant_id,
+            Event.user_id == event.user_id,
+            Event.type.in_(types),
+            (Event.occurred_at < event.occurred_at)
+            | ((Event.occurred_at == event.occurred_at) & (Event.event_id < event.event_id)),
+        )
+        return (await self.session.scalar(stmt.limit(1))) is not None
+
     async def of_user(
         self,
         tenant_id: str,
