@@ -180,9 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except Exception as exc:
-        from service_kit.errors import is_dependency_unavailable
+        from service_kit.transient import is_unreachable
 
-        if not is_dependency_unavailable(exc):
+        if not is_unreachable(exc):
             raise
         # PostgreSQL or Redis is not there: one line saying so, not a page of traceback.
         print(

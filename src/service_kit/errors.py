@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import logging
-import socket
 from typing import Any
 
-import asyncpg
-import redis.exceptions
 import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service_kit.transient import UNREACHABLE, is_unreachable
 
 log = logging.getLogger(__name__)
 
@@ -90,44 +89,6 @@ class DependencyUnavailable(ProblemError):
 # Seconds a client is asked to wait before retrying a request refused for a dependency.
 DEPENDENCY_RETRY_AFTER_SECONDS = 2
 
-# Errors that mean "PostgreSQL or Redis cannot be reached right now", not "this request is
-# wrong": the socket (refused, reset, timed out, unresolvable host), asyncpg's connection and
-# server-shutdown errors, redis-py's connection errors.
-CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
-    ConnectionError,
-    TimeoutError,
-    socket.gaierror,
-    asyncpg.exceptions.PostgresConnectionError,
-    asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions.AdminShutdownError,
-    asyncpg.exceptions.CrashShutdownError,
-    asyncpg.exceptions.TooManyConnectionsError,
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-    sqlalchemy.exc.TimeoutError,  # no pooled connection came free in time
-)
-
-
-def is_dependency_unavailable(exc: BaseException) -> bool:
-    """True when ``exc`` (or what caused it) is a lost or refused database/Redis connection."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, CONNECTION_ERRORS):
-            return True
-        if isinstance(current, sqlalchemy.exc.DBAPIError) and (
-            current.connection_invalidated or isinstance(current, sqlalchemy.exc.OperationalError)
-        ):
-            return True
-        if isinstance(current, sqlalchemy.exc.DBAPIError) and isinstance(
-            current.orig, BaseException
-        ):
-            if is_dependency_unavailable(current.orig):
-                return True
-        current = current.__cause__ or current.__context__
-    return False
-
 
 def dependency_unavailable_response(exc: BaseException) -> JSONResponse:
     log.warning("dependency unavailable: %s: %s", type(exc).__name__, exc)
@@ -169,7 +130,7 @@ def internal_error_response() -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
-        if not is_dependency_unavailable(exc):
+        if not is_unreachable(exc):
             # Not a connection problem (e.g. an unexpected SQL error): the generic 500 path,
             # which logs it with its traceback.
             raise exc
@@ -177,7 +138,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     # Handled here, inside the application, rather than by the catch-all below: the response
     # is an ordinary one, so the server keeps the client's connection open.
-    for error in (*CONNECTION_ERRORS, sqlalchemy.exc.DBAPIError):
+    for error in (*UNREACHABLE, sqlalchemy.exc.DBAPIError):
         app.add_exception_handler(error, _unavailable)
 
     @app.exception_handler(ProblemError)

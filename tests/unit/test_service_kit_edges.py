@@ -15,7 +15,7 @@ from referral_service.config import ReferralSettings
 from reward_service.config import RewardSettings
 from service_kit.app_factory import create_service_app
 from service_kit.config import ServiceSettings, normalize_database_url
-from service_kit.errors import is_dependency_unavailable
+from service_kit.transient import is_unreachable
 
 
 @pytest.mark.parametrize(
@@ -84,7 +84,7 @@ def _caused_by(exc: BaseException, cause: BaseException) -> BaseException:
     ids=lambda exc: type(exc).__name__,
 )
 def test_connection_level_errors_mean_a_dependency_is_unavailable(exc: BaseException) -> None:
-    assert is_dependency_unavailable(exc)
+    assert is_unreachable(exc)
 
 
 @pytest.mark.parametrize(
@@ -100,7 +100,7 @@ def test_connection_level_errors_mean_a_dependency_is_unavailable(exc: BaseExcep
     ids=lambda exc: type(exc).__name__,
 )
 def test_other_errors_do_not(exc: BaseException) -> None:
-    assert not is_dependency_unavailable(exc)
+    assert not is_unreachable(exc)
 
 
 def _app_raising(exc: BaseException):  # type: ignore[no-untyped-def]
