@@ -83,16 +83,24 @@ def message_job(
 ) -> Callable[[MessageFn], Function]:
     """Register the consumer of outbox messages ``name``: the relay sends up to a hundred
     payloads in one job, which ``fn(ctx, session, payload)`` handles one by one in a single
-    transaction, each in its own savepoint so a bad message cannot undo the others. A
-    transient failure rolls the whole delivery back and retries it (see ``job``).
+    transaction. A transient failure rolls the whole delivery back and retries it (see
+    ``job``). A message failing for good rolls it back too, and the delivery is handled
+    again message by message, each in its own savepoint, so a bad message cannot undo the
+    others (savepoints cost two round trips a message, paid only when one is needed).
 
     ``prepare(ctx, session, payloads)``, if given, runs first: reading what the messages
     need in one query instead of one per message. A job enqueued with a single payload (not
     a list) is handled as a delivery of one."""
 
     def wrap(fn: MessageFn) -> Function:
-        async def handle(ctx: dict[str, Any], payloads: Any) -> dict[str, int]:
-            items = as_list(payloads)
+        async def all_at_once(ctx: dict[str, Any], items: list[dict[str, Any]]) -> None:
+            async with ctx["db"].session() as session:
+                if prepare is not None:
+                    await prepare(ctx, session, items)
+                for payload in items:
+                    await fn(ctx, session, payload)
+
+        async def one_by_one(ctx: dict[str, Any], items: list[dict[str, Any]]) -> list[str]:
             failures: list[str] = []
             async with ctx["db"].session() as session:
                 if prepare is not None:
@@ -108,6 +116,20 @@ def message_job(
                             raise
                         log.exception("%s: message failed: %s", name, _describe(payload))
                         failures.append(f"{_describe(payload)}: {exc!r}")
+            return failures
+
+        async def handle(ctx: dict[str, Any], payloads: Any) -> dict[str, int]:
+            items = as_list(payloads)
+            try:
+                await all_at_once(ctx, items)
+                return {"messages": len(items)}
+            except Retry:
+                raise
+            except Exception as exc:
+                if len(items) == 1 or is_transient(exc):
+                    raise
+                log.info("%s: a message failed (%r); handling them one by one", name, exc)
+            failures = await one_by_one(ctx, items)
             if failures:
                 raise ItemsFailed("; ".join(failures)[:2000])
             return {"messages": len(items)}

@@ -178,7 +178,7 @@ async def create_from_grant(
         prize_id = uuid.UUID(grant.prize_id)
     except ValueError as exc:
         raise NotFound(f"grant {grant.grant_key} names unknown prize {grant.prize_id}") from exc
-    prize = await PrizeRepository.from_session(session).get(grant.tenant_id, prize_id)
+    prize = await _prize_of(session, grant.tenant_id, prize_id)
     if prize is None:
         raise NotFound(f"grant {grant.grant_key} names unknown prize {grant.prize_id}")
     repo = RecordRepository.from_session(session)
@@ -227,7 +227,8 @@ async def create_from_grant(
             session, record, Action.submit, actor=SYSTEM_ACTOR, at=now, queue=not at_once
         )
         if at_once:
-            record = await issue(session, record.id, now) or record
+            # The compare-and-set of the submit holds the row lock until commit.
+            record = await _fulfil_and_mark(session, record, prize, now) or record
     return record
 
 
@@ -330,8 +331,23 @@ async def issue(session: AsyncSession, record_id: uuid.UUID, now: datetime) -> R
     prize = await PrizeRepository.from_session(session).get(record.tenant_id, record.prize_id)
     if prize is None:
         return await fail(session, record, "prize_missing", now)
+    return await _fulfil_and_mark(session, record, prize, now)
+
+
+async def _fulfil_and_mark(
+    session: AsyncSession, record: RewardRecord, prize: Prize, now: datetime
+) -> RewardRecord | None:
     try:
         await fulfil(session, record, prize, now)
     except FulfilmentFailed as failure:
         return await fail(session, record, failure.reason, now)
     return await mark_issued(session, record, now)
+
+
+async def _prize_of(session: AsyncSession, tenant_id: str, prize_id: uuid.UUID) -> Prize | None:
+    """A prize read once per unit of work (a delivery of grants names the same few)."""
+    cache: dict[tuple[str, uuid.UUID], Prize | None] = session.info.setdefault("prizes", {})
+    key = (tenant_id, prize_id)
+    if key not in cache:
+        cache[key] = await PrizeRepository.from_session(session).get(tenant_id, prize_id)
+    return cache[key]
