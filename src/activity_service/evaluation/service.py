@@ -12,12 +12,11 @@ Three entry points, all idempotent through deterministic grant keys:
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,10 +34,8 @@ from activity_service.evaluation.engine import (
     achievement,
     grant_key,
     highest_tiers,
-    in_daily_scope,
     is_real_time_task,
     node_of,
-    settles_in,
     tier_award,
 )
 from activity_service.evaluation.models import Grant
@@ -50,15 +47,17 @@ from activity_service.evaluation.repository import (
 )
 from activity_service.events.models import Event
 from activity_service.events.repository import EventRepository
-from activity_service.progress.flows import CUMULATIVE_TASKS, EVENT_FLOWS, Flow, day_bounds
+from activity_service.progress.flows import CUMULATIVE_TASKS, EVENT_FLOWS, Flow
 from activity_service.progress.repository import DeviceRepository
 from activity_service.tenants.service import TenantContext, tenant_context
 from contracts import jobs
 from contracts.payloads import Grant as GrantPayload
 from contracts.payloads import IssuanceForm, LockUp, Node, NodeCompleted, RecordStatusChanged
-from service_kit.clock import Clock
-from service_kit.db import Database
 from service_kit.outbox import OutboxRepository
+
+if TYPE_CHECKING:
+    from activity_service.evaluation.daily_run import DailyRunResult as DailyRunResult
+    from activity_service.evaluation.daily_run import run_daily as run_daily
 
 log = logging.getLogger(__name__)
 
@@ -721,102 +720,14 @@ async def evaluate_invitee(
 # --------------------------------------------------------------------------- daily run
 
 
-@dataclass
-class DailyRunResult:
-    tenant_id: str
-    day: date
-    done: bool
-    grants: int
+def __getattr__(name: str) -> Any:
+    """``run_daily`` and ``DailyRunResult`` live in ``daily_run`` (set-based), which builds
+    on this module; they are still importable from here."""
+    if name in ("run_daily", "DailyRunResult"):  # imported lazily: daily_run imports this
+        from activity_service.evaluation import daily_run
 
-
-def _types_for(activity: Activity, settle: bool) -> tuple[str, ...]:
-    """Event types whose users the run must look at for this activity."""
-    types: set[str] = set()
-    for rule in (activity.config or {}).get("rules", []):
-        task = TaskType(rule["task"])
-        if task in CUMULATIVE_TASKS:
-            types.update(MONEY_TYPES)
-        elif settle:
-            types.update(ACTION_EVENT_TYPES.get(task, ()))
-    return tuple(sorted(types))
-
-
-async def run_daily(
-    db: Database,
-    tenant_id: str,
-    day: date,
-    clock: Clock,
-    referral: ReferralLookup | None,
-    *,
-    budget_seconds: float | None = None,
-) -> DailyRunResult:
-    """The daily run of ``day`` (a local day of the tenant): cumulative tasks of real-time
-    activities up to the end of that day, and the T+1 settlement of at-end activities that
-    ended by then. Each user is decided in its own transaction, which also saves the run's
-    progress, so a crash midway resumes after the last finished user; running a finished
-    day again grants nothing new (grant keys). Returns done=False when the time budget ran
-    out (the caller continues it)."""
-    started = time.monotonic()
-    async with db.session() as session:
-        run = await EvaluationRepository.from_session(session).start_run(
-            tenant_id, day, clock.now()
-        )
-        progress: dict[str, Any] = dict(run.progress or {})
-        if run.status == "done":
-            return DailyRunResult(tenant_id, day, True, 0)
-        tenant = await tenant_context(session, tenant_id)
-        day_start, day_end = day_bounds(day, tenant.zone)
-        activities = await EvaluationRepository.from_session(session).published(
-            tenant_id, ("basic", "referral"), ending_after=day_start - LOOKBACK
-        )
-    granted = 0
-    for activity in activities:
-        window = window_of(activity)
-        if window is None or progress.get(str(activity.id)) == "done":
-            continue
-        timing = (activity.config or {}).get("timing", "real_time")
-        settle = activity.kind == "basic" and timing == "at_end"
-        if settle and not settles_in(window, day_start, day_end):
-            continue
-        if not settle and not in_daily_scope(window, day_start, day_end):
-            continue
-        types = _types_for(activity, settle)
-        if not types:
-            continue
-        until = window.ends_at if settle else min(day_end, window.ends_at)
-        async with db.session() as session:
-            users = await EventRepository.from_session(session).users_with(
-                tenant_id, types, window.starts_at, until
-            )
-        last = progress.get(str(activity.id))
-        for user_id in users:
-            if last is not None and user_id <= last:
-                continue
-            if budget_seconds is not None and time.monotonic() - started > budget_seconds:
-                return DailyRunResult(tenant_id, day, False, granted)
-            async with db.session() as session:
-                ev = Evaluation(session=session, tenant=tenant, now=clock.now(), referral=referral)
-                facts = await load_facts(session, tenant_id, user_id)
-                if activity.kind == "basic":
-                    await evaluate_basic(
-                        ev, activity, facts, mode="settle" if settle else "daily", until=until
-                    )
-                else:
-                    await evaluate_referral(ev, activity, facts, mode="daily", until=until)
-                progress[str(activity.id)] = user_id
-                await EvaluationRepository.from_session(session).save_progress(
-                    tenant_id, day, progress, len(ev.grants)
-                )
-                granted += len(ev.grants)
-        async with db.session() as session:
-            progress[str(activity.id)] = "done"
-            await EvaluationRepository.from_session(session).save_progress(
-                tenant_id, day, progress, 0
-            )
-    async with db.session() as session:
-        await EvaluationRepository.from_session(session).finish_run(tenant_id, day, clock.now())
-    log.info("daily run %s %s: %d grants", tenant_id, day, granted)
-    return DailyRunResult(tenant_id, day, True, granted)
+        return getattr(daily_run, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --------------------------------------------------------------------------- ledger

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import String, and_, any_, bindparam, or_, select
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from activity_service.db import OutboxMessage
@@ -15,6 +15,9 @@ from activity_service.events.models import Event
 
 FollowUp = tuple[str, str, dict[str, Any], str]
 """(queue, job name, payload, job id) of an outbox message."""
+
+Scope = tuple[Sequence[str], datetime | None, datetime]
+"""Events of these types in [since, until)."""
 
 _INSERT_ONE = """
 WITH ins AS (
@@ -182,3 +185,52 @@ class EventRepository:
             stmt = stmt.where(Event.occurred_at >= since)
         stmt = stmt.distinct().order_by(Event.user_id)
         return list((await self.session.scalars(stmt)).all())
+
+    async def users_in_scopes(
+        self, tenant_id: str, scopes: Sequence[Scope], after: str | None = None
+    ) -> list[str]:
+        """Users with an event in any of the scopes, sorted, after ``after`` if given: the
+        users one pass of the daily run decides (a stable order lets it resume after the
+        last chunk it finished)."""
+        if not scopes:
+            return []
+        matches = []
+        for types, since, until in scopes:
+            match = and_(Event.type.in_(list(types)), Event.occurred_at < until)
+            if since is not None:
+                match = and_(match, Event.occurred_at >= since)
+            matches.append(match)
+        stmt = select(Event.user_id).where(Event.tenant_id == tenant_id, or_(*matches))
+        if after is not None:
+            stmt = stmt.where(Event.user_id > after)
+        stmt = stmt.distinct().order_by(Event.user_id)
+        return list((await self.session.scalars(stmt)).all())
+
+    async def of_users(
+        self, tenant_id: str, user_ids: Sequence[str], types: Sequence[str]
+    ) -> dict[str, list[Any]]:
+        """The events of these types of many users (their whole history), grouped per user,
+        each user's oldest first with ties broken by event id, like ``of_user``. Rows carry
+        ``type``, ``event_id``, ``app_id``, ``occurred_at`` and ``payload``."""
+        if not user_ids:
+            return {}
+        stmt = (
+            select(
+                Event.user_id,
+                Event.type,
+                Event.event_id,
+                Event.app_id,
+                Event.occurred_at,
+                Event.payload,
+            )
+            .where(
+                Event.tenant_id == tenant_id,
+                Event.user_id == any_(bindparam("user_ids", list(user_ids), ARRAY(String))),
+                Event.type.in_(list(types)),
+            )
+            .order_by(Event.user_id, Event.occurred_at, Event.event_id)
+        )
+        grouped: dict[str, list[Any]] = {}
+        for row in (await self.session.execute(stmt)).all():
+            grouped.setdefault(row.user_id, []).append(row)
+        return grouped

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select, tuple_
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import String, any_, bindparam, select, tuple_
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from activity_service.progress.models import Device
@@ -61,3 +62,20 @@ class DeviceRepository:
             .order_by(Device.first_seen_at, Device.first_event_id)
             .limit(1)
         )
+
+    async def first_new_device_logins(
+        self, tenant_id: str, user_ids: Sequence[str]
+    ) -> dict[str, datetime]:
+        """``first_new_device_login`` of many users at once: {user: first seen at}."""
+        if not user_ids:
+            return {}
+        stmt = (
+            select(Device.first_user_id, Device.first_seen_at)
+            .where(
+                Device.tenant_id == tenant_id,
+                Device.first_user_id == any_(bindparam("user_ids", list(user_ids), ARRAY(String))),
+            )
+            .order_by(Device.first_user_id, Device.first_seen_at, Device.first_event_id)
+            .distinct(Device.first_user_id)
+        )
+        return {row[0]: row[1] for row in (await self.session.execute(stmt)).all()}

@@ -108,6 +108,33 @@ class SegmentRepository:
         )
         return bool(await self.session.scalar(stmt))
 
+    async def members_at(
+        self, tenant_id: str, segment_id: uuid.UUID, asked: builtins.list[tuple[str, datetime]]
+    ) -> set[tuple[str, datetime]]:
+        """``is_member_at`` for many (user, snapshot time) pairs in one statement: the pairs
+        whose user was in the segment at that time."""
+        if not asked:
+            return set()
+        rows = await self.session.execute(
+            text(
+                "SELECT p.user_id, p.at "
+                "FROM unnest(CAST(:users AS text[]), CAST(:ats AS timestamptz[])) "
+                "     AS p(user_id, at) "
+                "WHERE EXISTS (SELECT 1 FROM segments s WHERE s.id = :segment_id "
+                "              AND s.tenant_id = :tenant_id) "
+                "AND EXISTS (SELECT 1 FROM segment_members m WHERE m.segment_id = :segment_id "
+                "            AND m.user_id = p.user_id AND m.added_at <= p.at "
+                "            AND (m.removed_at IS NULL OR m.removed_at > p.at))"
+            ),
+            {
+                "users": [user for user, _ in asked],
+                "ats": [at for _, at in asked],
+                "segment_id": segment_id,
+                "tenant_id": tenant_id,
+            },
+        )
+        return {(row[0], row[1]) for row in rows.all()}
+
     async def is_member_now(self, segment_id: uuid.UUID, user_id: str) -> bool:
         m = SegmentMember
         stmt = select(

@@ -7,6 +7,7 @@ from datetime import date
 
 import pytest
 
+from activity_service.evaluation import daily_run
 from activity_service.evaluation import service as evaluation
 from activity_service.evaluation.referral_client import ReferralLookup
 from tests.service.evaluation.steps import (
@@ -341,24 +342,30 @@ async def test_daily_run_resumes_after_a_crash_midway(
         *[money("cash.deposited", u, "2026-12-02T10:00:00+08:00", "20000") for u in users],
     )
     await platform.drain()
-    real = evaluation.evaluate_basic
+    real = daily_run.decide_basic
     seen: list[str] = []
 
-    async def crash_on_third(ev, activity, facts, **kwargs):  # type: ignore[no-untyped-def]
+    def crash_on_third(scope, facts, tenant):  # type: ignore[no-untyped-def]
         seen.append(facts.user_id)
         if len(seen) == 3:
             raise RuntimeError("worker killed")
-        return await real(ev, activity, facts, **kwargs)
+        return real(scope, facts, tenant)
 
-    monkeypatch.setattr(evaluation, "evaluate_basic", crash_on_third)
+    # users are decided in chunks of two, one transaction each: the second chunk dies
+    monkeypatch.setattr(daily_run, "decide_basic", crash_on_third)
     with pytest.raises(RuntimeError):
         await evaluation.run_daily(
-            platform.db("activity"), "tenant-a", date(2026, 12, 2), platform.clock, None
+            platform.db("activity"),
+            "tenant-a",
+            date(2026, 12, 2),
+            platform.clock,
+            None,
+            chunk_size=2,
         )
     assert len(await grants(platform, act["id"])) == 2
-    monkeypatch.setattr(evaluation, "evaluate_basic", real)
+    monkeypatch.setattr(daily_run, "decide_basic", real)
     seen.clear()
-    assert await run_daily(platform, "2026-12-02") == 3  # resumed after the last saved user
+    assert await run_daily(platform, "2026-12-02") == 3  # resumed after the last saved chunk
     assert table(await grants(platform, act["id"]), names) == [(u, "t10k", "t10k") for u in users]
     async with platform.db("activity").session() as session:
         from activity_service.evaluation.repository import EvaluationRepository

@@ -1,0 +1,228 @@
+"""Set-based SQL of the daily run: the grants, cap slots, outcomes and outbox messages of a
+chunk of users, each kind of row written by one multi-row statement. The guarantees are
+those of the per-user statements in ``repository.py``: a grant is unique on its key, a cap
+slot is taken by a conditional upsert, and an outbox message is written only with the grant
+it announces."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+OutcomeRow = tuple[uuid.UUID, str, str, str, str | None]
+"""(activity id, user id, rule id, outcome, detail) of an evaluation outcome."""
+
+_LOCK_USERS = """
+SELECT pg_advisory_xact_lock(hashtextextended(CAST(:tenant_id AS text) || '/' || u.id, 0))
+FROM (SELECT id FROM unnest(CAST(:user_ids AS text[])) WITH ORDINALITY AS t(id, n)
+      ORDER BY n) AS u
+"""
+
+# Reads by user probe the index once per user (a LATERAL subquery kept as such by OFFSET 0),
+# whatever the statistics say: a table filled by the run itself has stale ones, and a join
+# or ``user_id = ANY(…)`` planned for "a few rows" turns quadratic on a big chunk.
+_NEW_USER_REWARDS = """
+SELECT u.id, g.activity_id, g.achieved_at
+FROM unnest(CAST(:user_ids AS text[])) AS u(id)
+CROSS JOIN LATERAL (
+    SELECT activity_id, achieved_at FROM grants
+    WHERE tenant_id = :tenant_id AND user_id = u.id AND new_user_reward OFFSET 0
+) AS g
+"""
+
+_GRANT_KEYS = """
+SELECT g.grant_key
+FROM unnest(CAST(:user_ids AS text[])) AS u(id)
+CROSS JOIN LATERAL (
+    SELECT grant_key FROM grants
+    WHERE tenant_id = :tenant_id AND activity_id = CAST(:activity_id AS uuid) AND user_id = u.id
+    OFFSET 0
+) AS g
+"""
+
+_CLAIM_CAP_SLOTS = """
+INSERT INTO prize_cap_counters AS c (tenant_id, activity_id, user_id, prize_id, count)
+SELECT CAST(:tenant_id AS text), CAST(:activity_id AS uuid), u, CAST(:prize_id AS uuid), 1
+FROM unnest(CAST(:user_ids AS text[])) AS u
+ON CONFLICT (tenant_id, activity_id, user_id, prize_id)
+DO UPDATE SET count = c.count + 1 WHERE c.count < :cap
+RETURNING c.user_id, c.count
+"""
+
+_RELEASE_CAP_SLOTS = """
+UPDATE prize_cap_counters AS c SET count = c.count - r.n
+FROM unnest(CAST(:user_ids AS text[]), CAST(:counts AS int[])) AS r(user_id, n)
+WHERE c.tenant_id = :tenant_id AND c.activity_id = :activity_id AND c.prize_id = :prize_id
+  AND c.user_id = r.user_id
+"""
+
+_INSERT_GRANTS = """
+WITH batch AS (
+    SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(
+        tenant_id text, grant_key text, activity_id uuid, activity_code text,
+        rule_id text, user_id text, counterpart_id text, task text, achieved_at timestamptz,
+        prize_id uuid, source_event_id text, payload jsonb, new_user_reward boolean)
+), inserted AS (
+    INSERT INTO grants (id, tenant_id, grant_key, activity_id, activity_code, rule_id, user_id,
+                        counterpart_id, task, achieved_at, prize_id, source_event_id, payload,
+                        new_user_reward, record_status)
+    SELECT gen_random_uuid(), tenant_id, grant_key, activity_id, activity_code, rule_id, user_id,
+           counterpart_id, task, achieved_at, prize_id, source_event_id, payload,
+           new_user_reward, 'granted'
+    FROM batch
+    ON CONFLICT (tenant_id, grant_key) DO NOTHING
+    RETURNING grant_key, payload
+), messages AS (
+    INSERT INTO outbox_messages (id, queue, job_name, job_id, payload, attempts)
+    SELECT gen_random_uuid(), CAST(:queue AS text), CAST(:job_name AS text), grant_key, payload, 0
+    FROM inserted
+)
+SELECT grant_key FROM inserted
+"""
+
+_RECORD_OUTCOMES = """
+INSERT INTO evaluation_outcomes AS o (tenant_id, activity_id, user_id, rule_id, outcome, detail,
+                                      at)
+SELECT CAST(:tenant_id AS text), r.activity_id, r.user_id, r.rule_id, r.outcome, r.detail,
+       CAST(:at AS timestamptz)
+FROM unnest(CAST(:activity_ids AS uuid[]), CAST(:user_ids AS text[]), CAST(:rule_ids AS text[]),
+            CAST(:outcomes AS text[]), CAST(:details AS text[]))
+     AS r(activity_id, user_id, rule_id, outcome, detail)
+ON CONFLICT (tenant_id, activity_id, user_id, rule_id)
+DO UPDATE SET outcome = excluded.outcome, detail = excluded.detail, at = excluded.at
+"""
+
+
+class DailyRunRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    @classmethod
+    def from_session(cls, session: AsyncSession) -> DailyRunRepository:
+        return cls(session)
+
+    async def plan_each_statement(self) -> None:
+        """Plan this transaction's statements for their actual parameters: a chunk's
+        statements repeat with other arrays, and a generic plan cached for them may guess
+        wrong about how many rows an array brings."""
+        await self.session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+
+    async def lock_users(self, tenant_id: str, user_ids: Sequence[str]) -> None:
+        """``GrantRepository.lock_user`` for many users (the same advisory lock keys), taken
+        in sorted order so two runs locking overlapping sets cannot deadlock."""
+        if user_ids:
+            await self.session.execute(
+                text(_LOCK_USERS), {"tenant_id": tenant_id, "user_ids": sorted(set(user_ids))}
+            )
+
+    async def new_user_rewards(
+        self, tenant_id: str, user_ids: Sequence[str]
+    ) -> list[tuple[str, uuid.UUID, datetime]]:
+        """(user, activity, achieved at) of the users' new-user rewards."""
+        if not user_ids:
+            return []
+        rows = await self.session.execute(
+            text(_NEW_USER_REWARDS), {"tenant_id": tenant_id, "user_ids": list(user_ids)}
+        )
+        return [(row[0], row[1], row[2]) for row in rows.all()]
+
+    async def grant_keys(
+        self, tenant_id: str, activity_id: uuid.UUID, user_ids: Sequence[str]
+    ) -> set[str]:
+        """The keys of the users' grants in the activity."""
+        if not user_ids:
+            return set()
+        rows = await self.session.execute(
+            text(_GRANT_KEYS),
+            {"tenant_id": tenant_id, "activity_id": activity_id, "user_ids": list(user_ids)},
+        )
+        return {row[0] for row in rows.all()}
+
+    async def claim_cap_slots(
+        self,
+        tenant_id: str,
+        activity_id: uuid.UUID,
+        prize_id: uuid.UUID,
+        cap: int,
+        user_ids: Sequence[str],
+    ) -> set[str]:
+        """One slot of the ``cap`` of (activity, user, prize) for each of the (distinct)
+        users: one conditional upsert, row-locked like ``claim_cap_slot``. Returns the users
+        who got a slot."""
+        if not user_ids or cap <= 0:
+            return set()
+        rows = await self.session.execute(
+            text(_CLAIM_CAP_SLOTS),
+            {
+                "tenant_id": tenant_id,
+                "activity_id": activity_id,
+                "prize_id": prize_id,
+                "cap": cap,
+                "user_ids": list(user_ids),
+            },
+        )
+        return {row[0] for row in rows.all() if row[1] <= cap}
+
+    async def release_cap_slots(
+        self,
+        tenant_id: str,
+        activity_id: uuid.UUID,
+        prize_id: uuid.UUID,
+        counts: Mapping[str, int],
+    ) -> None:
+        """Give back slots taken in this transaction for grants that were not inserted."""
+        if not counts:
+            return
+        await self.session.execute(
+            text(_RELEASE_CAP_SLOTS),
+            {
+                "tenant_id": tenant_id,
+                "activity_id": activity_id,
+                "prize_id": prize_id,
+                "user_ids": list(counts),
+                "counts": list(counts.values()),
+            },
+        )
+
+    async def insert_grants(
+        self, rows: Sequence[Mapping[str, Any]], queue: str, job_name: str
+    ) -> set[str]:
+        """Insert the grants whose keys are new, each with its outbox message (job id = grant
+        key, payload = the grant's payload), in one statement. Rows are JSON-ready (ids and
+        times as strings). Returns the keys inserted."""
+        if not rows:
+            return set()
+        result = await self.session.execute(
+            text(_INSERT_GRANTS),
+            {
+                "rows": json.dumps(list(rows), separators=(",", ":")),
+                "queue": queue,
+                "job_name": job_name,
+            },
+        )
+        return {row[0] for row in result.all()}
+
+    async def record_outcomes(
+        self, tenant_id: str, outcomes: Sequence[OutcomeRow], at: datetime
+    ) -> None:
+        """The latest outcome per (activity, user, rule); one row per key in ``outcomes``."""
+        if not outcomes:
+            return
+        await self.session.execute(
+            text(_RECORD_OUTCOMES),
+            {
+                "tenant_id": tenant_id,
+                "at": at,
+                "activity_ids": [o[0] for o in outcomes],
+                "user_ids": [o[1] for o in outcomes],
+                "rule_ids": [o[2] for o in outcomes],
+                "outcomes": [o[3] for o in outcomes],
+                "details": [(o[4] or "")[:500] or None for o in outcomes],
+            },
+        )

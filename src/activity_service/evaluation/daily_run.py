@@ -1,0 +1,684 @@
+"""The daily run of a tenant's local day (SPEC §1.5), deciding users in sets.
+
+The run decides the cumulative amount tasks of real-time activities up to the end of the day
+(each tier once) and settles at-end activities that ended by then at T+1 (the highest tier
+only). It works in *passes* over the users with events in scope, sorted by user id and cut
+into chunks; one chunk is one transaction:
+
+- the events of all users of the chunk are read by one query (and their first new-device
+  logins by another, only when a download task is settled), and turned into ``UserFacts``;
+- every basic activity of the pass is decided for them by the same pure rules the real-time
+  path uses (``engine.achievement`` / ``highest_tiers``), activity after activity in
+  publication order, so each user sees the decisions in the order the per-user run made them;
+- segment membership and the new/old-user attribute are checked per chunk (one membership
+  query per activity; the users' advisory locks and their new-user rewards once), and the
+  grants, cap slots, outbox messages and outcomes are written by multi-row statements
+  (``daily_repository.py``): grants unique on their deterministic keys, cap slots by a
+  conditional upsert, a lost race giving its slot back;
+- the pass's cursor (the last user of the chunk) is saved in ``daily_runs.progress`` in the
+  same transaction, so a crash resumes after the last finished chunk, and re-running a done
+  day grants nothing (grant keys).
+
+All basic activities in scope share one pass, so each user's facts are read once per run.
+Referral activities keep a pass each (their inviter counters and the one regular activity per
+inviter depend on the order invitees are decided in, activity after activity) and decide each
+invitee with ``service.evaluate_referral``, which asks referral_service for the effective
+inviter of users who reached a task; chunks of them are smaller, since they call out.
+
+``progress`` holds ``{"passes": [{"activities": [ids], "after": user | null, "done": bool}]}``;
+an activity that comes into scope while a run is under way gets a pass of its own. Progress
+saved per activity by earlier versions (``{activity id: last user | "done"}``) is read as one
+pass per activity.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from activity_service.activities.models import Activity
+from activity_service.activities.rules import TaskType
+from activity_service.evaluation import service
+from activity_service.evaluation.daily_repository import DailyRunRepository
+from activity_service.evaluation.engine import (
+    LOOKBACK,
+    Achievement,
+    Certification,
+    MissingRate,
+    UserFacts,
+    Window,
+    achievement,
+    grant_key,
+    highest_tiers,
+    in_daily_scope,
+    settles_in,
+)
+from activity_service.evaluation.referral_client import ReferralLookup
+from activity_service.evaluation.repository import EvaluationRepository
+from activity_service.evaluation.service import (
+    ACTION_EVENT_TYPES,
+    FACT_TYPES,
+    MONEY_TYPES,
+    _activity_name,
+    _caps,
+    _decimal,
+    window_of,
+)
+from activity_service.events.repository import EventRepository
+from activity_service.progress.flows import CUMULATIVE_TASKS, EVENT_FLOWS, Flow, day_bounds
+from activity_service.progress.repository import DeviceRepository
+from activity_service.segments.repository import SegmentRepository
+from activity_service.segments.snapshot import snapshot_at
+from activity_service.tenants.service import TenantContext, tenant_context
+from contracts import jobs
+from contracts.payloads import Grant as GrantPayload
+from contracts.payloads import IssuanceForm, LockUp
+from service_kit.clock import Clock
+from service_kit.db import Database
+
+log = logging.getLogger(__name__)
+
+CHUNK_SIZE = 1000
+"""Users per transaction of a basic pass (also bounds the advisory locks one chunk holds)."""
+REFERRAL_CHUNK_SIZE = 100
+"""Users per transaction of a referral pass: it calls referral_service inside."""
+
+
+@dataclass
+class DailyRunResult:
+    tenant_id: str
+    day: date
+    done: bool
+    grants: int
+
+
+# --------------------------------------------------------------------------- scope
+
+
+@dataclass(frozen=True)
+class Scope:
+    """An activity as one day's run decides it."""
+
+    activity: Activity
+    window: Window
+    settle: bool  # an at-end basic activity settled at T+1, else cumulative tasks to `until`
+    until: datetime
+    types: frozenset[str]  # the event types that bring a user into the run
+    rules: tuple[dict[str, Any], ...]
+
+    @property
+    def id(self) -> str:
+        return str(self.activity.id)
+
+    @property
+    def referral(self) -> bool:
+        return self.activity.kind == "referral"
+
+    def covers(self, events: Iterable[Any]) -> bool:
+        """Does the user have an event that brings them into this activity's run?"""
+        since, until, types = self.window.starts_at, self.until, self.types
+        return any(e.type in types and since <= e.occurred_at < until for e in events)
+
+    @property
+    def needs_devices(self) -> bool:
+        return self.settle and any(r["task"] == TaskType.download.value for r in self.rules)
+
+
+def _types_for(activity: Activity, settle: bool) -> frozenset[str]:
+    """Event types whose users the run must look at for this activity."""
+    types: set[str] = set()
+    for rule in (activity.config or {}).get("rules", []):
+        task = TaskType(rule["task"])
+        if task in CUMULATIVE_TASKS:
+            types.update(MONEY_TYPES)
+        elif settle:
+            types.update(ACTION_EVENT_TYPES.get(task, ()))
+    return frozenset(types)
+
+
+def scopes_of(
+    activities: Sequence[Activity], day_start: datetime, day_end: datetime
+) -> list[Scope]:
+    """The activities the run of [day_start, day_end) decides, in publication order."""
+    scopes = []
+    for activity in activities:
+        window = window_of(activity)
+        if window is None:
+            continue
+        timing = (activity.config or {}).get("timing", "real_time")
+        settle = activity.kind == "basic" and timing == "at_end"
+        if settle and not settles_in(window, day_start, day_end):
+            continue
+        if not settle and not in_daily_scope(window, day_start, day_end):
+            continue
+        if activity.kind == "basic" and not settle and timing != "real_time":
+            continue  # decides nothing daily
+        types = _types_for(activity, settle)
+        if not types:
+            continue
+        until = window.ends_at if settle else min(day_end, window.ends_at)
+        rules = tuple((activity.config or {}).get("rules", []))
+        scopes.append(Scope(activity, window, settle, until, types, rules))
+    return scopes
+
+
+# --------------------------------------------------------------------------- facts
+
+
+def facts_of(
+    user_id: str, events: Sequence[Any], new_device_login_at: datetime | None
+) -> UserFacts:
+    """``service.load_facts`` from already loaded events (oldest first)."""
+    facts = UserFacts(user_id=user_id)
+    for event in events:
+        if event.type == "user.registered" and facts.registered_at is None:
+            facts.registered_at = event.occurred_at
+            facts.app_id = event.app_id
+        elif event.type == "account.opened" and facts.opened_at is None:
+            facts.opened_at = event.occurred_at
+        elif event.type == "enterprise.certified":
+            facts.certifications.append(
+                Certification(
+                    event.occurred_at,
+                    event.event_id,
+                    str(event.payload.get("enterprise_id")),
+                    event.payload.get("enterprise_name"),
+                )
+            )
+        elif event.type in EVENT_FLOWS:
+            facts.flows.append(
+                Flow(
+                    event.occurred_at,
+                    event.event_id,
+                    EVENT_FLOWS[event.type],
+                    _decimal(event.payload["amount"]),
+                    event.payload["currency"],
+                )
+            )
+        if facts.app_id is None:
+            facts.app_id = event.app_id
+    facts.new_device_login_at = new_device_login_at
+    return facts
+
+
+# --------------------------------------------------------------------------- pure decisions
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A rule the user completed: a grant unless eligibility, the key or the cap refuse."""
+
+    rule: dict[str, Any]
+    done: Achievement
+    period: str
+
+
+@dataclass
+class Decision:
+    """What the rules say of one user in one basic activity, before anything is written."""
+
+    outcomes: list[tuple[str, str, str | None]] = field(default_factory=list)
+    candidates: list[Candidate] = field(default_factory=list)
+
+
+def decide_basic(scope: Scope, facts: UserFacts, tenant: TenantContext) -> Decision:
+    """``service.evaluate_basic`` in "daily" or "settle" mode, without its writes."""
+    decision = Decision()
+    window = scope.window
+    rules = list(scope.rules)
+    period = "end" if scope.settle else "once"
+    for rule in rules:
+        cumulative = TaskType(rule["task"]) in CUMULATIVE_TASKS
+        if cumulative == scope.settle:
+            continue  # daily: cumulative tasks only; settle: those below, highest tier only
+        try:
+            done = achievement(
+                rule, facts, window, zone=tenant.zone, rates=tenant.rates, until=scope.until
+            )
+        except MissingRate as exc:
+            decision.outcomes.append((rule["id"], "no_fx_rate", str(exc)))
+            continue
+        if done is None:
+            decision.outcomes.append((rule["id"], "task_not_completed", None))
+            continue
+        decision.candidates.append(Candidate(rule, done, period))
+    if scope.settle:
+        try:
+            tiers = highest_tiers(rules, facts, window, tenant.rates, tenant.base_currency)
+        except MissingRate as exc:
+            decision.outcomes.append(("*", "no_fx_rate", str(exc)))
+            return decision
+        for rule, last_at, value in tiers:
+            done = Achievement(TaskType(rule["task"]), last_at, value)
+            decision.candidates.append(Candidate(rule, done, "end"))
+    return decision
+
+
+class _Payloads:
+    """Grant payloads (the ``reward.create_from_grant`` contract) of one activity: validated
+    once per rule, then copied with each grant's own values."""
+
+    def __init__(self, activity: Activity) -> None:
+        self.activity = activity
+        self.templates: dict[str, GrantPayload] = {}
+
+    def row(
+        self, key: str, user_id: str, app_id: str | None, candidate: Candidate
+    ) -> dict[str, Any]:
+        activity, rule, done = self.activity, candidate.rule, candidate.done
+        template = self.templates.get(rule["id"])
+        if template is None:
+            lock_up = rule.get("lock_up")
+            template = GrantPayload(
+                tenant_id=activity.tenant_id,
+                grant_key=key,
+                activity_code=activity.activity_code,
+                activity_name=_activity_name(activity),
+                rule_id=rule["id"],
+                user_id=user_id,
+                counterpart_id=None,
+                task=done.task.value,
+                achieved_at=done.achieved_at,
+                prize_id=str(rule["prize_id"]),
+                issuance_form=IssuanceForm(activity.issuance_form),
+                lock_up=LockUp.model_validate(lock_up) if lock_up else None,
+            )
+            self.templates[rule["id"]] = template
+        payload = template.model_copy(
+            update={
+                "grant_key": key,
+                "user_id": user_id,
+                "app_id": app_id,
+                "task": done.task.value,
+                "achieved_at": done.achieved_at,
+                "enterprise_name": done.enterprise_name,
+            }
+        ).model_dump(mode="json")
+        return {
+            "tenant_id": activity.tenant_id,
+            "grant_key": key,
+            "activity_id": str(activity.id),
+            "activity_code": activity.activity_code,
+            "rule_id": rule["id"],
+            "user_id": user_id,
+            "counterpart_id": None,
+            "task": done.task.value,
+            "achieved_at": done.achieved_at.isoformat(),
+            "prize_id": str(rule["prize_id"]),
+            "source_event_id": None,
+            "payload": payload,
+            "new_user_reward": activity.kind == "basic" and activity.attribute == "new_user",
+        }
+
+
+# --------------------------------------------------------------------------- a chunk
+
+
+class _BasicChunk:
+    """The basic activities of a pass decided for one chunk of users, in one transaction."""
+
+    def __init__(self, session: AsyncSession, tenant: TenantContext, now: datetime) -> None:
+        self.session = session
+        self.tenant = tenant
+        self.now = now
+        self.repo = DailyRunRepository.from_session(session)
+        self.outcomes: dict[tuple[uuid.UUID, str, str], tuple[str, str | None]] = {}
+        # New-user rewards (activity, achieved at) of the users whose attribute is checked.
+        self.new_user_rewards: dict[str, list[tuple[uuid.UUID, datetime]]] = {}
+        self.granted = 0
+
+    def outcome(
+        self, activity: Activity, user_id: str, rule_id: str, outcome: str, detail: str | None
+    ) -> None:
+        self.outcomes[(activity.id, user_id, rule_id)] = (outcome, detail)
+
+    async def run(self, prepared: _Prepared) -> None:
+        decided, facts = prepared.decided, prepared.facts
+        # Users who may get a reward of a new/old-user activity: locked (as the real-time
+        # path locks one user) before their new-user rewards are read.
+        checked = sorted(
+            {
+                user
+                for scope, per_user in decided
+                if scope.activity.attribute in ("new_user", "old_user")
+                for user, decision in per_user
+                if decision.candidates
+            }
+        )
+        if checked:
+            await self.repo.lock_users(self.tenant.tenant_id, checked)
+            self.new_user_rewards = {user: [] for user in checked}
+            for user, activity_id, at in await self.repo.new_user_rewards(
+                self.tenant.tenant_id, checked
+            ):
+                self.new_user_rewards[user].append((activity_id, at))
+        for scope, per_user in decided:
+            await self.apply(scope, per_user, facts)
+        await self.repo.record_outcomes(
+            self.tenant.tenant_id,
+            # in key order, so two runs racing on the same users lock rows in one order
+            [(a, u, r, o, d) for (a, u, r), (o, d) in sorted(self.outcomes.items())],
+            self.now,
+        )
+
+    def _had_new_user_reward(
+        self, user_id: str, activity: Activity, at: datetime, *, inclusive: bool
+    ) -> bool:
+        return any(
+            other != activity.id and (when <= at if inclusive else when < at)
+            for other, when in self.new_user_rewards.get(user_id, ())
+        )
+
+    async def _eligible(
+        self, activity: Activity, pending: list[tuple[str, Candidate]]
+    ) -> list[tuple[str, Candidate]]:
+        """``service._basic_eligibility`` for a whole activity's candidates."""
+        if activity.segment_id is not None and pending:
+            refresh = activity.segment_refresh or "5m"
+            asked = {
+                (user, snapshot_at(c.done.achieved_at, refresh, self.tenant.zone))
+                for user, c in pending
+            }
+            members = await SegmentRepository.from_session(self.session).members_at(
+                self.tenant.tenant_id, activity.segment_id, sorted(asked)
+            )
+            kept = []
+            for user, c in pending:
+                if (user, snapshot_at(c.done.achieved_at, refresh, self.tenant.zone)) in members:
+                    kept.append((user, c))
+                else:
+                    self.outcome(activity, user, c.rule["id"], "not_in_segment", None)
+            pending = kept
+        attribute = activity.attribute or "unlimited"
+        if attribute not in ("new_user", "old_user"):
+            return pending
+        kept = []
+        for user, c in pending:
+            had = self._had_new_user_reward(
+                user, activity, c.done.achieved_at, inclusive=attribute == "new_user"
+            )
+            if attribute == "new_user" and had:
+                self.outcome(activity, user, c.rule["id"], "not_new_user", None)
+            elif attribute == "old_user" and not had:
+                self.outcome(activity, user, c.rule["id"], "not_old_user", None)
+            else:
+                kept.append((user, c))
+        return kept
+
+    async def apply(
+        self, scope: Scope, per_user: list[tuple[str, Decision]], facts: dict[str, UserFacts]
+    ) -> None:
+        """Write one activity's decisions for the chunk: ``write_grant`` in sets."""
+        activity, tenant_id = scope.activity, self.tenant.tenant_id
+        pending: list[tuple[str, Candidate]] = []
+        for user, decision in per_user:
+            for rule_id, outcome, detail in decision.outcomes:
+                self.outcome(activity, user, rule_id, outcome, detail)
+            pending.extend((user, c) for c in decision.candidates)
+        if not pending:
+            return
+        pending = await self._eligible(activity, pending)
+        keyed = [
+            (grant_key(str(activity.id), c.rule["id"], user, None, c.period), user, c)
+            for user, c in pending
+        ]
+        existing = await self.repo.grant_keys(
+            tenant_id, activity.id, sorted({user for _, user, _ in keyed})
+        )
+        fresh: dict[str, tuple[str, Candidate]] = {}
+        for key, user, c in keyed:
+            if key not in existing and key not in fresh:  # already granted: nothing to record
+                fresh[key] = (user, c)
+        caps = _caps(activity)
+        slots = await self._claim_slots(activity, caps, fresh)
+        payloads = _Payloads(activity)
+        rows = [payloads.row(key, user, facts[user].app_id, c) for key, (user, c) in fresh.items()]
+        inserted = await self.repo.insert_grants(rows, "reward", jobs.REWARD_CREATE_FROM_GRANT)
+        lost: dict[str, Counter[str]] = {}
+        for key, (user, c) in fresh.items():
+            prize_id = str(c.rule["prize_id"])
+            if key in inserted:
+                self.granted += 1
+                self.outcome(activity, user, c.rule["id"], "granted", key)
+                if activity.attribute == "new_user" and user in self.new_user_rewards:
+                    self.new_user_rewards[user].append((activity.id, c.done.achieved_at))
+                continue
+            # A concurrent evaluation inserted it first: give its cap slot back.
+            if key in slots:
+                lost.setdefault(prize_id, Counter())[user] += 1
+            self.outcome(
+                activity,
+                user,
+                c.rule["id"],
+                "already_granted",
+                f"prize {prize_id} cap {caps.get(prize_id)}",
+            )
+        for prize_id, counts in lost.items():
+            await self.repo.release_cap_slots(tenant_id, activity.id, uuid.UUID(prize_id), counts)
+
+    async def _claim_slots(
+        self,
+        activity: Activity,
+        caps: dict[str, int],
+        fresh: dict[str, tuple[str, Candidate]],
+    ) -> set[str]:
+        """Take a cap slot for each capped candidate, in rule order per user: round n asks
+        every user's n-th slot of a prize with one conditional upsert. Candidates refused
+        are removed from ``fresh`` with a ``cap_reached`` outcome; returns the keys that
+        hold a slot."""
+        asks: dict[str, dict[str, list[str]]] = {}
+        for key, (user, c) in fresh.items():
+            prize_id = str(c.rule["prize_id"])
+            if prize_id in caps:
+                asks.setdefault(prize_id, {}).setdefault(user, []).append(key)
+        held: set[str] = set()
+        for prize_id, per_user in asks.items():
+            cap = caps[prize_id]
+            waiting = dict(per_user)
+            round_ = 0
+            while waiting:
+                taken = await self.repo.claim_cap_slots(
+                    self.tenant.tenant_id, activity.id, uuid.UUID(prize_id), cap, list(waiting)
+                )
+                for user, keys in list(waiting.items()):
+                    if user in taken:
+                        held.add(keys[round_])
+                        if len(keys) == round_ + 1:
+                            del waiting[user]
+                        continue
+                    # the cap is reached: this and every later ask of the user are refused
+                    for key in keys[round_:]:
+                        _, c = fresh.pop(key)
+                        self.outcome(
+                            activity,
+                            user,
+                            c.rule["id"],
+                            "cap_reached",
+                            f"prize {prize_id} cap {cap}",
+                        )
+                    del waiting[user]
+                round_ += 1
+        return held
+
+
+@dataclass
+class _Prepared:
+    """A chunk read and decided by the pure rules; nothing of it is written yet."""
+
+    users: list[str]
+    events: dict[str, list[Any]]
+    facts: dict[str, UserFacts]
+    decided: list[tuple[Scope, list[tuple[str, Decision]]]]
+
+
+async def _prepare(
+    db: Database, tenant: TenantContext, scopes: Sequence[Scope], users: list[str]
+) -> _Prepared:
+    """Read the chunk's facts (events, and first new-device logins when a download task is
+    settled) and decide its basic activities. Only reads, in a transaction of its own, so
+    the next chunk is prepared while the current one is written: events are never changed,
+    and everything that depends on what the run writes is decided when writing."""
+    async with db.session() as session:
+        events = await EventRepository.from_session(session).of_users(
+            tenant.tenant_id, users, FACT_TYPES
+        )
+        first_logins = (
+            await DeviceRepository.from_session(session).first_new_device_logins(
+                tenant.tenant_id, users
+            )
+            if any(s.needs_devices for s in scopes)
+            else {}
+        )
+    facts = {u: facts_of(u, events.get(u, []), first_logins.get(u)) for u in users}
+    decided = [
+        (
+            scope,
+            [
+                (user, decide_basic(scope, facts[user], tenant))
+                for user in users
+                if scope.covers(events.get(user, ()))
+            ],
+        )
+        for scope in scopes
+        if not scope.referral
+    ]
+    return _Prepared(users, events, facts, decided)
+
+
+async def _write(
+    session: AsyncSession,
+    tenant: TenantContext,
+    scopes: Sequence[Scope],
+    prepared: _Prepared,
+    now: datetime,
+    referral: ReferralLookup | None,
+) -> int:
+    """Write a prepared chunk's decisions (referral activities are decided here, per
+    invitee); returns the grants made."""
+    await DailyRunRepository.from_session(session).plan_each_statement()
+    granted = 0
+    if prepared.decided:
+        chunk = _BasicChunk(session, tenant, now)
+        await chunk.run(prepared)
+        granted += chunk.granted
+    for scope in scopes:
+        if not scope.referral:
+            continue
+        ev = service.Evaluation(session=session, tenant=tenant, now=now, referral=referral)
+        for user in prepared.users:
+            if scope.covers(prepared.events.get(user, ())):
+                await service.evaluate_referral(
+                    ev, scope.activity, prepared.facts[user], mode="daily", until=scope.until
+                )
+        granted += len(ev.grants)
+    return granted
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def _passes(progress: dict[str, Any], scopes: Sequence[Scope]) -> list[dict[str, Any]]:
+    """The run's passes, adding one for activities in scope that none covers yet."""
+    passes: list[dict[str, Any]] = progress.setdefault("passes", [])
+    for key in [k for k in progress if k != "passes"]:  # saved per activity
+        value = progress.pop(key)
+        passes.append(
+            {
+                "activities": [key],
+                "after": None if value == "done" else value,
+                "done": value == "done",
+            }
+        )
+    covered = {a for p in passes for a in p["activities"]}
+    basic = [s.id for s in scopes if not s.referral and s.id not in covered]
+    if basic:
+        passes.append({"activities": basic, "after": None, "done": False})
+    for scope in scopes:
+        if scope.referral and scope.id not in covered:
+            passes.append({"activities": [scope.id], "after": None, "done": False})
+    return passes
+
+
+async def run_daily(
+    db: Database,
+    tenant_id: str,
+    day: date,
+    clock: Clock,
+    referral: ReferralLookup | None,
+    *,
+    budget_seconds: float | None = None,
+    chunk_size: int = CHUNK_SIZE,
+) -> DailyRunResult:
+    """The daily run of ``day`` (a local day of the tenant), resumable from its saved
+    progress. Returns done=False when the time budget ran out (the caller continues it); at
+    least one chunk is decided per call, so a continuation always makes progress."""
+    started = time.monotonic()
+    async with db.session() as session:
+        repo = EvaluationRepository.from_session(session)
+        run = await repo.start_run(tenant_id, day, clock.now())
+        if run.status == "done":
+            return DailyRunResult(tenant_id, day, True, 0)
+        progress: dict[str, Any] = dict(run.progress or {})
+        tenant = await tenant_context(session, tenant_id)
+        day_start, day_end = day_bounds(day, tenant.zone)
+        activities = await repo.published(
+            tenant_id, ("basic", "referral"), ending_after=day_start - LOOKBACK
+        )
+    scopes = scopes_of(activities, day_start, day_end)
+    by_id = {s.id: s for s in scopes}
+    granted = 0
+    for pass_ in _passes(progress, scopes):
+        if pass_["done"]:
+            continue
+        in_pass = [by_id[a] for a in pass_["activities"] if a in by_id]
+        async with db.session() as session:
+            users = await EventRepository.from_session(session).users_in_scopes(
+                tenant_id,
+                [(sorted(s.types), s.window.starts_at, s.until) for s in in_pass],
+                after=pass_["after"],
+            )
+        size = REFERRAL_CHUNK_SIZE if any(s.referral for s in in_pass) else chunk_size
+        size = max(1, min(size, CHUNK_SIZE))
+        if not users:
+            pass_["done"] = True
+            async with db.session() as session:
+                await EvaluationRepository.from_session(session).save_progress(
+                    tenant_id, day, progress, 0
+                )
+            continue
+        chunks = [users[i : i + size] for i in range(0, len(users), size)]
+        upcoming = asyncio.create_task(_prepare(db, tenant, in_pass, chunks[0]))
+        try:
+            for index, chunk in enumerate(chunks):
+                prepared = await upcoming
+                if index + 1 < len(chunks):
+                    upcoming = asyncio.create_task(_prepare(db, tenant, in_pass, chunks[index + 1]))
+                async with db.session() as session:
+                    made = await _write(session, tenant, in_pass, prepared, clock.now(), referral)
+                    pass_["after"] = chunk[-1]
+                    pass_["done"] = index + 1 == len(chunks)
+                    await EvaluationRepository.from_session(session).save_progress(
+                        tenant_id, day, progress, made
+                    )
+                granted += made
+                over = budget_seconds is not None and time.monotonic() - started > budget_seconds
+                if over and not all(p["done"] for p in progress["passes"]):
+                    return DailyRunResult(tenant_id, day, False, granted)
+        finally:  # a chunk prepared but not to be written (budget spent, or a failure)
+            upcoming.cancel()
+            await asyncio.wait([upcoming])
+            if not upcoming.cancelled():
+                upcoming.exception()  # retrieved: only the chunk being written reports
+    async with db.session() as session:
+        await EvaluationRepository.from_session(session).finish_run(tenant_id, day, clock.now())
+    log.info("daily run %s %s: %d grants", tenant_id, day, granted)
+    return DailyRunResult(tenant_id, day, True, granted)

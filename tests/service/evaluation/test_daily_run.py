@@ -1,0 +1,319 @@
+"""The daily run decides users in chunks: a crash or a spent time budget resumes after the
+last finished chunk and grants each user once; basic activities share one pass over the
+users' facts, with segments, new-user attributes and caps applied per chunk; two runs of
+the same day racing grant nothing twice."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, text
+
+from activity_service.evaluation import daily_run
+from activity_service.evaluation.models import Grant, PrizeCapCounter
+from activity_service.evaluation.repository import EvaluationRepository
+from activity_service.events.repository import EventRepository
+from contracts import jobs
+from tests.service.evaluation.steps import activity, explain, grants, money, post, prizes, table
+from tests.service.harness import Platform
+
+DAY = date(2026, 12, 2)
+
+_SEED = """
+INSERT INTO events (id, tenant_id, event_id, type, user_id, app_id, occurred_at, payload,
+                    received_by)
+SELECT gen_random_uuid(), 'tenant-a', 'dep-' || g, 'cash.deposited',
+       'u' || lpad(g::text, 5, '0'), 'broker-app', CAST(:at AS timestamptz),
+       jsonb_build_object('amount', CAST(:amount AS text), 'currency', 'HKD'), 'test'
+FROM generate_series(0, CAST(:users AS int) - 1) AS g
+"""
+
+
+async def seed_deposits(platform: Platform, users: int, amount: str = "20000") -> list[str]:
+    """``users`` users with one deposit on DAY, stored directly (no per-event jobs)."""
+    async with platform.db("activity").session() as session:
+        await session.execute(
+            text(_SEED),
+            {
+                "at": datetime.fromisoformat("2026-12-02T10:00:00+08:00"),
+                "amount": amount,
+                "users": users,
+            },
+        )
+    return [f"u{n:05d}" for n in range(users)]
+
+
+async def deposit_activity(platform: Platform, cap: bool = False) -> dict[str, Any]:
+    (prize,) = await prizes(platform, 1)
+    body: dict[str, Any] = {
+        "kind": "basic",
+        "rules": [
+            {
+                "id": "d10k",
+                "task": "deposit_reached",
+                "threshold": "10000",
+                "currency": "HKD",
+                "prize_id": prize,
+            },
+            {
+                "id": "d15k",
+                "task": "deposit_reached",
+                "threshold": "15000",
+                "currency": "HKD",
+                "prize_id": prize,
+            },
+        ],
+    }
+    created = await activity(platform, body)
+    if cap:
+        await cap_prize(platform, created["id"], prize, 1)
+    return created
+
+
+async def cap_prize(platform: Platform, activity_id: str, prize_id: str, cap: int) -> None:
+    """A per-user cap on a prize, written into the stored config (the API offers prize
+    settings on referral activities only; the grant writer honours them for any kind)."""
+    limits = [{"prize_id": prize_id, "max_per_user": cap}]
+    async with platform.db("activity").session() as session:
+        await session.execute(
+            text(
+                "UPDATE activities SET config = jsonb_set(config, '{prize_limits}', "
+                "CAST(:limits AS jsonb)) WHERE id = :id"
+            ),
+            {"limits": json.dumps(limits), "id": uuid.UUID(activity_id)},
+        )
+
+
+async def stored(platform: Platform, activity_id: str) -> tuple[int, int, int]:
+    """(grants, distinct (user, rule), outbox messages announcing them)."""
+    async with platform.db("activity").session() as session:
+        act = uuid.UUID(activity_id)
+        count = await session.scalar(
+            select(func.count()).select_from(Grant).where(Grant.activity_id == act)
+        )
+        pairs = await session.scalar(
+            select(func.count()).select_from(
+                select(Grant.user_id, Grant.rule_id)
+                .where(Grant.activity_id == act)
+                .distinct()
+                .subquery()
+            )
+        )
+        messages = await session.scalar(
+            text(
+                "SELECT count(DISTINCT m.job_id) FROM outbox_messages m "
+                "JOIN grants g ON g.grant_key = m.job_id "
+                "WHERE m.job_name = :job AND g.activity_id = :act"
+            ),
+            {"job": jobs.REWARD_CREATE_FROM_GRANT, "act": act},
+        )
+    return int(count or 0), int(pairs or 0), int(messages or 0)
+
+
+async def progress(platform: Platform) -> tuple[str | None, dict[str, Any], int]:
+    async with platform.db("activity").session() as session:
+        run = await EvaluationRepository.from_session(session).get_run("tenant-a", DAY)
+        assert run is not None
+        return run.status, dict(run.progress), run.grants
+
+
+async def test_crash_and_budget_resume_after_the_last_chunk(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    act = await deposit_activity(platform)
+    users = await seed_deposits(platform, 3000)
+    real = daily_run.decide_basic
+    calls = 0
+
+    def crash_in_third_chunk(scope, facts, tenant):  # type: ignore[no-untyped-def]
+        nonlocal calls
+        calls += 1
+        if calls == 1200:
+            raise RuntimeError("worker killed")
+        return real(scope, facts, tenant)
+
+    monkeypatch.setattr(daily_run, "decide_basic", crash_in_third_chunk)
+    with pytest.raises(RuntimeError):
+        await daily_run.run_daily(
+            platform.db("activity"), "tenant-a", DAY, platform.clock, None, chunk_size=500
+        )
+    # two chunks of 500 were written, each with its cursor; the third rolled back
+    assert await stored(platform, act["id"]) == (2000, 2000, 2000)
+    status, saved, count = await progress(platform)
+    assert status == "running" and count == 2000
+    assert saved["passes"] == [{"activities": [act["id"]], "after": users[999], "done": False}]
+
+    monkeypatch.setattr(daily_run, "decide_basic", real)
+    parts = []
+    while True:  # as the job does: a spent budget ends the part, the next one continues
+        result = await daily_run.run_daily(
+            platform.db("activity"),
+            "tenant-a",
+            DAY,
+            platform.clock,
+            None,
+            budget_seconds=0,
+            chunk_size=500,
+        )
+        parts.append(result.grants)
+        if result.done:
+            break
+    assert parts == [1000, 1000, 1000, 1000]  # one chunk of 500 users (2 tiers) per part
+    assert await stored(platform, act["id"]) == (6000, 6000, 6000)
+    status, saved, count = await progress(platform)
+    assert status == "done" and count == 6000
+    assert saved["passes"][0]["done"] and saved["passes"][0]["after"] == users[-1]
+
+    # a done day is not run again; deciding it again from scratch grants nothing
+    again = await daily_run.run_daily(
+        platform.db("activity"), "tenant-a", DAY, platform.clock, None
+    )
+    assert again.done and again.grants == 0
+    async with platform.db("activity").session() as session:
+        await session.execute(text("DELETE FROM daily_runs"))
+    redo = await daily_run.run_daily(
+        platform.db("activity"), "tenant-a", DAY, platform.clock, None, chunk_size=700
+    )
+    assert redo.done and redo.grants == 0
+    assert await stored(platform, act["id"]) == (6000, 6000, 6000)
+
+
+async def test_activities_share_one_pass_with_segments_attributes_and_caps(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    p_a, p_b, p_c = await prizes(platform, 3)
+    segment = await platform.activity.post(
+        "/v1/segments", json={"name": "vip", "source": "upload"}, headers=platform.operator()
+    )
+    assert segment.status_code == 201, segment.text
+    uploaded = await platform.activity.put(
+        f"/v1/segments/{segment.json()['id']}/members", json=["big"], headers=platform.operator()
+    )
+    assert uploaded.status_code == 200, uploaded.text
+    new_a = await activity(
+        platform,
+        {
+            "kind": "basic",
+            "attribute": "new_user",
+            "rules": [
+                {
+                    "id": "a",
+                    "task": "deposit_reached",
+                    "threshold": "10000",
+                    "currency": "HKD",
+                    "prize_id": p_a,
+                }
+            ],
+        },
+    )
+    platform.clock.advance(timedelta(seconds=1))  # published after A: decided after it
+    new_b = await activity(
+        platform,
+        {
+            "kind": "basic",
+            "attribute": "new_user",
+            "rules": [
+                {
+                    "id": "b",
+                    "task": "net_deposit",
+                    "threshold": "5000",
+                    "currency": "HKD",
+                    "prize_id": p_b,
+                }
+            ],
+        },
+    )
+    platform.clock.advance(timedelta(seconds=1))
+    vip = await activity(
+        platform,
+        {
+            "kind": "basic",
+            "segment_id": segment.json()["id"],
+            "segment_refresh": "5m",
+            "rules": [
+                {
+                    "id": f"c{threshold}",
+                    "task": "deposit_reached",
+                    "threshold": threshold,
+                    "currency": "HKD",
+                    "prize_id": p_c,
+                }
+                for threshold in ("1000", "5000")
+            ],
+        },
+    )
+    await cap_prize(platform, vip["id"], p_c, 1)
+    await post(
+        platform,
+        money("cash.deposited", "big", "2026-12-02T10:00:00+08:00", "20000"),
+        money("cash.deposited", "small", "2026-12-02T11:00:00+08:00", "6000"),
+        money("cash.deposited", "later", "2026-12-03T11:00:00+08:00", "90000"),
+    )
+    await platform.drain()
+    reads: list[int] = []
+    real_of_users = EventRepository.of_users
+
+    async def counted(self, tenant_id, user_ids, types):  # type: ignore[no-untyped-def]
+        reads.append(len(user_ids))
+        return await real_of_users(self, tenant_id, user_ids, types)
+
+    monkeypatch.setattr(EventRepository, "of_users", counted)
+    result = await daily_run.run_daily(
+        platform.db("activity"), "tenant-a", DAY, platform.clock, None
+    )
+    assert result.done and result.grants == 3
+    assert reads == [2]  # both users' facts read once for the three activities
+    status, saved, _ = await progress(platform)
+    assert saved["passes"] == [
+        {"activities": [new_a["id"], new_b["id"], vip["id"]], "after": "small", "done": True}
+    ]
+    assert table(await grants(platform, new_a["id"])) == [("big", "a", p_a)]
+    # big's new-user reward of A was achieved at the same time: not new for B any more
+    assert table(await grants(platform, new_b["id"])) == [("small", "b", p_b)]
+    assert table(await grants(platform, vip["id"])) == [("big", "c1000", p_c)]
+
+    def outcomes(why: dict[str, Any]) -> dict[str, str]:
+        return {o["rule_id"]: o["outcome"] for o in why["outcomes"]}
+
+    assert outcomes(await explain(platform, new_a["id"], "small")) == {"a": "task_not_completed"}
+    assert outcomes(await explain(platform, new_b["id"], "big")) == {"b": "not_new_user"}
+    assert outcomes(await explain(platform, vip["id"], "big")) == {
+        "c1000": "granted",
+        "c5000": "cap_reached",
+    }
+    assert outcomes(await explain(platform, vip["id"], "small")) == {
+        "c1000": "not_in_segment",
+        "c5000": "not_in_segment",
+    }
+    # the next day: the user who came later joins; nobody is granted twice
+    reads.clear()
+    second = await daily_run.run_daily(
+        platform.db("activity"), "tenant-a", date(2026, 12, 3), platform.clock, None
+    )
+    assert second.grants == 1 and reads == [3]
+    assert table(await grants(platform, new_a["id"])) == [("big", "a", p_a), ("later", "a", p_a)]
+
+
+async def test_two_runs_racing_grant_each_decision_once(platform: Platform) -> None:
+    act = await deposit_activity(platform, cap=True)
+    await seed_deposits(platform, 600)
+    db = platform.db("activity")
+    first, second = await asyncio.gather(
+        daily_run.run_daily(db, "tenant-a", DAY, platform.clock, None, chunk_size=100),
+        daily_run.run_daily(db, "tenant-a", DAY, platform.clock, None, chunk_size=150),
+    )
+    assert first.done and second.done
+    # one grant per user (the cap of 1 refuses the second tier), whichever run made it
+    assert await stored(platform, act["id"]) == (600, 600, 600)
+    assert first.grants + second.grants == 600
+    async with db.session() as session:
+        slots = await session.scalars(
+            select(PrizeCapCounter.count).where(PrizeCapCounter.activity_id == uuid.UUID(act["id"]))
+        )
+        assert set(slots.all()) == {1}
+    assert table(await grants(platform, act["id"]))[0][:2] == ("u00000", "d10k")
