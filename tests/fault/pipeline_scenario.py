@@ -287,9 +287,9 @@ class Clock:
 @dataclass
 class Observations:
     timeline: list[str] = field(default_factory=list)
-    # Every POST /v1/events attempt: (seconds since start, outcome) — a status code or the
-    # exception's name; Retry-After values seen on 503s.
-    attempts: list[tuple[float, str]] = field(default_factory=list)
+    # Every POST /v1/events attempt: (sent, answered — seconds since start —, outcome), the
+    # outcome a status code or the exception's name; Retry-After values seen on 503s.
+    attempts: list[tuple[float, float, str]] = field(default_factory=list)
     retry_after: Counter[str] = field(default_factory=Counter)
     pg_down: tuple[float, float] | None = None
     faults_missed: list[str] = field(default_factory=list)
@@ -305,9 +305,13 @@ class Observations:
         print(f"  [faults] {line}", flush=True)
 
     def outcomes(self, during_outage: bool | None = None) -> Counter[str]:
+        """Outcomes of the attempts; ``during_outage``: only those in flight (sent before
+        PostgreSQL came back, answered after it went down), or only the others."""
         counts: Counter[str] = Counter()
-        for at, outcome in self.attempts:
-            inside = self.pg_down is not None and self.pg_down[0] <= at <= self.pg_down[1]
+        for sent, answered, outcome in self.attempts:
+            inside = (
+                self.pg_down is not None and sent <= self.pg_down[1] and answered >= self.pg_down[0]
+            )
             if during_outage is None or inside == during_outage:
                 counts[outcome] += 1
         return counts
@@ -578,7 +582,7 @@ class Report:
             *(f"  {line}" for line in obs.timeline),
             "process exits (each restarted):",
             *(f"  {line}" for line in self.supervisor_events),
-            f"POST /v1/events while PostgreSQL was down ({down}): "
+            f"POST /v1/events in flight while PostgreSQL was down ({down}): "
             f"{dict(obs.outcomes(during_outage=True))}",
             f"  Retry-After on 503: {dict(obs.retry_after) or 'none seen'}",
             f"POST /v1/events otherwise: {dict(obs.outcomes(during_outage=False))}",
@@ -779,16 +783,17 @@ async def send_registration(
     while time.monotonic() < give_up:
         attempt += 1
         wait = min(2.0, 0.2 * 2 ** min(attempt, 4)) * random.uniform(0.5, 1.0)
-        at = clock.now()
+        sent = clock.now()
         try:
             async with gate:
+                sent = clock.now()
                 response = await http.post(url, headers=headers, json=event)
         except httpx.HTTPError as exc:
             last = type(exc).__name__
-            obs.attempts.append((at, last))
+            obs.attempts.append((sent, clock.now(), last))
         else:
             last = str(response.status_code)
-            obs.attempts.append((at, last))
+            obs.attempts.append((sent, clock.now(), last))
             if response.status_code in (200, 202):
                 obs.acknowledged.add(event["user_id"])
                 return
