@@ -25,6 +25,7 @@ def main() -> int:
     parser.add_argument("--settle-timeout", type=float, default=300.0)
     parser.add_argument("--concurrency", type=int, default=60)
     parser.add_argument("--seed", type=int)
+    parser.add_argument("--log-level", default="WARNING", help="of the six processes")
     parser.add_argument(
         "--no-faults", action="store_true", help="control run: the same stream, nothing broken"
     )
@@ -40,6 +41,7 @@ def main() -> int:
         event_give_up_seconds=max(180.0, args.settle_timeout),
         seed=args.seed,
         faults=not args.no_faults,
+        log_level=args.log_level,
     )
     report = run_scenario(config)
     print(report.format())
