@@ -79,7 +79,7 @@ class ItemsFailed(Exception):
 
 
 def message_job(
-    name: str, service: str, prepare: PrepareFn | None = None
+    name: str, service: str, prepare: PrepareFn | None = None, *, isolated: bool = False
 ) -> Callable[[MessageFn], Function]:
     """Register the consumer of outbox messages ``name``: the relay sends up to a hundred
     payloads in one job, which ``fn(ctx, session, payload)`` handles one by one in a single
@@ -89,8 +89,11 @@ def message_job(
     others (savepoints cost two round trips a message, paid only when one is needed).
 
     ``prepare(ctx, session, payloads)``, if given, runs first: reading what the messages
-    need in one query instead of one per message. A job enqueued with a single payload (not
-    a list) is handled as a delivery of one."""
+    need in one query instead of one per message. ``isolated`` consumers commit each message
+    in its own transaction instead: those that take locks shared by many messages (the
+    referral graph's advisory locks on an inviter's chain), which one long transaction would
+    hold against the other deliveries. A job enqueued with a single payload (not a list) is
+    handled as a delivery of one."""
 
     def wrap(fn: MessageFn) -> Function:
         async def all_at_once(ctx: dict[str, Any], items: list[dict[str, Any]]) -> None:
@@ -118,8 +121,27 @@ def message_job(
                         failures.append(f"{_describe(payload)}: {exc!r}")
             return failures
 
+        async def each_committed(ctx: dict[str, Any], items: list[dict[str, Any]]) -> list[str]:
+            failures: list[str] = []
+            for payload in items:
+                try:
+                    async with ctx["db"].session() as session:
+                        await fn(ctx, session, payload)
+                except Retry:
+                    raise
+                except Exception as exc:
+                    if is_transient(exc):
+                        raise
+                    log.exception("%s: message failed: %s", name, _describe(payload))
+                    failures.append(f"{_describe(payload)}: {exc!r}")
+            return failures
+
         async def handle(ctx: dict[str, Any], payloads: Any) -> dict[str, int]:
             items = as_list(payloads)
+            if isolated:
+                if failures := await each_committed(ctx, items):
+                    raise ItemsFailed("; ".join(failures)[:2000])
+                return {"messages": len(items)}
             try:
                 await all_at_once(ctx, items)
                 return {"messages": len(items)}

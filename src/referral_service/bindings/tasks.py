@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from arq import Retry
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts import jobs
@@ -20,7 +21,8 @@ from service_kit.worker import message_job
 log = logging.getLogger(__name__)
 
 
-@message_job(jobs.REFERRAL_USER_REGISTERED, "referral")
+# Isolated: a bind holds advisory locks on the inviter's chain until its transaction ends.
+@message_job(jobs.REFERRAL_USER_REGISTERED, "referral", isolated=True)
 async def user_registered(
     ctx: dict[str, Any], session: AsyncSession, payload: dict[str, Any]
 ) -> str:
@@ -60,6 +62,10 @@ async def user_registered(
                     )
                 outcome = "bound"
             except ProblemError as refused:
+                if refused.code == "concurrent_change":
+                    # PostgreSQL broke a tie between two binds of one chain: try again, as
+                    # recording it would complete the node without a binding.
+                    raise Retry(defer=1) from refused
                 outcome = refused.code
     await service.complete_node(
         session,
