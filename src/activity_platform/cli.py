@@ -136,6 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--cash-port", type=int, help="reference cash system (default 8010, or a free port)"
     )
     dev.add_argument("--tenant", default="demo-tenant", help="tenant of the printed tokens")
+    dev.add_argument(
+        "--worker-nice",
+        type=int,
+        default=5,
+        help="scheduling niceness of the workers: on shared cores the APIs answer first",
+    )
     dev.set_defaults(func=cmd_dev)
 
     migrate = sub.add_parser("migrate", help="create and migrate the service databases")

@@ -23,15 +23,19 @@ RESTART_DELAY_SECONDS = 1.0
 
 
 class Child:
-    def __init__(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], nice: int = 0) -> None:
         self.name = name
         self.argv = argv
         self.env = env
+        self.nice = nice
         self.process: subprocess.Popen[bytes] | None = None
         self.restarts = 0
 
     def start(self) -> None:
-        self.process = subprocess.Popen(self.argv, env=self.env)
+        niceness = self.nice
+        self.process = subprocess.Popen(
+            self.argv, env=self.env, preexec_fn=(lambda: os.nice(niceness)) if niceness else None
+        )
 
     def exited(self) -> int | None:
         return None if self.process is None else self.process.poll()
@@ -123,7 +127,10 @@ def run_dev(args: argparse.Namespace) -> int:
                     env,
                 )
             )
-            children.append(Child(f"{name}-worker", [*cli, "worker", name], env))
+            # Accepting events comes first: a worker draining a backlog on the same cores
+            # takes the CPU the APIs leave (its backlog is owed in PostgreSQL, never lost).
+            worker_nice = getattr(args, "worker_nice", 0)
+            children.append(Child(f"{name}-worker", [*cli, "worker", name], env, worker_nice))
         if env.get("CASH_PORT"):
             children.append(
                 Child(

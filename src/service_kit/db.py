@@ -61,6 +61,9 @@ class Database:
             pool_pre_ping=True,
             echo=echo,
             connect_args=connect_args,
+            # A failed statement's error text must not carry its parameters into the logs:
+            # they hold recipients' names, phones and addresses.
+            hide_parameters=True,
         )
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
 
