@@ -1,16 +1,28 @@
-"""Event ingestion throughput: POST /v1/events of the activity service against a bare
-FastAPI endpoint doing one asyncpg INSERT, measured in the same run; then the batch
-endpoint's events per second.
+"""Event ingestion: ``POST /v1/events`` of the activity service against a bare FastAPI
+endpoint doing one asyncpg INSERT (``bench.support.bare_app``), measured in the same run by
+the same generator — ``wrk`` (C, closed loop, a Lua script giving every request its own
+``event_id``), whose own CPU is printed so it is visibly not the bottleneck; then the same
+while the workers drain a backlog; then the batch endpoint's events per second.
 
-Both servers run as uvicorn subprocesses on free 127.0.0.1 ports against one scratch
-database (created, migrated, dropped); the load comes from a separate process (httpx
-async, fixed concurrency, a bounded number of requests). Each target gets a warm-up first.
+1. Scratch databases on the local PostgreSQL (activity, referral, reward — migrated by
+   ``activity-platform migrate`` — and one for the baseline), a unique queue prefix on the
+   local Redis; the three APIs (``activity-platform serve``) and the baseline run as their own
+   processes on free 127.0.0.1 ports; no workers yet.
+2. wrk against both targets, interleaved rounds: req/s, p50/p99 (``--latency``), the ratio.
+3. A coupon prize and a published basic activity "register → coupon" (public APIs), then
+   ``--backlog`` ``user.registered`` events (each with an inviter's code) through
+   ``POST /v1/events/batch``, 1,000 per request from several concurrent senders: the batch
+   ingest rate.
+4. The activity, referral and reward workers start on that backlog; while they drain it
+   (their CPU and the records Issued during the window are printed as proof), wrk again
+   against both targets.
 
     .venv/bin/python -m bench.ingest [--pg-url postgresql://postgres@127.0.0.1:5432/postgres]
-        [--redis-url redis://127.0.0.1:6379/0] [--requests 5000] [--concurrency 32]
-        [--batches 20] [--batch-size 500]
+        [--redis-url redis://127.0.0.1:6379/0] [--seconds 10] [--rounds 2] [--threads 2]
+        [--connections 32] [--backlog 20000] [--batch-size 1000] [--batch-senders 4] [--keep]
 
-Goal: the activity endpoint reaches at least 70% of the bare endpoint's rate.
+Goals: POST /v1/events >= 70% of bare; >= 50% while the workers drain; batch >= 20,000
+events/s.
 """
 
 from __future__ import annotations
@@ -19,367 +31,332 @@ import argparse
 import asyncio
 import json
 import os
-import signal
-import statistics
 import subprocess
 import sys
 import time
 import uuid
-from pathlib import Path
+from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from bench import support, wrk
 
-ROOT = Path(__file__).resolve().parents[1]
-LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 TENANT = "bench"
+SERVICES = ("activity", "referral", "reward")
+GOAL_RATIO = 0.70
+GOAL_RATIO_DRAIN = 0.50
+GOAL_BATCH = 20_000
 
 
-# --------------------------------------------------------------------------- bare server
+class Stack:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        base = f"bench_ingest_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+        self.names = {name: f"{base}_{name}" for name in SERVICES}
+        self.bare_db = f"{base}_bare"
+        self.urls = {name: support.database(args.pg_url, db) for name, db in self.names.items()}
+        self.prefix = base.replace("_", "-")
+        self.ports = {name: support.free_port() for name in SERVICES}
+        self.bare_port = support.free_port()
+        self.apis: dict[str, subprocess.Popen[bytes]] = {}
+        self.workers: dict[str, subprocess.Popen[bytes]] = {}
+        self.bare: subprocess.Popen[bytes] | None = None
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        for name in SERVICES:
+            env[f"{name.upper()}_DATABASE_URL"] = self.urls[name]
+            env[f"{name.upper()}_URL"] = self.url(name)
+        env.update(
+            {"REDIS_URL": self.args.redis_url, "QUEUE_PREFIX": self.prefix, "LOG_LEVEL": "WARNING"}
+        )
+        return env
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.ports[name]}"
+
+    def _spawn(self, *argv: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [*support.cli(), *argv],
+            cwd=support.ROOT,
+            env=self.env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def start_apis(self) -> None:
+        migrate = subprocess.run(
+            [*support.cli(), "migrate"], cwd=support.ROOT, env=self.env(), capture_output=True
+        )
+        if migrate.returncode != 0:
+            raise RuntimeError(f"migrations failed:\n{migrate.stderr.decode()[-3000:]}")
+        for name in SERVICES:
+            self.apis[name] = self._spawn("serve", name, "--port", str(self.ports[name]))
+        bare_url = support.database(self.args.pg_url, self.bare_db)
+        support.prepare_bare(bare_url)
+        self.bare = support.start_bare(support.plain_dsn(bare_url), self.bare_port)
+        for name in SERVICES:
+            support.wait_ready(f"{self.url(name)}/readyz", self.apis[name])
+        support.wait_ready(f"http://127.0.0.1:{self.bare_port}/docs", self.bare)
+
+    def start_workers(self) -> None:
+        for name in SERVICES:
+            self.workers[name] = self._spawn("worker", name)
+
+    def stop(self) -> None:
+        for process in [*self.workers.values(), *self.apis.values(), self.bare]:
+            if process is not None:
+                support.stop(process)
+        names = [*self.names.values(), self.bare_db]
+        if self.args.keep:
+            print(f"kept databases {', '.join(names)}; queue prefix {self.prefix}", file=sys.stderr)
+        else:
+            support.drop_databases(self.args.pg_url, names)
+            support.drop_redis_keys(self.args.redis_url, self.prefix)
 
 
-def bare_app(dsn: str) -> Any:
-    """The baseline: parse the JSON body, one asyncpg INSERT, answer 202."""
-    from contextlib import asynccontextmanager
-
-    import asyncpg
-
-    state: dict[str, Any] = {}
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI):  # type: ignore[no-untyped-def]
-        state["pool"] = await asyncpg.create_pool(dsn, min_size=10, max_size=10)
-        yield
-        await state["pool"].close()
-
-    app = FastAPI(lifespan=lifespan)
-
-    @app.post("/events", status_code=202)
-    async def post_event(request: Request) -> JSONResponse:
-        body = await request.json()
-        async with state["pool"].acquire() as conn:
-            await conn.execute(
-                "INSERT INTO bare_events (event_id, payload) VALUES ($1, $2::jsonb) "
-                "ON CONFLICT DO NOTHING",
-                body["event_id"],
-                json.dumps(body),
-            )
-        return JSONResponse({"event_id": body["event_id"], "status": "accepted"}, 202)
-
-    return app
+# --------------------------------------------------------------------------- measurements
 
 
-def serve_bare(dsn: str, port: int) -> None:
-    import uvicorn
-
-    uvicorn.run(bare_app(dsn), host="127.0.0.1", port=port, log_level="warning", access_log=False)
-
-
-# --------------------------------------------------------------------------- load generator
-
-
-def deposit(n: int, run: str) -> dict[str, Any]:
-    return {
-        "event_id": f"{run}-{n}",
-        "type": "cash.deposited",
-        "user_id": f"u{n % 1000}",
-        "app_id": "broker-app",
-        "occurred_at": "2026-12-02T09:30:00+08:00",
-        "amount": "1000.00",
-        "currency": "HKD",
+def wrk_pair(stack: Stack, args: argparse.Namespace, backend: str) -> dict[str, dict]:
+    """wrk against both targets in interleaved rounds (drift hits both alike)."""
+    targets = {
+        "activity POST /v1/events": (f"{stack.url('activity')}/v1/events", backend),
+        "bare FastAPI + asyncpg": (f"http://127.0.0.1:{stack.bare_port}/events", ""),
     }
+    rounds: dict[str, list[dict]] = {label: [] for label in targets}
+    for _ in range(args.rounds):
+        for label, (url, tok) in targets.items():
+            rounds[label].append(
+                wrk.run_wrk(
+                    url,
+                    tok,
+                    seconds=args.seconds,
+                    threads=args.threads,
+                    connections=args.connections,
+                )
+            )
+    results = {}
+    for label, parts in rounds.items():
+        seconds = sum(p["seconds"] for p in parts)
+        results[label] = {
+            "requests": sum(p["requests"] for p in parts),
+            "requests_per_s": sum(p["requests"] for p in parts) / seconds,
+            "p50_ms": support.median([p["p50_ms"] for p in parts]),
+            "p99_ms": max(p["p99_ms"] for p in parts),
+            "non_2xx": sum(p["non_2xx"] for p in parts),
+            "socket_errors": sum(p["socket_errors"] for p in parts),
+            "gen_cpu_pct": sum(p["gen_cpu_pct"] for p in parts) / len(parts),
+        }
+    return results
 
 
-async def load(url: str, token: str, requests: int, concurrency: int, batch: int) -> dict:
-    """POST ``requests`` bodies (single events, or batches of ``batch``) with ``concurrency``
-    requests in flight; returns throughput and latency percentiles."""
+async def _post_batches(url: str, backend: str, bodies: list[bytes], senders: int) -> dict:
     import httpx
 
-    run = uuid.uuid4().hex[:8]
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    headers = {"Authorization": f"Bearer {backend}", "Content-Type": "application/json"}
+    pending = iter(range(len(bodies)))
     latencies: list[float] = []
-    errors = 0
-    counter = iter(range(requests))
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=120) as client:
+    accepted = 0
+    failed = 0
+    limits = httpx.Limits(max_connections=senders, max_keepalive_connections=senders)
+    async with httpx.AsyncClient(limits=limits, timeout=300) as client:
 
-        async def worker() -> None:
-            nonlocal errors
-            for n in counter:
-                if batch:
-                    body: Any = {"events": [deposit(n * batch + i, run) for i in range(batch)]}
-                else:
-                    body = deposit(n, run)
+        async def sender() -> None:
+            nonlocal accepted, failed
+            for n in pending:
                 started = time.perf_counter()
                 try:
-                    response = await client.post(url, json=body, headers=headers)
-                    ok = response.status_code in (200, 202)
+                    response = await client.post(url, content=bodies[n], headers=headers)
                 except httpx.HTTPError:
-                    ok = False
+                    failed += 1
+                    continue
                 latencies.append(time.perf_counter() - started)
-                errors += 0 if ok else 1
+                if response.status_code == 200 or response.status_code == 202:
+                    accepted += int(response.json().get("accepted", 0))
+                else:
+                    failed += 1
 
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - started
-    latencies.sort()
-    quantiles = statistics.quantiles(latencies, n=100)
-    events = requests * (batch or 1)
+        cpu0, started = os.times(), time.perf_counter()
+        await asyncio.gather(*(sender() for _ in range(senders)))
+        elapsed, cpu1 = time.perf_counter() - started, os.times()
+    cpu = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
     return {
-        "requests": requests,
-        "events": events,
-        "errors": errors,
-        "seconds": round(elapsed, 3),
-        "requests_per_s": round(requests / elapsed, 1),
-        "events_per_s": round(events / elapsed, 1),
-        "p50_ms": round(quantiles[49] * 1000, 2),
-        "p99_ms": round(quantiles[98] * 1000, 2),
+        "requests": len(bodies),
+        "accepted": accepted,
+        "failed_requests": failed,
+        "seconds": elapsed,
+        "p50_ms": support.percentile(latencies, 50) * 1000,
+        "p99_ms": support.percentile(latencies, 99) * 1000,
+        "gen_cpu_pct": 100 * cpu / elapsed if elapsed else 0.0,
     }
 
 
-def run_load(args: argparse.Namespace) -> None:
-    result = asyncio.run(load(args.url, args.token, args.requests, args.concurrency, args.batch))
-    print(json.dumps(result))
-
-
-# --------------------------------------------------------------------------- orchestration
-
-
-def _free_port() -> int:
-    from activity_platform.embedded import free_port
-
-    return free_port()
-
-
-def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited early ({process.returncode}) for {url}")
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    raise RuntimeError(f"{url} not ready")
-
-
-def _loadgen(url: str, token: str, requests: int, concurrency: int, batch: int = 0) -> dict:
-    """Runs the load generator in its own process, so it never shares a CPU loop with a
-    server, and returns its JSON result."""
-    output = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.ingest",
-            "load",
-            "--url",
-            url,
-            "--token",
-            token,
-            "--requests",
-            str(requests),
-            "--concurrency",
-            str(concurrency),
-            "--batch",
-            str(batch),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
-    if output.returncode != 0:
-        raise RuntimeError(f"load generator failed:\n{output.stderr[-3000:]}")
-    return dict(json.loads(output.stdout.strip().splitlines()[-1]))
-
-
-async def _prepare(db_url: str) -> None:
-    from sqlalchemy import text
-    from sqlalchemy.ext.asyncio import create_async_engine
-
-    from service_kit.migrations import ensure_database
-
-    await ensure_database(db_url)
-    engine = create_async_engine(db_url)
-    async with engine.begin() as conn:
-        await conn.execute(
-            text(
-                "CREATE TABLE IF NOT EXISTS bare_events (event_id text PRIMARY KEY, "
-                "payload jsonb NOT NULL, received_at timestamptz NOT NULL DEFAULT now())"
-            )
+def post_backlog(stack: Stack, args: argparse.Namespace, backend: str, codes: list[str]) -> dict:
+    """``--backlog`` registrations through the batch endpoint; the bodies are encoded before
+    the clock starts, so the sender's cost is the HTTP and nothing else."""
+    tag = f"bk{uuid.uuid4().hex[:6]}"
+    occurred_at = datetime.now(UTC).isoformat()
+    bodies = []
+    for start in range(0, args.backlog, args.batch_size):
+        events = [
+            {
+                "event_id": f"{tag}-reg-{i}",
+                "type": "user.registered",
+                "user_id": f"{tag}-u{i}",
+                "app_id": "broker-app",
+                "occurred_at": occurred_at,
+                "invite_code": codes[i % len(codes)],
+            }
+            for i in range(start, min(args.backlog, start + args.batch_size))
+        ]
+        bodies.append(json.dumps({"events": events}, separators=(",", ":")).encode())
+    result = asyncio.run(
+        _post_batches(
+            f"{stack.url('activity')}/v1/events/batch", backend, bodies, args.batch_senders
         )
-    await engine.dispose()
-
-
-async def _drop(server_url: str, name: str) -> None:
-    from sqlalchemy import text
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.ext.asyncio import create_async_engine
-
-    admin = create_async_engine(
-        make_url(server_url).set(database="postgres"), isolation_level="AUTOCOMMIT"
     )
-    async with admin.connect() as conn:
-        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    await admin.dispose()
+    result["events"] = args.backlog
+    result["events_per_s"] = args.backlog / result["seconds"]
+    return result
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
+async def _issued(dsn: str) -> int:
+    from bench import support
+
+    conn = await support.connect(dsn)
+    try:
+        value = await conn.fetchval(
+            "SELECT count(*) FROM reward_records WHERE tenant_id = $1 AND lower(status) = 'issued'",
+            TENANT,
+        )
+    finally:
+        await conn.close()
+    return int(value)
+
+
+def issued(stack: Stack) -> int:
+    return asyncio.run(_issued(support.plain_dsn(stack.urls["reward"])))
+
+
+def worker_cpu(stack: Stack) -> dict[str, float]:
+    cpu = {}
+    for name, process in stack.workers.items():
         try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            cpu[name] = support.cpu_seconds(process.pid)
+        except OSError:
+            cpu[name] = float("nan")  # exited
+    return cpu
+
+
+# --------------------------------------------------------------------------- report
+
+
+def print_pair(title: str, results: dict[str, dict], goal: float) -> float:
+    print(title)
+    print(wrk.HEADER)
+    for label, r in results.items():
+        print(wrk.describe(label, r))
+    ours = results["activity POST /v1/events"]["requests_per_s"]
+    bare = results["bare FastAPI + asyncpg"]["requests_per_s"]
+    ratio = ours / bare if bare else float("nan")
+    verdict = "met" if ratio >= goal else "NOT met"
+    print(f"ratio activity/bare: {ratio:.0%} (goal >= {goal:.0%}: {verdict})")
+    return ratio
 
 
 def orchestrate(args: argparse.Namespace) -> None:
-    from sqlalchemy.engine import make_url
-
-    from service_kit.auth import CallerKind, encode_token
-    from service_kit.config import DEV_JWT_SECRET
-    from service_kit.migrations import upgrade
-
-    server = make_url(args.pg_url.replace("postgresql://", "postgresql+asyncpg://", 1))
-    redis_host = args.redis_url.split("//", 1)[1].split(":")[0].split("/")[0]
-    if server.host not in LOCAL_HOSTS or redis_host not in LOCAL_HOSTS:
-        raise SystemExit("benchmarks only talk to 127.0.0.1")
-    name = f"bench_ingest_{os.getpid()}"
-    db_url = server.set(database=name).render_as_string(hide_password=False)
-    asyncio.run(_prepare(db_url))
-    upgrade("activity", db_url)
-    dsn = server.set(database=name, drivername="postgresql").render_as_string(hide_password=False)
-
-    token = encode_token(
-        DEV_JWT_SECRET, sub="bench-backend", tenant_id=TENANT, kind=CallerKind.service
-    )
-    activity_port, bare_port = _free_port(), _free_port()
-    env = {
-        **os.environ,
-        "ACTIVITY_DATABASE_URL": db_url,
-        "REDIS_URL": args.redis_url,
-        "QUEUE_PREFIX": f"bench-{os.getpid()}",
-        "LOG_LEVEL": "WARNING",
-    }
-    processes = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "activity_platform.cli",
-                "serve",
-                "activity",
-                "--port",
-                str(activity_port),
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        ),
-        subprocess.Popen(
-            [sys.executable, "-m", "bench.ingest", "bare", "--dsn", dsn, "--port", str(bare_port)],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        ),
-    ]
+    support.require_local(args.pg_url, args.redis_url)
+    wrk.wrk_binary()
+    stack = Stack(args)
+    backend = support.token(TENANT, "service", "bench-backend")
+    drain: dict[str, Any] = {}
     try:
-        activity_url = f"http://127.0.0.1:{activity_port}"
-        bare_url = f"http://127.0.0.1:{bare_port}"
-        _wait_ready(f"{activity_url}/healthz", processes[0])
-        _wait_ready(f"{bare_url}/docs", processes[1])
-        targets = {
-            "activity POST /v1/events": (f"{activity_url}/v1/events", token),
-            "bare FastAPI + asyncpg": (f"{bare_url}/events", ""),
+        print("starting the APIs and the baseline …", flush=True)
+        stack.start_apis()
+        # Warm-up: a short wrk run per target, not counted.
+        for url, tok in (
+            (f"{stack.url('activity')}/v1/events", backend),
+            (f"http://127.0.0.1:{stack.bare_port}/events", ""),
+        ):
+            wrk.run_wrk(url, tok, seconds=2, threads=args.threads, connections=args.connections)
+        print("wrk, no workers running …", flush=True)
+        idle = wrk_pair(stack, args, backend)
+        codes = support.set_up({name: stack.url(name) for name in SERVICES}, TENANT, 10)
+        print(f"posting a backlog of {args.backlog} events in batches …", flush=True)
+        batch = post_backlog(stack, args, backend, codes)
+        stack.start_workers()
+        time.sleep(args.drain_start)
+        issued_before, cpu_before, wall_before = issued(stack), worker_cpu(stack), time.time()
+        print("wrk while the workers drain the backlog …", flush=True)
+        draining = wrk_pair(stack, args, backend)
+        issued_after, cpu_after, wall_after = issued(stack), worker_cpu(stack), time.time()
+        window = wall_after - wall_before
+        drain = {
+            "issued": issued_after - issued_before,
+            "issued_total": issued_after,
+            "window_s": window,
+            "cpu_pct": {
+                name: 100 * (cpu_after[name] - cpu_before[name]) / window for name in cpu_after
+            },
+            "alive": {name: p.poll() is None for name, p in stack.workers.items()},
         }
-        results: dict[str, dict] = {}
-        for url, tok in targets.values():
-            _loadgen(url, tok, args.warmup, args.concurrency)  # warm-up
-        # Interleave the measured rounds so drift (autovacuum, caches) hits both alike.
-        rounds: dict[str, list[dict]] = {label: [] for label in targets}
-        for _ in range(args.rounds):
-            for label, (url, tok) in targets.items():
-                rounds[label].append(
-                    _loadgen(url, tok, args.requests // args.rounds, args.concurrency)
-                )
-        for label, parts in rounds.items():
-            results[label] = {
-                "requests": sum(p["requests"] for p in parts),
-                "errors": sum(p["errors"] for p in parts),
-                "requests_per_s": round(
-                    sum(p["requests"] for p in parts) / sum(p["seconds"] for p in parts), 1
-                ),
-                "p50_ms": round(statistics.median(p["p50_ms"] for p in parts), 2),
-                "p99_ms": round(max(p["p99_ms"] for p in parts), 2),
-            }
-        batch = _loadgen(
-            f"{activity_url}/v1/events/batch",
-            token,
-            args.batches,
-            args.batch_concurrency,
-            args.batch_size,
-        )
     finally:
-        for process in processes:
-            _stop(process)
-        asyncio.run(_drop(args.pg_url.replace("postgresql://", "postgresql+asyncpg://", 1), name))
+        stack.stop()
 
-    print(f"single events: {args.requests} requests per target, concurrency {args.concurrency}")
-    print(f"{'target':<28} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
-    for label, r in results.items():
-        print(
-            f"{label:<28} {r['requests_per_s']:>9} {r['p50_ms']:>8} {r['p99_ms']:>8} "
-            f"{r['errors']:>7}"
-        )
-    ours = results["activity POST /v1/events"]["requests_per_s"]
-    bare = results["bare FastAPI + asyncpg"]["requests_per_s"]
-    print(f"ratio activity/bare: {ours / bare:.0%} (goal >= 70%)")
+    print()
     print(
-        f"batch: {batch['requests']} x {args.batch_size} events, concurrency "
-        f"{args.batch_concurrency}: {batch['events_per_s']} events/s "
-        f"(p50 {batch['p50_ms']} ms, p99 {batch['p99_ms']} ms per batch, "
-        f"{batch['errors']} errors)"
+        f"single events, {args.rounds} interleaved round(s) x {args.seconds} s per target, "
+        f"wrk -t{args.threads} -c{args.connections}, {os.cpu_count()} CPUs"
+    )
+    print_pair("-- no workers running:", idle, GOAL_RATIO)
+    print_pair(
+        "-- while the activity/referral/reward workers drain the backlog:",
+        draining,
+        GOAL_RATIO_DRAIN,
+    )
+    cpu = ", ".join(
+        f"{name} {support.fmt(value, 0)}%" + ("" if drain["alive"][name] else " (exited)")
+        for name, value in drain["cpu_pct"].items()
+    )
+    print(
+        f"   drain during that window ({drain['window_s']:.0f} s): workers' CPU {cpu}; "
+        f"{drain['issued']} records Issued ({drain['issued_total']} of {args.backlog} so far)"
+    )
+    verdict = "met" if batch["events_per_s"] >= GOAL_BATCH else "NOT met"
+    print(
+        f"batch: {batch['requests']} x {args.batch_size} events, {args.batch_senders} concurrent "
+        f"senders: {batch['events_per_s']:.0f} events/s (goal >= {GOAL_BATCH:,}: {verdict}); "
+        f"{batch['accepted']} accepted, {batch['failed_requests']} failed requests; "
+        f"p50 {batch['p50_ms']:.0f} ms, p99 {batch['p99_ms']:.0f} ms per batch; "
+        f"sender CPU {batch['gen_cpu_pct']:.0f}% of one core"
+    )
+    print(
+        "\nNote: wrk, the servers, PostgreSQL and Redis share this machine's "
+        f"{os.cpu_count()} CPUs; numbers are for this machine only."
     )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, allow_abbrev=False)
-    sub = parser.add_subparsers(dest="command")
-    sub_kwargs: dict[str, Any] = {"allow_abbrev": False}
-
-    bare = sub.add_parser("bare", help="(internal) run the baseline server", **sub_kwargs)
-    bare.add_argument("--dsn", required=True)
-    bare.add_argument("--port", type=int, required=True)
-
-    gen = sub.add_parser("load", help="(internal) run the load generator", **sub_kwargs)
-    gen.add_argument("--url", required=True)
-    gen.add_argument("--token", default="")
-    gen.add_argument("--requests", type=int, default=5000)
-    gen.add_argument("--concurrency", type=int, default=32)
-    gen.add_argument("--batch", type=int, default=0)
-
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
-    parser.add_argument("--requests", type=int, default=5000, help="per target")
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved measured rounds")
-    parser.add_argument("--warmup", type=int, default=500)
-    parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--batches", type=int, default=20)
-    parser.add_argument("--batch-size", type=int, default=500)
-    parser.add_argument("--batch-concurrency", type=int, default=2)
+    parser.add_argument("--seconds", type=int, default=10, help="per wrk run")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved wrk rounds")
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections")
+    parser.add_argument("--backlog", type=int, default=20_000, help="events queued for the drain")
+    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--batch-senders", type=int, default=4)
+    parser.add_argument(
+        "--drain-start", type=float, default=2.0, help="seconds the workers run before wrk"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the scratch databases")
     args = parser.parse_args()
-    if args.command == "bare":
-        serve_bare(args.dsn, args.port)
-    elif args.command == "load":
-        run_load(args)
-    else:
-        orchestrate(args)
+    if not 1 <= args.batch_size <= 1000 or args.backlog < 1 or args.backlog > 200_000:
+        parser.error("--batch-size 1..1000, --backlog 1..200000")
+    orchestrate(args)
 
 
 if __name__ == "__main__":
