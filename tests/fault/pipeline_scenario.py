@@ -42,6 +42,7 @@ APP_ID = "broker-app"
 OPERATOR_PERMISSIONS = ["ActivityCenterFull", "RightsSystemFull"]
 RESTART_DELAY_SECONDS = 1.0  # like ``activity-platform dev``
 STARTUP_TIMEOUT_SECONDS = 120.0
+KEEP_LOG_DIRS = 5
 
 
 @dataclass(frozen=True)
@@ -611,7 +612,8 @@ class Platform:
         self.config = config
         self.run_id = uuid.uuid4().hex[:8]
         self.run_dir = ROOT / ".data" / "fault-pipeline" / f"{config.name}-{self.run_id}"
-        self.log_dir = ROOT / ".data" / "fault-logs" / f"pipeline-{config.name}"
+        # One log directory per run (several runs may share a checkout); the last few kept.
+        self.log_dir = ROOT / ".data" / "fault-logs" / f"pipeline-{config.name}-{self.run_id}"
         self.pg = RestartablePostgres(self.run_dir / "postgres")
         self.redis = EmbeddedRedis(self.run_dir / "redis")
         self.databases = {s: f"fp_{self.run_id}_{s}" for s in SERVICES}
@@ -641,9 +643,13 @@ class Platform:
         return env
 
     def start(self) -> None:
-        if self.log_dir.exists():
-            shutil.rmtree(self.log_dir)
         self.log_dir.mkdir(parents=True)
+        earlier = sorted(
+            self.log_dir.parent.glob(f"pipeline-{self.config.name}-*"),
+            key=lambda path: path.stat().st_mtime,
+        )
+        for old in earlier[:-KEEP_LOG_DIRS]:
+            shutil.rmtree(old, ignore_errors=True)
         self.pg.init()
         self._pg_inited = True
         self.pg.start()

@@ -33,6 +33,8 @@ def test_no_reward_lost_or_duplicated_when_redis_postgres_and_workers_fail() -> 
 
     assert not report.problems(), text
     # While PostgreSQL is down the API answers 503 with Retry-After: an outage is not an
-    # internal error, and the sender knows to come back.
-    outage = report.observations.outcomes(during_outage=True)
-    assert report.errors_500() == 0, f"POST /v1/events answered 500 (outage: {dict(outage)})"
+    # internal error, and the sender knows when to come back.
+    outage = dict(report.observations.outcomes(during_outage=True))
+    assert report.errors_500() == 0, f"POST /v1/events answered 500 (during the outage: {outage})"
+    retry_after = report.observations.retry_after
+    assert "absent" not in retry_after, f"503 without Retry-After: {dict(retry_after)}"
