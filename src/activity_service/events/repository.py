@@ -1,16 +1,14 @@
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, and_, any_, bindparam, or_, select
-from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy import String, and_, any_, bindparam, or_, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from activity_service.db import OutboxMessage
 from activity_service.events.models import Event
 
 FollowUp = tuple[str, str, dict[str, Any], str]
@@ -23,20 +21,50 @@ _INSERT_ONE = """
 WITH ins AS (
     INSERT INTO events (id, tenant_id, event_id, type, user_id, app_id, occurred_at,
                         payload, received_by)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9)
+    VALUES (gen_random_uuid(), $1, $2, $3, $4, $5, $6, $7::jsonb, $8)
     ON CONFLICT (tenant_id, event_id) DO NOTHING
     RETURNING received_at
 ), outbox AS (
     INSERT INTO outbox_messages (id, queue, job_name, job_id, payload, attempts)
-    SELECT m.id, m.queue, m.job_name, m.job_id, m.payload, 0
-    FROM jsonb_to_recordset($10::jsonb) AS m(
-        id uuid, queue text, job_name text, job_id text, payload jsonb)
+    SELECT gen_random_uuid(), m.queue, m.job_name, m.job_id, m.payload, 0
+    FROM jsonb_to_recordset($9::jsonb) AS m(
+        queue text, job_name text, job_id text, payload jsonb)
     CROSS JOIN ins
 )
 SELECT received_at FROM ins
 """
 
 _STORED = "SELECT payload, received_at FROM events WHERE tenant_id = $1 AND event_id = $2"
+
+# A batch in one statement each for the events and their messages: rows travel as arrays
+# (one bind per column, a statement text that never changes, so it is compiled once).
+_INSERT_MANY = text(
+    """
+INSERT INTO events (id, tenant_id, event_id, type, user_id, app_id, occurred_at,
+                    payload, received_by)
+SELECT gen_random_uuid(), tenant_id, event_id, type, user_id, app_id, occurred_at,
+       payload::jsonb, received_by
+FROM unnest(CAST(:tenants AS text[]), CAST(:event_ids AS text[]), CAST(:types AS text[]),
+            CAST(:users AS text[]), CAST(:apps AS text[]), CAST(:occurred AS timestamptz[]),
+            CAST(:payloads AS text[]), CAST(:received_by AS text[]))
+     AS t(tenant_id, event_id, type, user_id, app_id, occurred_at, payload, received_by)
+ON CONFLICT (tenant_id, event_id) DO NOTHING
+RETURNING event_id, received_at
+"""
+)
+_INSERT_MESSAGES = text(
+    """
+INSERT INTO outbox_messages (id, queue, job_name, job_id, payload, attempts)
+SELECT gen_random_uuid(), queue, job_name, job_id, payload::jsonb, 0
+FROM unnest(CAST(:queues AS text[]), CAST(:job_names AS text[]), CAST(:job_ids AS text[]),
+            CAST(:payloads AS text[]))
+     AS m(queue, job_name, job_id, payload)
+"""
+)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
 
 
 class EventWriter:
@@ -52,14 +80,13 @@ class EventWriter:
         """Returns the receipt time, or None when the event id was known."""
         received_at: datetime | None = await self.connection.fetchval(
             _INSERT_ONE,
-            values["id"],
             values["tenant_id"],
             values["event_id"],
             values["type"],
             values["user_id"],
             values["app_id"],
             values["occurred_at"],
-            json.dumps(values["payload"], separators=(",", ":")),
+            values["payload"],
             values["received_by"],
             json.dumps(_message_rows(follow_ups), separators=(",", ":")),
         )
@@ -74,10 +101,7 @@ class EventWriter:
 
 
 def _message_rows(follow_ups: Sequence[FollowUp]) -> list[dict[str, Any]]:
-    return [
-        {"id": str(uuid.uuid4()), "queue": q, "job_name": j, "job_id": jid, "payload": p}
-        for q, j, p, jid in follow_ups
-    ]
+    return [{"queue": q, "job_name": j, "job_id": jid, "payload": p} for q, j, p, jid in follow_ups]
 
 
 class EventRepository:
@@ -95,22 +119,33 @@ class EventRepository:
         those that were new. Returns {event_id: received_at} of the new ones."""
         if not rows:
             return {}
-        stmt = (
-            insert(Event)
-            .values(rows)
-            .on_conflict_do_nothing(index_elements=["tenant_id", "event_id"])
-            .returning(Event.event_id, Event.received_at)
+        result = await self.session.execute(
+            _INSERT_MANY,
+            {
+                "tenants": [r["tenant_id"] for r in rows],
+                "event_ids": [r["event_id"] for r in rows],
+                "types": [r["type"] for r in rows],
+                "users": [r["user_id"] for r in rows],
+                "apps": [r["app_id"] for r in rows],
+                "occurred": [r["occurred_at"] for r in rows],
+                "payloads": [r["payload"] for r in rows],
+                "received_by": [r["received_by"] for r in rows],
+            },
         )
-        stored = {r.event_id: r.received_at for r in (await self.session.execute(stmt)).all()}
+        stored = {event_id: received_at for event_id, received_at in result.all()}
         messages = [
-            {**row, "attempts": 0}
-            for event_id in stored
-            for row in _message_rows(follow_ups.get(event_id, ()))
+            row for event_id in stored for row in _message_rows(follow_ups.get(event_id, ()))
         ]
         if messages:
-            for message in messages:
-                message["id"] = uuid.UUID(message["id"])
-            await self.session.execute(insert(OutboxMessage), messages)
+            await self.session.execute(
+                _INSERT_MESSAGES,
+                {
+                    "queues": [m["queue"] for m in messages],
+                    "job_names": [m["job_name"] for m in messages],
+                    "job_ids": [m["job_id"] for m in messages],
+                    "payloads": [_json(m["payload"]) for m in messages],
+                },
+            )
         return stored
 
     async def get(self, tenant_id: str, event_id: str) -> Event | None:

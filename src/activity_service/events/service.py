@@ -9,7 +9,6 @@ account opening). A replay of a known ``event_id`` with the same content is ackn
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -97,14 +96,14 @@ def follow_ups(tenant_id: str, body: EventIn) -> list[FollowUp]:
 
 def _row(principal: Principal, body: EventIn) -> dict[str, Any]:
     return {
-        "id": uuid.uuid4(),
         "tenant_id": principal.tenant_id,
         "event_id": body.event_id,
         "type": body.type.value,
         "user_id": body.user_id,
         "app_id": body.app_id,
         "occurred_at": body.occurred_at,
-        "payload": body.model_dump(mode="json", exclude_none=True),
+        # JSON text straight from pydantic's serializer: the statements cast it to jsonb.
+        "payload": body.model_dump_json(exclude_none=True),
         "received_by": principal.actor,
     }
 
