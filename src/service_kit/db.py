@@ -4,7 +4,7 @@ error. Services and repositories never commit."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Annotated
@@ -28,6 +28,10 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+# Set in a session's ``info`` by whatever writes outbox messages in it.
+OUTBOX_WRITTEN = "outbox_written"
 
 
 def new_metadata() -> MetaData:
@@ -66,6 +70,8 @@ class Database:
             hide_parameters=True,
         )
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        # Called after a commit that wrote outbox messages (the relay's wake-up).
+        self.on_outbox_commit: Callable[[], None] | None = None
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -74,6 +80,8 @@ class Database:
         try:
             yield session
             await session.commit()
+            if self.on_outbox_commit is not None and session.info.get(OUTBOX_WRITTEN):
+                self.on_outbox_commit()
         except BaseException:
             await session.rollback()
             raise

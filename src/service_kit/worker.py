@@ -24,7 +24,7 @@ from service_kit.clock import Clock, SystemClock
 from service_kit.config import ServiceSettings
 from service_kit.db import Database
 from service_kit.http import ServiceClient
-from service_kit.outbox import OutboxMessageMixin, relay_forever
+from service_kit.outbox import OutboxMessageMixin, Wakeup, relay_forever
 from service_kit.queue import queue_name, redis_settings
 from service_kit.telemetry import JOBS
 from service_kit.transient import is_transient
@@ -207,6 +207,9 @@ def build_worker(
         if extra_context is not None:
             await extra_context(ctx)
         if run_relay:
+            wakeup = Wakeup()
+            # A job that committed messages wakes the relay at once (same process).
+            ctx["db"].on_outbox_commit = wakeup.set
             ctx["relay_task"] = asyncio.create_task(
                 relay_forever(
                     ctx["db"],
@@ -218,6 +221,7 @@ def build_worker(
                     max_per_job=settings.outbox_max_per_job,
                     sweep_seconds=settings.outbox_sweep_seconds,
                     grace_seconds=settings.outbox_grace_seconds,
+                    wakeup=wakeup,
                 )
             )
 

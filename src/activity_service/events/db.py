@@ -9,12 +9,18 @@ batches, reads) uses the shared SQLAlchemy sessions.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Annotated, Any
-
 import asyncpg
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from sqlalchemy.engine import make_url
+
+
+class IngestConnection(asyncpg.Connection):  # type: ignore[misc]
+    """Nothing to reset when a connection goes back to the pool: the ingest path runs single
+    autocommit statements and never sets session state, so asyncpg's reset query (advisory
+    unlock, CLOSE ALL, UNLISTEN, RESET ALL) would be a round trip per event for nothing."""
+
+    def get_reset_query(self) -> str:
+        return ""
 
 
 def _dsn(database_url: str) -> str:
@@ -32,6 +38,7 @@ async def open_ingest_pool(app: FastAPI) -> None:
         max_size=settings.db_pool_size,
         max_inactive_connection_lifetime=300,
         timeout=settings.db_connect_timeout_seconds,
+        connection_class=IngestConnection,
     )
 
 
@@ -41,13 +48,18 @@ async def close_ingest_pool(app: FastAPI) -> None:
         await pool.close()
 
 
-async def _ingest_connection(request: Request) -> AsyncIterator[Any]:
+async def ingest_pool(request: Request) -> asyncpg.Pool:
+    """The pool itself, not a connection dependency: the endpoint holds a connection only
+    for its one statement (and a generator dependency costs the hot path an exit stack)."""
     pool = getattr(request.app.state, "ingest_pool", None)
     if pool is None:  # an app built without the startup hook
         await open_ingest_pool(request.app)
         pool = request.app.state.ingest_pool
-    async with pool.acquire() as connection:
-        yield connection
+    return pool
 
 
-IngestConnectionDep = Annotated[asyncpg.Connection, Depends(_ingest_connection)]
+def wake_relay(request: Request) -> None:
+    """The ingest connection writes outbox messages outside any session: say so."""
+    notifier = getattr(request.app.state, "outbox_notifier", None)
+    if notifier is not None:
+        notifier.poke()

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, Depends, Request, status
 
 from activity_service.events import service
-from activity_service.events.db import IngestConnectionDep
+from activity_service.events.db import ingest_pool, wake_relay
 from activity_service.events.schemas import EventAck, EventBatchIn, EventBatchResult, EventIn
 from service_kit.auth import Authenticator, CallerKind, Principal
 from service_kit.db import SessionDep
@@ -19,15 +19,18 @@ EventPoster = Annotated[
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, summary="Post a business event")
-async def post_event(
-    body: EventIn, principal: EventPoster, connection: IngestConnectionDep
-) -> EventAck:
+async def post_event(body: EventIn, principal: EventPoster, request: Request) -> EventAck:
     """Trusted back ends (service tokens) post every type; an app user may post only its own
     `app.login`. Stored once per `event_id`: a replay with the same content is acknowledged
     as `duplicate` with the original receipt time and changes nothing; the same id with other
     content is refused (409 `event_id_conflict`). Evaluation happens in jobs, after the
     acknowledgement."""
-    return await service.ingest(connection, principal, body)
+    pool = await ingest_pool(request)
+    async with pool.acquire() as connection:
+        ack = await service.ingest(connection, principal, body)
+    if ack.status == "accepted":
+        wake_relay(request)
+    return ack
 
 
 @router.post("/batch", summary="Post up to 1,000 business events")

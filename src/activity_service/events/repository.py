@@ -10,6 +10,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from activity_service.events.models import Event
+from service_kit.db import OUTBOX_WRITTEN
 
 FollowUp = tuple[str, str, dict[str, Any], str]
 """(queue, job name, payload, job id) of an outbox message."""
@@ -137,6 +138,7 @@ class EventRepository:
             row for event_id in stored for row in _message_rows(follow_ups.get(event_id, ()))
         ]
         if messages:
+            self.session.info[OUTBOX_WRITTEN] = True
             await self.session.execute(
                 _INSERT_MESSAGES,
                 {
