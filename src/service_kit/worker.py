@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 JobFn = Callable[..., Awaitable[Any]]
 MessageFn = Callable[[dict[str, Any], AsyncSession, dict[str, Any]], Awaitable[Any]]
+FinishFn = Callable[[dict[str, Any], AsyncSession], Awaitable[None]]
 PrepareFn = Callable[[dict[str, Any], AsyncSession, list[dict[str, Any]]], Awaitable[None]]
 JOB_TIMEOUT_SECONDS = 20
 
@@ -79,7 +80,12 @@ class ItemsFailed(Exception):
 
 
 def message_job(
-    name: str, service: str, prepare: PrepareFn | None = None, *, isolated: bool = False
+    name: str,
+    service: str,
+    prepare: PrepareFn | None = None,
+    *,
+    finish: FinishFn | None = None,
+    isolated: bool = False,
 ) -> Callable[[MessageFn], Function]:
     """Register the consumer of outbox messages ``name``: the relay sends up to a hundred
     payloads in one job, which ``fn(ctx, session, payload)`` handles one by one in a single
@@ -89,11 +95,12 @@ def message_job(
     others (savepoints cost two round trips a message, paid only when one is needed).
 
     ``prepare(ctx, session, payloads)``, if given, runs first: reading what the messages
-    need in one query instead of one per message. ``isolated`` consumers commit each message
-    in its own transaction instead: those that take locks shared by many messages (the
-    referral graph's advisory locks on an inviter's chain), which one long transaction would
-    hold against the other deliveries. A job enqueued with a single payload (not a list) is
-    handled as a delivery of one."""
+    need in one query instead of one per message; ``finish(ctx, session)`` runs before the
+    commit, writing what the messages left to be written together. ``isolated`` consumers
+    commit each message in its own transaction instead: those that take locks shared by many
+    messages (the referral graph's advisory locks on an inviter's chain), which one long
+    transaction would hold against the other deliveries. A job enqueued with a single
+    payload (not a list) is handled as a delivery of one."""
 
     def wrap(fn: MessageFn) -> Function:
         async def all_at_once(ctx: dict[str, Any], items: list[dict[str, Any]]) -> None:
@@ -102,6 +109,8 @@ def message_job(
                     await prepare(ctx, session, items)
                 for payload in items:
                     await fn(ctx, session, payload)
+                if finish is not None:
+                    await finish(ctx, session)
 
         async def one_by_one(ctx: dict[str, Any], items: list[dict[str, Any]]) -> list[str]:
             failures: list[str] = []
@@ -112,6 +121,8 @@ def message_job(
                     try:
                         async with session.begin_nested():
                             await fn(ctx, session, payload)
+                            if finish is not None:
+                                await finish(ctx, session)
                     except Retry:
                         raise
                     except Exception as exc:
@@ -127,6 +138,8 @@ def message_job(
                 try:
                     async with ctx["db"].session() as session:
                         await fn(ctx, session, payload)
+                        if finish is not None:
+                            await finish(ctx, session)
                 except Retry:
                     raise
                 except Exception as exc:

@@ -337,6 +337,35 @@ class EvaluationRepository:
         )
         await self.session.execute(stmt)
 
+    async def record_outcomes(
+        self, rows: list[tuple[str, uuid.UUID, str, str, str, str | None, datetime]]
+    ) -> None:
+        """Upsert many outcomes in one statement (each key at most once in ``rows``)."""
+        stmt = insert(EvaluationOutcome)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["tenant_id", "activity_id", "user_id", "rule_id"],
+            set_={
+                "outcome": stmt.excluded.outcome,
+                "detail": stmt.excluded.detail,
+                "at": stmt.excluded.at,
+            },
+        )
+        await self.session.execute(
+            stmt,
+            [
+                {
+                    "tenant_id": tenant_id,
+                    "activity_id": activity_id,
+                    "user_id": user_id,
+                    "rule_id": rule_id,
+                    "outcome": outcome,
+                    "detail": (detail or "")[:500] or None,
+                    "at": at,
+                }
+                for tenant_id, activity_id, user_id, rule_id, outcome, detail, at in rows
+            ],
+        )
+
     async def outcomes(
         self, tenant_id: str, activity_id: uuid.UUID, user_id: str
     ) -> list[EvaluationOutcome]:

@@ -82,8 +82,11 @@ ACTION_EVENT_TYPES: dict[TaskType, tuple[str, ...]] = {
 # --------------------------------------------------------------------------- facts
 
 
-async def load_facts(session: AsyncSession, tenant_id: str, user_id: str) -> UserFacts:
-    """What is known of the user over their whole history (not just a window)."""
+async def load_facts(
+    session: AsyncSession, tenant_id: str, user_id: str, *, with_device: bool = True
+) -> UserFacts:
+    """What is known of the user over their whole history (not just a window); the first
+    login on a new device only ``with_device`` (only download tasks need it)."""
     events = await EventRepository.from_session(session).of_user(tenant_id, user_id, FACT_TYPES)
     facts = UserFacts(user_id=user_id)
     for event in events:
@@ -113,6 +116,8 @@ async def load_facts(session: AsyncSession, tenant_id: str, user_id: str) -> Use
             )
         if facts.app_id is None:
             facts.app_id = event.app_id
+    if not with_device:
+        return facts
     device = await DeviceRepository.from_session(session).first_new_device_login(tenant_id, user_id)
     if device is not None:
         facts.new_device_login_at = device.first_seen_at
@@ -138,6 +143,9 @@ class Evaluation:
     # When the event being evaluated happened (real-time evaluation only).
     event_at: datetime | None = None
     grants: list[Grant] = field(default_factory=list)
+    # Outcomes kept in the session and written together by ``write_outcomes`` before the
+    # unit of work commits (one statement for a whole delivery instead of one per rule).
+    defer_outcomes: bool = False
 
     @property
     def tenant_id(self) -> str:
@@ -146,8 +154,31 @@ class Evaluation:
     async def outcome(
         self, activity: Activity, user_id: str, rule_id: str, outcome: str, detail: str | None
     ) -> None:
+        if self.defer_outcomes:
+            pending = self.session.info.setdefault(PENDING_OUTCOMES, {})
+            key = (self.tenant_id, activity.id, user_id, rule_id)
+            pending.pop(key, None)  # the latest decision wins, as with the upsert
+            pending[key] = (outcome, detail, self.now)
+            return
         await EvaluationRepository.from_session(self.session).record_outcome(
             self.tenant_id, activity.id, user_id, rule_id, outcome, detail, self.now
+        )
+
+
+PENDING_OUTCOMES = "pending_outcomes"
+
+
+async def write_outcomes(session: AsyncSession) -> None:
+    """Write the outcomes deferred in this session (see ``Evaluation.defer_outcomes``)."""
+    pending = session.info.pop(PENDING_OUTCOMES, None)
+    if pending:
+        await EvaluationRepository.from_session(session).record_outcomes(
+            [
+                (tenant_id, activity_id, user_id, rule_id, outcome, detail, at)
+                for (tenant_id, activity_id, user_id, rule_id), (outcome, detail, at) in (
+                    pending.items()
+                )
+            ]
         )
 
 
@@ -185,10 +216,15 @@ async def write_grant(
     enterprise_name: str | None = None,
 ) -> tuple[Grant | None, str]:
     """Record one decision (once per grant key) with its outbox message, taking a slot of
-    the prize's cap in the same savepoint; returns (grant, outcome)."""
+    the prize's cap in the same savepoint; returns (grant, outcome).
+
+    Without a cap there is nothing to give back when the key exists: the insert's ``ON
+    CONFLICT DO NOTHING`` alone decides, with no savepoint, and the outbox row is written
+    with the others of the unit of work at commit."""
     key = grant_key(str(activity.id), rule_id, user_id, counterpart_id, period)
     repo = GrantRepository.from_session(ev.session)
-    if await repo.exists(ev.tenant_id, key):
+    cap = _caps(activity).get(prize_id)
+    if cap is not None and await repo.exists(ev.tenant_id, key):
         return None, "already_granted"
     payload = GrantPayload(
         tenant_id=activity.tenant_id,
@@ -206,41 +242,45 @@ async def write_grant(
         lock_up=LockUp.model_validate(lock_up) if lock_up else None,
         enterprise_name=enterprise_name,
     ).model_dump(mode="json")
-    cap = _caps(activity).get(prize_id)
-    try:
-        async with ev.session.begin_nested():
-            if cap is not None and not await repo.claim_cap_slot(
-                ev.tenant_id, activity.id, user_id, uuid.UUID(prize_id), cap
-            ):
-                raise _NotGranted("cap_reached")
-            grant = await repo.insert_if_new(
-                {
-                    "id": uuid.uuid4(),
-                    "tenant_id": activity.tenant_id,
-                    "grant_key": key,
-                    "activity_id": activity.id,
-                    "activity_code": activity.activity_code,
-                    "rule_id": rule_id,
-                    "user_id": user_id,
-                    "counterpart_id": counterpart_id,
-                    "task": task.value,
-                    "achieved_at": achieved_at,
-                    "prize_id": uuid.UUID(prize_id),
-                    "source_event_id": ev.source_event_id,
-                    "payload": payload,
-                    "new_user_reward": activity.kind == "basic"
-                    and activity.attribute == "new_user",
-                }
+    values = {
+        "id": uuid.uuid4(),
+        "tenant_id": activity.tenant_id,
+        "grant_key": key,
+        "activity_id": activity.id,
+        "activity_code": activity.activity_code,
+        "rule_id": rule_id,
+        "user_id": user_id,
+        "counterpart_id": counterpart_id,
+        "task": task.value,
+        "achieved_at": achieved_at,
+        "prize_id": uuid.UUID(prize_id),
+        "source_event_id": ev.source_event_id,
+        "payload": payload,
+        "new_user_reward": activity.kind == "basic" and activity.attribute == "new_user",
+    }
+    outbox = OutboxRepository.from_session(ev.session, OutboxMessage)
+    if cap is None:
+        grant = await repo.insert_if_new(values)
+        if grant is None:
+            return None, "already_granted"
+        outbox.add("reward", jobs.REWARD_CREATE_FROM_GRANT, payload, job_id=key)
+    else:
+        try:
+            async with ev.session.begin_nested():
+                if not await repo.claim_cap_slot(
+                    ev.tenant_id, activity.id, user_id, uuid.UUID(prize_id), cap
+                ):
+                    raise _NotGranted("cap_reached")
+                grant = await repo.insert_if_new(values)
+                if grant is None:  # a concurrent evaluation won: give its cap slot back
+                    raise _NotGranted("already_granted")
+                outbox.add("reward", jobs.REWARD_CREATE_FROM_GRANT, payload, job_id=key)
+                await ev.session.flush()
+        except _NotGranted as refused:
+            await ev.outcome(
+                activity, user_id, rule_id, refused.reason, f"prize {prize_id} cap {cap}"
             )
-            if grant is None:  # a concurrent evaluation won: give its cap slot back
-                raise _NotGranted("already_granted")
-            OutboxRepository.from_session(ev.session, OutboxMessage).add(
-                "reward", jobs.REWARD_CREATE_FROM_GRANT, payload, job_id=key
-            )
-            await ev.session.flush()
-    except _NotGranted as refused:
-        await ev.outcome(activity, user_id, rule_id, refused.reason, f"prize {prize_id} cap {cap}")
-        return None, refused.reason
+            return None, refused.reason
     ev.grants.append(grant)
     await ev.outcome(activity, user_id, rule_id, "granted", key)
     return grant, "granted"
@@ -616,6 +656,15 @@ async def _tenant(session: AsyncSession, tenant_id: str) -> TenantContext:
     return cache[key]  # type: ignore[no-any-return]
 
 
+def _uses_devices(activities: list[Activity]) -> bool:
+    """Whether any rule is a download task, the only one that needs the user's devices."""
+    return any(
+        rule.get("task") == TaskType.download.value
+        for activity in activities
+        for rule in (activity.config or {}).get("rules", [])
+    )
+
+
 def _triggered_by(activities: list[Activity], event_type: str) -> bool:
     """Whether any rule of these activities is a real-time task this event can complete."""
     return any(
@@ -635,12 +684,13 @@ async def evaluate_event(
     *,
     now: datetime,
     referral: ReferralLookup | None,
+    defer_outcomes: bool = False,
 ) -> list[Grant]:
     """Grants earned by one stored event. Re-running it grants nothing new.
 
     An event no running campaign can use costs a cached lookup (plus, for a deposit, one
     indexed query whether it is the user's first): the user's history is read only when
-    some rule may be completed by it."""
+    some rule may be completed by it. ``defer_outcomes``: see ``Evaluation``."""
     event = await _event(session, tenant_id, event_id)
     if event is None:
         return []
@@ -678,7 +728,9 @@ async def evaluate_event(
     ]
     if not _triggered_by(activities, event.type):
         return []
-    facts = await load_facts(session, tenant_id, event.user_id)
+    facts = await load_facts(
+        session, tenant_id, event.user_id, with_device=_uses_devices(activities)
+    )
     ev = Evaluation(
         session=session,
         tenant=await _tenant(session, tenant_id),
@@ -686,6 +738,7 @@ async def evaluate_event(
         referral=referral,
         source_event_id=event.event_id,
         event_at=event.occurred_at,
+        defer_outcomes=defer_outcomes,
     )
     for activity in activities:
         if activity.kind == "basic":
@@ -702,15 +755,20 @@ async def evaluate_invitee(
     *,
     now: datetime,
     referral: ReferralLookup | None,
+    defer_outcomes: bool = False,
 ) -> list[Grant]:
     """After a binding of ``invitee_id`` changed: the real-time referral rules the invitee
     already completed are decided again (keys make it a no-op when nothing changed)."""
     activities = await _published(session, tenant_id, ("referral",))
     if not activities:
         return []
-    facts = await load_facts(session, tenant_id, invitee_id)
+    facts = await load_facts(session, tenant_id, invitee_id, with_device=_uses_devices(activities))
     ev = Evaluation(
-        session=session, tenant=await _tenant(session, tenant_id), now=now, referral=referral
+        session=session,
+        tenant=await _tenant(session, tenant_id),
+        now=now,
+        referral=referral,
+        defer_outcomes=defer_outcomes,
     )
     for activity in activities:
         await evaluate_referral(ev, activity, facts, mode="binding")

@@ -45,7 +45,11 @@ async def _read_events(
     await service.prefetch_events(session, [(p["tenant_id"], p["event_id"]) for p in payloads])
 
 
-@message_job(jobs.ACTIVITY_EVALUATE_EVENT, "activity", prepare=_read_events)
+async def _write_outcomes(ctx: dict[str, Any], session: AsyncSession) -> None:
+    await service.write_outcomes(session)
+
+
+@message_job(jobs.ACTIVITY_EVALUATE_EVENT, "activity", prepare=_read_events, finish=_write_outcomes)
 async def evaluate_event(
     ctx: dict[str, Any], session: AsyncSession, payload: dict[str, Any]
 ) -> int:
@@ -56,6 +60,7 @@ async def evaluate_event(
             payload["event_id"],
             now=ctx["clock"].now(),
             referral=_referral(ctx),
+            defer_outcomes=True,
         )
     except ReferralUnavailable as exc:
         # Transient: the delivery rolls back and is tried again later.
@@ -122,7 +127,7 @@ async def record_status_changed(
     await service.follow_record_status(session, RecordStatusChanged.model_validate(payload))
 
 
-@message_job(jobs.ACTIVITY_BINDING_CHANGED, "activity")
+@message_job(jobs.ACTIVITY_BINDING_CHANGED, "activity", finish=_write_outcomes)
 async def binding_changed(
     ctx: dict[str, Any], session: AsyncSession, payload: dict[str, Any]
 ) -> int:
@@ -136,6 +141,7 @@ async def binding_changed(
             fact.invitee_id,
             now=ctx["clock"].now(),
             referral=_referral(ctx),
+            defer_outcomes=True,
         )
     except ReferralUnavailable as exc:
         log.warning("referral_service unavailable, retrying: %s", exc)
