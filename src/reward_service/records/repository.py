@@ -27,6 +27,10 @@ class RecordRepository:
     async def next_number_seq(self) -> int:
         return int(await self.session.scalar(select(record_number_seq.next_value())) or 0)
 
+    async def next_number_seqs(self, count: int) -> list[int]:
+        stmt = select(record_number_seq.next_value()).select_from(func.generate_series(1, count))
+        return [int(n) for n in (await self.session.scalars(stmt)).all()]
+
     async def insert_if_new(self, values: dict[str, Any]) -> RewardRecord | None:
         """Insert unless the grant already has a record; None when it did."""
         stmt = (

@@ -54,12 +54,14 @@ def _record_transition(
     at: datetime,
     reason: str | None = None,
     idempotency_key: str | None = None,
+    to_status: str | None = None,
 ) -> None:
+    to_status = to_status or record.status
     RecordRepository.from_session(session).add_transition(
         RecordTransition(
             record_id=record.id,
             from_status=from_status,
-            to_status=record.status,
+            to_status=to_status,
             action=action,
             actor=actor,
             reason=reason,
@@ -67,7 +69,7 @@ def _record_transition(
             idempotency_key=idempotency_key,
         )
     )
-    STATE_TRANSITIONS.labels(from_status or "none", record.status).inc()
+    STATE_TRANSITIONS.labels(from_status or "none", to_status).inc()
     mirror_status(session, record, from_status, at)
 
 
@@ -162,6 +164,28 @@ async def move(
     return moved
 
 
+# The moves of an automatic coupon record, made at its creation.
+_COUPON_AT_ONCE = (
+    (None, RecordStatus.pending.value, "create"),
+    (RecordStatus.pending.value, RecordStatus.issuing.value, Action.submit.value),
+    (RecordStatus.issuing.value, RecordStatus.issued.value, Action.fulfil.value),
+)
+RESERVED_NUMBERS = "reserved_record_numbers"
+
+
+async def reserve_numbers(session: AsyncSession, count: int) -> None:
+    """Draw the record numbers a unit of work will need in one round trip."""
+    numbers = await RecordRepository.from_session(session).next_number_seqs(count)
+    session.info.setdefault(RESERVED_NUMBERS, []).extend(reversed(numbers))
+
+
+async def _next_number(session: AsyncSession) -> int:
+    reserved: list[int] = session.info.get(RESERVED_NUMBERS) or []
+    if reserved:
+        return reserved.pop()
+    return await RecordRepository.from_session(session).next_number_seq()
+
+
 def _waits_for_lock(grant: Grant) -> bool:
     return grant.lock_up is not None and grant.lock_up.issue_after_lock
 
@@ -184,10 +208,20 @@ async def create_from_grant(
     repo = RecordRepository.from_session(session)
     lock = grant.lock_up
     status = RecordStatus.locked if _waits_for_lock(grant) else RecordStatus.pending
+    # A coupon issued automatically is created Issued in one insert: the record is new and
+    # nobody sees it before this transaction commits, so the create → submit → fulfil moves
+    # need no compare-and-set; they are recorded as transitions all the same.
+    coupon_at_once = (
+        status is RecordStatus.pending
+        and grant.issuance_form is IssuanceForm.automatic
+        and prize.type == "coupon"
+    )
+    if coupon_at_once:
+        status = RecordStatus.issued
     record = await repo.insert_if_new(
         {
             "id": uuid.uuid4(),
-            "number": format_number(await repo.next_number_seq(), now),
+            "number": format_number(await _next_number(session), now),
             "tenant_id": grant.tenant_id,
             "grant_key": grant.grant_key,
             "activity_code": grant.activity_code,
@@ -211,18 +245,27 @@ async def create_from_grant(
             "lock_started_at": now if lock else None,
             "lock_expires_at": now + timedelta(days=lock.days) if lock else None,
             "lock_issue_after": lock.issue_after_lock if lock else None,
-            "version": 1,
+            "issued_at": now if coupon_at_once else None,
+            "issued_to": grant.user_id if coupon_at_once else None,
+            "version": len(_COUPON_AT_ONCE) if coupon_at_once else 1,
             "updated_at": now,
         }
     )
     if record is None:
         return None
+    if coupon_at_once:
+        for from_status, to_status, action in _COUPON_AT_ONCE:
+            _record_transition(
+                session, record, from_status, action, SYSTEM_ACTOR, now, to_status=to_status
+            )
+        await put_coupon_in_wallet(session, record, prize, now)
+        return record
     _record_transition(session, record, None, "create", SYSTEM_ACTOR, now)
     if status is RecordStatus.pending and grant.issuance_form is IssuanceForm.automatic:
-        # Coupons and physical items are fulfilled inside this database: issue them in the
-        # same transaction (a queued hop would buy nothing). Cash calls another system with
-        # no transaction open, so it goes through ``reward.issue``.
-        at_once = prize.type != "cash"
+        # A physical item is fulfilled inside this database too (stock, shipment): issue it
+        # in the same transaction (a queued hop would buy nothing). Cash calls another
+        # system with no transaction open, so it goes through ``reward.issue``.
+        at_once = prize.type == "physical"
         record = await move(
             session, record, Action.submit, actor=SYSTEM_ACTOR, at=now, queue=not at_once
         )

@@ -26,7 +26,13 @@ def retry_delay(base_seconds: float, job_try: int) -> float:
     return min(base_seconds * 2 ** max(0, job_try - 1), MAX_RETRY_DELAY_SECONDS)
 
 
-@message_job(jobs.REWARD_CREATE_FROM_GRANT, "reward")
+async def _reserve_numbers(
+    ctx: dict[str, Any], session: AsyncSession, payloads: list[dict[str, Any]]
+) -> None:
+    await service.reserve_numbers(session, len(payloads))
+
+
+@message_job(jobs.REWARD_CREATE_FROM_GRANT, "reward", prepare=_reserve_numbers)
 async def create_from_grant(
     ctx: dict[str, Any], session: AsyncSession, payload: dict[str, Any]
 ) -> str | None:
