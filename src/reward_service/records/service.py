@@ -18,7 +18,7 @@ from reward_service.records.models import RecordTransition, RewardRecord
 from reward_service.records.repository import RecordRepository
 from reward_service.records.state import Action, InvalidTransition, RecordStatus, next_status
 from reward_service.shipments.service import ship_physical_prize
-from reward_service.wallet.service import put_coupon_in_wallet
+from reward_service.wallet.service import put_coupon_in_wallet, put_coupon_of_new_record
 from service_kit.errors import Conflict, NotFound
 from service_kit.outbox import OutboxRepository
 from service_kit.telemetry import STATE_TRANSITIONS
@@ -258,7 +258,7 @@ async def create_from_grant(
             _record_transition(
                 session, record, from_status, action, SYSTEM_ACTOR, now, to_status=to_status
             )
-        await put_coupon_in_wallet(session, record, prize, now)
+        put_coupon_of_new_record(session, record, prize, now)
         return record
     _record_transition(session, record, None, "create", SYSTEM_ACTOR, now)
     if status is RecordStatus.pending and grant.issuance_form is IssuanceForm.automatic:

@@ -27,6 +27,11 @@ class WalletRepository:
             .on_conflict_do_nothing(index_elements=["record_id"])
         )
 
+    def add_for_new_record(self, values: dict[str, Any]) -> None:
+        """The entry of a record created in this transaction, which cannot have one yet:
+        written with the other new rows at flush (one statement for a delivery)."""
+        self.session.add(WalletCoupon(**values))
+
     async def by_records(self, record_ids: list[uuid.UUID]) -> dict[uuid.UUID, WalletCoupon]:
         if not record_ids:
             return {}

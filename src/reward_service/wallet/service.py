@@ -26,25 +26,35 @@ def coupon_window(prize: Prize, issued_at: datetime) -> tuple[datetime | None, d
     )
 
 
+def _entry(record: RewardRecord, prize: Prize, now: datetime) -> dict[str, object]:
+    valid_from, expires_at = coupon_window(prize, now)
+    return {
+        "id": uuid.uuid4(),
+        "tenant_id": record.tenant_id,
+        "user_id": record.user_id,
+        "record_id": record.id,
+        "prize_id": prize.id,
+        "coupon_type": prize.details.get("coupon_type", "other"),
+        "title": prize.details.get("title") or {"en": prize.name},
+        "instructions": prize.details.get("instructions", ""),
+        "status": "unused",
+        "valid_from": valid_from,
+        "expires_at": expires_at,
+    }
+
+
 async def put_coupon_in_wallet(
     session: AsyncSession, record: RewardRecord, prize: Prize, now: datetime
 ) -> None:
-    valid_from, expires_at = coupon_window(prize, now)
-    await WalletRepository.from_session(session).put_if_absent(
-        {
-            "id": uuid.uuid4(),
-            "tenant_id": record.tenant_id,
-            "user_id": record.user_id,
-            "record_id": record.id,
-            "prize_id": prize.id,
-            "coupon_type": prize.details.get("coupon_type", "other"),
-            "title": prize.details.get("title") or {"en": prize.name},
-            "instructions": prize.details.get("instructions", ""),
-            "status": "unused",
-            "valid_from": valid_from,
-            "expires_at": expires_at,
-        }
-    )
+    """The coupon adapter: idempotent per record (a redelivered issuance adds nothing)."""
+    await WalletRepository.from_session(session).put_if_absent(_entry(record, prize, now))
+
+
+def put_coupon_of_new_record(
+    session: AsyncSession, record: RewardRecord, prize: Prize, now: datetime
+) -> None:
+    """The coupon of a record inserted in this same transaction (nothing to check)."""
+    WalletRepository.from_session(session).add_for_new_record(_entry(record, prize, now))
 
 
 def effective_status(coupon: WalletCoupon, now: datetime) -> CouponStatus:
