@@ -143,44 +143,64 @@ class OutboxRepository:
                 .execution_options(synchronize_session=False)
             )
 
-    async def claim_in_flight(self, older_than_seconds: float, limit: int) -> list[Any]:
+    async def in_flight_deliveries(self, older_than_seconds: float, limit: int) -> list[Any]:
+        """Deliveries sent at least ``older_than_seconds`` ago and not confirmed, oldest
+        first: (delivery_id, messages)."""
         m = self.model
         stmt = (
-            select(m.id, m.delivery_id, m.attempts)
+            select(m.delivery_id, func.count())
             .where(
                 m.sent_at.is_not(None),
                 m.delivered_at.is_(None),
                 m.sent_at < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, older_than_seconds),
             )
-            .order_by(m.sent_at)
+            .group_by(m.delivery_id)
+            .order_by(func.min(m.sent_at))
             .limit(limit)
-            .with_for_update(skip_locked=True)
         )
         return list((await self.session.execute(stmt)).all())
 
-    async def mark_delivered(self, ids: Sequence[uuid.UUID], error: str | None = None) -> None:
-        if ids:
-            m = self.model
-            await self.session.execute(
-                update(m)
-                .where(m.id.in_(ids))
-                .values(delivered_at=func.now(), last_error=error)
-                .execution_options(synchronize_session=False)
-            )
+    async def confirm(self, delivery_ids: Sequence[str]) -> int:
+        return await self._settle(delivery_ids, {"delivered_at": func.now()})
 
-    async def mark_unsent(self, ids: Sequence[uuid.UUID], error: str | None = None) -> None:
-        """Owed again: the relay sends these in a new delivery."""
-        if ids:
-            m = self.model
-            values: dict[str, Any] = {"sent_at": None, "delivery_id": None}
-            if error is not None:
-                values["last_error"] = error
-            await self.session.execute(
-                update(m)
-                .where(m.id.in_(ids))
-                .values(**values)
-                .execution_options(synchronize_session=False)
-            )
+    async def send_again(
+        self, delivery_ids: Sequence[str], error: str | None = None, below_attempts: int = 0
+    ) -> int:
+        """Owed again (the relay sends them in a new delivery); with ``below_attempts``,
+        only the messages sent fewer times than that."""
+        values: dict[str, Any] = {"sent_at": None, "delivery_id": None}
+        if error is not None:
+            values["last_error"] = error
+        return await self._settle(delivery_ids, values, below_attempts=below_attempts)
+
+    async def bury(self, delivery_ids: Sequence[str], error: str, from_attempts: int) -> int:
+        """Dead letters: kept with their error, never sent again."""
+        return await self._settle(
+            delivery_ids,
+            {"delivered_at": func.now(), "last_error": error},
+            from_attempts=from_attempts,
+        )
+
+    async def _settle(
+        self,
+        delivery_ids: Sequence[str],
+        values: dict[str, Any],
+        *,
+        below_attempts: int = 0,
+        from_attempts: int = 0,
+    ) -> int:
+        if not delivery_ids:
+            return 0
+        m = self.model
+        stmt = update(m).where(m.delivery_id.in_(delivery_ids), m.delivered_at.is_(None))
+        if below_attempts:
+            stmt = stmt.where(m.attempts < below_attempts)
+        if from_attempts:
+            stmt = stmt.where(m.attempts >= from_attempts)
+        result = await self.session.execute(
+            stmt.values(**values).execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
     async def delete_delivered_before(self, limit: int = 5000) -> int:
         m = self.model
@@ -316,54 +336,45 @@ async def confirm_deliveries(
     prefix: str,
     *,
     grace_seconds: float = 2.0,
-    limit: int = 5000,
+    limit: int = 1000,
 ) -> SweepReport:
-    """One pass of the sweep over messages sent at least ``grace_seconds`` ago."""
+    """One pass of the sweep over deliveries sent at least ``grace_seconds`` ago: one
+    Redis look per delivery, one statement per outcome. No row locks: every change is
+    conditional on the delivery still being unconfirmed, and a message sent twice by two
+    racing sweeps is handled twice by an idempotent consumer."""
     report = SweepReport()
     async with db.session() as session:
         repo = OutboxRepository.from_session(session, model)
-        rows = await repo.claim_in_flight(grace_seconds, limit)
-        if not rows:
+        deliveries = {d: n for d, n in await repo.in_flight_deliveries(grace_seconds, limit)}
+        if not deliveries:
             return report
-        by_delivery: dict[str, list[Any]] = {}
-        for row in rows:
-            by_delivery.setdefault(row.delivery_id or "", []).append(row)
-        states = await _job_states(redis, prefix, [d for d in by_delivery if d])
-        delivered: list[uuid.UUID] = []
-        lost: list[uuid.UUID] = []
-        failed_results: list[str] = []
-        for delivery_id, members in by_delivery.items():
-            pending, raw_result = states.get(delivery_id, (False, None))
-            ids = [m.id for m in members]
+        states = await _job_states(redis, prefix, list(deliveries))
+        delivered: list[str] = []
+        lost: list[str] = []
+        for delivery_id, (pending, raw_result) in states.items():
             if raw_result is not None:
                 failure = _failure_of(raw_result)
                 if failure is None:
-                    delivered.extend(ids)
+                    delivered.append(delivery_id)
                     continue
-                failed_results.append(delivery_id)
-                for member in members:
-                    if member.attempts >= MAX_ATTEMPTS:
-                        await repo.mark_delivered([member.id], error=failure)
-                        report.dead += 1
-                        log.error("outbox message %s is a dead letter: %s", member.id, failure)
-                    else:
-                        await repo.mark_unsent([member.id], error=failure)
-                        report.resent += 1
-                continue
-            if pending:
-                report.waiting += len(ids)
-                continue
-            lost.extend(ids)
-        await repo.mark_delivered(delivered)
-        await repo.mark_unsent(lost)
-        if failed_results:
-            # A stored result would make arq drop the resend of a lone message's job id.
-            await redis.delete(*(result_key_prefix + arq_job_id(prefix, d) for d in failed_results))
-        report.delivered += len(delivered)
-        report.resent += len(lost)
+                # Sent again until MAX_ATTEMPTS sends, then kept as a dead letter. A stored
+                # result would make arq drop the resend of a lone message's job id.
+                await redis.delete(result_key_prefix + arq_job_id(prefix, delivery_id))
+                report.dead += await repo.bury([delivery_id], failure, MAX_ATTEMPTS)
+                report.resent += await repo.send_again([delivery_id], failure, MAX_ATTEMPTS)
+                log.warning("outbox: delivery %s failed: %s", delivery_id, failure[:300])
+            elif pending:
+                report.waiting += deliveries[delivery_id]
+            else:
+                lost.append(delivery_id)
+        report.delivered += await repo.confirm(delivered)
+        redelivered = await repo.send_again(lost)
+        report.resent += redelivered
+    if report.dead:
+        log.error("outbox: %d messages became dead letters", report.dead)
     if lost:
-        OUTBOX_REDELIVERED.inc(len(lost))
-        log.warning("outbox: %d sent messages unknown to Redis; sending them again", len(lost))
+        OUTBOX_REDELIVERED.inc(redelivered)
+        log.warning("outbox: %d sent messages unknown to Redis; sending them again", redelivered)
     return report
 
 
