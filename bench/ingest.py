@@ -63,6 +63,7 @@ class Stack:
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
+        env["ACTIVITY_PLATFORM_DEV"] = "1"  # tokens signed with the development secret
         for name in SERVICES:
             env[f"{name.upper()}_DATABASE_URL"] = self.urls[name]
             env[f"{name.upper()}_URL"] = self.url(name)

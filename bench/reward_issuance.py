@@ -183,6 +183,7 @@ def main() -> None:
         "REWARD_DATABASE_URL": reward_url,
         "REDIS_URL": args.redis_url,
         "QUEUE_PREFIX": tag,
+        "ACTIVITY_PLATFORM_DEV": "1",
         "REWARD_DEFAULT_CASH_ENDPOINT_URL": f"http://127.0.0.1:{port}/v1/payments",
         "CASH_DATABASE_URL": cash_url,
         "LOG_LEVEL": "WARNING",

@@ -11,7 +11,12 @@ from pathlib import Path
 
 from activity_platform.services import SERVICES
 from service_kit.auth import CallerKind, Permission, encode_token
-from service_kit.config import DEV_JWT_SECRET
+from service_kit.config import (
+    DEV_JWT_SECRET,
+    DEV_MODE_VARIABLE,
+    ServiceSettings,
+    weak_secret,
+)
 from service_kit.telemetry import configure_logging
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -83,11 +88,29 @@ def cmd_openapi(args: argparse.Namespace) -> int:
     return 0
 
 
+def refuses_secret(command: str, settings: ServiceSettings) -> bool:
+    """Outside ``dev``, a service never starts with a secret anyone could sign tokens with
+    (the public development one, an empty or a short one): it says why in one line."""
+    if os.environ.get(DEV_MODE_VARIABLE) == "1":
+        return False
+    reason = weak_secret(settings.jwt_secret, settings.jwt_algorithm)
+    if reason is None:
+        return False
+    print(
+        f"activity-platform {command} {settings.service_name}: refusing to start: {reason}. "
+        f"Set JWT_SECRET to a long random string (or run `activity-platform dev`).",
+        file=sys.stderr,
+    )
+    return True
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     spec = SERVICES[args.service]
     settings = spec.settings()
+    if refuses_secret("serve", settings):
+        return 2
     configure_logging(settings.log_level, settings.log_json)
     app = spec.create_app(settings=settings)
     uvicorn.run(app, host=args.host, port=args.port or spec.port, log_config=None, access_log=False)
@@ -97,6 +120,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     spec = SERVICES[args.service]
     settings = spec.settings()
+    if refuses_secret("worker", settings):
+        return 2
     configure_logging(settings.log_level, settings.log_json)
     worker = spec.create_worker(settings=settings)
     worker.run()

@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 from activity_platform.embedded import EmbeddedPostgres, EmbeddedRedis, database_url, free_port
 from activity_platform.services import SERVICES
 from service_kit.auth import CallerKind, encode_token
-from service_kit.config import DEV_JWT_SECRET
+from service_kit.config import DEV_JWT_SECRET, DEV_MODE_VARIABLE
 
 RESTART_DELAY_SECONDS = 1.0
 
@@ -48,6 +48,7 @@ class Child:
 def platform_env(args: argparse.Namespace, data_dir: Path) -> tuple[dict[str, str], list[object]]:
     """The environment of every child: database and Redis URLs, service URLs."""
     env = dict(os.environ)
+    env[DEV_MODE_VARIABLE] = "1"  # the development secret is fine here
     started: list[object] = []
     ports = {
         "activity": args.activity_port,

@@ -12,6 +12,26 @@ from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_JWT_SECRET = "dev-only-secret-change-me-in-production-0123456789"
+# An HMAC key shorter than this can be brute-forced from one token; RFC 7518 asks for at
+# least the hash size (32 bytes for HS256).
+MIN_JWT_SECRET_LENGTH = 32
+# Set by ``activity-platform dev`` (and test harnesses) for their children: the development
+# secret is then allowed.
+DEV_MODE_VARIABLE = "ACTIVITY_PLATFORM_DEV"
+
+
+def weak_secret(secret: str, algorithm: str) -> str | None:
+    """Why ``secret`` must not sign tokens outside development, or None."""
+    if not algorithm.upper().startswith("HS"):
+        return None
+    if not secret:
+        return "JWT_SECRET is empty"
+    if secret == DEV_JWT_SECRET:
+        return "JWT_SECRET is the public development secret"
+    if len(secret) < MIN_JWT_SECRET_LENGTH:
+        return f"JWT_SECRET is shorter than {MIN_JWT_SECRET_LENGTH} characters"
+    return None
+
 
 ASYNC_DRIVER_SCHEME = "postgresql+asyncpg"
 # Schemes people (and hosting providers) commonly write for PostgreSQL; the services talk to

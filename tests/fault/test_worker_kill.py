@@ -103,6 +103,7 @@ def fault_env(infra: Infra) -> Iterator[dict[str, str]]:
         "REWARD_DB_POOL_SIZE": "10",
         "REDIS_URL": infra.redis_url,
         "QUEUE_PREFIX": f"{infra.queue_prefix}-fault",
+        "ACTIVITY_PLATFORM_DEV": "1",  # tokens signed with the development secret
         "REWARD_DEFAULT_CASH_ENDPOINT_URL": f"http://127.0.0.1:{cash_port}/v1/payments",
         # Short timeouts: a killed job is re-run by arq after 3 + 10 s, and the reconciler
         # re-drives a record left in Issuing after 4 s.
