@@ -117,12 +117,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _use_uvloop() -> None:
+    """The workers' event loop is uvloop where installed (as uvicorn's is for the APIs): a
+    worker spends much of its time in socket round trips to PostgreSQL and Redis."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - not on every platform
+        return
+    asyncio.set_event_loop(uvloop.new_event_loop())
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     spec = SERVICES[args.service]
     settings = spec.settings()
     if refuses_secret("worker", settings):
         return 2
     configure_logging(settings.log_level, settings.log_json)
+    _use_uvloop()
     worker = spec.create_worker(settings=settings)
     worker.run()
     return 0
