@@ -47,7 +47,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
 from service_kit.db import OUTBOX_WRITTEN, Database
-from service_kit.queue import Delivery, arq_job_id, enqueue_many
+from service_kit.queue import SERVICES, Delivery, arq_job_id, enqueue_many, queue_name
 from service_kit.telemetry import OUTBOX_LAG, OUTBOX_REDELIVERED, OUTBOX_SENT
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,7 @@ MAX_ATTEMPTS = 25
 # Delivered messages are kept this long (for explaining what happened), then deleted.
 KEEP_DELIVERED = "2 days"
 NOTIFY_CHANNEL = "outbox"
+HELD_BACK_POLL_SECONDS = 0.05
 
 
 class OutboxMessageMixin:
@@ -122,15 +123,14 @@ class OutboxRepository:
         self.session.info[OUTBOX_WRITTEN] = True  # see Database.session: wakes the relay
         return message
 
-    async def claim_unsent(self, limit: int) -> list[Any]:
+    async def claim_unsent(self, limit: int, skip_queues: Sequence[str] = ()) -> list[Any]:
         m = self.model
-        stmt = (
-            select(m.id, m.queue, m.job_name, m.job_id, m.payload, m.created_at)
-            .where(m.sent_at.is_(None))
-            .order_by(m.created_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
+        stmt = select(m.id, m.queue, m.job_name, m.job_id, m.payload, m.created_at).where(
+            m.sent_at.is_(None)
         )
+        if skip_queues:
+            stmt = stmt.where(m.queue.not_in(skip_queues))
+        stmt = stmt.order_by(m.created_at).limit(limit).with_for_update(skip_locked=True)
         return list((await self.session.execute(stmt)).all())
 
     async def mark_sent(self, deliveries: Sequence[Delivery]) -> None:
@@ -260,6 +260,63 @@ def plan_deliveries(rows: Sequence[Any], max_per_job: int) -> list[Delivery]:
     return deliveries
 
 
+# A destination queue with this many jobs waiting is not sent more for now: its messages
+# wait in the outbox and leave together in the next, bigger deliveries.
+MAX_QUEUED_JOBS = 20
+
+
+@dataclass
+class RelayPass:
+    sent: int = 0
+    # Destination queues skipped because their consumers are behind.
+    held_back: list[str] = field(default_factory=list)
+
+
+async def _busy_queues(redis: ArqRedis, prefix: str, limit: int) -> list[str]:
+    pipe = redis.pipeline(transaction=False)
+    for service in SERVICES:
+        pipe.zcard(queue_name(prefix, service))
+    lengths = await pipe.execute()
+    return [service for service, n in zip(SERVICES, lengths, strict=True) if n >= limit]
+
+
+async def relay_pass(
+    db: Database,
+    model: type[OutboxMessageMixin],
+    redis: ArqRedis,
+    prefix: str,
+    batch_size: int = 1000,
+    max_per_job: int = 100,
+    max_queued_jobs: int | None = MAX_QUEUED_JOBS,
+) -> RelayPass:
+    """Enqueue one batch of unsent messages.
+
+    Rows are locked with SKIP LOCKED so several relays never send the same message at the
+    same time; if Redis fails midway the transaction rolls back and the batch is retried.
+    A message enqueued twice (crash after enqueue, before commit) is harmless: consumers
+    are idempotent.
+
+    Back-pressure makes the batches: while a consumer keeps up its queue is short and each
+    message leaves at once (low latency); once ``max_queued_jobs`` jobs wait in its queue,
+    its messages stay here and leave together in deliveries of up to ``max_per_job`` when
+    it catches up, so the consumer's per-job costs are paid once per hundred messages.
+    """
+    held = await _busy_queues(redis, prefix, max_queued_jobs) if max_queued_jobs else []
+    async with db.session() as session:
+        repo = OutboxRepository.from_session(session, model)
+        rows = await repo.claim_unsent(batch_size, held)
+        if not rows:
+            return RelayPass(0, held)
+        deliveries = plan_deliveries(rows, max_per_job)
+        await enqueue_many(redis, prefix, deliveries)
+        now = datetime.now(UTC)
+        for row in rows:
+            OUTBOX_LAG.observe(max(0.0, (now - row.created_at).total_seconds()))
+        await repo.mark_sent(deliveries)
+        OUTBOX_SENT.inc(len(rows))
+        return RelayPass(len(rows), held)
+
+
 async def relay_once(
     db: Database,
     model: type[OutboxMessageMixin],
@@ -268,26 +325,10 @@ async def relay_once(
     batch_size: int = 1000,
     max_per_job: int = 100,
 ) -> int:
-    """Enqueue one batch of unsent messages; returns how many were sent.
-
-    Rows are locked with SKIP LOCKED so several relays never send the same message at the
-    same time; if Redis fails midway the transaction rolls back and the batch is retried.
-    A message enqueued twice (crash after enqueue, before commit) is harmless: consumers
-    are idempotent.
-    """
-    async with db.session() as session:
-        repo = OutboxRepository.from_session(session, model)
-        rows = await repo.claim_unsent(batch_size)
-        if not rows:
-            return 0
-        deliveries = plan_deliveries(rows, max_per_job)
-        await enqueue_many(redis, prefix, deliveries)
-        now = datetime.now(UTC)
-        for row in rows:
-            OUTBOX_LAG.observe(max(0.0, (now - row.created_at).total_seconds()))
-        await repo.mark_sent(deliveries)
-        OUTBOX_SENT.inc(len(rows))
-        return len(rows)
+    """Enqueue one batch of unsent messages, whatever waits in the queues; returns how
+    many were sent (tests and tools that drain the outbox)."""
+    done = await relay_pass(db, model, redis, prefix, batch_size, max_per_job, None)
+    return done.sent
 
 
 # --------------------------------------------------------------------------- confirming
@@ -484,15 +525,17 @@ async def relay_forever(
         while True:
             try:
                 await wakeup.listen(db)
-                sent = await relay_once(db, model, redis, prefix, batch_size, max_per_job)
+                done = await relay_pass(db, model, redis, prefix, batch_size, max_per_job)
                 if loop.time() >= next_sweep:
                     await confirm_deliveries(db, model, redis, prefix, grace_seconds=grace_seconds)
                     next_sweep = loop.time() + sweep_seconds
                 if loop.time() >= next_cleanup:
                     await delete_old_delivered(db, model)
                     next_cleanup = loop.time() + 600
-                backoff = poll_seconds
-                if sent >= batch_size:
+                # While a consumer is behind, look again soon: it takes a bigger batch as
+                # soon as its queue is short again.
+                backoff = HELD_BACK_POLL_SECONDS if done.held_back else poll_seconds
+                if done.sent >= batch_size:
                     continue
             except asyncio.CancelledError:
                 raise

@@ -156,3 +156,26 @@ async def test_a_failing_message_is_sent_again_until_it_is_a_dead_letter(
     async with platform.db("reward").session() as session:
         keys = (await session.scalars(select(RewardRecord.grant_key))).all()
     assert keys == ["gk-good"]  # the re-run of the good message changed nothing
+
+
+async def test_a_queue_whose_consumer_is_behind_gets_its_messages_later_in_bigger_jobs(
+    platform: Platform,
+) -> None:
+    from service_kit.outbox import relay_pass
+
+    live, prefix = _live(platform), platform.settings["activity"].queue_prefix
+    await _write_messages(platform, 3)
+    done = await relay_pass(
+        platform.db("activity"), OutboxMessage, live, prefix, max_per_job=1, max_queued_jobs=2
+    )
+    assert done.sent == 3 and done.held_back == []
+    # Three jobs now wait in the activity queue: more messages for it stay in the outbox.
+    await _write_messages(platform, 4)
+    done = await relay_pass(platform.db("activity"), OutboxMessage, live, prefix, max_queued_jobs=2)
+    assert done.sent == 0 and done.held_back == ["activity"]
+    assert (await _backlog(platform))["unsent"] == 4
+    # The consumer caught up: the four leave together, in one job.
+    await live.delete(queue_name(prefix, "activity"))
+    done = await relay_pass(platform.db("activity"), OutboxMessage, live, prefix, max_queued_jobs=2)
+    assert done.sent == 4
+    assert [len(d) for d in await _queued_payloads(platform)] == [4]
