@@ -52,7 +52,6 @@ from activity_service.evaluation.daily_repository import DailyRunRepository
 from activity_service.evaluation.engine import (
     LOOKBACK,
     Achievement,
-    Certification,
     MissingRate,
     UserFacts,
     Window,
@@ -70,11 +69,11 @@ from activity_service.evaluation.service import (
     MONEY_TYPES,
     _activity_name,
     _caps,
-    _decimal,
+    facts_of,
     window_of,
 )
 from activity_service.events.repository import EventRepository
-from activity_service.progress.flows import CUMULATIVE_TASKS, EVENT_FLOWS, Flow, day_bounds
+from activity_service.progress.flows import CUMULATIVE_TASKS, day_bounds
 from activity_service.progress.repository import DeviceRepository
 from activity_service.segments.repository import SegmentRepository
 from activity_service.segments.snapshot import snapshot_at
@@ -172,42 +171,6 @@ def scopes_of(
 
 
 # --------------------------------------------------------------------------- facts
-
-
-def facts_of(
-    user_id: str, events: Sequence[Any], new_device_login_at: datetime | None
-) -> UserFacts:
-    """``service.load_facts`` from already loaded events (oldest first)."""
-    facts = UserFacts(user_id=user_id)
-    for event in events:
-        if event.type == "user.registered" and facts.registered_at is None:
-            facts.registered_at = event.occurred_at
-            facts.app_id = event.app_id
-        elif event.type == "account.opened" and facts.opened_at is None:
-            facts.opened_at = event.occurred_at
-        elif event.type == "enterprise.certified":
-            facts.certifications.append(
-                Certification(
-                    event.occurred_at,
-                    event.event_id,
-                    str(event.payload.get("enterprise_id")),
-                    event.payload.get("enterprise_name"),
-                )
-            )
-        elif event.type in EVENT_FLOWS:
-            facts.flows.append(
-                Flow(
-                    event.occurred_at,
-                    event.event_id,
-                    EVENT_FLOWS[event.type],
-                    _decimal(event.payload["amount"]),
-                    event.payload["currency"],
-                )
-            )
-        if facts.app_id is None:
-            facts.app_id = event.app_id
-    facts.new_device_login_at = new_device_login_at
-    return facts
 
 
 # --------------------------------------------------------------------------- pure decisions

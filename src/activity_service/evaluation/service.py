@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -82,13 +83,12 @@ ACTION_EVENT_TYPES: dict[TaskType, tuple[str, ...]] = {
 # --------------------------------------------------------------------------- facts
 
 
-async def load_facts(
-    session: AsyncSession, tenant_id: str, user_id: str, *, with_device: bool = True
+def facts_of(
+    user_id: str, events: Sequence[Any], new_device_login_at: datetime | None = None
 ) -> UserFacts:
-    """What is known of the user over their whole history (not just a window); the first
-    login on a new device only ``with_device`` (only download tasks need it)."""
-    events = await EventRepository.from_session(session).of_user(tenant_id, user_id, FACT_TYPES)
-    facts = UserFacts(user_id=user_id)
+    """The user's facts from their events, oldest first (loaded one user at a time by
+    ``load_facts``, or a chunk of users at a time by the daily run)."""
+    facts = UserFacts(user_id=user_id, new_device_login_at=new_device_login_at)
     for event in events:
         if event.type == "user.registered" and facts.registered_at is None:
             facts.registered_at = event.occurred_at
@@ -116,6 +116,16 @@ async def load_facts(
             )
         if facts.app_id is None:
             facts.app_id = event.app_id
+    return facts
+
+
+async def load_facts(
+    session: AsyncSession, tenant_id: str, user_id: str, *, with_device: bool = True
+) -> UserFacts:
+    """What is known of the user over their whole history (not just a window); the first
+    login on a new device only ``with_device`` (only download tasks need it)."""
+    events = await EventRepository.from_session(session).of_user(tenant_id, user_id, FACT_TYPES)
+    facts = facts_of(user_id, events)
     if not with_device:
         return facts
     device = await DeviceRepository.from_session(session).first_new_device_login(tenant_id, user_id)
