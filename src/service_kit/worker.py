@@ -12,7 +12,8 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from arq import Retry, Worker
@@ -112,31 +113,18 @@ def message_job(
                 if finish is not None:
                     await finish(ctx, session)
 
-        async def one_by_one(ctx: dict[str, Any], items: list[dict[str, Any]]) -> list[str]:
-            failures: list[str] = []
-            async with ctx["db"].session() as session:
-                if prepare is not None:
-                    await prepare(ctx, session, items)
-                for payload in items:
-                    try:
-                        async with session.begin_nested():
-                            await fn(ctx, session, payload)
-                            if finish is not None:
-                                await finish(ctx, session)
-                    except Retry:
-                        raise
-                    except Exception as exc:
-                        if is_transient(exc):
-                            raise
-                        log.exception("%s: message failed: %s", name, _describe(payload))
-                        failures.append(f"{_describe(payload)}: {exc!r}")
-            return failures
-
-        async def each_committed(ctx: dict[str, Any], items: list[dict[str, Any]]) -> list[str]:
+        async def separately(
+            ctx: dict[str, Any],
+            items: list[dict[str, Any]],
+            unit: Callable[[], AbstractAsyncContextManager[AsyncSession]],
+        ) -> list[str]:
+            """Each message in its own ``unit`` (a savepoint or a transaction): a message
+            failing for good is reported and the others go on; a transient failure stops
+            the delivery, to be retried."""
             failures: list[str] = []
             for payload in items:
                 try:
-                    async with ctx["db"].session() as session:
+                    async with unit() as session:
                         await fn(ctx, session, payload)
                         if finish is not None:
                             await finish(ctx, session)
@@ -148,6 +136,15 @@ def message_job(
                     log.exception("%s: message failed: %s", name, _describe(payload))
                     failures.append(f"{_describe(payload)}: {exc!r}")
             return failures
+
+        async def one_by_one(ctx: dict[str, Any], items: list[dict[str, Any]]) -> list[str]:
+            async with ctx["db"].session() as session:
+                if prepare is not None:
+                    await prepare(ctx, session, items)
+                return await separately(ctx, items, lambda: _savepoint(session))
+
+        async def each_committed(ctx: dict[str, Any], items: list[dict[str, Any]]) -> list[str]:
+            return await separately(ctx, items, ctx["db"].session)
 
         async def handle(ctx: dict[str, Any], payloads: Any) -> dict[str, int]:
             items = as_list(payloads)
@@ -173,6 +170,12 @@ def message_job(
         return job(name, service)(handle)
 
     return wrap
+
+
+@contextlib.asynccontextmanager
+async def _savepoint(session: AsyncSession) -> AsyncIterator[AsyncSession]:
+    async with session.begin_nested():
+        yield session
 
 
 def as_list(payloads: Any) -> list[dict[str, Any]]:
