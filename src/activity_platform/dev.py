@@ -67,8 +67,12 @@ def platform_env(args: argparse.Namespace, data_dir: Path) -> tuple[dict[str, st
         env["REDIS_URL"] = redis.start()
         started.append(redis)
         print(f"embedded Redis: {env['REDIS_URL']}", file=sys.stderr)
-    for name, port in ports.items():
+    for index, (name, port) in enumerate(ports.items()):
         env[f"{name.upper()}_URL"] = f"http://{args.host}:{port}"
+        # Each worker's Prometheus metrics (jobs, outbox backlog, queue depth).
+        env.setdefault(
+            f"{name.upper()}_WORKER_METRICS_PORT", str(_port_or_free(args.host, 9101 + index))
+        )
     # The reference cash system (unless a real one is configured): the default cash endpoint
     # of tenants that configured none, with its own database next to the reward database
     # (named after it, so stacks sharing a server never share payments).
@@ -190,6 +194,11 @@ def _print_banner(args: argparse.Namespace, env: dict[str, str]) -> None:
         f"  activity  {env['ACTIVITY_URL']}/docs\n"
         f"  referral  {env['REFERRAL_URL']}/docs\n"
         f"  reward    {env['REWARD_URL']}/docs\n"
+        "  worker metrics  "
+        + ", ".join(
+            f"{name} :{env[f'{name.upper()}_WORKER_METRICS_PORT']}/metrics" for name in SERVICES
+        )
+        + "\n"
         f"  cash      {env['REWARD_DEFAULT_CASH_ENDPOINT_URL']}"
         f"{' (reference cash system)' if env.get('CASH_PORT') else ''}\n"
         f"\noperator token (tenant {args.tenant}):\n  {operator}\n"

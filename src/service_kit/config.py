@@ -57,6 +57,10 @@ class ServiceSettings(BaseSettings):
     service_name: str = "service"
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
     db_pool_size: int = 10
+    # The worker serves its Prometheus metrics (jobs, outbox backlog, queue depth) on this
+    # port (0: not served); the API serves its own at /metrics.
+    worker_metrics_port: int = 0
+    worker_metrics_host: str = "127.0.0.1"
     # How long opening one database connection may take before the request gets a 503.
     db_connect_timeout_seconds: float = 5.0
 

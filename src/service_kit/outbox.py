@@ -48,7 +48,14 @@ from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
 from service_kit.db import OUTBOX_WRITTEN, Database
 from service_kit.queue import SERVICES, Delivery, arq_job_id, enqueue_many, queue_name
-from service_kit.telemetry import OUTBOX_LAG, OUTBOX_REDELIVERED, OUTBOX_SENT
+from service_kit.telemetry import (
+    OUTBOX_DEAD,
+    OUTBOX_LAG,
+    OUTBOX_MESSAGES,
+    OUTBOX_REDELIVERED,
+    OUTBOX_SENT,
+    QUEUE_JOBS,
+)
 
 log = logging.getLogger(__name__)
 
@@ -221,6 +228,15 @@ class OutboxRepository:
         m = self.model
         return int(await self.session.scalar(select(func.count()).where(m.sent_at.is_(None))) or 0)
 
+    async def owed(self) -> dict[str, int]:
+        """Unsent and in-flight messages, each counted on its partial index."""
+        m = self.model
+        unsent = await self.session.scalar(select(func.count()).where(m.sent_at.is_(None)))
+        in_flight = await self.session.scalar(
+            select(func.count()).where(m.sent_at.is_not(None), m.delivered_at.is_(None))
+        )
+        return {"unsent": int(unsent or 0), "in_flight": int(in_flight or 0)}
+
     async def backlog(self) -> dict[str, int]:
         """Messages owed: not yet sent, sent but not finished, and dead letters."""
         m = self.model
@@ -277,6 +293,8 @@ async def _busy_queues(redis: ArqRedis, prefix: str, limit: int) -> list[str]:
     for service in SERVICES:
         pipe.zcard(queue_name(prefix, service))
     lengths = await pipe.execute()
+    for service, n in zip(SERVICES, lengths, strict=True):
+        QUEUE_JOBS.labels(service).set(n)
     return [service for service, n in zip(SERVICES, lengths, strict=True) if n >= limit]
 
 
@@ -412,11 +430,21 @@ async def confirm_deliveries(
         redelivered = await repo.send_again(lost)
         report.resent += redelivered
     if report.dead:
+        OUTBOX_DEAD.inc(report.dead)
         log.error("outbox: %d messages became dead letters", report.dead)
     if lost:
         OUTBOX_REDELIVERED.inc(redelivered)
         log.warning("outbox: %d sent messages unknown to Redis; sending them again", redelivered)
     return report
+
+
+async def count_backlog(db: Database, model: type[OutboxMessageMixin]) -> dict[str, int]:
+    """The owed messages, for the ``outbox_messages`` gauge."""
+    async with db.session() as session:
+        owed = await OutboxRepository.from_session(session, model).owed()
+    for state, n in owed.items():
+        OUTBOX_MESSAGES.labels(state).set(n)
+    return owed
 
 
 async def delete_old_delivered(db: Database, model: type[OutboxMessageMixin]) -> int:
@@ -521,6 +549,7 @@ async def relay_forever(
     backoff = poll_seconds
     next_sweep = loop.time()
     next_cleanup = loop.time() + 60
+    next_count = loop.time()
     try:
         while True:
             try:
@@ -529,6 +558,9 @@ async def relay_forever(
                 if loop.time() >= next_sweep:
                     await confirm_deliveries(db, model, redis, prefix, grace_seconds=grace_seconds)
                     next_sweep = loop.time() + sweep_seconds
+                if loop.time() >= next_count:
+                    await count_backlog(db, model)
+                    next_count = loop.time() + 15
                 if loop.time() >= next_cleanup:
                     await delete_old_delivered(db, model)
                     next_cleanup = loop.time() + 600

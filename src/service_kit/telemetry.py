@@ -9,7 +9,7 @@ import time
 import uuid
 from contextvars import ContextVar
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service_kit.errors import internal_error_response
@@ -33,6 +33,17 @@ OUTBOX_SENT = Counter("outbox_messages_sent_total", "Outbox messages enqueued")
 OUTBOX_REDELIVERED = Counter(
     "outbox_messages_redelivered_total",
     "Sent outbox messages enqueued again because Redis no longer knew their job",
+)
+OUTBOX_MESSAGES = Gauge("outbox_messages", "Outbox messages owed: unsent, in flight", ["state"])
+OUTBOX_DEAD = Counter(
+    "outbox_messages_dead_total", "Outbox messages given up after repeated failed jobs"
+)
+QUEUE_JOBS = Gauge("queue_jobs_waiting", "Jobs waiting in a service's queue", ["queue"])
+JOB_DURATION = Histogram(
+    "job_duration_seconds",
+    "Time a job took, deliveries of many messages included",
+    ["service", "job"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20),
 )
 OUTBOX_LAG = Histogram(
     "outbox_lag_seconds",

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 from arq import Retry, Worker
 from arq.cron import CronJob
 from arq.worker import Function, func
+from prometheus_client import start_http_server
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service_kit.clock import Clock, SystemClock
@@ -27,7 +29,7 @@ from service_kit.db import Database
 from service_kit.http import ServiceClient
 from service_kit.outbox import OutboxMessageMixin, Wakeup, relay_forever
 from service_kit.queue import queue_name, redis_settings
-from service_kit.telemetry import JOBS
+from service_kit.telemetry import JOB_DURATION, JOBS
 from service_kit.transient import is_transient
 
 log = logging.getLogger(__name__)
@@ -54,6 +56,7 @@ def job(name: str, service: str) -> Callable[[JobFn], Function]:
     def wrap(fn: JobFn) -> Function:
         @functools.wraps(fn)
         async def counted(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
             try:
                 result = await fn(ctx, *args, **kwargs)
             except Retry:
@@ -67,6 +70,7 @@ def job(name: str, service: str) -> Callable[[JobFn], Function]:
                 JOBS.labels(service, name, "error").inc()
                 raise
             JOBS.labels(service, name, "ok").inc()
+            JOB_DURATION.labels(service, name).observe(time.perf_counter() - started)
             return result
 
         return func(counted, name=name, timeout=JOB_TIMEOUT_SECONDS)
@@ -219,6 +223,13 @@ def build_worker(
     extra_context: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
 ) -> Worker:
     async def on_startup(ctx: dict[str, Any]) -> None:
+        if settings.worker_metrics_port and not burst:
+            try:
+                start_http_server(settings.worker_metrics_port, addr=settings.worker_metrics_host)
+            except OSError as exc:  # metrics are worth a warning, not a dead worker
+                log.warning(
+                    "worker metrics not served on :%s: %s", settings.worker_metrics_port, exc
+                )
         await open_context(ctx, settings, clock)
         if extra_context is not None:
             await extra_context(ctx)

@@ -28,6 +28,8 @@ class RunningPlatform:
     urls: dict[str, str]
     process: subprocess.Popen[bytes]
     log_path: Path
+    # Where each worker serves its Prometheus metrics.
+    worker_metrics: dict[str, str]
 
     def token(
         self,
@@ -79,6 +81,7 @@ def running_platform(
     suffix = f"_e2e{os.getpid()}"
     db_urls = {name: infra.db_url(name, suffix) for name in ("activity", "referral", "reward")}
     ports = {name: free_port() for name in db_urls}
+    metrics_ports = {name: free_port() for name in db_urls}
     env = dict(os.environ)
     env.update(
         {
@@ -88,6 +91,7 @@ def running_platform(
             "REDIS_URL": infra.redis_url,
             "QUEUE_PREFIX": f"{infra.queue_prefix}-e2e",
             "LOG_LEVEL": "WARNING",
+            **{f"{n.upper()}_WORKER_METRICS_PORT": str(p) for n, p in metrics_ports.items()},
         }
     )
     log_path = data_dir / "dev.log"
@@ -112,7 +116,10 @@ def running_platform(
             stderr=subprocess.STDOUT,
         )
     urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
-    running = RunningPlatform(urls=urls, process=process, log_path=log_path)
+    worker_metrics = {n: f"http://127.0.0.1:{p}/metrics" for n, p in metrics_ports.items()}
+    running = RunningPlatform(
+        urls=urls, process=process, log_path=log_path, worker_metrics=worker_metrics
+    )
     try:
         _wait_ready(urls, process, log_path)
         yield running

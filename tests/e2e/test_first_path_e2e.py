@@ -108,3 +108,10 @@ def test_registration_through_invite_code_issues_coupon(running_platform: Runnin
     for url in p.urls.values():
         metrics = http.get(f"{url}/metrics")
         assert metrics.status_code == 200 and "http_requests_total" in metrics.text
+    # The workers serve theirs: jobs run, how long they took, what the outbox still owes.
+    worker = {name: http.get(url).text for name, url in p.worker_metrics.items()}
+    assert 'job="activity.evaluate_event",outcome="ok"' in worker["activity"]
+    assert 'job="reward.create_from_grant",outcome="ok"' in worker["reward"]
+    assert "job_duration_seconds_bucket" in worker["referral"]
+    assert 'outbox_messages{state="unsent"}' in worker["activity"]
+    assert 'queue_jobs_waiting{queue="reward"}' in worker["activity"]
