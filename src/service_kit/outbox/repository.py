@@ -1,0 +1,163 @@
+"""All SQL on the outbox: claiming, marking, settling deliveries, counting."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import delete, func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service_kit.db import OUTBOX_WRITTEN
+from service_kit.outbox.models import OutboxMessageMixin
+from service_kit.queue import Delivery
+
+# Delivered messages are kept this long (for explaining what happened), then deleted.
+KEEP_DELIVERED = "2 days"
+
+
+class OutboxRepository:
+    def __init__(self, session: AsyncSession, model: type[OutboxMessageMixin]) -> None:
+        self.session = session
+        self.model = model
+
+    @classmethod
+    def from_session(
+        cls, session: AsyncSession, model: type[OutboxMessageMixin]
+    ) -> OutboxRepository:
+        return cls(session, model)
+
+    def add(
+        self, queue: str, job_name: str, payload: dict[str, Any], job_id: str | None = None
+    ) -> OutboxMessageMixin:
+        message_id = uuid.uuid4()
+        message = self.model(  # type: ignore[call-arg]  # a mapped subclass
+            id=message_id,
+            queue=queue,
+            job_name=job_name,
+            job_id=job_id or str(message_id),
+            payload=payload,
+            attempts=0,
+        )
+        self.session.add(message)
+        self.session.info[OUTBOX_WRITTEN] = True  # see Database.session: wakes the relay
+        return message
+
+    async def claim_unsent(self, limit: int, skip_queues: Sequence[str] = ()) -> list[Any]:
+        m = self.model
+        stmt = select(m.id, m.queue, m.job_name, m.job_id, m.payload, m.created_at).where(
+            m.sent_at.is_(None)
+        )
+        if skip_queues:
+            stmt = stmt.where(m.queue.not_in(skip_queues))
+        stmt = stmt.order_by(m.created_at).limit(limit).with_for_update(skip_locked=True)
+        return list((await self.session.execute(stmt)).all())
+
+    async def mark_sent(self, deliveries: Sequence[Delivery]) -> None:
+        m = self.model
+        for delivery in deliveries:
+            await self.session.execute(
+                update(m)
+                .where(m.id.in_(delivery.message_ids))
+                .values(sent_at=func.now(), attempts=m.attempts + 1, delivery_id=delivery.job_id)
+                .execution_options(synchronize_session=False)
+            )
+
+    async def in_flight_deliveries(self, older_than_seconds: float, limit: int) -> list[Any]:
+        """Deliveries sent at least ``older_than_seconds`` ago and not confirmed, oldest
+        first: (delivery_id, messages)."""
+        m = self.model
+        stmt = (
+            select(m.delivery_id, func.count())
+            .where(
+                m.sent_at.is_not(None),
+                m.delivered_at.is_(None),
+                m.sent_at < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, older_than_seconds),
+            )
+            .group_by(m.delivery_id)
+            .order_by(func.min(m.sent_at))
+            .limit(limit)
+        )
+        return list((await self.session.execute(stmt)).all())
+
+    async def confirm(self, delivery_ids: Sequence[str]) -> int:
+        return await self._settle(delivery_ids, {"delivered_at": func.now()})
+
+    async def send_again(
+        self, delivery_ids: Sequence[str], error: str | None = None, below_attempts: int = 0
+    ) -> int:
+        """Owed again (the relay sends them in a new delivery); with ``below_attempts``,
+        only the messages sent fewer times than that."""
+        values: dict[str, Any] = {"sent_at": None, "delivery_id": None}
+        if error is not None:
+            values["last_error"] = error
+        return await self._settle(delivery_ids, values, below_attempts=below_attempts)
+
+    async def bury(self, delivery_ids: Sequence[str], error: str, from_attempts: int) -> int:
+        """Dead letters: kept with their error, never sent again."""
+        return await self._settle(
+            delivery_ids,
+            {"delivered_at": func.now(), "last_error": error},
+            from_attempts=from_attempts,
+        )
+
+    async def _settle(
+        self,
+        delivery_ids: Sequence[str],
+        values: dict[str, Any],
+        *,
+        below_attempts: int = 0,
+        from_attempts: int = 0,
+    ) -> int:
+        if not delivery_ids:
+            return 0
+        m = self.model
+        stmt = update(m).where(m.delivery_id.in_(delivery_ids), m.delivered_at.is_(None))
+        if below_attempts:
+            stmt = stmt.where(m.attempts < below_attempts)
+        if from_attempts:
+            stmt = stmt.where(m.attempts >= from_attempts)
+        result = await self.session.execute(
+            stmt.values(**values).execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    async def delete_delivered_before(self, limit: int = 5000) -> int:
+        m = self.model
+        old = (
+            select(m.id)
+            .where(
+                m.delivered_at.is_not(None),
+                m.delivered_at < func.now() - text(f"interval '{KEEP_DELIVERED}'"),
+            )
+            .limit(limit)
+        )
+        result = await self.session.execute(
+            delete(m).where(m.id.in_(old)).execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    async def count_unsent(self) -> int:
+        m = self.model
+        return int(await self.session.scalar(select(func.count()).where(m.sent_at.is_(None))) or 0)
+
+    async def owed(self) -> dict[str, int]:
+        """Unsent and in-flight messages, each counted on its partial index."""
+        m = self.model
+        unsent = await self.session.scalar(select(func.count()).where(m.sent_at.is_(None)))
+        in_flight = await self.session.scalar(
+            select(func.count()).where(m.sent_at.is_not(None), m.delivered_at.is_(None))
+        )
+        return {"unsent": int(unsent or 0), "in_flight": int(in_flight or 0)}
+
+    async def backlog(self) -> dict[str, int]:
+        """Messages owed: not yet sent, sent but not finished, and dead letters."""
+        m = self.model
+        stmt = select(
+            func.count().filter(m.sent_at.is_(None)),
+            func.count().filter(m.sent_at.is_not(None), m.delivered_at.is_(None)),
+            func.count().filter(m.delivered_at.is_not(None), m.last_error.is_not(None)),
+        ).where(m.delivered_at.is_(None) | m.last_error.is_not(None))
+        unsent, in_flight, dead = (await self.session.execute(stmt)).one()
+        return {"unsent": int(unsent), "in_flight": int(in_flight), "dead": int(dead)}
