@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 import jwt
-from fastapi import Request
+from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from service_kit.errors import Forbidden, Unauthenticated
@@ -139,8 +139,13 @@ class Authenticator:
         self.kinds = frozenset(kinds)
         self.permissions = frozenset(permissions or ())
 
-    async def __call__(self, request: Request) -> Principal:
-        credentials: HTTPAuthorizationCredentials | None = await _bearer(request)
+    async def __call__(
+        self,
+        request: Request,
+        # Declared, not called: the OpenAPI documents then name the bearer scheme on every
+        # operation that needs it, so generated clients and Swagger UI send the token.
+        credentials: HTTPAuthorizationCredentials | None = Security(_bearer),
+    ) -> Principal:
         if credentials is None:
             raise Unauthenticated("Send `Authorization: Bearer <token>`.")
         settings = request.app.state.settings

@@ -33,3 +33,17 @@ def test_operation_ids_are_unique_and_stable() -> None:
         schema = spec.create_app().openapi()
         ids = [op["operationId"] for path in schema["paths"].values() for op in path.values()]
         assert len(ids) == len(set(ids)), service
+
+
+def test_every_operation_names_the_bearer_scheme() -> None:
+    """Generated clients and Swagger UI send the token only where the document says so."""
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "openapi"
+    for service in ("activity", "referral", "reward"):
+        document = json.loads((root / f"{service}.json").read_text())
+        assert document["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+        for path, operations in document["paths"].items():
+            for method, operation in operations.items():
+                assert operation.get("security") == [{"HTTPBearer": []}], (service, method, path)
