@@ -146,6 +146,7 @@ def create_service_app(
         lifespan=lifespan,
         generate_unique_id_function=operation_id,
         telemetry=_telemetry(),
+        max_body_size=settings.max_body_bytes,
     )
     app.state.settings = settings
     app.state.clock = clock or SystemClock()

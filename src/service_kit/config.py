@@ -57,6 +57,8 @@ class ServiceSettings(BaseSettings):
     service_name: str = "service"
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
     db_pool_size: int = 10
+    # No request body may be larger (413 body_too_large); some routes set a smaller limit.
+    max_body_bytes: int = 16 * 1024 * 1024
     # The worker serves its Prometheus metrics (jobs, outbox backlog, queue depth) on this
     # port (0: not served); the API serves its own at /metrics.
     worker_metrics_port: int = 0

@@ -13,7 +13,10 @@ from tests.service.harness import Platform
 
 def _is_problem(response, status: int, code: str | None = None) -> None:  # type: ignore[no-untyped-def]
     assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.headers["content-type"].startswith("application/problem+json"), (
+        response.headers,
+        response.text,
+    )
     body = response.json()
     assert {"type", "title", "status", "detail", "code"} <= body.keys()
     assert body["status"] == status
@@ -244,3 +247,25 @@ async def test_health_and_readiness(platform: Platform) -> None:
         }
         response = await client.get("/healthz", headers={"X-Request-ID": "req-123"})
         assert response.headers["x-request-id"] == "req-123"
+
+
+async def test_bodies_over_the_limit_are_413_problems_and_store_nothing(
+    platform: Platform,
+) -> None:
+    big = {**registered_event("u-huge", "huge"), "nickname": "x" * 70_000}
+    response = await platform.activity.post("/v1/events", json=big, headers=platform.service())
+    # Refused by the framework's body limit before the body is read into memory.
+    assert response.status_code == 413, response.text
+
+    batch = {"events": [registered_event(f"u-b{i}", f"b{i}") for i in range(3)]}
+    padded = {**batch, "padding": "x" * (5 * 1024 * 1024)}
+    response = await platform.activity.post(
+        "/v1/events/batch", json=padded, headers=platform.service()
+    )
+    assert response.status_code == 413, response.text
+    ok = await platform.activity.post("/v1/events/batch", json=batch, headers=platform.service())
+    assert ok.status_code == 200 and ok.json()["accepted"] == 3, ok.text
+    stored = await platform.activity.post(
+        "/v1/events", json=registered_event("u-huge", "huge"), headers=platform.service()
+    )
+    assert stored.json()["status"] == "accepted"  # the refused one was never stored

@@ -18,7 +18,18 @@ EventPoster = Annotated[
 ]
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, summary="Post a business event")
+# One event is small; a batch holds at most 1,000. Bigger bodies are refused (413) before
+# they are read into memory.
+EVENT_BODY_BYTES = 64 * 1024
+BATCH_BODY_BYTES = 4 * 1024 * 1024
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Post a business event",
+    max_body_size=EVENT_BODY_BYTES,
+)
 async def post_event(body: EventIn, principal: EventPoster, request: Request) -> EventAck:
     """Trusted back ends (service tokens) post every type; an app user may post only its own
     `app.login`. Stored once per `event_id`: a replay with the same content is acknowledged
@@ -33,7 +44,7 @@ async def post_event(body: EventIn, principal: EventPoster, request: Request) ->
     return ack
 
 
-@router.post("/batch", summary="Post up to 1,000 business events")
+@router.post("/batch", summary="Post up to 1,000 business events", max_body_size=BATCH_BODY_BYTES)
 async def post_event_batch(
     body: EventBatchIn, principal: EventPoster, session: SessionDep
 ) -> EventBatchResult:
