@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import asyncpg
 import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
@@ -128,8 +129,28 @@ def internal_error_response() -> JSONResponse:
     )
 
 
+def is_bad_value(exc: BaseException) -> bool:
+    """PostgreSQL refused a value the request carried (SQLSTATE class 22, "data
+    exception": a NUL character in text, a value too long for its column, a date or number
+    out of range): the caller's input, not a server fault."""
+    current: BaseException | None = exc
+    if isinstance(current, sqlalchemy.exc.DBAPIError):
+        current = current.orig
+    return str(getattr(current, "sqlstate", "") or "").startswith("22")
+
+
+def _bad_value() -> ProblemError:
+    # Says nothing of the value itself: it may be personal data, and it goes in no log.
+    return Unprocessable(
+        "A value in the request cannot be stored (a NUL character, too long, or out of range).",
+        code="invalid_value",
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
+        if is_bad_value(exc):
+            return problem_response(_bad_value())
         if not is_unreachable(exc):
             # Not a connection problem (e.g. an unexpected SQL error): the generic 500 path,
             # which logs it with its traceback.
@@ -138,8 +159,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
     # Handled here, inside the application, rather than by the catch-all below: the response
     # is an ordinary one, so the server keeps the client's connection open.
-    for error in (*UNREACHABLE, sqlalchemy.exc.DBAPIError):
+    for error in (*UNREACHABLE, sqlalchemy.exc.DBAPIError, asyncpg.exceptions.DataError):
         app.add_exception_handler(error, _unavailable)
+
+    @app.exception_handler(OverflowError)
+    async def _overflow(_: Request, exc: OverflowError) -> JSONResponse:
+        # A date that leaves the representable range once converted (e.g. to UTC).
+        return problem_response(_bad_value())
 
     @app.exception_handler(ProblemError)
     async def _problem(_: Request, exc: ProblemError) -> JSONResponse:

@@ -269,3 +269,26 @@ async def test_bodies_over_the_limit_are_413_problems_and_store_nothing(
         "/v1/events", json=registered_event("u-huge", "huge"), headers=platform.service()
     )
     assert stored.json()["status"] == "accepted"  # the refused one was never stored
+
+
+async def test_values_postgres_cannot_store_are_422_problems_not_500(platform: Platform) -> None:
+    """A NUL character in text (JSON body or query string) or a date out of range once in
+    UTC is the caller's input: 422 ``invalid_value``, nothing stored, no value echoed."""
+    nul = {**registered_event("x", "nul-1"), "user_id": "a\u0000b"}
+    response = await platform.activity.post("/v1/events", json=nul, headers=platform.service())
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] in {"invalid_value", "validation_error"}
+    assert "a\u0000b" not in response.text
+
+    response = await platform.reward.get(
+        "/v1/coupons", params={"user_id": "a\u0000b"}, headers=platform.operator()
+    )
+    assert response.status_code == 422, response.text
+
+    late = {**registered_event("u-late", "late-1"), "occurred_at": "9999-12-31T23:59:59-12:00"}
+    response = await platform.activity.post("/v1/events", json=late, headers=platform.service())
+    assert response.status_code == 422, response.text
+    again = await platform.activity.post(
+        "/v1/events", json=registered_event("u-late", "late-1"), headers=platform.service()
+    )
+    assert again.json()["status"] == "accepted"  # the refused one was never stored
