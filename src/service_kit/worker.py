@@ -112,8 +112,12 @@ def message_job(
             async with ctx["db"].session() as session:
                 if prepare is not None:
                     await prepare(ctx, session, items)
-                for payload in items:
-                    await fn(ctx, session, payload)
+                # New rows (outbox messages, transitions) wait for one flush at commit, one
+                # statement per table, instead of being flushed one by one before every
+                # query of the next message.
+                with session.no_autoflush:
+                    for payload in items:
+                        await fn(ctx, session, payload)
                 if finish is not None:
                     await finish(ctx, session)
 
