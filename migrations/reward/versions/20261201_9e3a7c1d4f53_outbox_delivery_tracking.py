@@ -1,7 +1,7 @@
-"""outbox delivery tracking and wake-up
+"""outbox delivery tracking
 
 A sent message stays owed until its job has finished (delivery_id, delivered_at,
-last_error), and a trigger notifies the relay when a transaction adds messages.
+last_error).
 
 Revision ID: 9e3a7c1d4f53
 Revises: 41e8f609a1d8
@@ -35,24 +35,9 @@ def upgrade() -> None:
         unique=False,
         postgresql_where=sa.text("sent_at IS NOT NULL AND delivered_at IS NULL"),
     )
-    op.execute(
-        """
-        CREATE OR REPLACE FUNCTION outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN
-            PERFORM pg_notify('outbox', '');
-            RETURN NULL;
-        END $$
-        """
-    )
-    op.execute(
-        "CREATE TRIGGER outbox_messages_notify AFTER INSERT ON outbox_messages "
-        "FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify()"
-    )
 
 
 def downgrade() -> None:
-    op.execute("DROP TRIGGER IF EXISTS outbox_messages_notify ON outbox_messages")
-    op.execute("DROP FUNCTION IF EXISTS outbox_notify()")
     op.drop_index(
         "ix_outbox_messages_in_flight",
         table_name="outbox_messages",
