@@ -113,7 +113,8 @@ async def test_messages_whose_jobs_redis_lost_are_sent_again(platform: Platform)
     assert (await _backlog(platform))["unsent"] == 5
 
     await relay_once(platform.db("activity"), OutboxMessage, live, prefix)
-    assert await platform.run_queued_jobs() == 1
+    # (a cron job of the burst worker may run too)
+    assert await platform.run_queued_jobs() >= 1
     report = await _sweep(platform)
     assert report.delivered == 5
     assert await _backlog(platform) == {"unsent": 0, "in_flight": 0, "dead": 0}
