@@ -67,3 +67,13 @@ class Activity(Base):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), nullable=False
     )
+
+
+class ActivityCatalogVersion(Base):
+    """A counter per tenant that a database trigger moves on every change to its
+    activities: evaluation keeps the published ones in memory while it stands still."""
+
+    __tablename__ = "activity_catalog_versions"
+
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, nullable=False)

@@ -8,7 +8,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from activity_service.activities.models import Activity
+from activity_service.activities.models import Activity, ActivityCatalogVersion
 from activity_service.evaluation.models import (
     DailyRun,
     EvaluationOutcome,
@@ -265,6 +265,15 @@ class EvaluationRepository:
         # the one regular referral activity), the older campaign wins, deterministically.
         stmt = stmt.order_by(Activity.published_at.asc().nulls_last(), Activity.id)
         return list((await self.session.scalars(stmt)).all())
+
+    async def catalog_version(self, tenant_id: str) -> int:
+        """The tenant's activity catalog counter (0 before its first activity)."""
+        version = await self.session.scalar(
+            select(ActivityCatalogVersion.version).where(
+                ActivityCatalogVersion.tenant_id == tenant_id
+            )
+        )
+        return int(version or 0)
 
     async def tenants_with_published(self) -> list[str]:
         stmt = select(Activity.tenant_id).where(Activity.state == "published").distinct()

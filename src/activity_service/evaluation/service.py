@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from activity_service.activities.models import Activity
 from activity_service.activities.rules import TaskType
 from activity_service.db import OutboxMessage
+from activity_service.evaluation.catalog import CATALOGS, Catalog
 from activity_service.evaluation.engine import (
     LOOKBACK,
     REAL_TIME_TRIGGERS,
@@ -650,11 +651,11 @@ async def _event(session: AsyncSession, tenant_id: str, event_id: str) -> Event 
     return cache[key]  # type: ignore[no-any-return]
 
 
-async def _published(session: AsyncSession, tenant_id: str, kinds: tuple[str, ...]) -> list[Any]:
+async def _catalog(session: AsyncSession, tenant_id: str) -> Catalog:
     cache = _delivery_cache(session)
-    key = ("published", tenant_id, kinds)
+    key = ("catalog", tenant_id)
     if key not in cache:
-        cache[key] = await EvaluationRepository.from_session(session).published(tenant_id, kinds)
+        cache[key] = await CATALOGS.get(session, tenant_id)
     return cache[key]  # type: ignore[no-any-return]
 
 
@@ -666,19 +667,10 @@ async def _tenant(session: AsyncSession, tenant_id: str) -> TenantContext:
     return cache[key]  # type: ignore[no-any-return]
 
 
-def _uses_devices(activities: list[Activity]) -> bool:
+def _uses_devices(activities: Sequence[Activity]) -> bool:
     """Whether any rule is a download task, the only one that needs the user's devices."""
     return any(
         rule.get("task") == TaskType.download.value
-        for activity in activities
-        for rule in (activity.config or {}).get("rules", [])
-    )
-
-
-def _triggered_by(activities: list[Activity], event_type: str) -> bool:
-    """Whether any rule of these activities is a real-time task this event can complete."""
-    return any(
-        event_type in REAL_TIME_TRIGGERS.get(TaskType(rule["task"]), ())
         for activity in activities
         for rule in (activity.config or {}).get("rules", [])
     )
@@ -731,12 +723,11 @@ async def evaluate_event(
     # A task completes at or after its event, except download (a login before registering
     # counts when the user registers): windows that ended well before cannot be earned.
     since = event.occurred_at - LOOKBACK
+    catalog = await _catalog(session, tenant_id)
     activities = [
-        a
-        for a in await _published(session, tenant_id, ("basic", "referral"))
-        if a.ends_at is None or a.ends_at > since
+        a for a in catalog.triggered_by(event.type) if a.ends_at is None or a.ends_at > since
     ]
-    if not _triggered_by(activities, event.type):
+    if not activities:
         return []
     facts = await load_facts(
         session, tenant_id, event.user_id, with_device=_uses_devices(activities)
@@ -769,7 +760,7 @@ async def evaluate_invitee(
 ) -> list[Grant]:
     """After a binding of ``invitee_id`` changed: the real-time referral rules the invitee
     already completed are decided again (keys make it a no-op when nothing changed)."""
-    activities = await _published(session, tenant_id, ("referral",))
+    activities = (await _catalog(session, tenant_id)).referral_real_time
     if not activities:
         return []
     facts = await load_facts(session, tenant_id, invitee_id, with_device=_uses_devices(activities))
