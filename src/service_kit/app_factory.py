@@ -13,7 +13,6 @@ from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 from fastapi.telemetry import TelemetryConfig
-from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -24,6 +23,7 @@ from service_kit.db import Database
 from service_kit.errors import install_error_handlers
 from service_kit.http import ServiceClient
 from service_kit.outbox import OutboxNotifier
+from service_kit.queue import parse_sentinel_url, redis_client
 from service_kit.telemetry import RequestContextMiddleware
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,10 @@ PROBLEM_SCHEMA = {
 
 def _safe_url(url: str) -> str:
     try:
+        sentinel = parse_sentinel_url(url)
+        if sentinel is not None:
+            hosts = ",".join(f"{host}:{port}" for host, port in sentinel.hosts)
+            return f"redis+sentinel://{hosts}/{sentinel.master}/{sentinel.database}"
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - only for a log line
         return "<unparsable URL>"
@@ -123,7 +127,7 @@ def create_service_app(
         # Messages committed by requests wake the worker's relay (LISTEN outbox).
         app.state.outbox_notifier = OutboxNotifier(app.state.db)
         app.state.db.on_outbox_commit = app.state.outbox_notifier.poke
-        app.state.redis = Redis.from_url(
+        app.state.redis = redis_client(
             settings.redis_url, socket_connect_timeout=2, socket_timeout=5
         )
         app.state.http = ServiceClient(settings, mounts=http_mounts)

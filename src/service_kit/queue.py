@@ -5,11 +5,14 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.constants import expires_extra_ms, job_key_prefix, result_key_prefix
 from arq.jobs import serialize_job
 from arq.utils import timestamp_ms
+from redis.asyncio import Redis
+from redis.asyncio.sentinel import Sentinel
 
 SERVICES = ("activity", "referral", "reward")
 
@@ -23,8 +26,80 @@ def arq_job_id(prefix: str, job_id: str) -> str:
     return f"{prefix}:{job_id}"
 
 
+SENTINEL_SCHEME = "redis+sentinel"
+
+
+@dataclass(frozen=True)
+class SentinelAddress:
+    """``redis+sentinel://[[user]:password@]host:port[,host:port...]/master[/db]``: a Redis
+    found through a Sentinel group (the password is the master's; the sentinels are asked
+    without one)."""
+
+    hosts: list[tuple[str, int]]
+    master: str
+    database: int = 0
+    username: str | None = None
+    password: str | None = None
+
+
+def parse_sentinel_url(url: str) -> SentinelAddress | None:
+    """The Sentinel group a ``redis+sentinel://`` URL names; None for any other URL."""
+    parts = urlsplit(url)
+    if parts.scheme != SENTINEL_SCHEME:
+        return None
+    credentials, _, hostlist = parts.netloc.rpartition("@")
+    username, _, password = credentials.partition(":")
+    hosts = []
+    for item in hostlist.split(","):
+        host, _, port = item.strip().rpartition(":")
+        if not host:
+            host, port = port, "26379"
+        hosts.append((host, int(port or 26379)))
+    path = [p for p in parts.path.split("/") if p]
+    if not path or not hosts:
+        raise ValueError("a Sentinel URL names its hosts and the master: …//host:port/master")
+    return SentinelAddress(
+        hosts=hosts,
+        master=unquote(path[0]),
+        database=int(path[1]) if len(path) > 1 else 0,
+        username=unquote(username) or None,
+        password=unquote(password) or None,
+    )
+
+
+def redis_client(url: str, **options: Any) -> Redis:
+    """A Redis client for a plain (``redis://``, ``rediss://``) or a Sentinel URL; the
+    Sentinel one follows the master through fail-overs."""
+    sentinel = parse_sentinel_url(url)
+    if sentinel is None:
+        return Redis.from_url(url, **options)
+    group = Sentinel(
+        sentinel.hosts,
+        socket_timeout=options.get("socket_timeout"),
+        socket_connect_timeout=options.get("socket_connect_timeout"),
+    )
+    return group.master_for(
+        sentinel.master,
+        db=sentinel.database,
+        username=sentinel.username,
+        password=sentinel.password,
+        **options,
+    )
+
+
 def redis_settings(url: str) -> RedisSettings:
-    settings = RedisSettings.from_dsn(url)
+    sentinel = parse_sentinel_url(url)
+    if sentinel is None:
+        settings = RedisSettings.from_dsn(url)
+    else:
+        settings = RedisSettings(
+            host=sentinel.hosts,
+            sentinel=True,
+            sentinel_master=sentinel.master,
+            database=sentinel.database,
+            username=sentinel.username,
+            password=sentinel.password,
+        )
     # Fail fast and let the caller (relay loop, readiness probe) decide when to retry.
     settings.conn_retries = 1
     settings.conn_timeout = 2
