@@ -3,11 +3,11 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 
 from reward_service.wallet import service
 from reward_service.wallet.repository import WalletRepository
-from reward_service.wallet.schemas import CouponRead
+from reward_service.wallet.schemas import CouponRead, CouponUse
 from service_kit.auth import RIGHTS_READ, Authenticator, CallerKind, Principal
 from service_kit.db import SessionDep
 from service_kit.deps import ClockDep
@@ -20,6 +20,16 @@ AppUser = Annotated[Principal, Depends(Authenticator(kinds={CallerKind.user}))]
 RightsReader = Annotated[
     Principal, Depends(Authenticator(kinds={CallerKind.operator}, permissions=RIGHTS_READ))
 ]
+# Broker systems read a coupon's status, as operators do.
+CouponReader = Annotated[
+    Principal,
+    Depends(
+        Authenticator(kinds={CallerKind.operator, CallerKind.service}, permissions=RIGHTS_READ)
+    ),
+]
+# Marking a coupon used belongs to the broker's systems (and the app user, above).
+CouponRedeemer = Annotated[Principal, Depends(Authenticator(kinds={CallerKind.service}))]
+CouponCode = Annotated[str, Path(min_length=1, max_length=40, examples=["7KQ2M9XDHR4P"])]
 
 
 @router.get("/v1/me/coupons", summary="My coupons")
@@ -35,12 +45,85 @@ async def list_my_coupons(
 
 @router.post("/v1/me/coupons/{coupon_id}/use", summary="Mark one of my coupons used")
 async def use_my_coupon(
-    coupon_id: uuid.UUID, principal: AppUser, session: SessionDep, clock: ClockDep
+    coupon_id: uuid.UUID,
+    principal: AppUser,
+    session: SessionDep,
+    clock: ClockDep,
+    body: CouponUse | None = None,
 ) -> CouponRead:
-    coupon = await service.use_coupon(
-        session, principal.tenant_id, principal.sub, coupon_id, clock.now()
+    """Sending it again (same reference, or none both times) answers the same."""
+    now = clock.now()
+    coupon = await service.use_my_coupon(
+        session,
+        principal.tenant_id,
+        principal.sub,
+        coupon_id,
+        principal.actor,
+        body.reference if body else None,
+        now,
     )
+    return service.to_read(coupon, now)
+
+
+USE_DOC = (
+    "For the broker's own systems (a service token), e.g. the point where a commission-free "
+    "card is applied. Idempotent: the same caller with the same `reference` (or none both "
+    "times) gets the same answer again. A coupon used by anyone else, or by this caller "
+    "under another reference, is `409 coupon_used`; past its validity `409 coupon_expired`; "
+    "before its validity `409 coupon_not_yet_valid`."
+)
+
+
+@router.get("/v1/coupons/by-code/{code}", summary="A coupon and its status, by code")
+async def get_coupon_by_code(
+    code: CouponCode, principal: CouponReader, session: SessionDep, clock: ClockDep
+) -> CouponRead:
+    """`status` is `expired` once the validity has ended, whatever was stored."""
+    coupon = await service.find_coupon(session, principal.tenant_id, code=code)
     return service.to_read(coupon, clock.now())
+
+
+@router.post(
+    "/v1/coupons/by-code/{code}/use", summary="Mark a coupon used, by code", description=USE_DOC
+)
+async def use_coupon_by_code(
+    code: CouponCode,
+    principal: CouponRedeemer,
+    session: SessionDep,
+    clock: ClockDep,
+    body: CouponUse | None = None,
+) -> CouponRead:
+    now = clock.now()
+    coupon = await service.find_coupon(session, principal.tenant_id, code=code)
+    used = await service.use_coupon(
+        session, coupon, principal.actor, body.reference if body else None, now
+    )
+    return service.to_read(used, now)
+
+
+@router.get("/v1/coupons/{coupon_id}", summary="A coupon and its status")
+async def get_coupon(
+    coupon_id: uuid.UUID, principal: CouponReader, session: SessionDep, clock: ClockDep
+) -> CouponRead:
+    """`status` is `expired` once the validity has ended, whatever was stored."""
+    coupon = await service.find_coupon(session, principal.tenant_id, coupon_id=coupon_id)
+    return service.to_read(coupon, clock.now())
+
+
+@router.post("/v1/coupons/{coupon_id}/use", summary="Mark a coupon used", description=USE_DOC)
+async def use_coupon(
+    coupon_id: uuid.UUID,
+    principal: CouponRedeemer,
+    session: SessionDep,
+    clock: ClockDep,
+    body: CouponUse | None = None,
+) -> CouponRead:
+    now = clock.now()
+    coupon = await service.find_coupon(session, principal.tenant_id, coupon_id=coupon_id)
+    used = await service.use_coupon(
+        session, coupon, principal.actor, body.reference if body else None, now
+    )
+    return service.to_read(used, now)
 
 
 @router.get("/v1/coupons", summary="Find a customer's coupons")

@@ -61,11 +61,28 @@ class WalletRepository:
             )
         )
 
-    async def mark_used(self, coupon_id: uuid.UUID, at: Any) -> WalletCoupon | None:
+    async def get(self, tenant_id: str, coupon_id: uuid.UUID) -> WalletCoupon | None:
+        return await self.session.scalar(
+            select(WalletCoupon)
+            .where(WalletCoupon.tenant_id == tenant_id, WalletCoupon.id == coupon_id)
+            .execution_options(populate_existing=True)
+        )
+
+    async def get_by_code(self, tenant_id: str, code: str) -> WalletCoupon | None:
+        return await self.session.scalar(
+            select(WalletCoupon)
+            .where(WalletCoupon.tenant_id == tenant_id, WalletCoupon.code == code)
+            .execution_options(populate_existing=True)
+        )
+
+    async def mark_used(
+        self, coupon_id: uuid.UUID, at: Any, used_by: str, reference: str | None
+    ) -> WalletCoupon | None:
+        """unused → used by compare-and-set: of two racing uses one matches nothing."""
         stmt = (
             update(WalletCoupon)
             .where(WalletCoupon.id == coupon_id, WalletCoupon.status == "unused")
-            .values(status="used", used_at=at)
+            .values(status="used", used_at=at, used_by=used_by, used_reference=reference)
             .returning(WalletCoupon)
             .execution_options(synchronize_session=False, populate_existing=True)
         )

@@ -9,8 +9,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from reward_service.prizes.models import Prize
 from reward_service.records.models import RewardRecord
+from reward_service.wallet import rules
 from reward_service.wallet.models import WalletCoupon
 from reward_service.wallet.repository import WalletRepository
+from reward_service.wallet.rules import new_coupon_code
 from reward_service.wallet.schemas import CouponRead, CouponStatus
 from service_kit.errors import Conflict, NotFound
 
@@ -33,6 +35,7 @@ def _entry(record: RewardRecord, prize: Prize, now: datetime) -> dict[str, objec
         "tenant_id": record.tenant_id,
         "user_id": record.user_id,
         "record_id": record.id,
+        "code": new_coupon_code(),
         "prize_id": prize.id,
         "coupon_type": prize.details.get("coupon_type", "other"),
         "title": prize.details.get("title") or {"en": prize.name},
@@ -58,11 +61,7 @@ def put_coupon_of_new_record(
 
 
 def effective_status(coupon: WalletCoupon, now: datetime) -> CouponStatus:
-    if coupon.status == "used":
-        return CouponStatus.used
-    if coupon.expires_at is not None and coupon.expires_at <= now:
-        return CouponStatus.expired
-    return CouponStatus.unused
+    return rules.effective_status(coupon.status, coupon.expires_at, now)
 
 
 def to_read(coupon: WalletCoupon, now: datetime) -> CouponRead:
@@ -70,6 +69,7 @@ def to_read(coupon: WalletCoupon, now: datetime) -> CouponRead:
         id=coupon.id,
         user_id=coupon.user_id,
         record_id=coupon.record_id,
+        code=coupon.code,
         prize_id=coupon.prize_id,
         coupon_type=coupon.coupon_type,
         title=coupon.title,
@@ -78,21 +78,102 @@ def to_read(coupon: WalletCoupon, now: datetime) -> CouponRead:
         valid_from=coupon.valid_from,
         expires_at=coupon.expires_at,
         used_at=coupon.used_at,
+        used_by=coupon.used_by,
+        used_reference=coupon.used_reference,
         created_at=coupon.created_at,
     )
 
 
-async def use_coupon(
-    session: AsyncSession, tenant_id: str, user_id: str, coupon_id: uuid.UUID, now: datetime
+async def use_my_coupon(
+    session: AsyncSession,
+    tenant_id: str,
+    user_id: str,
+    coupon_id: uuid.UUID,
+    actor: str,
+    reference: str | None,
+    now: datetime,
 ) -> WalletCoupon:
-    repo = WalletRepository.from_session(session)
-    coupon = await repo.get_for_user(tenant_id, user_id, coupon_id)
+    """The app user marks one of their own coupons used."""
+    coupon = await WalletRepository.from_session(session).get_for_user(
+        tenant_id, user_id, coupon_id
+    )
     if coupon is None:
         raise NotFound(f"No coupon {coupon_id} in your wallet.", code="coupon_not_found")
-    status = effective_status(coupon, now)
-    if status is not CouponStatus.unused:
-        raise Conflict(f"The coupon is {status.value}.", code=f"coupon_{status.value}")
-    used = await repo.mark_used(coupon_id, now)
-    if used is None:
-        raise Conflict("The coupon is used.", code="coupon_used")
-    return used
+    return await use_coupon(session, coupon, actor, reference, now)
+
+
+async def find_coupon(
+    session: AsyncSession,
+    tenant_id: str,
+    *,
+    coupon_id: uuid.UUID | None = None,
+    code: str | None = None,
+) -> WalletCoupon:
+    """A coupon of the tenant by id or by redemption code; 404 when there is none (another
+    tenant's coupon included)."""
+    repo = WalletRepository.from_session(session)
+    if coupon_id is not None:
+        coupon = await repo.get(tenant_id, coupon_id)
+        missing = f"No coupon {coupon_id} in this tenant."
+    else:
+        coupon = await repo.get_by_code(tenant_id, rules.normalize_code(code or ""))
+        missing = "No coupon with this code in this tenant."
+    if coupon is None:
+        raise NotFound(missing, code="coupon_not_found")
+    return coupon
+
+
+async def use_coupon(
+    session: AsyncSession,
+    coupon: WalletCoupon,
+    actor: str,
+    reference: str | None,
+    now: datetime,
+) -> WalletCoupon:
+    """unused → used, idempotent for its caller (see wallet/rules.py): a replay answers with
+    the coupon as it was used; anything else on a used, expired or not yet valid coupon is a
+    409 that changes nothing."""
+    repo = WalletRepository.from_session(session)
+    for _ in range(2):
+        decision = rules.decide_use(
+            stored_status=coupon.status,
+            valid_from=coupon.valid_from,
+            expires_at=coupon.expires_at,
+            used_by=coupon.used_by,
+            used_reference=coupon.used_reference,
+            caller=actor,
+            reference=reference,
+            now=now,
+        )
+        if decision.replay:
+            return coupon
+        if decision.refusal is not None:
+            raise _refused(decision.refusal, coupon)
+        used = await repo.mark_used(coupon.id, now, actor, reference)
+        if used is not None:
+            return used
+        # Another use won the race: judge again against what it wrote (it may have been
+        # this same request sent twice, which is then a replay).
+        fresh = await repo.get(coupon.tenant_id, coupon.id)
+        if fresh is None:
+            break
+        coupon = fresh
+    raise _refused("coupon_used", coupon)
+
+
+_REFUSALS = {
+    "coupon_used": "The coupon has already been used.",
+    "coupon_expired": "The coupon's validity has ended.",
+    "coupon_not_yet_valid": "The coupon is not valid yet.",
+}
+
+
+def _refused(code: str, coupon: WalletCoupon) -> Conflict:
+    return Conflict(
+        _REFUSALS.get(code, "The coupon cannot be used."),
+        code=code,
+        coupon_id=str(coupon.id),
+        used_at=coupon.used_at.isoformat() if coupon.used_at else None,
+        valid_from=coupon.valid_from.isoformat() if coupon.valid_from else None,
+        expires_at=coupon.expires_at.isoformat() if coupon.expires_at else None,
+    )
