@@ -206,30 +206,40 @@ async def ingest_batch(
     )
     for index, event in valid:
         first_index, first = first_in_batch[event.event_id]
-        if index == first_index and event.event_id in stored:
-            results[index] = BatchItemResult(
-                index=index,
-                event_id=event.event_id,
-                status="accepted",
-                received_at=stored[event.event_id],
-            )
+        if event.event_id in stored:
+            # Stored by this batch: its first occurrence is the event, later ones replay it.
+            if index == first_index:
+                results[index] = BatchItemResult(
+                    index=index,
+                    event_id=event.event_id,
+                    status="accepted",
+                    received_at=stored[event.event_id],
+                )
+            elif first == event:
+                results[index] = BatchItemResult(
+                    index=index,
+                    event_id=event.event_id,
+                    status="duplicate",
+                    received_at=stored[event.event_id],
+                )
+            else:
+                results[index] = _rejected(index, event.event_id, _conflict(event.event_id))
             continue
+        # Stored before: every occurrence is compared with the stored event on its own, so
+        # an exact replay is a duplicate even next to a conflicting item of the same id.
         original = known.get(event.event_id)
-        if index != first_index:
-            same = first == event and (original is None or same_content(original, event))
-            received = stored.get(event.event_id) or (original.received_at if original else None)
-        else:
-            same = original is not None and same_content(original, event)
-            received = original.received_at if original else None
-        if original is None and event.event_id not in stored:
+        if original is None:
             results[index] = _rejected(
                 index,
                 event.event_id,
                 Conflict("The event is being stored concurrently; retry.", code="event_in_flight"),
             )
-        elif same:
+        elif same_content(original, event):
             results[index] = BatchItemResult(
-                index=index, event_id=event.event_id, status="duplicate", received_at=received
+                index=index,
+                event_id=event.event_id,
+                status="duplicate",
+                received_at=original.received_at,
             )
         else:
             results[index] = _rejected(index, event.event_id, _conflict(event.event_id))

@@ -125,6 +125,31 @@ async def test_batch_gives_per_item_results(platform: Platform) -> None:
     assert again.json()["accepted"] == 0
 
 
+async def test_a_replay_in_a_batch_is_compared_with_the_stored_event(platform: Platform) -> None:
+    stored = money("cash.deposited", "u9", WHEN, "10")
+    await platform.activity.post("/v1/events", json=stored, headers=platform.service())
+    other = {**stored, "amount": "99"}
+    replay = {**stored, "amount": "10.00"}  # the same value: the same event
+    response = await platform.activity.post(
+        "/v1/events/batch", json={"events": [other, replay, other]}, headers=platform.service()
+    )
+    assert response.status_code == 200, response.text
+    items = response.json()["items"]
+    assert [i["status"] for i in items] == ["rejected", "duplicate", "rejected"]
+    assert items[0]["problem"]["code"] == "event_id_conflict"
+    original = await platform.activity.post("/v1/events", json=stored, headers=platform.service())
+    assert items[1]["received_at"] == original.json()["received_at"]
+    assert await _count(platform, Event) == 1
+    # inside a batch that stores the id, later items still compare with its first occurrence
+    fresh = event("user.registered", "u3", WHEN)
+    response = await platform.activity.post(
+        "/v1/events/batch",
+        json={"events": [fresh, {**fresh, "user_id": "u4"}, fresh]},
+        headers=platform.service(),
+    )
+    assert [i["status"] for i in response.json()["items"]] == ["accepted", "rejected", "duplicate"]
+
+
 async def test_batch_limits_and_user_rules(platform: Platform) -> None:
     too_many = [event("user.registered", f"u{i}", WHEN) for i in range(1001)]
     response = await platform.activity.post(
