@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -146,9 +147,18 @@ def cmd_cash_endpoint(args: argparse.Namespace) -> int:
     from activity_platform.reference_cash import create_app as create_cash_app
 
     configure_logging(os.environ.get("LOG_LEVEL", "INFO"), True)
-    uvicorn.run(
-        create_cash_app(), host=args.host, port=args.port, log_config=None, access_log=False
-    )
+    if args.fd is None:
+        uvicorn.run(
+            create_cash_app(), host=args.host, port=args.port, log_config=None, access_log=False
+        )
+        return 0
+    # A listening socket bound by the parent (``dev``): serve on it as it is.
+    listening = socket.socket(fileno=args.fd)
+    config = uvicorn.Config(create_cash_app(), log_config=None, access_log=False)
+    try:
+        uvicorn.Server(config).run(sockets=[listening])
+    except KeyboardInterrupt:  # Ctrl-C or dev stopping it, as uvicorn.run treats it
+        pass
     return 0
 
 
@@ -212,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cash.add_argument("--host", default="127.0.0.1")
     cash.add_argument("--port", type=int, default=8010)
+    cash.add_argument("--fd", type=int, help="serve on this inherited listening socket instead")
     cash.set_defaults(func=cmd_cash_endpoint)
 
     return parser

@@ -20,21 +20,34 @@ from service_kit.auth import CallerKind, encode_token
 from service_kit.config import DEV_JWT_SECRET, DEV_MODE_VARIABLE
 
 RESTART_DELAY_SECONDS = 1.0
+CASH_PORT = 8010
+"""The reference cash system's port when it is free."""
 
 
 class Child:
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], nice: int = 0) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str],
+        nice: int = 0,
+        pass_fds: tuple[int, ...] = (),
+    ) -> None:
         self.name = name
         self.argv = argv
         self.env = env
         self.nice = nice
+        self.pass_fds = pass_fds
         self.process: subprocess.Popen[bytes] | None = None
         self.restarts = 0
 
     def start(self) -> None:
         niceness = self.nice
         self.process = subprocess.Popen(
-            self.argv, env=self.env, preexec_fn=(lambda: os.nice(niceness)) if niceness else None
+            self.argv,
+            env=self.env,
+            preexec_fn=(lambda: os.nice(niceness)) if niceness else None,
+            pass_fds=self.pass_fds,
         )
 
     def exited(self) -> int | None:
@@ -43,6 +56,31 @@ class Child:
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
+
+
+class HeldSocket:
+    """A listening socket bound by the supervisor and handed to a child by its descriptor:
+    the port announced is the port served, with no window for another process to take it
+    between choosing and binding, and a restarted child gets the same socket back."""
+
+    def __init__(self, host: str, preferred: int | None) -> None:
+        self.socket = socket.socket()
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if preferred is not None:
+            self.socket.bind((host, preferred))  # an explicit port that is taken: an error
+        else:
+            try:
+                self.socket.bind((host, CASH_PORT))
+            except OSError:  # another stack has it: any free port
+                self.socket.bind((host, 0))
+        self.socket.listen(2048)
+        self.port = int(self.socket.getsockname()[1])
+
+    def fileno(self) -> int:
+        return self.socket.fileno()
+
+    def stop(self) -> None:
+        self.socket.close()
 
 
 def platform_env(args: argparse.Namespace, data_dir: Path) -> tuple[dict[str, str], list[object]]:
@@ -81,9 +119,16 @@ def platform_env(args: argparse.Namespace, data_dir: Path) -> tuple[dict[str, st
         env.setdefault(
             "CASH_DATABASE_URL", database_url(env["REWARD_DATABASE_URL"], f"{reward_db}_cash")
         )
-        cash_port = getattr(args, "cash_port", None) or _port_or_free(args.host, 8010)
-        env["CASH_PORT"] = str(cash_port)
-        env["REWARD_DEFAULT_CASH_ENDPOINT_URL"] = f"http://{args.host}:{cash_port}/v1/payments"
+        try:
+            held = HeldSocket(args.host, getattr(args, "cash_port", None))
+        except OSError:
+            for server in reversed(started):
+                server.stop()  # type: ignore[attr-defined]
+            raise
+        started.append(held)
+        env["CASH_PORT"] = str(held.port)
+        env["CASH_FD"] = str(held.fileno())
+        env["REWARD_DEFAULT_CASH_ENDPOINT_URL"] = f"http://{args.host}:{held.port}/v1/payments"
     return env, started
 
 
@@ -100,7 +145,11 @@ def _port_or_free(host: str, preferred: int) -> int:
 def run_dev(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
-    env, embedded = platform_env(args, data_dir)
+    try:
+        env, embedded = platform_env(args, data_dir)
+    except OSError as exc:  # e.g. the --cash-port asked for is taken
+        print(f"activity-platform dev: {exc}", file=sys.stderr)
+        return 1
     stopping = False
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -136,12 +185,12 @@ def run_dev(args: argparse.Namespace) -> int:
             # takes the CPU the APIs leave (its backlog is owed in PostgreSQL, never lost).
             worker_nice = getattr(args, "worker_nice", 0)
             children.append(Child(f"{name}-worker", [*cli, "worker", name], env, worker_nice))
-        if env.get("CASH_PORT"):
+        if env.get("CASH_FD"):
+            # served on the socket bound above, whose port the URLs already carry
+            fd = int(env["CASH_FD"])
             children.append(
                 Child(
-                    "cash-endpoint",
-                    [*cli, "cash-endpoint", "--host", args.host, "--port", env["CASH_PORT"]],
-                    env,
+                    "cash-endpoint", [*cli, "cash-endpoint", "--fd", str(fd)], env, pass_fds=(fd,)
                 )
             )
         for child in children:
