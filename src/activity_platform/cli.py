@@ -112,7 +112,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = spec.settings()
     if refuses_secret("serve", settings):
         return 2
-    configure_logging(settings.log_level, settings.log_json)
+    configure_logging(settings.log_level, settings.log_json, service=settings.service_name)
     app = spec.create_app(settings=settings)
     uvicorn.run(app, host=args.host, port=args.port or spec.port, log_config=None, access_log=False)
     return 0
@@ -133,7 +133,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     settings = spec.settings()
     if refuses_secret("worker", settings):
         return 2
-    configure_logging(settings.log_level, settings.log_json)
+    configure_logging(settings.log_level, settings.log_json, service=settings.service_name)
     _use_uvloop()
     worker = spec.create_worker(settings=settings)
     worker.run()
@@ -146,7 +146,7 @@ def cmd_cash_endpoint(args: argparse.Namespace) -> int:
 
     from activity_platform.reference_cash import create_app as create_cash_app
 
-    configure_logging(os.environ.get("LOG_LEVEL", "INFO"), True)
+    configure_logging(os.environ.get("LOG_LEVEL", "INFO"), True, service="cash")
     if args.fd is None:
         uvicorn.run(
             create_cash_app(), host=args.host, port=args.port, log_config=None, access_log=False

@@ -37,6 +37,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from service_kit.config import normalize_database_url
 from service_kit.db import Database, new_metadata
 from service_kit.migrations import ensure_database
+from service_kit.telemetry import RequestContextMiddleware
 
 
 class CashSettings(BaseSettings):
@@ -156,6 +157,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.add_middleware(RequestContextMiddleware, service="cash")
     # Deterministic trouble for tests: answer 503 to the next N requests (before doing
     # anything), or make the next N payments and then answer 503 ("lost" answers).
     app.state.unavailable_next = 0

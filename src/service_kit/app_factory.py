@@ -155,7 +155,9 @@ def create_service_app(
     app.state.settings = settings
     app.state.clock = clock or SystemClock()
     install_error_handlers(app)
-    app.add_middleware(RequestContextMiddleware, service=settings.service_name)
+    app.add_middleware(
+        RequestContextMiddleware, service=settings.service_name, access_log=settings.access_log
+    )
     app.include_router(health.router)
     for router in routers:
         app.include_router(router)

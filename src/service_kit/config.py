@@ -80,6 +80,8 @@ class ServiceSettings(BaseSettings):
 
     log_level: str = Field("INFO", validation_alias=_shared("LOG_LEVEL"))
     log_json: bool = Field(True, validation_alias=_shared("LOG_JSON"))
+    # One line per request (method, path, status, duration, request id).
+    access_log: bool = Field(True, validation_alias=_shared("ACCESS_LOG"))
 
     @field_validator("database_url", mode="after")
     @classmethod

@@ -11,8 +11,8 @@ import httpx
 
 from service_kit.auth import CallerKind, encode_token
 from service_kit.config import ServiceSettings
+from service_kit.correlation import REQUEST_ID_HEADER, request_id_var
 from service_kit.errors import UpstreamUnavailable
-from service_kit.telemetry import REQUEST_ID_HEADER, request_id_var
 
 log = logging.getLogger(__name__)
 

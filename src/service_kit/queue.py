@@ -14,6 +14,8 @@ from arq.utils import timestamp_ms
 from redis.asyncio import Redis
 from redis.asyncio.sentinel import Sentinel
 
+from service_kit.correlation import stamp
+
 SERVICES = ("activity", "referral", "reward")
 
 
@@ -122,7 +124,7 @@ async def enqueue(
     Redis: both carry the prefix, so stacks sharing a server never collide."""
     await redis.enqueue_job(
         job_name,
-        payload,
+        stamp(payload),
         _job_id=arq_job_id(prefix, job_id),
         _queue_name=queue_name(prefix, service),
     )

@@ -2,22 +2,34 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import sys
 import time
-import uuid
-from contextvars import ContextVar
 
 from prometheus_client import Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service_kit.correlation import (
+    MAX_REQUEST_ID_LENGTH,
+    REQUEST_ID_HEADER,
+    new_request_id,
+    request_id_var,
+    service_var,
+)
 from service_kit.errors import internal_error_response
+from service_kit.logs import JsonFormatter, configure_logging
+
+__all__ = [
+    "REQUEST_ID_HEADER",
+    "JsonFormatter",
+    "RequestContextMiddleware",
+    "configure_logging",
+    "request_id_var",
+]
 
 log = logging.getLogger(__name__)
-
-REQUEST_ID_HEADER = "X-Request-ID"
-request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+# One line per request: method, path (without its query, which may carry user ids), route,
+# status and duration, with the request id.
+access_log = logging.getLogger("access")
 
 HTTP_REQUESTS = Counter(
     "http_requests_total", "HTTP requests", ["service", "method", "route", "status"]
@@ -52,48 +64,20 @@ OUTBOX_LAG = Histogram(
 )
 
 
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
-            "level": record.levelname,
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        request_id = request_id_var.get()
-        if request_id:
-            entry["request_id"] = request_id
-        service = getattr(record, "service", None)
-        if service:
-            entry["service"] = service
-        if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)
-
-
-def configure_logging(level: str = "INFO", json_logs: bool = True) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    if json_logs:
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-
-
 class RequestContextMiddleware:
     """Pure ASGI (cheaper than ``BaseHTTPMiddleware``): the request id in (``X-Request-ID``,
-    else a new one) and out on every response, the logging context, and metrics.
+    else a new one) and out on every response, the logging context, the access log line,
+    and metrics.
 
     An error no exception handler answered becomes the 500 problem here, inside the request
     context: it carries the request id, its log line too, and the server keeps the client's
     connection open (an error escaping the application makes it close the connection).
     """
 
-    def __init__(self, app: ASGIApp, service: str) -> None:
+    def __init__(self, app: ASGIApp, service: str, access_log: bool = True) -> None:
         self.app = app
         self.service = service
+        self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -102,11 +86,12 @@ class RequestContextMiddleware:
         incoming = None
         for name, value in scope.get("headers", ()):
             if name == b"x-request-id":
-                incoming = value.decode("latin-1")[:128]
+                incoming = _printable(value.decode("latin-1")[:MAX_REQUEST_ID_LENGTH])
                 break
-        request_id = incoming or uuid.uuid4().hex
+        request_id = incoming or new_request_id()
         request_id_header = (b"x-request-id", request_id.encode("latin-1"))
         token = request_id_var.set(request_id)
+        service_token = service_var.set(self.service)
         status = 500
         response_started = False
         started = time.perf_counter()
@@ -127,9 +112,42 @@ class RequestContextMiddleware:
             log.exception("unhandled error", exc_info=exc)
             await internal_error_response()(scope, receive, send_wrapper)
         finally:
+            elapsed = time.perf_counter() - started
             route = scope.get("route")
             path = getattr(route, "path", None) or "unmatched"
             method = scope.get("method", "")
             HTTP_REQUESTS.labels(self.service, method, path, str(status)).inc()
-            HTTP_LATENCY.labels(self.service, method, path).observe(time.perf_counter() - started)
+            HTTP_LATENCY.labels(self.service, method, path).observe(elapsed)
+            if self.access_log and access_log.isEnabledFor(_access_level(path, status)):
+                access_log.log(
+                    _access_level(path, status),
+                    "%s %s %d",
+                    method,
+                    scope.get("path", ""),
+                    status,
+                    extra={
+                        "fields": {
+                            "method": method,
+                            "path": scope.get("path", ""),
+                            "route": path,
+                            "status": status,
+                            "duration_ms": round(elapsed * 1000, 2),
+                        }
+                    },
+                )
+            service_var.reset(service_token)
             request_id_var.reset(token)
+
+
+# Probes answered every few seconds by orchestrators: logged only at DEBUG while they pass.
+_PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+def _access_level(route: str, status: int) -> int:
+    return logging.DEBUG if route in _PROBES and status < 400 else logging.INFO
+
+
+def _printable(value: str) -> str | None:
+    """An incoming request id is echoed in a header and written to logs: printable ASCII
+    only, else the request gets an id of its own."""
+    return value if value and value.isprintable() and value.isascii() else None

@@ -25,6 +25,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service_kit.clock import Clock, SystemClock
 from service_kit.config import ServiceSettings
+from service_kit.correlation import (
+    bound,
+    job_var,
+    message_context,
+    new_request_id,
+    request_id_var,
+    request_ids_of,
+    service_var,
+)
 from service_kit.db import Database
 from service_kit.http import ServiceClient
 from service_kit.outbox import OutboxMessageMixin, Wakeup, relay_forever
@@ -57,20 +66,37 @@ def job(name: str, service: str) -> Callable[[JobFn], Function]:
         @functools.wraps(fn)
         async def counted(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
             started = time.perf_counter()
-            try:
-                result = await fn(ctx, *args, **kwargs)
-            except Retry:
-                JOBS.labels(service, name, "retry").inc()
-                raise
-            except Exception as exc:
-                if is_transient(exc):
-                    JOBS.labels(service, name, "retry").inc()
-                    log.warning("%s: transient failure, retrying: %r", name, exc)
-                    raise Retry(defer=retry_delay(ctx.get("job_try", 1))) from exc
-                JOBS.labels(service, name, "error").inc()
-                raise
-            JOBS.labels(service, name, "ok").inc()
-            JOB_DURATION.labels(service, name).observe(time.perf_counter() - started)
+            payloads = as_list(args[0]) if args else []
+            request_ids = request_ids_of(payloads)
+            # The job's lines carry the request that caused it; a delivery of messages of
+            # several requests names them all on its last line and each message's lines
+            # carry its own (``message_job``); a job no request caused (cron) gets an id of
+            # its own, which the jobs it causes inherit.
+            request_id = request_ids[0] if len(request_ids) == 1 else new_request_id()
+            with (
+                bound(service_var, service),
+                bound(job_var, f"{name}:{ctx.get('job_id', '-')}"),
+                bound(request_id_var, request_id),
+            ):
+                outcome = "error"
+                try:
+                    result = await fn(ctx, *args, **kwargs)
+                    outcome = "ok"
+                except Retry:
+                    outcome = "retry"
+                    raise
+                except Exception as exc:
+                    if is_transient(exc):
+                        outcome = "retry"
+                        log.warning("%s: transient failure, retrying: %r", name, exc)
+                        raise Retry(defer=retry_delay(ctx.get("job_try", 1))) from exc
+                    raise
+                finally:
+                    elapsed = time.perf_counter() - started
+                    JOBS.labels(service, name, outcome).inc()
+                    if outcome == "ok":
+                        JOB_DURATION.labels(service, name).observe(elapsed)
+                    _log_job(ctx, name, outcome, elapsed, len(payloads), request_ids)
             return result
 
         return func(counted, name=name, timeout=JOB_TIMEOUT_SECONDS)
@@ -117,7 +143,8 @@ def message_job(
                 # query of the next message.
                 with session.no_autoflush:
                     for payload in items:
-                        await fn(ctx, session, payload)
+                        with message_context(payload):
+                            await fn(ctx, session, payload)
                 if finish is not None:
                     await finish(ctx, session)
 
@@ -132,16 +159,18 @@ def message_job(
             failures: list[str] = []
             for payload in items:
                 try:
-                    async with unit() as session:
-                        await fn(ctx, session, payload)
-                        if finish is not None:
-                            await finish(ctx, session)
+                    with message_context(payload):
+                        async with unit() as session:
+                            await fn(ctx, session, payload)
+                            if finish is not None:
+                                await finish(ctx, session)
                 except Retry:
                     raise
                 except Exception as exc:
                     if is_transient(exc):
                         raise
-                    log.exception("%s: message failed: %s", name, _describe(payload))
+                    with message_context(payload):
+                        log.exception("%s: message failed: %s", name, _describe(payload))
                     failures.append(f"{_describe(payload)}: {exc!r}")
             return failures
 
@@ -184,6 +213,30 @@ def message_job(
 async def _savepoint(session: AsyncSession) -> AsyncIterator[AsyncSession]:
     async with session.begin_nested():
         yield session
+
+
+def _log_job(
+    ctx: dict[str, Any],
+    name: str,
+    outcome: str,
+    elapsed: float,
+    messages: int,
+    request_ids: list[str],
+) -> None:
+    """One line per job run: what ran, how it ended, how long it took, and which requests
+    caused it (the payload itself is not logged: it may name users)."""
+    fields: dict[str, Any] = {
+        "job_name": name,
+        "job_id": ctx.get("job_id"),
+        "job_try": ctx.get("job_try", 1),
+        "outcome": outcome,
+        "duration_ms": round(elapsed * 1000, 2),
+        "messages": messages,
+    }
+    if len(request_ids) > 1:
+        fields["request_ids"] = request_ids[:100]
+    level = logging.WARNING if outcome == "error" else logging.INFO
+    log.log(level, "job %s %s", name, outcome, extra={"fields": fields})
 
 
 def as_list(payloads: Any) -> list[dict[str, Any]]:

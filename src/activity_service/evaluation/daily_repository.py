@@ -15,6 +15,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service_kit.correlation import stamp
+
 OutcomeRow = tuple[uuid.UUID, str, str, str, str | None]
 """(activity id, user id, rule id, outcome, detail) of an evaluation outcome."""
 
@@ -80,7 +82,8 @@ WITH batch AS (
     RETURNING grant_key, payload
 ), messages AS (
     INSERT INTO outbox_messages (id, queue, job_name, job_id, payload, attempts)
-    SELECT gen_random_uuid(), CAST(:queue AS text), CAST(:job_name AS text), grant_key, payload, 0
+    SELECT gen_random_uuid(), CAST(:queue AS text), CAST(:job_name AS text), grant_key,
+           payload || CAST(:meta AS jsonb), 0
     FROM inserted
 )
 SELECT grant_key FROM inserted
@@ -204,6 +207,8 @@ class DailyRunRepository:
                 "rows": json.dumps(list(rows), separators=(",", ":")),
                 "queue": queue,
                 "job_name": job_name,
+                # The messages carry the run's request id, as ``OutboxRepository.add`` does.
+                "meta": json.dumps(stamp({})),
             },
         )
         return {row[0] for row in result.all()}

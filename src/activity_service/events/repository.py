@@ -10,6 +10,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from activity_service.events.models import Event
+from service_kit.correlation import stamp
 from service_kit.db import OUTBOX_WRITTEN
 
 FollowUp = tuple[str, str, dict[str, Any], str]
@@ -102,7 +103,10 @@ class EventWriter:
 
 
 def _message_rows(follow_ups: Sequence[FollowUp]) -> list[dict[str, Any]]:
-    return [{"queue": q, "job_name": j, "job_id": jid, "payload": p} for q, j, p, jid in follow_ups]
+    return [
+        {"queue": q, "job_name": j, "job_id": jid, "payload": stamp(p)}
+        for q, j, p, jid in follow_ups
+    ]
 
 
 class EventRepository:

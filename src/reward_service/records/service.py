@@ -95,7 +95,7 @@ def mirror_status(
         record_version=record.version,
     ).model_dump(mode="json")
     if earlier is not None:
-        earlier.payload = change
+        _outbox(session).restate(earlier, change)
         return
     pending[record.id] = _outbox(session).add(
         "activity", jobs.ACTIVITY_RECORD_STATUS_CHANGED, change

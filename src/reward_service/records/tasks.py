@@ -16,6 +16,7 @@ from reward_service.records.fulfilment import TransientFulfilmentError
 from reward_service.records.reconciler import reconcile_once
 from reward_service.records.repository import RecordRepository
 from reward_service.records.state import RecordStatus
+from service_kit.correlation import message_context
 from service_kit.worker import as_list, job, message_job
 
 MAX_RETRY_DELAY_SECONDS = 30.0
@@ -66,8 +67,9 @@ async def issue(ctx: dict[str, Any], payloads: dict[str, Any] | list[dict[str, A
     try:
         issued = 0
         for payload in as_list(payloads):
-            if await issue_record(ctx, uuid.UUID(payload["record_id"])) is not None:
-                issued += 1
+            with message_context(payload):
+                if await issue_record(ctx, uuid.UUID(payload["record_id"])) is not None:
+                    issued += 1
         return issued
     except TransientFulfilmentError as exc:
         # Backoff doubling per try; after the last try the record is still Issuing and the

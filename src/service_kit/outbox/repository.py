@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service_kit.correlation import stamp
 from service_kit.db import OUTBOX_WRITTEN
 from service_kit.outbox.models import OutboxMessageMixin
 from service_kit.queue import Delivery
@@ -37,12 +38,18 @@ class OutboxRepository:
             queue=queue,
             job_name=job_name,
             job_id=job_id or str(message_id),
-            payload=payload,
+            # The request (or job) that caused the message travels with it.
+            payload=stamp(payload),
             attempts=0,
         )
         self.session.add(message)
         self.session.info[OUTBOX_WRITTEN] = True  # see Database.session: wakes the relay
         return message
+
+    def restate(self, message: OutboxMessageMixin, payload: dict[str, Any]) -> None:
+        """Replace the payload of a message not yet flushed (a later fact of the same unit
+        of work supersedes it), keeping it stamped like ``add``."""
+        message.payload = stamp(payload)
 
     async def claim_unsent(self, limit: int, skip_queues: Sequence[str] = ()) -> list[Any]:
         m = self.model

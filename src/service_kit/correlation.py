@@ -1,0 +1,85 @@
+"""What a log line says it belongs to: the service, the request that caused the work and,
+in a worker, the job; and how the request id travels from a request into every job it
+causes, and from those jobs into the jobs they cause.
+
+The request id rides in the outbox message's payload under ``_meta`` (``META_KEY``), next
+to the contract's fields. Contracts ignore unknown keys, so consumers that know nothing of
+it are unaffected, and a payload without it (older messages, cron jobs) is still valid: the
+job then gets an id of its own, which the jobs it causes inherit.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+REQUEST_ID_HEADER = "X-Request-ID"
+# Longer incoming ids are cut: the id is echoed in headers and written on every log line.
+MAX_REQUEST_ID_LENGTH = 128
+META_KEY = "_meta"
+
+request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+# Set by the request middleware and the worker's job wrapper: in-process test platforms run
+# several services in one process, so the process-wide name is only the fallback.
+service_var: ContextVar[str | None] = ContextVar("service", default=None)
+# "job.name:job-id" while a worker runs a job.
+job_var: ContextVar[str | None] = ContextVar("job", default=None)
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def stamp(payload: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``payload`` carrying the current request id (the payload itself may be
+    stored elsewhere too, e.g. a grant's, and must not change)."""
+    request_id = request_id_var.get()
+    if request_id is None:
+        return payload
+    return {**payload, META_KEY: {"request_id": request_id}}
+
+
+def request_id_of(payload: Any) -> str | None:
+    """The request id a job payload carries, if any."""
+    if not isinstance(payload, dict):
+        return None
+    meta = payload.get(META_KEY)
+    if isinstance(meta, dict):
+        request_id = meta.get("request_id")
+        if isinstance(request_id, str) and request_id:
+            return request_id[:MAX_REQUEST_ID_LENGTH]
+    return None
+
+
+def request_ids_of(payloads: Iterable[Any]) -> list[str]:
+    """The distinct request ids of a delivery's payloads, in order."""
+    seen: dict[str, None] = {}
+    for payload in payloads:
+        request_id = request_id_of(payload)
+        if request_id is not None:
+            seen.setdefault(request_id)
+    return list(seen)
+
+
+@contextmanager
+def bound(var: ContextVar[str | None], value: str | None) -> Iterator[None]:
+    """``var`` set to ``value`` inside the block (left as it was when ``value`` is None)."""
+    if value is None:
+        yield
+        return
+    token = var.set(value)
+    try:
+        yield
+    finally:
+        var.reset(token)
+
+
+@contextmanager
+def message_context(payload: Any) -> Iterator[None]:
+    """While one message of a delivery is handled: its request id is the current one, so
+    its log lines, service calls and follow-up messages carry it."""
+    with bound(request_id_var, request_id_of(payload)):
+        yield
