@@ -50,6 +50,20 @@ class UserRegistered(Contract):
     event_id: str
 
 
+class UserProfileFact(Contract):
+    """activity → reward: what a business event says about the user that operators look
+    rewards up by or see in the winners list — the phone number (any event may carry it)
+    and the certified enterprise (``enterprise.certified``). The newest fact wins."""
+
+    tenant_id: str
+    user_id: str
+    event_id: str
+    occurred_at: datetime
+    phone: str | None = None
+    enterprise_id: str | None = None
+    enterprise_name: str | None = None
+
+
 class NodeCompleted(Contract):
     """activity → referral: the invitee completed a node; its inviter is now frozen."""
 

@@ -4,6 +4,7 @@ from reward_service.center.models import IssuanceBatch, ManualIssuance
 from reward_service.db import Base, OutboxMessage
 from reward_service.payouts.models import CashPayout, PayoutEndpoint
 from reward_service.prizes.models import Prize
+from reward_service.profiles.models import UserProfile
 from reward_service.records.models import RecordTransition, RewardRecord
 from reward_service.shipments.models import Shipment
 from reward_service.wallet.models import WalletCoupon
@@ -19,5 +20,6 @@ __all__ = [
     "RecordTransition",
     "RewardRecord",
     "Shipment",
+    "UserProfile",
     "WalletCoupon",
 ]

@@ -1,4 +1,5 @@
-"""The reward service's arq worker: records from grants, issuance, and the reconciler cron."""
+"""The reward service's arq worker: records from grants, issuance, user profile facts, and
+the reconciler cron."""
 
 from __future__ import annotations
 
@@ -12,13 +13,14 @@ from arq.cron import CronJob, cron
 
 from reward_service.config import RewardSettings
 from reward_service.db import OutboxMessage
+from reward_service.profiles.tasks import FUNCTIONS as PROFILE_FUNCTIONS
 from reward_service.records.tasks import FUNCTIONS as RECORD_FUNCTIONS
 from reward_service.records.tasks import reconcile
 from service_kit.clock import Clock
 from service_kit.http import ServiceClient
 from service_kit.worker import build_worker
 
-FUNCTIONS = [*RECORD_FUNCTIONS]
+FUNCTIONS = [*RECORD_FUNCTIONS, *PROFILE_FUNCTIONS]
 
 
 def reconciler_cron(settings: RewardSettings) -> CronJob:

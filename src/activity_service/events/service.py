@@ -1,10 +1,11 @@
 """Event ingestion: validate, store once, acknowledge; evaluation is left to jobs.
 
 Each stored event queues its follow-ups through the outbox in the same statement:
-``activity.evaluate_event`` always, and the facts referral_service needs (registration,
-account opening). A replay of a known ``event_id`` with the same content is acknowledged as
-``duplicate`` with the original receipt time; with different content it is refused
-(``event_id_conflict``), since silently keeping either version would hide a sender bug.
+``activity.evaluate_event`` always, the facts referral_service needs (registration,
+account opening), and the user's phone and certified enterprise for reward_service. A
+replay of a known ``event_id`` with the same content is acknowledged as ``duplicate`` with
+the original receipt time; with different content it is refused (``event_id_conflict``),
+since silently keeping either version would hide a sender bug.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from activity_service.events.schemas import (
     EventType,
 )
 from contracts import jobs
-from contracts.payloads import Node, NodeCompleted, UserRegistered
+from contracts.payloads import Node, NodeCompleted, UserProfileFact, UserRegistered
 from service_kit.auth import CallerKind, Principal
 from service_kit.errors import Conflict, Forbidden, ProblemError, Unprocessable
 
@@ -89,6 +90,25 @@ def follow_ups(tenant_id: str, body: EventIn) -> list[FollowUp]:
                 jobs.REFERRAL_NODE_COMPLETED,
                 node_fact.model_dump(mode="json"),
                 f"node:{tenant_id}:{body.event_id}",
+            )
+        )
+    if body.phone or body.type is EventType.enterprise_certified:
+        # The reward service finds coupons by phone and shows the certified enterprise.
+        profile = UserProfileFact(
+            tenant_id=tenant_id,
+            user_id=body.user_id,
+            event_id=body.event_id,
+            occurred_at=body.occurred_at,
+            phone=body.phone,
+            enterprise_id=body.enterprise_id,
+            enterprise_name=body.enterprise_name,
+        )
+        messages.append(
+            (
+                "reward",
+                jobs.REWARD_USER_PROFILE,
+                profile.model_dump(mode="json"),
+                f"profile:{tenant_id}:{body.event_id}",
             )
         )
     return messages

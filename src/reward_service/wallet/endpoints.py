@@ -5,6 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
 
+from reward_service.profiles.rules import normalize_phone
 from reward_service.wallet import service
 from reward_service.wallet.repository import WalletRepository
 from reward_service.wallet.schemas import CouponRead, CouponUse
@@ -133,12 +134,23 @@ async def list_customer_coupons(
     clock: ClockDep,
     page: PageParamsDep,
     user_id: Annotated[str | None, Query(description="Customer id")] = None,
-    phone: Annotated[str | None, Query(description="Customer phone number")] = None,
+    phone: Annotated[
+        str | None,
+        Query(
+            max_length=32,
+            description="Customer phone number, as the broker's back end sent it in any "
+            "event; spaces, dashes and the + or 00 prefix do not matter",
+            examples=["+852 9123 4567"],
+        ),
+    ] = None,
 ) -> Page[CouponRead]:
     if not user_id and not phone:
         raise Unprocessable("Give user_id or phone.", code="customer_required")
+    digits = normalize_phone(phone) if phone else None
+    if phone and digits is None:
+        raise Unprocessable("The phone number has too few digits.", code="phone_invalid")
     rows, cursor = await WalletRepository.from_session(session).list(
-        principal.tenant_id, page, user_id=user_id, phone=phone
+        principal.tenant_id, page, user_id=user_id, phone=digits
     )
     now = clock.now()
     return Page(items=[service.to_read(c, now) for c in rows], next_cursor=cursor)

@@ -24,7 +24,6 @@ class WalletCoupon(Base):
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
     tenant_id: Mapped[str] = mapped_column(String(64), nullable=False)
     user_id: Mapped[str] = mapped_column(String(128), nullable=False)
-    phone: Mapped[str | None] = mapped_column(String(32), index=True)
     record_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), unique=True, nullable=False)
     # Redemption code (wallet/rules.py); coupons from before codes carry their id's hex.
     code: Mapped[str] = mapped_column(String(32), nullable=False)

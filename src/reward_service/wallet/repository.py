@@ -7,6 +7,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from reward_service.profiles.repository import users_with_phone
 from reward_service.wallet.models import WalletCoupon
 from service_kit.pagination import PageParams, paginate
 
@@ -47,7 +48,8 @@ class WalletRepository:
         if user_id:
             stmt = stmt.where(WalletCoupon.user_id == user_id)
         if phone:
-            stmt = stmt.where(WalletCoupon.phone == phone)
+            # The phone is the user's, not the coupon's: it may arrive after the coupon.
+            stmt = stmt.where(WalletCoupon.user_id.in_(users_with_phone(tenant_id, phone)))
         return await paginate(self.session, stmt, WalletCoupon, params)
 
     async def get_for_user(

@@ -72,3 +72,12 @@ def test_codes_are_readable_and_matched_loosely() -> None:
     assert len(codes) == 500
     assert all(len(c) == CODE_LENGTH and set(c) <= set(CODE_ALPHABET) for c in codes)
     assert normalize_code(" 7kq2-m9xd hr4p ") == "7KQ2M9XDHR4P"
+
+
+def test_phone_numbers_compare_by_their_digits() -> None:
+    from reward_service.profiles.rules import normalize_phone
+
+    same = ["+852 9123 4567", "(852) 9123-4567", "00852 91234567", "85291234567"]
+    assert {normalize_phone(p) for p in same} == {"85291234567"}
+    assert normalize_phone("+1 23") is None
+    assert normalize_phone("phone") is None
