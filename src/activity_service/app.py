@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from activity_service.activities.endpoints import me_router as my_activities_router
 from activity_service.activities.endpoints import router as activities_router
 from activity_service.config import ActivitySettings
+from activity_service.db import IdempotencyKey
 from activity_service.evaluation.endpoints import inviters_router
 from activity_service.evaluation.endpoints import router as evaluation_router
 from activity_service.events.db import close_ingest_pool, open_ingest_pool
@@ -33,6 +34,7 @@ def create_app(
         description="Activities, segments, business events, teams and the evaluation engine "
         "(SPEC §1).",
         settings=settings or ActivitySettings(),
+        idempotency_model=IdempotencyKey,
         routers=[
             activities_router,
             my_activities_router,

@@ -2,7 +2,7 @@
 
 from activity_service.activities.models import Activity
 from activity_service.audit.models import ActivityAudit
-from activity_service.db import Base, OutboxMessage
+from activity_service.db import Base, IdempotencyKey, OutboxMessage
 from activity_service.evaluation.models import (
     DailyRun,
     EvaluationOutcome,
@@ -28,6 +28,7 @@ __all__ = [
     "Event",
     "FxRate",
     "Grant",
+    "IdempotencyKey",
     "OutboxMessage",
     "PrizeCapCounter",
     "ReferralCounter",

@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse
 
 from referral_service.bindings.endpoints import router as bindings_router
 from referral_service.config import ReferralSettings
+from referral_service.db import IdempotencyKey
 from referral_service.invite_codes.attempts import TooManyAttempts
 from referral_service.invite_codes.endpoints import router as invite_codes_router
 from referral_service.tenant_settings.endpoints import router as settings_router
@@ -31,6 +32,7 @@ def create_app(
         title="Activity Platform — referral service",
         description="Invite codes and the referral graph: bindings per node (SPEC §2).",
         settings=settings or ReferralSettings(),
+        idempotency_model=IdempotencyKey,
         routers=[invite_codes_router, bindings_router, settings_router],
         clock=clock,
         http_mounts=http_mounts,

@@ -7,6 +7,7 @@ from fastapi import FastAPI
 
 from reward_service.center.endpoints import router as center_router
 from reward_service.config import RewardSettings
+from reward_service.db import IdempotencyKey
 from reward_service.payouts.endpoints import router as payouts_router
 from reward_service.prizes.endpoints import router as prizes_router
 from reward_service.records.endpoints import router as records_router
@@ -27,6 +28,7 @@ def create_app(
         description="Prizes, reward records and their state machine, the reward center, "
         "wallets, shipments and cash payouts (SPEC §3).",
         settings=settings or RewardSettings(),
+        idempotency_model=IdempotencyKey,
         routers=[
             prizes_router,
             records_router,

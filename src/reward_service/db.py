@@ -1,8 +1,9 @@
-"""The reward database's declarative base and its outbox table."""
+"""The reward database's declarative base, its outbox and Idempotency-Key tables."""
 
 from sqlalchemy.orm import DeclarativeBase
 
 from service_kit.db import new_metadata
+from service_kit.idempotency import IdempotencyKeyMixin
 from service_kit.outbox import OutboxMessageMixin
 
 
@@ -11,4 +12,8 @@ class Base(DeclarativeBase):
 
 
 class OutboxMessage(OutboxMessageMixin, Base):
+    pass
+
+
+class IdempotencyKey(IdempotencyKeyMixin, Base):
     pass

@@ -1,7 +1,7 @@
 """Every table of the reward database, imported for alembic's metadata."""
 
 from reward_service.center.models import IssuanceBatch, ManualIssuance
-from reward_service.db import Base, OutboxMessage
+from reward_service.db import Base, IdempotencyKey, OutboxMessage
 from reward_service.payouts.models import CashPayout, PayoutEndpoint
 from reward_service.prizes.models import Prize
 from reward_service.profiles.models import UserProfile
@@ -12,6 +12,7 @@ from reward_service.wallet.models import WalletCoupon
 __all__ = [
     "Base",
     "CashPayout",
+    "IdempotencyKey",
     "IssuanceBatch",
     "ManualIssuance",
     "OutboxMessage",

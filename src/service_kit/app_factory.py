@@ -22,6 +22,7 @@ from service_kit.config import ServiceSettings
 from service_kit.db import Database
 from service_kit.errors import install_error_handlers
 from service_kit.http import ServiceClient
+from service_kit.idempotency import IdempotencyKeyMixin, install_replay_handler
 from service_kit.outbox import OutboxNotifier
 from service_kit.queue import parse_sentinel_url, redis_client
 from service_kit.telemetry import RequestContextMiddleware
@@ -112,6 +113,7 @@ def create_service_app(
     description: str,
     settings: ServiceSettings,
     routers: Sequence[APIRouter],
+    idempotency_model: type[IdempotencyKeyMixin] | None = None,
     clock: Clock | None = None,
     http_mounts: dict[str, httpx.AsyncBaseTransport] | None = None,
     on_startup: Callable[[FastAPI], Awaitable[None]] | None = None,
@@ -154,7 +156,9 @@ def create_service_app(
     )
     app.state.settings = settings
     app.state.clock = clock or SystemClock()
+    app.state.idempotency_model = idempotency_model
     install_error_handlers(app)
+    install_replay_handler(app)
     app.add_middleware(
         RequestContextMiddleware, service=settings.service_name, access_log=settings.access_log
     )

@@ -162,4 +162,6 @@ class Authenticator:
         ):
             needed = " or ".join(sorted(self.permissions))
             raise Forbidden(f"This operation needs the permission {needed}.")
+        # For what runs after the caller is known (Idempotency-Key claims).
+        request.state.principal = principal
         return principal

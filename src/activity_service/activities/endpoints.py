@@ -27,10 +27,19 @@ from service_kit.auth import ACTIVITY_READ, ACTIVITY_WRITE, Authenticator, Calle
 from service_kit.db import SessionDep
 from service_kit.deps import ClockDep, HttpDep
 from service_kit.errors import PROBLEM_RESPONSES, NotFound
+from service_kit.idempotency import IdempotencyDep
 from service_kit.pagination import Page, PageParamsDep
+from service_kit.routing import ServiceRoute
 
-router = APIRouter(prefix="/v1/activities", tags=["activities"], responses=PROBLEM_RESPONSES)
-me_router = APIRouter(prefix="/v1/me", tags=["activities"], responses=PROBLEM_RESPONSES)
+router = APIRouter(
+    route_class=ServiceRoute,
+    prefix="/v1/activities",
+    tags=["activities"],
+    responses=PROBLEM_RESPONSES,
+)
+me_router = APIRouter(
+    route_class=ServiceRoute, prefix="/v1/me", tags=["activities"], responses=PROBLEM_RESPONSES
+)
 
 ActivityWriter = Annotated[
     Principal, Depends(Authenticator(kinds={CallerKind.operator}, permissions=ACTIVITY_WRITE))
@@ -101,25 +110,15 @@ async def create_activity(
         ),
     ],
     principal: ActivityWriter,
+    idempotency: IdempotencyDep,
     session: SessionDep,
     clock: ClockDep,
     prizes: PrizeCheckerDep,
     response: Response,
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            alias="Idempotency-Key",
-            max_length=128,
-            description="Optional: a retry with the same key and body returns the activity "
-            "created first (422 `idempotency_key_reused` with another body)",
-        ),
-    ] = None,
 ) -> ActivityRead:
     """Creates a draft with generated, immutable `activity_code` and `business_code`.
     Every prize referenced is checked against reward_service, every segment locally."""
-    activity = await service.create_activity(
-        session, principal, body, prizes, clock.now(), idempotency_key
-    )
+    activity = await service.create_activity(session, principal, body, prizes, clock.now())
     response.headers["ETag"] = service.etag(activity)
     return service.to_read(activity, clock.now())
 
@@ -249,6 +248,7 @@ async def update_activity(
 async def publish_activity(
     activity_id: uuid.UUID,
     principal: ActivityWriter,
+    idempotency: IdempotencyDep,
     session: SessionDep,
     clock: ClockDep,
     prizes: PrizeCheckerDep,
@@ -280,6 +280,7 @@ async def publish_activity(
 async def close_activity(
     activity_id: uuid.UUID,
     principal: ActivityWriter,
+    idempotency: IdempotencyDep,
     session: SessionDep,
     clock: ClockDep,
     response: Response,

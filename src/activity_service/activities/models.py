@@ -26,7 +26,6 @@ class Activity(Base):
         UniqueConstraint("tenant_id", "activity_code"),
         UniqueConstraint("tenant_id", "business_code"),
         UniqueConstraint("tenant_id", "seq"),
-        UniqueConstraint("tenant_id", "idempotency_key"),
         Index("ix_activities_tenant_state_kind", "tenant_id", "state", "kind"),
     )
 
@@ -54,10 +53,6 @@ class Activity(Base):
     # The kind-specific configuration (rules, tiers, team settings), as validated by schemas.
     config: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
-    # Idempotency-Key of the creating request and a hash of its body: a retried creation
-    # returns the activity instead of making a second one.
-    idempotency_key: Mapped[str | None] = mapped_column(String(128))
-    request_hash: Mapped[str | None] = mapped_column(String(64))
     submitter: Mapped[str] = mapped_column(String(160), nullable=False)
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -51,17 +51,6 @@ class ActivityRepository:
         )
         return int(current or 0) + 1
 
-    async def by_idempotency_key(self, tenant_id: str, key: str) -> Activity | None:
-        """Serialised per (tenant, key) by an advisory lock, so two concurrent retries of
-        one creation see each other instead of both inserting."""
-        await self.session.execute(
-            text("SELECT pg_advisory_xact_lock(hashtext('activities.idem:' || :t || ':' || :k))"),
-            {"t": tenant_id, "k": key},
-        )
-        return await self.session.scalar(
-            select(Activity).where(Activity.tenant_id == tenant_id, Activity.idempotency_key == key)
-        )
-
     async def code_taken(self, tenant_id: str, activity_code: str, business_code: str) -> bool:
         found = await self.session.scalar(
             select(func.count()).where(

@@ -3,8 +3,6 @@ concurrency, publish, close, lists; every change audited in its own transaction.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import uuid
 from datetime import datetime
 from typing import Any
@@ -171,24 +169,9 @@ async def create_activity(
     body: ActivityCreateModel,
     prizes: PrizeChecker,
     now: datetime | None = None,
-    idempotency_key: str | None = None,
 ) -> Activity:
-    """Create a draft. With ``idempotency_key``, a retry of the same request returns the
-    activity it created; the same key with another body is refused."""
+    """Create a draft (a retry with the same Idempotency-Key is answered before this runs)."""
     repo = ActivityRepository.from_session(session)
-    request_hash = None
-    if idempotency_key is not None:
-        request_hash = hashlib.sha256(
-            json.dumps(body.model_dump(mode="json", by_alias=True), sort_keys=True).encode()
-        ).hexdigest()
-        earlier = await repo.by_idempotency_key(principal.tenant_id, idempotency_key)
-        if earlier is not None:
-            if earlier.request_hash != request_hash:
-                raise Unprocessable(
-                    "This Idempotency-Key was used for a different activity; use a new key.",
-                    code="idempotency_key_reused",
-                )
-            return earlier
     validation.check(body)
     await _check_references(session, principal.tenant_id, body, prizes)
     columns, config = validation.storage_of(body, version=1)
@@ -203,8 +186,6 @@ async def create_activity(
         config=config,
         version=1,
         submitter=principal.actor,
-        idempotency_key=idempotency_key,
-        request_hash=request_hash,
         **columns,
     )
     repo.add(activity)

@@ -21,10 +21,18 @@ from service_kit.auth import ACTIVITY_READ, Authenticator, CallerKind, Principal
 from service_kit.db import SessionDep
 from service_kit.deps import ClockDep
 from service_kit.errors import PROBLEM_RESPONSES, NotFound
+from service_kit.routing import ServiceRoute
 
-router = APIRouter(prefix="/v1/activities", tags=["evaluation"], responses=PROBLEM_RESPONSES)
+router = APIRouter(
+    route_class=ServiceRoute,
+    prefix="/v1/activities",
+    tags=["evaluation"],
+    responses=PROBLEM_RESPONSES,
+)
 
-inviters_router = APIRouter(tags=["evaluation"], responses=PROBLEM_RESPONSES)
+inviters_router = APIRouter(
+    route_class=ServiceRoute, tags=["evaluation"], responses=PROBLEM_RESPONSES
+)
 
 Reader = Annotated[
     Principal, Depends(Authenticator(kinds={CallerKind.operator}, permissions=ACTIVITY_READ))

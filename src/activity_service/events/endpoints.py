@@ -10,8 +10,12 @@ from activity_service.events.schemas import EventAck, EventBatchIn, EventBatchRe
 from service_kit.auth import Authenticator, CallerKind, Principal
 from service_kit.db import SessionDep
 from service_kit.errors import PROBLEM_RESPONSES
+from service_kit.idempotency import IdempotencyDep
+from service_kit.routing import ServiceRoute
 
-router = APIRouter(prefix="/v1/events", tags=["events"], responses=PROBLEM_RESPONSES)
+router = APIRouter(
+    route_class=ServiceRoute, prefix="/v1/events", tags=["events"], responses=PROBLEM_RESPONSES
+)
 
 EventPoster = Annotated[
     Principal, Depends(Authenticator(kinds={CallerKind.service, CallerKind.user}))
@@ -46,7 +50,10 @@ async def post_event(body: EventIn, principal: EventPoster, request: Request) ->
 
 @router.post("/batch", summary="Post up to 1,000 business events", max_body_size=BATCH_BODY_BYTES)
 async def post_event_batch(
-    body: EventBatchIn, principal: EventPoster, session: SessionDep
+    body: EventBatchIn,
+    principal: EventPoster,
+    idempotency: IdempotencyDep,
+    session: SessionDep,
 ) -> EventBatchResult:
     """Per-item results in request order: `accepted`, `duplicate`, or `rejected` with a
     problem (`validation_error`, `event_not_allowed`, `event_id_conflict`…). Items are

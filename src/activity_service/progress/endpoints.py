@@ -12,8 +12,14 @@ from contracts.payloads import LockCheckAnswer
 from service_kit.auth import ACTIVITY_READ, Authenticator, CallerKind, Principal
 from service_kit.db import SessionDep
 from service_kit.errors import PROBLEM_RESPONSES, Unprocessable
+from service_kit.routing import ServiceRoute
 
-router = APIRouter(prefix="/v1/positions", tags=["positions"], responses=PROBLEM_RESPONSES)
+router = APIRouter(
+    route_class=ServiceRoute,
+    prefix="/v1/positions",
+    tags=["positions"],
+    responses=PROBLEM_RESPONSES,
+)
 
 ServiceCaller = Annotated[Principal, Depends(Authenticator(kinds={CallerKind.service}))]
 FlowReader = Annotated[

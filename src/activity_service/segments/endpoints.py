@@ -19,9 +19,13 @@ from service_kit.auth import ACTIVITY_READ, ACTIVITY_WRITE, Authenticator, Calle
 from service_kit.db import SessionDep
 from service_kit.deps import ClockDep, HttpDep
 from service_kit.errors import PROBLEM_RESPONSES
+from service_kit.idempotency import IdempotencyDep
 from service_kit.pagination import Page, PageParamsDep
+from service_kit.routing import ServiceRoute
 
-router = APIRouter(prefix="/v1/segments", tags=["segments"], responses=PROBLEM_RESPONSES)
+router = APIRouter(
+    route_class=ServiceRoute, prefix="/v1/segments", tags=["segments"], responses=PROBLEM_RESPONSES
+)
 
 SegmentWriter = Annotated[
     Principal, Depends(Authenticator(kinds={CallerKind.operator}, permissions=ACTIVITY_WRITE))
@@ -75,7 +79,10 @@ async def _upload(
 
 @router.post("", status_code=status.HTTP_201_CREATED, summary="Create a segment")
 async def create_segment(
-    body: SegmentCreate, principal: SegmentWriter, session: SessionDep
+    body: SegmentCreate,
+    principal: SegmentWriter,
+    idempotency: IdempotencyDep,
+    session: SessionDep,
 ) -> SegmentRead:
     """409 `segment_name_taken` when the tenant has a segment of that name."""
     segment = await service.create_segment(session, principal, body)
@@ -130,6 +137,7 @@ async def add_segment_members(
     segment_id: uuid.UUID,
     request: Request,
     principal: SegmentWriter,
+    idempotency: IdempotencyDep,
     session: SessionDep,
     clock: ClockDep,
 ) -> MembershipChange:
@@ -146,6 +154,7 @@ async def remove_segment_members(
     segment_id: uuid.UUID,
     request: Request,
     principal: SegmentWriter,
+    idempotency: IdempotencyDep,
     session: SessionDep,
     clock: ClockDep,
 ) -> MembershipChange:
@@ -184,6 +193,7 @@ async def check_segment_member(
 async def refresh_segment(
     segment_id: uuid.UUID,
     principal: SegmentWriter,
+    idempotency: IdempotencyDep,
     session: SessionDep,
     clock: ClockDep,
     http: HttpDep,

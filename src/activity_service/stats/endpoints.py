@@ -12,8 +12,11 @@ from service_kit.auth import ACTIVITY_READ, Authenticator, CallerKind, Principal
 from service_kit.db import SessionDep
 from service_kit.deps import ClockDep, HttpDep
 from service_kit.errors import PROBLEM_RESPONSES
+from service_kit.routing import ServiceRoute
 
-router = APIRouter(prefix="/v1/activities", tags=["stats"], responses=PROBLEM_RESPONSES)
+router = APIRouter(
+    route_class=ServiceRoute, prefix="/v1/activities", tags=["stats"], responses=PROBLEM_RESPONSES
+)
 
 Reader = Annotated[
     Principal, Depends(Authenticator(kinds={CallerKind.operator}, permissions=ACTIVITY_READ))

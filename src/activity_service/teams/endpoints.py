@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Header, Query, Response, status
+from fastapi import APIRouter, Body, Depends, Header, Query, status
 
 from activity_service.activities.rules import pick_language
 from activity_service.teams import service
@@ -16,12 +16,16 @@ from service_kit.auth import ACTIVITY_READ, Authenticator, CallerKind, Principal
 from service_kit.db import SessionDep
 from service_kit.deps import ClockDep
 from service_kit.errors import PROBLEM_RESPONSES
+from service_kit.idempotency import IdempotencyDep
 from service_kit.pagination import PageParamsDep
+from service_kit.routing import ServiceRoute
 
 activity_teams_router = APIRouter(
-    prefix="/v1/activities", tags=["teams"], responses=PROBLEM_RESPONSES
+    route_class=ServiceRoute, prefix="/v1/activities", tags=["teams"], responses=PROBLEM_RESPONSES
 )
-router = APIRouter(prefix="/v1/teams", tags=["teams"], responses=PROBLEM_RESPONSES)
+router = APIRouter(
+    route_class=ServiceRoute, prefix="/v1/teams", tags=["teams"], responses=PROBLEM_RESPONSES
+)
 
 AppUser = Annotated[Principal, Depends(Authenticator(kinds={CallerKind.user}))]
 TeamReader = Annotated[
@@ -33,15 +37,6 @@ AcceptLanguage = Annotated[
     Header(
         alias="Accept-Language",
         description="Language of the team name (`zh-Hans`, `zh-Hant`, `en`); English by default",
-    ),
-]
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        max_length=128,
-        description="Optional: a retry with the same key returns the first answer (200) "
-        "instead of acting twice",
     ),
 ]
 
@@ -64,7 +59,6 @@ ASSIST_ERRORS = (
     status_code=status.HTTP_201_CREATED,
     summary="Start a team in a running team activity",
     responses={
-        200: {"description": "A retry with the same Idempotency-Key: the team started first"},
         403: {"description": "`not_in_segment`: only the target segment may initiate"},
         404: {"description": "`activity_not_found`"},
         409: {"description": START_ERRORS},
@@ -73,11 +67,10 @@ ASSIST_ERRORS = (
 async def start_team(
     activity_id: uuid.UUID,
     principal: AppUser,
+    idempotency: IdempotencyDep,
     session: SessionDep,
     clock: ClockDep,
-    response: Response,
     accept_language: AcceptLanguage = None,
-    idempotency_key: IdempotencyKey = None,
     body: Annotated[TeamStart | None, Body()] = None,
 ) -> TeamRead:
     """The caller becomes the initiator. One team forms at a time per initiator: after it
@@ -89,10 +82,7 @@ async def start_team(
         activity_id,
         body.nickname if body else None,
         now,
-        idempotency_key,
     )
-    if not started.created:
-        response.status_code = status.HTTP_200_OK
     team, activity = await service.get_team(session, principal, started.team.id)
     return await service.read_team(session, team, activity, pick_language(accept_language), now)
 
@@ -154,7 +144,6 @@ async def get_team(
     status_code=status.HTTP_201_CREATED,
     summary="Help a team",
     responses={
-        200: {"description": "A retry with the same Idempotency-Key: the first assist"},
         404: {"description": "`team_not_found`"},
         409: {"description": ASSIST_ERRORS},
     },
@@ -162,16 +151,13 @@ async def get_team(
 async def assist_team(
     team_id: uuid.UUID,
     principal: AppUser,
+    idempotency: IdempotencyDep,
     session: SessionDep,
     clock: ClockDep,
-    response: Response,
     accept_language: AcceptLanguage = None,
-    idempotency_key: IdempotencyKey = None,
 ) -> AssistRead:
     """The caller helps the team. The helper earns the first helper reward whose segment
     they are in; the assist that fills the team earns the initiator the initiator prize."""
     now = clock.now()
-    assisted = await service.assist_team(session, principal, team_id, now, idempotency_key)
-    if not assisted.created:
-        response.status_code = status.HTTP_200_OK
+    assisted = await service.assist_team(session, principal, team_id, now)
     return await service.read_assist(session, assisted, pick_language(accept_language), now)

@@ -28,7 +28,6 @@ class Team(Base):
     __tablename__ = "teams"
     __table_args__ = (
         UniqueConstraint("tenant_id", "number"),
-        UniqueConstraint("tenant_id", "initiator_id", "idempotency_key"),
         CheckConstraint(
             "helpers_count >= 0 AND helpers_count <= helpers_needed", name="helpers_in_range"
         ),
@@ -57,7 +56,6 @@ class Team(Base):
     helpers_needed: Mapped[int] = mapped_column(Integer, nullable=False)
     helpers_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     status: Mapped[str] = mapped_column(String(16), nullable=False, default="forming")
-    idempotency_key: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
@@ -68,7 +66,6 @@ class TeamAssist(Base):
     __tablename__ = "team_assists"
     __table_args__ = (
         UniqueConstraint("team_id", "helper_id"),
-        UniqueConstraint("tenant_id", "helper_id", "idempotency_key"),
         Index("ix_team_assists_tenant_activity_helper", "tenant_id", "activity_id", "helper_id"),
     )
 
@@ -83,7 +80,6 @@ class TeamAssist(Base):
     helper_reward_id: Mapped[str | None] = mapped_column(String(32))
     prize_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     grant_key: Mapped[str | None] = mapped_column(String(200))
-    idempotency_key: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 
 

@@ -26,14 +26,6 @@ class TeamRepository:
             stmt = stmt.with_for_update()
         return (await self.session.scalars(stmt)).one_or_none()
 
-    async def by_idempotency_key(self, tenant_id: str, initiator_id: str, key: str) -> Team | None:
-        stmt = select(Team).where(
-            Team.tenant_id == tenant_id,
-            Team.initiator_id == initiator_id,
-            Team.idempotency_key == key,
-        )
-        return (await self.session.scalars(stmt)).one_or_none()
-
     async def forming_of(
         self, tenant_id: str, activity_id: uuid.UUID, initiator_id: str
     ) -> Team | None:
@@ -118,14 +110,6 @@ class TeamRepository:
             .values(**values)
             .on_conflict_do_nothing(index_elements=["team_id", "helper_id"])
             .returning(TeamAssist)
-        )
-        return (await self.session.scalars(stmt)).one_or_none()
-
-    async def assist_by_key(self, tenant_id: str, helper_id: str, key: str) -> TeamAssist | None:
-        stmt = select(TeamAssist).where(
-            TeamAssist.tenant_id == tenant_id,
-            TeamAssist.helper_id == helper_id,
-            TeamAssist.idempotency_key == key,
         )
         return (await self.session.scalars(stmt)).one_or_none()
 

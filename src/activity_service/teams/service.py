@@ -50,7 +50,7 @@ from contracts import jobs
 from contracts.payloads import Grant as GrantPayload
 from contracts.payloads import IssuanceForm
 from service_kit.auth import CallerKind, Principal
-from service_kit.errors import Conflict, Forbidden, NotFound, Unprocessable
+from service_kit.errors import Conflict, Forbidden, NotFound
 from service_kit.outbox import OutboxRepository
 from service_kit.pagination import PageParams
 
@@ -60,14 +60,12 @@ NUMBER_ATTEMPTS = 5
 @dataclass(frozen=True)
 class Started:
     team: Team
-    created: bool
 
 
 @dataclass(frozen=True)
 class Assisted:
     assist: TeamAssist
     team: Team
-    created: bool
 
 
 # --------------------------------------------------------------------------- checks
@@ -107,7 +105,6 @@ async def start_team(
     activity_id: uuid.UUID,
     nickname: str | None,
     now: datetime,
-    idempotency_key: str | None = None,
 ) -> Started:
     """Start a team for the calling user: only members of the target segment (at the
     activity's refresh delay) may initiate; one forming team at a time; at most
@@ -115,10 +112,6 @@ async def start_team(
     tenant_id, user_id = principal.tenant_id, principal.sub
     activity, config = await team_activity(session, tenant_id, activity_id)
     repo = TeamRepository.from_session(session)
-    if idempotency_key is not None:
-        earlier = await repo.by_idempotency_key(tenant_id, user_id, idempotency_key)
-        if earlier is not None:
-            return Started(_same_activity(earlier, activity_id), created=False)
     _ensure_open(activity, now)
     if activity.segment_id is not None and not await is_member(
         session,
@@ -132,15 +125,8 @@ async def start_team(
             "Only members of the activity's target segment may start a team.",
             code="not_in_segment",
         )
-    team = await _insert_team(
-        session, repo, activity, config, principal, nickname, now, idempotency_key
-    )
+    team = await _insert_team(session, repo, activity, config, principal, nickname, now)
     if team is None:
-        if idempotency_key is not None:
-            # A concurrent retry with the same key committed first: answer as it did.
-            earlier = await repo.by_idempotency_key(tenant_id, user_id, idempotency_key)
-            if earlier is not None:
-                return Started(_same_activity(earlier, activity_id), created=False)
         forming = await repo.forming_of(tenant_id, activity.id, user_id)
         raise Conflict(
             "You already have a team forming in this activity; it must succeed before you "
@@ -157,16 +143,7 @@ async def start_team(
             code="initiation_limit_reached",
             limit=config.initiation_limit,
         )
-    return Started(team, created=True)
-
-
-def _same_activity(team: Team, activity_id: uuid.UUID) -> Team:
-    if team.activity_id != activity_id:
-        raise Unprocessable(
-            "This Idempotency-Key was used to start a team in another activity.",
-            code="idempotency_key_reused",
-        )
-    return team
+    return Started(team)
 
 
 async def _insert_team(
@@ -177,7 +154,6 @@ async def _insert_team(
     principal: Principal,
     nickname: str | None,
     now: datetime,
-    idempotency_key: str | None,
 ) -> Team | None:
     values: dict[str, Any] = {
         "tenant_id": principal.tenant_id,
@@ -188,7 +164,6 @@ async def _insert_team(
         or await _registered_nickname(session, principal.tenant_id, principal.sub)
         or principal.sub,
         "helpers_needed": config.helpers_needed,
-        "idempotency_key": idempotency_key,
         "created_at": now,
     }
     for attempt in range(NUMBER_ATTEMPTS):
@@ -200,8 +175,6 @@ async def _insert_team(
                 )
         except IntegrityError as exc:
             if "number" not in str(exc.orig) or attempt == NUMBER_ATTEMPTS - 1:
-                if "idempotency_key" in str(exc.orig):
-                    return None
                 raise
     return None
 
@@ -223,7 +196,6 @@ async def assist_team(
     principal: Principal,
     team_id: uuid.UUID,
     now: datetime,
-    idempotency_key: str | None = None,
 ) -> Assisted:
     """Help a team: never one's own, never the same team twice, at most ``assist_limit``
     assists in the window when set, never beyond the helpers needed."""
@@ -232,10 +204,6 @@ async def assist_team(
     team = await repo.get(tenant_id, team_id)
     if team is None:
         raise NotFound(f"No team {team_id} in this tenant.", code="team_not_found")
-    if idempotency_key is not None:
-        replay = await _assist_replay(repo, tenant_id, helper_id, idempotency_key, team_id)
-        if replay is not None:
-            return replay
     activity, config = await team_activity(session, tenant_id, team.activity_id)
     if team.initiator_id == helper_id:
         raise Conflict("You cannot help your own team.", code="own_team")
@@ -255,15 +223,10 @@ async def assist_team(
             "team_id": team.id,
             "activity_id": activity.id,
             "helper_id": helper_id,
-            "idempotency_key": idempotency_key,
             "created_at": now,
         }
     )
     if assist is None:
-        if idempotency_key is not None:
-            replay = await _assist_replay(repo, tenant_id, helper_id, idempotency_key, team_id)
-            if replay is not None:
-                return replay
         raise Conflict("You have already helped this team.", code="already_assisted")
     if config.assist_limit is not None and not await repo.claim_limit_slot(
         tenant_id, activity.id, helper_id, rules.HELPER_ROLE, config.assist_limit
@@ -316,22 +279,7 @@ async def assist_team(
             team_id=team.id,
             at=now,
         )
-    return Assisted(assist, counted, created=True)
-
-
-async def _assist_replay(
-    repo: TeamRepository, tenant_id: str, helper_id: str, key: str, team_id: uuid.UUID
-) -> Assisted | None:
-    earlier = await repo.assist_by_key(tenant_id, helper_id, key)
-    if earlier is None:
-        return None
-    if earlier.team_id != team_id:
-        raise Unprocessable(
-            "This Idempotency-Key was used to help another team.", code="idempotency_key_reused"
-        )
-    team = await repo.get(tenant_id, team_id)
-    assert team is not None  # the assist references it
-    return Assisted(earlier, team, created=False)
+    return Assisted(assist, counted)
 
 
 async def _helper_reward(

@@ -15,9 +15,13 @@ from activity_service.tenants.schemas import (
 from service_kit.auth import ACTIVITY_READ, ACTIVITY_WRITE, Authenticator, CallerKind, Principal
 from service_kit.db import SessionDep
 from service_kit.errors import PROBLEM_RESPONSES
+from service_kit.idempotency import IdempotencyDep
 from service_kit.pagination import Page, PageParamsDep
+from service_kit.routing import ServiceRoute
 
-router = APIRouter(prefix="/v1", tags=["tenant settings"], responses=PROBLEM_RESPONSES)
+router = APIRouter(
+    route_class=ServiceRoute, prefix="/v1", tags=["tenant settings"], responses=PROBLEM_RESPONSES
+)
 
 SettingsWriter = Annotated[
     Principal, Depends(Authenticator(kinds={CallerKind.operator}, permissions=ACTIVITY_WRITE))
@@ -47,7 +51,10 @@ async def put_tenant_settings(
     "/fx-rates", status_code=status.HTTP_201_CREATED, summary="Add FX rates (with effective time)"
 )
 async def post_fx_rates(
-    body: FxRatesIn, principal: SettingsWriter, session: SessionDep
+    body: FxRatesIn,
+    principal: SettingsWriter,
+    idempotency: IdempotencyDep,
+    session: SessionDep,
 ) -> list[FxRateRead]:
     """A flow is converted with the latest rate of its pair effective at the flow's time
     (or the inverse of the reverse pair), rounded half-even to 6 places. Re-posting the same

@@ -25,9 +25,11 @@ from service_kit.auth import ACTIVITY_READ, ACTIVITY_WRITE, Authenticator, Calle
 from service_kit.db import SessionDep
 from service_kit.deps import ClockDep
 from service_kit.errors import PROBLEM_RESPONSES, Unprocessable
+from service_kit.idempotency import IdempotencyDep
 from service_kit.pagination import Page, PageParamsDep
+from service_kit.routing import ServiceRoute
 
-router = APIRouter(tags=["bindings"], responses=PROBLEM_RESPONSES)
+router = APIRouter(route_class=ServiceRoute, tags=["bindings"], responses=PROBLEM_RESPONSES)
 
 AppUser = Annotated[Principal, Depends(Authenticator(kinds={CallerKind.user}))]
 BindingReader = Annotated[
@@ -66,6 +68,7 @@ async def bind_me(
     body: SelfBindRequest,
     request: Request,
     principal: AppUser,
+    idempotency: IdempotencyDep,
     session: SessionDep,
     clock: ClockDep,
     limiter: LimiterDep,
@@ -98,6 +101,7 @@ async def create_binding(
     body: BindingCreate,
     request: Request,
     principal: BindingWriter,
+    idempotency: IdempotencyDep,
     session: SessionDep,
     clock: ClockDep,
 ) -> BindingRead:

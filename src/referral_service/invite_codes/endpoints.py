@@ -10,8 +10,9 @@ from referral_service.invite_codes.schemas import InviteCodeRead
 from service_kit.auth import Authenticator, CallerKind, Principal
 from service_kit.db import SessionDep
 from service_kit.errors import PROBLEM_JSON, PROBLEM_RESPONSES
+from service_kit.routing import ServiceRoute
 
-router = APIRouter(tags=["invite codes"], responses=PROBLEM_RESPONSES)
+router = APIRouter(route_class=ServiceRoute, tags=["invite codes"], responses=PROBLEM_RESPONSES)
 
 AppUser = Annotated[Principal, Depends(Authenticator(kinds={CallerKind.user}))]
 TrustedService = Annotated[Principal, Depends(Authenticator(kinds={CallerKind.service}))]

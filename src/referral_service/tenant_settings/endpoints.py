@@ -13,8 +13,9 @@ from service_kit.auth import ACTIVITY_READ, ACTIVITY_WRITE, Authenticator, Calle
 from service_kit.db import SessionDep
 from service_kit.deps import ClockDep
 from service_kit.errors import PROBLEM_RESPONSES
+from service_kit.routing import ServiceRoute
 
-router = APIRouter(tags=["settings"], responses=PROBLEM_RESPONSES)
+router = APIRouter(route_class=ServiceRoute, tags=["settings"], responses=PROBLEM_RESPONSES)
 
 SettingsReader = Annotated[
     Principal, Depends(Authenticator(kinds={CallerKind.operator}, permissions=ACTIVITY_READ))

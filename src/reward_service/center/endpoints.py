@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 from starlette.datastructures import UploadFile
 
 from reward_service.center import service
@@ -17,9 +17,16 @@ from service_kit.auth import RIGHTS_READ, RIGHTS_WRITE, Authenticator, CallerKin
 from service_kit.db import SessionDep
 from service_kit.deps import ClockDep, HttpDep
 from service_kit.errors import PROBLEM_RESPONSES, Unprocessable
+from service_kit.idempotency import IdempotencyDep
 from service_kit.pagination import Page, PageParamsDep
+from service_kit.routing import ServiceRoute
 
-router = APIRouter(prefix="/v1/reward-center", tags=["reward center"], responses=PROBLEM_RESPONSES)
+router = APIRouter(
+    route_class=ServiceRoute,
+    prefix="/v1/reward-center",
+    tags=["reward center"],
+    responses=PROBLEM_RESPONSES,
+)
 
 CenterReader = Annotated[
     Principal, Depends(Authenticator(kinds={CallerKind.operator}, permissions=RIGHTS_READ))
@@ -27,23 +34,13 @@ CenterReader = Annotated[
 CenterWriter = Annotated[
     Principal, Depends(Authenticator(kinds={CallerKind.operator}, permissions=RIGHTS_WRITE))
 ]
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        max_length=128,
-        description="Send the same key to repeat the request safely: a replay answers with "
-        "the first result (200) and issues nothing; the same key with another body is a 409 "
-        "`idempotency_key_reused`.",
-    ),
-]
 
 ISSUE_DOC = (
     "The activity (usually non-standard) is looked up in activity_service; its review mode "
     "and issuance form apply. Without review the reward records are created at once "
     "(automatic: submitted for issuing; manual: Pending). With review the issuance waits in "
     "`awaiting_review` until another operator approves it. Codes: `activity_not_found`, "
-    "`activity_closed`, `prize_not_found` (422), `idempotency_key_reused` (409)."
+    "`activity_closed`, `prize_not_found`, `idempotency_key_reused` (422)."
 )
 
 
@@ -63,29 +60,24 @@ async def _issuance_read(session: SessionDep, principal: Principal, issuance: An
     status_code=status.HTTP_201_CREATED,
     summary="Issue a reward by hand to one user",
     description=ISSUE_DOC,
-    responses={200: {"description": "Replay of an Idempotency-Key: the first issuance"}},
 )
 async def create_issuance(
     body: IssuanceCreate,
     request: Request,
-    response: Response,
     principal: CenterWriter,
+    idempotency: IdempotencyDep,
     session: SessionDep,
     clock: ClockDep,
     http: HttpDep,
-    idempotency_key: IdempotencyKey = None,
 ) -> IssuanceRead:
-    issuance, created = await service.create_issuance(
+    issuance = await service.create_issuance(
         session,
         principal.tenant_id,
         principal.actor,
         body,
         _lookup(request, http, principal),
         clock.now(),
-        idempotency_key,
     )
-    if not created:
-        response.status_code = status.HTTP_200_OK
     return await _issuance_read(session, principal, issuance)
 
 
@@ -135,7 +127,11 @@ REVIEW_DOC = (
     description=REVIEW_DOC,
 )
 async def approve_issuance(
-    issuance_id: uuid.UUID, principal: CenterWriter, session: SessionDep, clock: ClockDep
+    issuance_id: uuid.UUID,
+    principal: CenterWriter,
+    idempotency: IdempotencyDep,
+    session: SessionDep,
+    clock: ClockDep,
 ) -> IssuanceRead:
     issuance = await service.review_issuance(
         session,
@@ -157,6 +153,7 @@ async def reject_issuance(
     issuance_id: uuid.UUID,
     body: ReviewDecision,
     principal: CenterWriter,
+    idempotency: IdempotencyDep,
     session: SessionDep,
     clock: ClockDep,
 ) -> IssuanceRead:
@@ -242,12 +239,11 @@ async def _read_upload(request: Request) -> tuple[bytes, str | None, str | None]
     summary="Issue rewards from a batch file (CSV) with per-line results",
     description=BATCH_DOC,
     openapi_extra=CSV_BODY,
-    responses={200: {"description": "Replay of an Idempotency-Key: the first batch"}},
 )
 async def create_batch(
     request: Request,
-    response: Response,
     principal: CenterWriter,
+    idempotency: IdempotencyDep,
     session: SessionDep,
     clock: ClockDep,
     http: HttpDep,
@@ -255,10 +251,9 @@ async def create_batch(
         str | None, Query(description="Activity code for lines without one", max_length=32)
     ] = None,
     file_name: Annotated[str | None, Query(max_length=200, description="Shown in lists")] = None,
-    idempotency_key: IdempotencyKey = None,
 ) -> BatchRead:
     data, upload_name, form_code = await _read_upload(request)
-    batch, created = await service.create_batch(
+    batch = await service.create_batch(
         session,
         principal.tenant_id,
         principal.actor,
@@ -267,10 +262,7 @@ async def create_batch(
         file_name=file_name or upload_name,
         lookup=_lookup(request, http, principal),
         now=clock.now(),
-        idempotency_key=idempotency_key,
     )
-    if not created:
-        response.status_code = status.HTTP_200_OK
     return await service.batch_view(session, batch)
 
 
@@ -326,7 +318,11 @@ BATCH_REVIEW_DOC = (
     description=BATCH_REVIEW_DOC,
 )
 async def approve_batch(
-    batch_id: uuid.UUID, principal: CenterWriter, session: SessionDep, clock: ClockDep
+    batch_id: uuid.UUID,
+    principal: CenterWriter,
+    idempotency: IdempotencyDep,
+    session: SessionDep,
+    clock: ClockDep,
 ) -> BatchRead:
     batch = await service.review_batch(
         session,
@@ -348,6 +344,7 @@ async def reject_batch(
     batch_id: uuid.UUID,
     body: ReviewDecision,
     principal: CenterWriter,
+    idempotency: IdempotencyDep,
     session: SessionDep,
     clock: ClockDep,
 ) -> BatchRead:

@@ -18,11 +18,7 @@ class IssuanceBatch(Base):
     lines are kept here as they were reported, so the results page never changes."""
 
     __tablename__ = "reward_center_batches"
-    __table_args__ = (
-        # An Idempotency-Key names one upload per tenant (NULL keys never collide).
-        UniqueConstraint("tenant_id", "idempotency_key"),
-        Index("ix_reward_center_batches_tenant_created", "tenant_id", "created_at"),
-    )
+    __table_args__ = (Index("ix_reward_center_batches_tenant_created", "tenant_id", "created_at"),)
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
     tenant_id: Mapped[str] = mapped_column(String(64), nullable=False)
@@ -38,9 +34,6 @@ class IssuanceBatch(Base):
     reviewer: Mapped[str | None] = mapped_column(String(160))
     reviewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     reject_reason: Mapped[str | None] = mapped_column(String(500))
-    idempotency_key: Mapped[str | None] = mapped_column(String(128))
-    # sha256 of the file and the batch-wide code: a replayed key with other content is refused.
-    fingerprint: Mapped[str] = mapped_column(String(64), nullable=False)
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
@@ -52,7 +45,6 @@ class ManualIssuance(Base):
 
     __tablename__ = "reward_center_issuances"
     __table_args__ = (
-        UniqueConstraint("tenant_id", "idempotency_key"),
         UniqueConstraint("batch_id", "line"),
         Index("ix_reward_center_issuances_tenant_created", "tenant_id", "created_at"),
         Index("ix_reward_center_issuances_tenant_status", "tenant_id", "status"),
@@ -84,8 +76,6 @@ class ManualIssuance(Base):
     reviewer: Mapped[str | None] = mapped_column(String(160))
     reviewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     reject_reason: Mapped[str | None] = mapped_column(String(500))
-    idempotency_key: Mapped[str | None] = mapped_column(String(128))
-    fingerprint: Mapped[str | None] = mapped_column(String(64))
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)

@@ -23,28 +23,17 @@ class CenterRepository:
     def from_session(cls, session: AsyncSession) -> CenterRepository:
         return cls(session)
 
-    async def insert_issuance(self, values: dict[str, Any]) -> ManualIssuance | None:
-        """Insert; None when the tenant's Idempotency-Key is already taken."""
-        stmt = (
-            insert(ManualIssuance)
-            .values(**values)
-            .on_conflict_do_nothing(index_elements=["tenant_id", "idempotency_key"])
-            .returning(ManualIssuance)
-        )
-        return (await self.session.scalars(stmt)).one_or_none()
+    async def insert_issuance(self, values: dict[str, Any]) -> ManualIssuance:
+        stmt = insert(ManualIssuance).values(**values).returning(ManualIssuance)
+        return (await self.session.scalars(stmt)).one()
 
     async def insert_issuances(self, rows: list[dict[str, Any]]) -> None:
         if rows:
             await self.session.execute(insert(ManualIssuance), rows)
 
-    async def insert_batch(self, values: dict[str, Any]) -> IssuanceBatch | None:
-        stmt = (
-            insert(IssuanceBatch)
-            .values(**values)
-            .on_conflict_do_nothing(index_elements=["tenant_id", "idempotency_key"])
-            .returning(IssuanceBatch)
-        )
-        return (await self.session.scalars(stmt)).one_or_none()
+    async def insert_batch(self, values: dict[str, Any]) -> IssuanceBatch:
+        stmt = insert(IssuanceBatch).values(**values).returning(IssuanceBatch)
+        return (await self.session.scalars(stmt)).one()
 
     async def get_issuance(self, tenant_id: str, issuance_id: uuid.UUID) -> ManualIssuance | None:
         return await self.session.scalar(
@@ -53,25 +42,11 @@ class CenterRepository:
             .execution_options(populate_existing=True)
         )
 
-    async def issuance_by_key(self, tenant_id: str, key: str) -> ManualIssuance | None:
-        return await self.session.scalar(
-            select(ManualIssuance).where(
-                ManualIssuance.tenant_id == tenant_id, ManualIssuance.idempotency_key == key
-            )
-        )
-
     async def get_batch(self, tenant_id: str, batch_id: uuid.UUID) -> IssuanceBatch | None:
         return await self.session.scalar(
             select(IssuanceBatch)
             .where(IssuanceBatch.tenant_id == tenant_id, IssuanceBatch.id == batch_id)
             .execution_options(populate_existing=True)
-        )
-
-    async def batch_by_key(self, tenant_id: str, key: str) -> IssuanceBatch | None:
-        return await self.session.scalar(
-            select(IssuanceBatch).where(
-                IssuanceBatch.tenant_id == tenant_id, IssuanceBatch.idempotency_key == key
-            )
         )
 
     async def batch_issuances(

@@ -4,7 +4,6 @@ and who may review. No I/O, unit-tested on their own."""
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import uuid
 from dataclasses import dataclass
@@ -78,14 +77,6 @@ def grant_key(issuance_id: uuid.UUID, n: int) -> str:
 
 def grant_keys(issuance_id: uuid.UUID, quantity: int) -> list[str]:
     return [grant_key(issuance_id, n) for n in range(1, quantity + 1)]
-
-
-def fingerprint(*parts: bytes | str | None) -> str:
-    digest = hashlib.sha256()
-    for part in parts:
-        data = part.encode() if isinstance(part, str) else (part or b"")
-        digest.update(len(data).to_bytes(8, "big") + data)
-    return digest.hexdigest()
 
 
 def may_review(submitter: str, reviewer: str) -> bool:

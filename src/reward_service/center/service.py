@@ -32,7 +32,6 @@ from reward_service.center.rules import (
     BatchStatus,
     FileProblem,
     IssuanceStatus,
-    fingerprint,
     grant_key,
     grant_keys,
     may_review,
@@ -165,22 +164,6 @@ def _usable(activity: ActivityInfo | None, code: str) -> ActivityInfo:
 # --------------------------------------------------------------------------- single issuance
 
 
-def _issuance_fingerprint(body: IssuanceCreate) -> str:
-    return fingerprint(body.model_dump_json())
-
-
-async def _replay_issuance(
-    repo: CenterRepository, tenant_id: str, key: str, print_: str
-) -> ManualIssuance | None:
-    existing = await repo.issuance_by_key(tenant_id, key)
-    if existing is not None and existing.fingerprint != print_:
-        raise Conflict(
-            f"Idempotency-Key {key!r} was used for another issuance.",
-            code="idempotency_key_reused",
-        )
-    return existing
-
-
 async def create_issuance(
     session: AsyncSession,
     tenant_id: str,
@@ -188,20 +171,13 @@ async def create_issuance(
     body: IssuanceCreate,
     lookup: ActivityLookup,
     now: datetime,
-    idempotency_key: str | None = None,
-) -> tuple[ManualIssuance, bool]:
-    """One user, one prize (× quantity). Returns (issuance, created); a replay with the same
-    Idempotency-Key and body answers with the first issuance and creates nothing."""
+) -> ManualIssuance:
+    """One user, one prize (× quantity)."""
     repo = CenterRepository.from_session(session)
     body.activity_code = normalize_code(body.activity_code)
     body.user_id = body.user_id.strip()
-    print_ = _issuance_fingerprint(body)
     # Asked before the first query, so no database transaction is held open across the call.
     answer = await lookup(body.activity_code)
-    if idempotency_key:
-        existing = await _replay_issuance(repo, tenant_id, idempotency_key, print_)
-        if existing is not None:
-            return existing, False
     prize = (await repo.prizes_by_ids(tenant_id, [body.prize_id])).get(body.prize_id)
     if prize is None:
         raise Unprocessable(f"No prize {body.prize_id} in this tenant.", code="prize_not_found")
@@ -225,23 +201,14 @@ async def create_issuance(
             "remarks": body.remarks,
             "status": status.value,
             "submitter": actor,
-            "idempotency_key": idempotency_key,
-            "fingerprint": print_,
             "version": 1,
             "created_at": now,
             "updated_at": now,
         }
     )
-    if issuance is None:
-        # A concurrent request with the same key inserted first (its transaction committed).
-        assert idempotency_key is not None
-        existing = await _replay_issuance(repo, tenant_id, idempotency_key, print_)
-        if existing is None:
-            raise Conflict("The Idempotency-Key is in use; retry.", code="idempotency_key_busy")
-        return existing, False
     if status is IssuanceStatus.approved:
         await _create_records(session, issuance, now)
-    return issuance, True
+    return issuance
 
 
 async def get_issuance(
@@ -321,17 +288,6 @@ async def review_issuance(
 # --------------------------------------------------------------------------- batches
 
 
-async def _replay_batch(
-    repo: CenterRepository, tenant_id: str, key: str, print_: str
-) -> IssuanceBatch | None:
-    existing = await repo.batch_by_key(tenant_id, key)
-    if existing is not None and existing.fingerprint != print_:
-        raise Conflict(
-            f"Idempotency-Key {key!r} was used for another batch.", code="idempotency_key_reused"
-        )
-    return existing
-
-
 def _rejected_line(item: BatchLine) -> dict[str, Any]:
     return {
         "line": item.line,
@@ -354,14 +310,12 @@ async def create_batch(
     file_name: str | None,
     lookup: ActivityLookup,
     now: datetime,
-    idempotency_key: str | None = None,
-) -> tuple[IssuanceBatch, bool]:
+) -> IssuanceBatch:
     """Check every line, store the accepted ones as issuances (awaiting review where the
     activity requires it, otherwise queued for records at once) and the rejected ones with
     their code. A file-level problem refuses the whole upload and stores nothing."""
     repo = CenterRepository.from_session(session)
     default_code = normalize_code(activity_code) or None
-    print_ = fingerprint(data, default_code)
     try:
         lines = parse_batch(data, default_code)
     except FileProblem as problem:
@@ -378,10 +332,6 @@ async def create_batch(
     ordered = sorted(codes)
     answers = await asyncio.gather(*(lookup(code) for code in ordered))
     activities: dict[str, ActivityInfo | None] = dict(zip(ordered, answers, strict=True))
-    if idempotency_key:
-        existing = await _replay_batch(repo, tenant_id, idempotency_key, print_)
-        if existing is not None:
-            return existing, False
     if default_code:
         _usable(activities[default_code], default_code)
     prize_ids = {item.prize_id for item in lines if item.ok and item.prize_id}
@@ -413,19 +363,11 @@ async def create_batch(
             "rejected": len(lines) - len(accepted),
             "rejected_lines": [_rejected_line(i) for i in lines if not i.ok],
             "submitter": actor,
-            "idempotency_key": idempotency_key,
-            "fingerprint": print_,
             "version": 1,
             "created_at": now,
             "updated_at": now,
         }
     )
-    if batch is None:
-        assert idempotency_key is not None
-        existing = await _replay_batch(repo, tenant_id, idempotency_key, print_)
-        if existing is None:
-            raise Conflict("The Idempotency-Key is in use; retry.", code="idempotency_key_busy")
-        return existing, False
     rows: list[dict[str, Any]] = []
     for item in accepted:
         activity = activities[item.activity_code]
@@ -463,7 +405,7 @@ async def create_batch(
     await repo.insert_issuances(rows)
     for issuance in await repo.batch_issuances(batch_id, IssuanceStatus.approved.value):
         _queue_records(session, issuance, now)
-    return batch, True
+    return batch
 
 
 async def get_batch(session: AsyncSession, tenant_id: str, batch_id: uuid.UUID) -> IssuanceBatch:

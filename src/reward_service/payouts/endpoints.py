@@ -11,8 +11,14 @@ from service_kit.auth import RIGHTS_READ, RIGHTS_WRITE, Authenticator, CallerKin
 from service_kit.db import SessionDep
 from service_kit.deps import ClockDep
 from service_kit.errors import PROBLEM_RESPONSES
+from service_kit.routing import ServiceRoute
 
-router = APIRouter(prefix="/v1/payout-endpoint", tags=["cash payouts"], responses=PROBLEM_RESPONSES)
+router = APIRouter(
+    route_class=ServiceRoute,
+    prefix="/v1/payout-endpoint",
+    tags=["cash payouts"],
+    responses=PROBLEM_RESPONSES,
+)
 
 PayoutReader = Annotated[
     Principal, Depends(Authenticator(kinds={CallerKind.operator}, permissions=RIGHTS_READ))

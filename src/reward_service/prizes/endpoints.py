@@ -12,9 +12,13 @@ from service_kit.auth import RIGHTS_READ, RIGHTS_WRITE, Authenticator, CallerKin
 from service_kit.db import SessionDep
 from service_kit.deps import ClockDep
 from service_kit.errors import PROBLEM_RESPONSES
+from service_kit.idempotency import IdempotencyDep
 from service_kit.pagination import Page, PageParamsDep
+from service_kit.routing import ServiceRoute
 
-router = APIRouter(prefix="/v1/prizes", tags=["prizes"], responses=PROBLEM_RESPONSES)
+router = APIRouter(
+    route_class=ServiceRoute, prefix="/v1/prizes", tags=["prizes"], responses=PROBLEM_RESPONSES
+)
 
 PrizeWrite = Annotated[
     Principal, Depends(Authenticator(kinds={CallerKind.operator}, permissions=RIGHTS_WRITE))
@@ -28,7 +32,12 @@ PrizeReadAccess = Annotated[
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, summary="Create a prize")
-async def create_prize(body: PrizeCreate, principal: PrizeWrite, session: SessionDep) -> PrizeRead:
+async def create_prize(
+    body: PrizeCreate,
+    principal: PrizeWrite,
+    idempotency: IdempotencyDep,
+    session: SessionDep,
+) -> PrizeRead:
     """Create a coupon template, a physical item (with stock) or a cash prize (SPEC §3.1)."""
     prize = await service.create_prize(session, principal, body)
     return PrizeRead.model_validate(prize)

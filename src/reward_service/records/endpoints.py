@@ -5,7 +5,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
 from reward_service.exports import csv_line
@@ -33,9 +33,11 @@ from service_kit.auth import RIGHTS_READ, RIGHTS_WRITE, Authenticator, CallerKin
 from service_kit.db import SessionDep
 from service_kit.deps import ClockDep
 from service_kit.errors import PROBLEM_RESPONSES
+from service_kit.idempotency import IdempotencyDep
 from service_kit.pagination import Page, PageParamsDep
+from service_kit.routing import ServiceRoute
 
-router = APIRouter(tags=["reward records"], responses=PROBLEM_RESPONSES)
+router = APIRouter(route_class=ServiceRoute, tags=["reward records"], responses=PROBLEM_RESPONSES)
 
 RecordReader = Annotated[
     Principal,
@@ -47,14 +49,6 @@ RecordWriter = Annotated[
     Principal, Depends(Authenticator(kinds={CallerKind.operator}, permissions=RIGHTS_WRITE))
 ]
 AppUser = Annotated[Principal, Depends(Authenticator(kinds={CallerKind.user}))]
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        max_length=128,
-        description="Repeat a move safely: a replay answers with the record, not a conflict.",
-    ),
-]
 
 
 def _filters(
@@ -221,9 +215,9 @@ def _add_operator_move(action: Action, verb: str, name: str, summary: str) -> No
     async def move_record(
         record_id: uuid.UUID,
         principal: RecordWriter,
+        idempotency: IdempotencyDep,
         session: SessionDep,
         clock: ClockDep,
-        idempotency_key: IdempotencyKey = None,
         body: MoveRequest | None = None,
     ) -> RewardRecordRead:
         record = await service.operator_move(
@@ -234,7 +228,6 @@ def _add_operator_move(action: Action, verb: str, name: str, summary: str) -> No
             actor=principal.actor,
             at=clock.now(),
             reason=body.reason if body else None,
-            idempotency_key=idempotency_key,
         )
         return RewardRecordRead.model_validate(record)
 

@@ -81,10 +81,6 @@ class RewardRecord(Base):
 
 class RecordTransition(Base):
     __tablename__ = "reward_record_transitions"
-    __table_args__ = (
-        # An operator's Idempotency-Key: a replayed submit/cancel/resubmit finds its move.
-        UniqueConstraint("record_id", "idempotency_key"),
-    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     record_id: Mapped[uuid.UUID] = mapped_column(
@@ -96,4 +92,3 @@ class RecordTransition(Base):
     actor: Mapped[str] = mapped_column(String(160), nullable=False)
     reason: Mapped[str | None] = mapped_column(String(500))
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
-    idempotency_key: Mapped[str | None] = mapped_column(String(128))

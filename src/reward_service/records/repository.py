@@ -114,16 +114,6 @@ class RecordRepository:
         )
         return list((await self.session.scalars(stmt)).all())
 
-    async def transition_by_key(
-        self, record_id: uuid.UUID, idempotency_key: str
-    ) -> RecordTransition | None:
-        return await self.session.scalar(
-            select(RecordTransition).where(
-                RecordTransition.record_id == record_id,
-                RecordTransition.idempotency_key == idempotency_key,
-            )
-        )
-
     def _filtered(
         self,
         tenant_id: str,

@@ -19,7 +19,7 @@ from reward_service.records.repository import RecordRepository
 from reward_service.records.state import Action, InvalidTransition, RecordStatus, next_status
 from reward_service.shipments.service import ship_physical_prize
 from reward_service.wallet.service import put_coupon_in_wallet, put_coupon_of_new_record
-from service_kit.errors import Conflict, NotFound
+from service_kit.errors import NotFound
 from service_kit.outbox import OutboxRepository
 from service_kit.telemetry import STATE_TRANSITIONS
 
@@ -53,7 +53,6 @@ def _record_transition(
     actor: str,
     at: datetime,
     reason: str | None = None,
-    idempotency_key: str | None = None,
     to_status: str | None = None,
 ) -> None:
     to_status = to_status or record.status
@@ -66,7 +65,6 @@ def _record_transition(
             actor=actor,
             reason=reason,
             at=at,
-            idempotency_key=idempotency_key,
         )
     )
     STATE_TRANSITIONS.labels(from_status or "none", to_status).inc()
@@ -129,7 +127,6 @@ async def move(
     at: datetime,
     reason: str | None = None,
     extra: dict[str, Any] | None = None,
-    idempotency_key: str | None = None,
     queue: bool = True,
 ) -> RewardRecord:
     """Apply one state machine move by compare-and-set; raises InvalidTransition if the
@@ -156,9 +153,7 @@ async def move(
             current_status=now_status,
             action=action.value,
         )
-    _record_transition(
-        session, moved, current.value, action.value, actor, at, reason, idempotency_key
-    )
+    _record_transition(session, moved, current.value, action.value, actor, at, reason)
     if target is RecordStatus.issuing and queue:
         queue_issuance(session, moved)
     return moved
@@ -294,33 +289,13 @@ async def operator_move(
     actor: str,
     at: datetime,
     reason: str | None = None,
-    idempotency_key: str | None = None,
 ) -> RewardRecord:
-    """An operator's submit / cancel / resubmit. With an ``idempotency_key`` a replay of a
-    move that already happened answers with the record instead of a conflict."""
+    """An operator's submit / cancel / resubmit (a retry with the same Idempotency-Key is
+    answered before this runs)."""
     if action not in OPERATOR_ACTIONS:
         raise InvalidTransition(f"Operators cannot {action.value} a record.", action=action.value)
     record = await get_record(session, tenant_id, record_id)
-    if idempotency_key:
-        done = await RecordRepository.from_session(session).transition_by_key(
-            record.id, idempotency_key
-        )
-        if done is not None:
-            if done.action != action.value:
-                raise Conflict(
-                    f"Idempotency-Key {idempotency_key!r} was used for {done.action}.",
-                    code="idempotency_key_reused",
-                )
-            return record
-    return await move(
-        session,
-        record,
-        action,
-        actor=actor,
-        at=at,
-        reason=reason,
-        idempotency_key=idempotency_key,
-    )
+    return await move(session, record, action, actor=actor, at=at, reason=reason)
 
 
 async def fulfil(session: AsyncSession, record: RewardRecord, prize: Prize, now: datetime) -> None:

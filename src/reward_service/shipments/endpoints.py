@@ -20,9 +20,11 @@ from service_kit.auth import RIGHTS_READ, RIGHTS_WRITE, Authenticator, CallerKin
 from service_kit.db import SessionDep
 from service_kit.deps import ClockDep
 from service_kit.errors import PROBLEM_RESPONSES, Unprocessable
+from service_kit.idempotency import IdempotencyDep
 from service_kit.pagination import Page, PageParamsDep
+from service_kit.routing import ServiceRoute
 
-router = APIRouter(tags=["shipments"], responses=PROBLEM_RESPONSES)
+router = APIRouter(route_class=ServiceRoute, tags=["shipments"], responses=PROBLEM_RESPONSES)
 
 AppUser = Annotated[Principal, Depends(Authenticator(kinds={CallerKind.user}))]
 ShipmentReader = Annotated[
@@ -113,7 +115,11 @@ async def export_shipments(
     summary="Mark shipments as shipping (locks the address)",
 )
 async def mark_shipments_shipping(
-    body: MarkShippingRequest, principal: ShipmentWriter, session: SessionDep, clock: ClockDep
+    body: MarkShippingRequest,
+    principal: ShipmentWriter,
+    idempotency: IdempotencyDep,
+    session: SessionDep,
+    clock: ClockDep,
 ) -> BatchResult:
     return await service.mark_shipping(session, principal.tenant_id, body.shipment_ids, clock.now())
 
@@ -140,6 +146,7 @@ async def put_shipment_tracking(
 )
 async def import_shipment_tracking(
     principal: ShipmentWriter,
+    idempotency: IdempotencyDep,
     session: SessionDep,
     clock: ClockDep,
     file: Annotated[UploadFile, File(description="UTF-8 CSV")],

@@ -13,9 +13,11 @@ from service_kit.auth import RIGHTS_READ, Authenticator, CallerKind, Principal
 from service_kit.db import SessionDep
 from service_kit.deps import ClockDep
 from service_kit.errors import PROBLEM_RESPONSES, Unprocessable
+from service_kit.idempotency import IdempotencyDep
 from service_kit.pagination import Page, PageParamsDep
+from service_kit.routing import ServiceRoute
 
-router = APIRouter(tags=["wallet"], responses=PROBLEM_RESPONSES)
+router = APIRouter(route_class=ServiceRoute, tags=["wallet"], responses=PROBLEM_RESPONSES)
 
 AppUser = Annotated[Principal, Depends(Authenticator(kinds={CallerKind.user}))]
 RightsReader = Annotated[
@@ -48,6 +50,7 @@ async def list_my_coupons(
 async def use_my_coupon(
     coupon_id: uuid.UUID,
     principal: AppUser,
+    idempotency: IdempotencyDep,
     session: SessionDep,
     clock: ClockDep,
     body: CouponUse | None = None,
@@ -90,6 +93,7 @@ async def get_coupon_by_code(
 async def use_coupon_by_code(
     code: CouponCode,
     principal: CouponRedeemer,
+    idempotency: IdempotencyDep,
     session: SessionDep,
     clock: ClockDep,
     body: CouponUse | None = None,
@@ -115,6 +119,7 @@ async def get_coupon(
 async def use_coupon(
     coupon_id: uuid.UUID,
     principal: CouponRedeemer,
+    idempotency: IdempotencyDep,
     session: SessionDep,
     clock: ClockDep,
     body: CouponUse | None = None,

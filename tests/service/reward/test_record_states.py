@@ -154,7 +154,7 @@ async def test_idempotency_key_replays_a_move(platform: Platform) -> None:
     other = await platform.reward.post(
         f"/v1/reward-records/{record_id}/cancel", headers={**platform.operator(), **key}
     )
-    assert other.status_code == 409 and other.json()["code"] == "idempotency_key_reused"
+    assert other.status_code == 422 and other.json()["code"] == "idempotency_key_reused"
     without = await platform.reward.post(
         f"/v1/reward-records/{record_id}/submit", headers=platform.operator()
     )

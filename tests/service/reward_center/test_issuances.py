@@ -170,15 +170,17 @@ async def test_idempotent_replay_returns_the_same_issuance(platform: Platform) -
     first = await issue(platform, body(activity, prize), key="k-1")
     assert first.status_code == 201, first.text
     again = await issue(platform, body(activity, prize), key="k-1")
-    assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
-    assert again.json()["records"] == first.json()["records"]
+    # the stored answer, byte for byte
+    assert again.status_code == 201 and again.content == first.content
+    assert again.headers["Idempotent-Replayed"] == "true"
     other = await issue(platform, body(activity, prize, user="u-2"), key="k-1")
-    assert other.status_code == 409 and other.json()["code"] == "idempotency_key_reused"
+    assert other.status_code == 422 and other.json()["code"] == "idempotency_key_reused"
     racing = await asyncio.gather(
         *(issue(platform, body(activity, prize, user="u-3"), key="k-2") for _ in range(4))
     )
-    assert all(r.status_code in (200, 201) for r in racing), [r.text for r in racing]
-    assert sorted(r.status_code for r in racing) == [200, 200, 200, 201]
+    # the others wait for the first one's transaction, then replay its answer
+    assert all(r.status_code == 201 for r in racing), [r.text for r in racing]
+    assert sum("Idempotent-Replayed" in r.headers for r in racing) == 3
     assert len({r.json()["id"] for r in racing}) == 1
     await platform.drain()
     users = sorted(r["user_id"] for r in await winners(platform, activity["activity_code"]))

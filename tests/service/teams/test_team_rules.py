@@ -46,8 +46,8 @@ async def test_retried_start_with_the_same_key_returns_the_same_team(platform: P
     act = await team_activity(platform, p_init, initiation_limit=1)
     one = await start(platform, act["id"], "ini", **{"Idempotency-Key": "start-1"})
     two = await start(platform, act["id"], "ini", **{"Idempotency-Key": "start-1"})
-    assert (one.status_code, two.status_code) == (201, 200)
-    assert one.json()["id"] == two.json()["id"]
+    assert (one.status_code, two.status_code) == (201, 201)
+    assert one.json()["id"] == two.json()["id"] and "Idempotent-Replayed" in two.headers
     other = await team_activity(platform, p_init)
     reused = await start(platform, other["id"], "ini", **{"Idempotency-Key": "start-1"})
     assert (reused.status_code, reused.json()["code"]) == (422, "idempotency_key_reused")
@@ -74,7 +74,7 @@ async def test_assist_refusals(platform: Platform) -> None:
     # a retry carrying the same Idempotency-Key is answered, not refused, and counts once
     keyed = await assist(platform, t2["id"], "h", **{"Idempotency-Key": "k-1"})
     retried = await assist(platform, t2["id"], "h", **{"Idempotency-Key": "k-1"})
-    assert (keyed.status_code, retried.status_code) == (201, 200)
+    assert (keyed.status_code, retried.status_code) == (201, 201)
     assert retried.json()["team"]["size"] == "1/3"
     limited = await assist(platform, t3["id"], "h")
     assert (limited.status_code, limited.json()["code"]) == (409, "assist_limit_reached")
