@@ -5,7 +5,7 @@ One table of Idempotency-Keys with their stored responses, shared by every creat
 assists by the earlier hand-written replays are dropped.
 
 Revision ID: 32c7de763755
-Revises: 7c1e5a9b2d31
+Revises: a4c7e2f91b38
 Create Date: 2026-12-01 05:00:00
 """
 
@@ -16,7 +16,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "32c7de763755"
-down_revision: str | None = "7c1e5a9b2d31"
+down_revision: str | None = "a4c7e2f91b38"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
