@@ -5,7 +5,7 @@ One table of Idempotency-Keys with their stored responses, shared by every creat
 record transitions by the earlier hand-written replays are dropped.
 
 Revision ID: e6feb3d97314
-Revises: 5b8e2f0c7a19
+Revises: c41d7e9a2b68
 Create Date: 2026-12-01 05:00:00
 """
 
@@ -16,7 +16,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "e6feb3d97314"
-down_revision: str | None = "5b8e2f0c7a19"
+down_revision: str | None = "c41d7e9a2b68"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
