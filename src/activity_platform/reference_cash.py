@@ -95,6 +95,9 @@ def _payment_json(payment: CashPayment) -> dict[str, Any]:
         "user_id": payment.user_id,
         "amount": format(payment.amount.normalize(), "f"),
         "currency": payment.currency,
+        # The account credited: this reference system keeps one cash account per user and
+        # currency; a real broker answers with the sub-account it actually paid.
+        "account_id": f"{payment.user_id}-{payment.currency}",
         "reference": payment.reference,
         "created_at": payment.created_at.isoformat(),
     }

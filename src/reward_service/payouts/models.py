@@ -43,6 +43,8 @@ class CashPayout(Base):
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     endpoint_url: Mapped[str | None] = mapped_column(String(500))
     payment_id: Mapped[str | None] = mapped_column(String(100))
+    # The account the cash system says it credited (发放账户), when it says.
+    account_id: Mapped[str | None] = mapped_column(String(128))
     last_error: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), nullable=False

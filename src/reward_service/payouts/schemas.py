@@ -10,7 +10,8 @@ class PayoutEndpointWrite(BaseModel):
     url: AnyHttpUrl = Field(
         description="The tenant cash system's payment URL. It receives `POST` with an "
         "`Idempotency-Key` header (the reward record number) and answers 2xx with the payment "
-        "(also on a replay of the same key), 4xx for a definite refusal, 5xx when unavailable.",
+        "(also on a replay of the same key) — with `account_id`, the account it credited, "
+        "when the user has several — 4xx for a definite refusal, 5xx when unavailable.",
         examples=["https://cash.broker.example/v1/payments"],
     )
 
@@ -35,6 +36,7 @@ class CashPayoutRead(BaseModel):
     status: str = Field(examples=["paid"], description="requested | paid | refused")
     attempts: int
     payment_id: str | None
+    account_id: str | None = Field(None, description="The account the cash system credited")
     last_error: str | None
     updated_at: datetime
 

@@ -46,6 +46,7 @@ class PaymentOutcome:
     paid: bool
     refused: bool
     payment_id: str | None = None
+    account_id: str | None = None
     detail: str | None = None
 
 
@@ -85,15 +86,19 @@ async def pay(
     except httpx.HTTPError as exc:
         return PaymentOutcome(paid=False, refused=False, detail=f"unreachable: {exc!r}"[:500])
     if 200 <= response.status_code < 300:
-        payment_id = None
+        payment_id = account_id = None
         try:
             body = response.json()
             if isinstance(body, dict):
                 payment_id = body.get("payment_id") or body.get("id")
+                account_id = body.get("account_id") or body.get("account")
         except ValueError:
             pass
         return PaymentOutcome(
-            paid=True, refused=False, payment_id=str(payment_id) if payment_id else None
+            paid=True,
+            refused=False,
+            payment_id=str(payment_id) if payment_id else None,
+            account_id=str(account_id)[:128] if account_id else None,
         )
     if 400 <= response.status_code < 500 and response.status_code not in TRANSIENT_STATUS:
         return PaymentOutcome(paid=False, refused=True, detail=_refusal_reason(response))
@@ -166,13 +171,15 @@ async def issue_cash(
                 {
                     "status": "paid",
                     "payment_id": outcome.payment_id,
+                    "account_id": outcome.account_id,
                     "last_error": None,
                     "updated_at": now,
                 },
             )
             if record.status != RecordStatus.issuing.value:
                 return None
-            return await mark_issued(session, record, now)
+            # 发放账户: the account actually paid, when the cash system names it.
+            return await mark_issued(session, record, now, issued_to=outcome.account_id)
         if outcome.refused:
             await payouts.note_outcome(
                 record_id, {"status": "refused", "last_error": outcome.detail, "updated_at": now}

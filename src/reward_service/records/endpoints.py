@@ -87,7 +87,14 @@ async def list_reward_records(
     rows, cursor = await RecordRepository.from_session(session).list(
         principal.tenant_id, page, **filters
     )
-    return Page(items=[RewardRecordRead.model_validate(r) for r in rows], next_cursor=cursor)
+    enterprises = await service.certified_enterprises(session, principal.tenant_id, rows)
+    return Page(items=[_winner(r, enterprises) for r in rows], next_cursor=cursor)
+
+
+def _winner(record: RewardRecord, enterprises: dict[str, str]) -> RewardRecordRead:
+    line = RewardRecordRead.model_validate(record)
+    line.enterprise_name = service.enterprise_of(record, enterprises)
+    return line
 
 
 EXPORT_COLUMNS = [
@@ -131,8 +138,10 @@ async def export_reward_records(
         # Its own read-only session: the response streams after the request dependency ends.
         async with db.session() as session:
             async for chunk in RecordRepository.from_session(session).stream(tenant_id, **filters):
+                enterprises = await service.certified_enterprises(session, tenant_id, chunk)
                 for record in chunk:
-                    yield csv_line([getattr(record, c) for c in EXPORT_COLUMNS])
+                    line = {"enterprise_name": service.enterprise_of(record, enterprises)}
+                    yield csv_line([line.get(c, getattr(record, c)) for c in EXPORT_COLUMNS])
 
     name = filters.get("activity_code") or "all"
     return StreamingResponse(
@@ -183,8 +192,9 @@ async def _detail(session: SessionDep, record: RewardRecord, now: datetime) -> R
         record.id
     )
     payout = await PayoutRepository.from_session(session).get_by_record(record.id)
+    enterprises = await service.certified_enterprises(session, record.tenant_id, [record])
     return RewardRecordDetail(
-        **RewardRecordRead.model_validate(record).model_dump(),
+        **_winner(record, enterprises).model_dump(),
         transitions=[TransitionRead.model_validate(t) for t in history],
         coupon=wallet_service.to_read(coupon, now) if coupon else None,
         shipment=ShipmentRead.model_validate(shipment) if shipment else None,

@@ -37,7 +37,10 @@ class RewardRecordRead(BaseModel):
     user_id: str = Field(examples=["u-1001"], description="The user the reward is for")
     app_id: str | None = None
     counterpart_id: str | None = Field(description="Inviter or invitee, for referral rewards")
-    enterprise_name: str | None = Field(description="Certified enterprise name, if any")
+    enterprise_name: str | None = Field(
+        description="企业认证: the enterprise the user is certified for (their latest "
+        "certification), whatever the task; null if none"
+    )
     task: str = Field(examples=["register"], description="The task achieved")
     achieved_at: datetime = Field(description="When the task was achieved")
     prize_id: uuid.UUID
@@ -46,7 +49,10 @@ class RewardRecordRead(BaseModel):
     issuance_form: str = Field(examples=["automatic"], description="automatic | manual")
     status: RecordStatus
     issued_at: datetime | None = Field(description="When the reward reached the user")
-    issued_to: str | None = Field(description="The account the reward was issued to")
+    issued_to: str | None = Field(
+        description="发放账户: the account actually paid — for cash, the account the cash "
+        "system credited (the user id if it named none); for coupons and items, the user"
+    )
     lock_amount: Decimal | None = Field(description="Lock-up amount (SPEC §3.3)")
     lock_currency: str | None = Field(examples=["HKD"])
     lock_days: int | None = Field(description="Lock-up period in days")

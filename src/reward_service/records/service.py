@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -13,6 +14,7 @@ from contracts.payloads import Grant, IssuanceForm, RecordStatusChanged
 from reward_service.db import OutboxMessage
 from reward_service.prizes.models import Prize
 from reward_service.prizes.repository import PrizeRepository
+from reward_service.profiles.repository import ProfileRepository
 from reward_service.records.fulfilment import FulfilmentFailed
 from reward_service.records.models import RecordTransition, RewardRecord
 from reward_service.records.repository import RecordRepository
@@ -270,6 +272,28 @@ async def create_from_grant(
     return record
 
 
+async def certified_enterprises(
+    session: AsyncSession, tenant_id: str, records: Sequence[RewardRecord]
+) -> dict[str, str]:
+    """The enterprise each user of ``records`` is certified for (企业认证 in the winners
+    list), from their latest ``enterprise.certified`` event, whatever task the record is
+    for: the name, or the id when the event gave no name."""
+    profiles = await ProfileRepository.from_session(session).of_users(
+        tenant_id, [r.user_id for r in records]
+    )
+    return {
+        user_id: profile.enterprise_name or profile.enterprise_id
+        for user_id, profile in profiles.items()
+        if profile.enterprise_id
+    }
+
+
+def enterprise_of(record: RewardRecord, enterprises: dict[str, str]) -> str | None:
+    """The user's certified enterprise; else the one the record's own task named (records
+    from before certifications reached this service)."""
+    return enterprises.get(record.user_id) or record.enterprise_name
+
+
 async def get_record(session: AsyncSession, tenant_id: str, record_id: uuid.UUID) -> RewardRecord:
     record = await RecordRepository.from_session(session).get(tenant_id, record_id)
     if record is None:
@@ -320,9 +344,10 @@ async def fail(
 
 
 async def mark_issued(
-    session: AsyncSession, record: RewardRecord, now: datetime
+    session: AsyncSession, record: RewardRecord, now: datetime, issued_to: str | None = None
 ) -> RewardRecord | None:
-    """Issuing → Issued; None when another run of the same issuance got there first."""
+    """Issuing → Issued; None when another run of the same issuance got there first.
+    ``issued_to`` is the account paid; by default the user's own (wallet, shipment)."""
     try:
         return await move(
             session,
@@ -330,7 +355,7 @@ async def mark_issued(
             Action.fulfil,
             actor=SYSTEM_ACTOR,
             at=now,
-            extra={"issued_at": now, "issued_to": record.user_id},
+            extra={"issued_at": now, "issued_to": issued_to or record.user_id},
         )
     except InvalidTransition:
         return None

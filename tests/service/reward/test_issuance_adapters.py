@@ -140,7 +140,7 @@ async def test_cash_is_paid_once_with_the_record_number_as_key(
     assert created is not None
     await drain(platform)
     issued = await record(platform, created.id)
-    assert issued.status == "issued" and issued.issued_to == "u-cash"
+    assert issued.status == "issued" and issued.issued_to == "u-cash-HKD"
     (payment,) = await cash.payments()
     assert payment.idempotency_key == created.number and payment.user_id == "u-cash"
     assert payment.amount == Decimal("100") and payment.currency == "HKD"
