@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test venv lint openapi migrate clean
+.PHONY: run test venv lint openapi migrate lock clean
 
 $(BIN)/activity-platform: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,17 @@ openapi: venv
 
 migrate: venv
 	$(BIN)/activity-platform migrate
+
+# requirements.lock: the image's dependencies, with hashes, for Linux and Python 3.11,
+# pinned to the versions this venv (the one the suite runs with) has.
+lock: venv
+	$(BIN)/pip install --quiet uv
+	$(BIN)/pip freeze --exclude-editable | grep -v '^uv==' > .lock-constraints.txt
+	$(BIN)/uv pip compile pyproject.toml --quiet --generate-hashes \
+		--python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+		--constraint .lock-constraints.txt --custom-compile-command "make lock" \
+		--output-file requirements.lock
+	rm -f .lock-constraints.txt
 
 clean:
 	rm -rf $(VENV) .data

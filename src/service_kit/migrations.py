@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 from alembic import command, context
@@ -18,9 +19,16 @@ from sqlalchemy.ext.asyncio import create_async_engine
 MIGRATIONS_ROOT = Path(__file__).resolve().parents[2] / "migrations"
 
 
+def migrations_root() -> Path:
+    """``MIGRATIONS_DIR`` when set (the image installs the package as a wheel, away from
+    the repository's ``migrations/``, and sets it), else the repository's."""
+    configured = os.environ.get("MIGRATIONS_DIR")
+    return Path(configured) if configured else MIGRATIONS_ROOT
+
+
 def alembic_config(service: str, database_url: str) -> Config:
     config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_ROOT / service))
+    config.set_main_option("script_location", str(migrations_root() / service))
     config.set_main_option("file_template", "%%(year)d%%(month).2d%%(day).2d_%%(rev)s_%%(slug)s")
     config.attributes["database_url"] = database_url
     return config

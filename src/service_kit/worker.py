@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -48,6 +49,14 @@ MessageFn = Callable[[dict[str, Any], AsyncSession, dict[str, Any]], Awaitable[A
 FinishFn = Callable[[dict[str, Any], AsyncSession], Awaitable[None]]
 PrepareFn = Callable[[dict[str, Any], AsyncSession, list[dict[str, Any]]], Awaitable[None]]
 JOB_TIMEOUT_SECONDS = 20
+# How often a worker refreshes its health key (which expires a second after that).
+HEALTH_INTERVAL_SECONDS = 10
+
+
+def worker_health_key(prefix: str, service: str) -> str:
+    """The Redis key a worker refreshes while its main loop runs: one per host (a container
+    is a host), so each replica answers for itself."""
+    return f"{prefix}:health:{service}:{socket.gethostname()}"
 
 
 def retry_delay(job_try: int, base: float = 0.5, cap: float = 30.0) -> float:
@@ -331,5 +340,8 @@ def build_worker(
         # Short: each hop of the event → Issued path waits up to this long for its job.
         poll_delay=0.05,
         handle_signals=not burst,
-        health_check_key=f"{settings.queue_prefix}:health:{service}",
+        # Written from the main loop; ``activity-platform healthcheck`` reads it (one key
+        # per host, so each replica answers for itself).
+        health_check_key=worker_health_key(settings.queue_prefix, service),
+        health_check_interval=HEALTH_INTERVAL_SECONDS,
     )
