@@ -3,7 +3,7 @@
 The account the cash system credited, shown as the record's account issued to.
 
 Revision ID: e2a94c1f6d30
-Revises: c41d7e9a2b68
+Revises: e6feb3d97314
 Create Date: 2026-12-01 05:20:00
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "e2a94c1f6d30"
-down_revision: str | None = "c41d7e9a2b68"
+down_revision: str | None = "e6feb3d97314"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
