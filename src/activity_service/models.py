@@ -12,7 +12,7 @@ from activity_service.evaluation.models import (
     ReferralQualification,
     RegularParticipation,
 )
-from activity_service.events.models import Event
+from activity_service.events.models import Event, EventKey
 from activity_service.progress.models import Device
 from activity_service.segments.models import Segment, SegmentMember
 from activity_service.teams.models import Team, TeamAssist, TeamLimitCounter
@@ -26,6 +26,7 @@ __all__ = [
     "Device",
     "EvaluationOutcome",
     "Event",
+    "EventKey",
     "FxRate",
     "Grant",
     "IdempotencyKey",

@@ -11,6 +11,7 @@ from activity_service.config import ActivitySettings
 from activity_service.db import OutboxMessage
 from activity_service.evaluation.tasks import CRON_JOBS as EVALUATION_CRON_JOBS
 from activity_service.evaluation.tasks import FUNCTIONS as EVALUATION_FUNCTIONS
+from activity_service.events.tasks import CRON_JOBS as EVENTS_CRON_JOBS
 from activity_service.segments.tasks import CRON_JOBS as SEGMENT_CRON_JOBS
 from activity_service.segments.tasks import FUNCTIONS as SEGMENT_FUNCTIONS
 from service_kit.clock import Clock
@@ -18,7 +19,7 @@ from service_kit.http import ServiceClient
 from service_kit.worker import build_worker
 
 FUNCTIONS = [*EVALUATION_FUNCTIONS, *SEGMENT_FUNCTIONS]
-CRON_JOBS = [*SEGMENT_CRON_JOBS, *EVALUATION_CRON_JOBS]
+CRON_JOBS = [*SEGMENT_CRON_JOBS, *EVALUATION_CRON_JOBS, *EVENTS_CRON_JOBS]
 
 
 def create_worker(

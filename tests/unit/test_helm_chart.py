@@ -179,14 +179,22 @@ def test_default_values_render_every_process() -> None:
             assert env["JWT_SECRET"] == "<secret JWT_SECRET>"
             assert env["REDIS_URL"] == "redis://redis.example.internal:6379/0"
         if args.command == "worker":
-            assert container["livenessProbe"]["tcpSocket"]["port"] == "metrics"
+            probe = container["livenessProbe"]["exec"]["command"]
+            assert parser.parse_args(probe[1:]).command == "healthcheck"
         else:
             assert args.command in {"serve", "migrate"}
 
 
 def test_the_environment_is_what_the_settings_read(monkeypatch: pytest.MonkeyPatch) -> None:
     """Names in the ConfigMap and env are ones the services' settings really read."""
-    objects = helm_render({"config": {"cashEndpointUrl": "https://cash.example/v1/payments"}})
+    objects = helm_render(
+        {
+            "config": {
+                "cashEndpointUrl": "https://cash.example/v1/payments",
+                "historyRetentionMonths": 13,
+            }
+        }
+    )
     config = next(iter(by_kind(objects, "ConfigMap").values()))["data"]
     (worker,) = [
         c for name, c in containers(objects) if name == "rel-activity-platform-reward-worker"
@@ -199,6 +207,10 @@ def test_the_environment_is_what_the_settings_read(monkeypatch: pytest.MonkeyPat
     assert settings.activity_url == "http://rel-activity-platform-activity:8001"
     assert settings.database_url.endswith("@postgresql.example.internal:5432/reward")
     assert settings.default_cash_endpoint_url == "https://cash.example/v1/payments"  # type: ignore[attr-defined]
+    monkeypatch.setenv(
+        "ACTIVITY_HISTORY_RETENTION_MONTHS", config["ACTIVITY_HISTORY_RETENTION_MONTHS"]
+    )
+    assert SERVICES["activity"].settings().history_retention_months == 13  # type: ignore[attr-defined]
 
 
 def test_sentinel_and_secret_urls() -> None:

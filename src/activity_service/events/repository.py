@@ -19,12 +19,18 @@ FollowUp = tuple[str, str, dict[str, Any], str]
 Scope = tuple[Sequence[str], datetime | None, datetime]
 """Events of these types in [since, until)."""
 
+# An event id is claimed in event_keys (unique per tenant across every month); only a new
+# claim stores the event, in the partition of its arrival month, and its messages.
 _INSERT_ONE = """
-WITH ins AS (
-    INSERT INTO events (id, tenant_id, event_id, type, user_id, app_id, occurred_at,
-                        payload, received_by)
-    VALUES (gen_random_uuid(), $1, $2, $3, $4, $5, $6, $7::jsonb, $8)
+WITH claim AS (
+    INSERT INTO event_keys (tenant_id, event_id) VALUES ($1, $2)
     ON CONFLICT (tenant_id, event_id) DO NOTHING
+    RETURNING received_at
+), ins AS (
+    INSERT INTO events (id, tenant_id, event_id, type, user_id, app_id, occurred_at,
+                        payload, received_by, received_at)
+    SELECT gen_random_uuid(), $1, $2, $3, $4, $5, $6, $7::jsonb, $8, claim.received_at
+    FROM claim
     RETURNING received_at
 ), outbox AS (
     INSERT INTO outbox_messages (id, queue, job_name, job_id, payload, attempts)
@@ -42,15 +48,24 @@ _STORED = "SELECT payload, received_at FROM events WHERE tenant_id = $1 AND even
 # (one bind per column, a statement text that never changes, so it is compiled once).
 _INSERT_MANY = text(
     """
+WITH input AS (
+    SELECT DISTINCT ON (tenant_id, event_id) *
+    FROM unnest(CAST(:tenants AS text[]), CAST(:event_ids AS text[]), CAST(:types AS text[]),
+                CAST(:users AS text[]), CAST(:apps AS text[]),
+                CAST(:occurred AS timestamptz[]), CAST(:payloads AS text[]),
+                CAST(:received_by AS text[]))
+         AS t(tenant_id, event_id, type, user_id, app_id, occurred_at, payload, received_by)
+), claim AS (
+    INSERT INTO event_keys (tenant_id, event_id)
+    SELECT tenant_id, event_id FROM input
+    ON CONFLICT (tenant_id, event_id) DO NOTHING
+    RETURNING tenant_id, event_id, received_at
+)
 INSERT INTO events (id, tenant_id, event_id, type, user_id, app_id, occurred_at,
-                    payload, received_by)
-SELECT gen_random_uuid(), tenant_id, event_id, type, user_id, app_id, occurred_at,
-       payload::jsonb, received_by
-FROM unnest(CAST(:tenants AS text[]), CAST(:event_ids AS text[]), CAST(:types AS text[]),
-            CAST(:users AS text[]), CAST(:apps AS text[]), CAST(:occurred AS timestamptz[]),
-            CAST(:payloads AS text[]), CAST(:received_by AS text[]))
-     AS t(tenant_id, event_id, type, user_id, app_id, occurred_at, payload, received_by)
-ON CONFLICT (tenant_id, event_id) DO NOTHING
+                    payload, received_by, received_at)
+SELECT gen_random_uuid(), i.tenant_id, i.event_id, i.type, i.user_id, i.app_id,
+       i.occurred_at, i.payload::jsonb, i.received_by, claim.received_at
+FROM input AS i JOIN claim USING (tenant_id, event_id)
 RETURNING event_id, received_at
 """
 )
@@ -275,3 +290,22 @@ class EventRepository:
         for row in (await self.session.execute(stmt)).all():
             grouped.setdefault(row.user_id, []).append(row)
         return grouped
+
+
+class EventKeyRepository:
+    """The event ids claimed per tenant (``event_keys``)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def delete_received_before(self, cutoff: datetime, limit: int = 10_000) -> int:
+        """Forgets up to ``limit`` ids whose events are past the retention (their partitions
+        dropped); the BRIN index on the arrival time finds them without a scan."""
+        result = await self.session.execute(
+            text(
+                "DELETE FROM event_keys WHERE ctid = ANY(ARRAY("
+                "SELECT ctid FROM event_keys WHERE received_at < :cutoff LIMIT :limit))"
+            ),
+            {"cutoff": cutoff, "limit": limit},
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
