@@ -48,6 +48,17 @@ CROSS JOIN LATERAL (
 ) AS g
 """
 
+_SETTLEMENTS = """
+SELECT g.user_id, g.settlement, g.rule_id
+FROM unnest(CAST(:user_ids AS text[])) AS u(id)
+CROSS JOIN LATERAL (
+    SELECT user_id, settlement, rule_id FROM grants
+    WHERE tenant_id = :tenant_id AND activity_id = CAST(:activity_id AS uuid) AND user_id = u.id
+      AND settlement IS NOT NULL
+    OFFSET 0
+) AS g
+"""
+
 _CLAIM_CAP_SLOTS = """
 INSERT INTO prize_cap_counters AS c (tenant_id, activity_id, user_id, prize_id, count)
 SELECT CAST(:tenant_id AS text), CAST(:activity_id AS uuid), u, CAST(:prize_id AS uuid), 1
@@ -69,16 +80,18 @@ WITH batch AS (
     SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(
         tenant_id text, grant_key text, activity_id uuid, activity_code text,
         rule_id text, user_id text, counterpart_id text, task text, achieved_at timestamptz,
-        prize_id uuid, source_event_id text, payload jsonb, new_user_reward boolean)
+        prize_id uuid, source_event_id text, payload jsonb, new_user_reward boolean,
+        settlement text)
 ), inserted AS (
     INSERT INTO grants (id, tenant_id, grant_key, activity_id, activity_code, rule_id, user_id,
                         counterpart_id, task, achieved_at, prize_id, source_event_id, payload,
-                        new_user_reward, record_status)
+                        new_user_reward, settlement, record_status)
     SELECT gen_random_uuid(), tenant_id, grant_key, activity_id, activity_code, rule_id, user_id,
            counterpart_id, task, achieved_at, prize_id, source_event_id, payload,
-           new_user_reward, 'granted'
+           new_user_reward, settlement, 'granted'
     FROM batch
-    ON CONFLICT (tenant_id, grant_key) DO NOTHING
+    -- a key already granted, or an at-end settlement whose one tier is already paid
+    ON CONFLICT DO NOTHING
     RETURNING grant_key, payload
 ), messages AS (
     INSERT INTO outbox_messages (id, queue, job_name, job_id, payload, attempts)
@@ -98,7 +111,8 @@ FROM unnest(CAST(:activity_ids AS uuid[]), CAST(:user_ids AS text[]), CAST(:rule
             CAST(:outcomes AS text[]), CAST(:details AS text[]))
      AS r(activity_id, user_id, rule_id, outcome, detail)
 ON CONFLICT (tenant_id, activity_id, user_id, rule_id)
-DO UPDATE SET outcome = excluded.outcome, detail = excluded.detail, at = excluded.at
+DO UPDATE SET outcome = excluded.outcome, detail = excluded.detail, at = excluded.at,
+              recorded_at = now()
 """
 
 
@@ -146,6 +160,18 @@ class DailyRunRepository:
             {"tenant_id": tenant_id, "activity_id": activity_id, "user_ids": list(user_ids)},
         )
         return {row[0] for row in rows.all()}
+
+    async def settlements(
+        self, tenant_id: str, activity_id: uuid.UUID, user_ids: Sequence[str]
+    ) -> dict[tuple[str, str], str]:
+        """(user, task) → the rule (tier) an at-end settlement already paid."""
+        if not user_ids:
+            return {}
+        rows = await self.session.execute(
+            text(_SETTLEMENTS),
+            {"tenant_id": tenant_id, "activity_id": activity_id, "user_ids": list(user_ids)},
+        )
+        return {(row[0], row[1]): row[2] for row in rows.all()}
 
     async def claim_cap_slots(
         self,

@@ -59,6 +59,7 @@ from activity_service.evaluation.engine import (
     grant_key,
     highest_tiers,
     in_daily_scope,
+    not_done_reason,
     settles_in,
 )
 from activity_service.evaluation.referral_client import ReferralLookup
@@ -183,6 +184,8 @@ class Candidate:
     rule: dict[str, Any]
     done: Achievement
     period: str
+    # The at-end tier of a cumulative task: one per user and task, ever (SPEC §1.5).
+    settles: bool = False
 
 
 @dataclass
@@ -211,7 +214,8 @@ def decide_basic(scope: Scope, facts: UserFacts, tenant: TenantContext) -> Decis
             decision.outcomes.append((rule["id"], "no_fx_rate", str(exc)))
             continue
         if done is None:
-            decision.outcomes.append((rule["id"], "task_not_completed", None))
+            reason = not_done_reason(TaskType(rule["task"]), facts, window, None)
+            decision.outcomes.append((rule["id"], reason, None))
             continue
         decision.candidates.append(Candidate(rule, done, period))
     if scope.settle:
@@ -222,7 +226,7 @@ def decide_basic(scope: Scope, facts: UserFacts, tenant: TenantContext) -> Decis
             return decision
         for rule, last_at, value in tiers:
             done = Achievement(TaskType(rule["task"]), last_at, value)
-            decision.candidates.append(Candidate(rule, done, "end"))
+            decision.candidates.append(Candidate(rule, done, "end", settles=True))
     return decision
 
 
@@ -280,6 +284,7 @@ class _Payloads:
             "source_event_id": None,
             "payload": payload,
             "new_user_reward": activity.kind == "basic" and activity.attribute == "new_user",
+            "settlement": done.task.value if candidate.settles else None,
         }
 
 
@@ -397,10 +402,29 @@ class _BasicChunk:
         existing = await self.repo.grant_keys(
             tenant_id, activity.id, sorted({user for _, user, _ in keyed})
         )
+        settled = (
+            await self.repo.settlements(tenant_id, activity.id, sorted({u for _, u, _ in keyed}))
+            if scope.settle
+            else {}
+        )
         fresh: dict[str, tuple[str, Candidate]] = {}
         for key, user, c in keyed:
-            if key not in existing and key not in fresh:  # already granted: nothing to record
-                fresh[key] = (user, c)
+            if key in existing or key in fresh:  # already granted: nothing to record
+                continue
+            paid = settled.get((user, c.done.task.value)) if c.settles else None
+            if paid is not None:
+                # Settled before with another tier (a late flow or an FX correction moved
+                # the metric): no second reward; the operator sees the difference.
+                self.outcome(
+                    activity,
+                    user,
+                    c.rule["id"],
+                    "tier_changed_after_settlement",
+                    f"settled with {paid}; the window now reaches {c.rule['id']} "
+                    f"({c.done.value} {c.rule.get('currency', '')}): no second reward",
+                )
+                continue
+            fresh[key] = (user, c)
         caps = _caps(activity)
         slots = await self._claim_slots(activity, caps, fresh)
         payloads = _Payloads(activity)

@@ -5,22 +5,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from activity_service.activities.repository import ActivityRepository
-from activity_service.evaluation.repository import (
-    EvaluationRepository,
-    GrantRepository,
-    ReferralRepository,
-)
-from activity_service.evaluation.schemas import (
-    Explanation,
-    GrantRead,
-    InvitationTotals,
-    OutcomeRead,
-)
+from activity_service.evaluation import explain
+from activity_service.evaluation.repository import ReferralRepository
+from activity_service.evaluation.schemas import Explanation, InvitationTotals
 from service_kit.auth import ACTIVITY_READ, Authenticator, CallerKind, Principal
 from service_kit.db import SessionDep
 from service_kit.deps import ClockDep
-from service_kit.errors import PROBLEM_RESPONSES, NotFound
+from service_kit.errors import PROBLEM_RESPONSES
 from service_kit.routing import ServiceRoute
 
 router = APIRouter(
@@ -45,34 +36,16 @@ async def explain_user(
     principal: Reader,
     session: SessionDep,
     user_id: Annotated[str, Query(min_length=1, max_length=128, examples=["u-2002"])],
+    clock: ClockDep,
 ) -> Explanation:
     """The activity's rules, the user's grants (with the reward record status reported
-    back) and, per rule, the latest evaluation outcome — e.g. `not_in_segment`,
-    `not_new_user`, `cap_reached`, `no_inviter`, `task_not_completed` (SPEC §5)."""
-    activity = await ActivityRepository.from_session(session).get(principal.tenant_id, activity_id)
-    if activity is None:
-        raise NotFound(f"No activity {activity_id} in this tenant.", code="activity_not_found")
-    grants = await GrantRepository.from_session(session).of_activity_user(
-        principal.tenant_id, activity_id, user_id
-    )
-    outcomes = await EvaluationRepository.from_session(session).outcomes(
-        principal.tenant_id, activity_id, user_id
-    )
-    if grants:
-        hint = f"{len(grants)} grant(s); see each record_status"
-    elif outcomes:
-        reasons = sorted({o.outcome for o in outcomes if o.outcome != "granted"})
-        hint = "no grant: " + ", ".join(reasons)
-    else:
-        hint = "no grant and no evaluation yet: no qualifying event was received"
-    return Explanation(
-        activity_id=activity.id,
-        activity_code=activity.activity_code,
-        user_id=user_id,
-        status_hint=hint,
-        rules=list((activity.config or {}).get("rules", [])),
-        grants=[GrantRead.model_validate(g) for g in grants],
-        outcomes=[OutcomeRead.model_validate(o) for o in outcomes],
+    back), the inviter's rewards this user's tasks earned (`credited`) and, per rule, the
+    latest evaluation outcome — e.g. `not_in_segment`, `not_new_user`, `cap_reached`,
+    `no_inviter`, `task_not_completed`, `device_seen_before` (SPEC §5). An outcome a later
+    fact made stale is marked `current: false` with `superseded_by`; flows stored and
+    waiting for the daily run show as `awaiting_daily_run` with the run's `due_at`."""
+    return await explain.explain_user(
+        session, principal.tenant_id, activity_id, user_id, clock.now()
     )
 
 

@@ -100,6 +100,8 @@ class UserFacts:
     registered_at: datetime | None = None
     opened_at: datetime | None = None
     new_device_login_at: datetime | None = None
+    # The user's first login on any device (a new one or one seen before).
+    first_login_at: datetime | None = None
     certifications: list[Certification] = field(default_factory=list)
     flows: list[Flow] = field(default_factory=list)
 
@@ -114,6 +116,20 @@ class Achievement:
 
 class MissingRate(Exception):
     """A flow could not be converted into the rule's currency."""
+
+
+def not_done_reason(task: TaskType, facts: UserFacts, window: Window, at: datetime | None) -> str:
+    """Why a task is not (yet) completed: the event at ``at`` fell outside the window, the
+    user logged in only on devices first used by another account (download), or not yet."""
+    if at is not None and not window.contains(at):
+        return "outside_window"
+    if (
+        task is TaskType.download
+        and facts.first_login_at is not None
+        and facts.new_device_login_at is None
+    ):
+        return "device_seen_before"
+    return "task_not_completed"
 
 
 def _in(window: Window, at: datetime | None, until: datetime) -> bool:

@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
@@ -29,6 +30,16 @@ class Grant(Base):
         UniqueConstraint("tenant_id", "grant_key"),
         Index("ix_grants_tenant_activity_user", "tenant_id", "activity_id", "user_id"),
         Index("ix_grants_tenant_user_new_user", "tenant_id", "user_id", "new_user_reward"),
+        # At-end activities pay one tier of a cumulative task per user, ever (SPEC §1.5).
+        Index(
+            "uq_grants_settlement",
+            "tenant_id",
+            "activity_id",
+            "user_id",
+            "settlement",
+            unique=True,
+            postgresql_where=text("settlement IS NOT NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
@@ -48,6 +59,8 @@ class Grant(Base):
     new_user_reward: Mapped[bool] = mapped_column(
         Boolean, nullable=False, default=False, server_default="false"
     )
+    # The cumulative task an at-end settlement grant settles (its one tier), else null.
+    settlement: Mapped[str | None] = mapped_column(String(40))
     # Mirrors the reward record's status (fed back by reward_service); "granted" until then.
     record_status: Mapped[str] = mapped_column(String(16), nullable=False, default="granted")
     record_number: Mapped[str | None] = mapped_column(String(32))
@@ -147,3 +160,8 @@ class EvaluationOutcome(Base):
     outcome: Mapped[str] = mapped_column(String(40), nullable=False)
     detail: Mapped[str | None] = mapped_column(String(500))
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    # When the database recorded it (explain compares it with the events' received_at and
+    # the grants' created_at; ``at`` follows the service clock, which a sandbox may move).
+    recorded_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False
+    )

@@ -42,6 +42,22 @@ class GrantRepository:
         row = (await self.session.execute(_INSERT_GRANT, values)).one_or_none()
         return None if row is None else Grant(**row._asdict())
 
+    async def crediting(
+        self, tenant_id: str, activity_id: uuid.UUID, invitee_id: str
+    ) -> list[Grant]:
+        """The inviters' grants for this invitee's tasks (the invitee is their counterpart)."""
+        stmt = (
+            select(Grant)
+            .where(
+                Grant.tenant_id == tenant_id,
+                Grant.activity_id == activity_id,
+                Grant.counterpart_id == invitee_id,
+                Grant.user_id != invitee_id,
+            )
+            .order_by(Grant.created_at)
+        )
+        return list((await self.session.scalars(stmt)).all())
+
     async def exists(self, tenant_id: str, grant_key: str) -> bool:
         found = await self.session.scalar(
             select(Grant.id).where(Grant.tenant_id == tenant_id, Grant.grant_key == grant_key)
@@ -299,6 +315,15 @@ class EvaluationRepository:
         assert run is not None
         return run
 
+    async def done_days(self, tenant_id: str, since: date) -> set[date]:
+        """The days from ``since`` on whose daily run is done."""
+        rows = await self.session.scalars(
+            select(DailyRun.day).where(
+                DailyRun.tenant_id == tenant_id, DailyRun.day >= since, DailyRun.status == "done"
+            )
+        )
+        return set(rows.all())
+
     async def get_run(self, tenant_id: str, day: date) -> DailyRun | None:
         return await self.session.scalar(
             select(DailyRun)
@@ -347,6 +372,7 @@ class EvaluationRepository:
                 "outcome": stmt.excluded.outcome,
                 "detail": stmt.excluded.detail,
                 "at": stmt.excluded.at,
+                "recorded_at": func.now(),
             },
         )
         await self.session.execute(stmt)
@@ -362,6 +388,7 @@ class EvaluationRepository:
                 "outcome": stmt.excluded.outcome,
                 "detail": stmt.excluded.detail,
                 "at": stmt.excluded.at,
+                "recorded_at": func.now(),
             },
         )
         await self.session.execute(

@@ -32,11 +32,24 @@ class OutcomeRead(BaseModel):
     outcome: str = Field(
         description="granted | already_granted | cap_reached | not_in_segment | not_new_user "
         "| not_old_user | task_not_completed | outside_window | no_inviter | "
-        "in_other_regular_activity | beyond_last_range | no_fx_rate",
+        "in_other_regular_activity | beyond_last_range | no_fx_rate | "
+        "tier_changed_after_settlement (an at-end activity paid another tier; no second "
+        "reward) | device_seen_before (download: every device the user logged in on was "
+        "first used by another account) | awaiting_daily_run (flows stored, decided by the "
+        "run due at `due_at`) | after_last_run",
         examples=["cap_reached"],
     )
     detail: str | None
     at: datetime
+    current: bool = Field(
+        True,
+        description="False when a later fact (a grant of the rule, an event queued for "
+        "evaluation, flows waiting for a run) makes this outcome stale",
+    )
+    superseded_by: str | None = Field(None, description="What made the outcome stale")
+    due_at: datetime | None = Field(
+        None, description="`awaiting_daily_run`: when the run that decides it is due"
+    )
 
 
 class Explanation(BaseModel):
@@ -48,6 +61,10 @@ class Explanation(BaseModel):
     )
     rules: list[dict[str, Any]] = Field(description="The activity's rules as configured")
     grants: list[GrantRead]
+    credited: list[GrantRead] = Field(
+        default_factory=list,
+        description="Rewards this user's tasks earned their inviter (referral activities)",
+    )
     outcomes: list[OutcomeRead] = Field(
         description="The latest evaluation outcome per rule, including why nothing was granted"
     )

@@ -35,9 +35,9 @@ from activity_service.evaluation.engine import (
     Window,
     achievement,
     grant_key,
-    highest_tiers,
     is_real_time_task,
     node_of,
+    not_done_reason,
     tier_award,
 )
 from activity_service.evaluation.models import Grant
@@ -96,6 +96,9 @@ def facts_of(
             facts.app_id = event.app_id
         elif event.type == "account.opened" and facts.opened_at is None:
             facts.opened_at = event.occurred_at
+        elif event.type == "app.login":
+            if facts.first_login_at is None:
+                facts.first_login_at = event.occurred_at
         elif event.type == "enterprise.certified":
             facts.certifications.append(
                 Certification(
@@ -354,13 +357,6 @@ async def _basic_eligibility(
 # --------------------------------------------------------------------------- basic
 
 
-def _not_done(window: Window, event_at: datetime | None) -> str:
-    """Why a rule was not earned when its task is not (yet) completed."""
-    if event_at is not None and not window.contains(event_at):
-        return "outside_window"
-    return "task_not_completed"
-
-
 async def _grant_basic(
     ev: Evaluation,
     activity: Activity,
@@ -397,17 +393,16 @@ async def evaluate_basic(
     until: datetime | None = None,
     event_type: str | None = None,
 ) -> None:
-    """``mode``: "event" (real-time tasks at an event), "daily" (cumulative tasks up to
-    ``until``, each tier once) or "settle" (at-end activities at T+1, highest tier only)."""
+    """``mode``: "event" (real-time tasks at an event) or "daily" (cumulative tasks up to
+    ``until``, each tier once). At-end activities are settled by the daily run only
+    (``daily_run.decide_basic``), which holds their one tier per user by constraint."""
     window = window_of(activity)
     if window is None:
         return
     config = activity.config or {}
     timing = config.get("timing", "real_time")
     rules: list[dict[str, Any]] = list(config.get("rules", []))
-    if mode in ("event", "daily") and timing != "real_time":
-        return
-    if mode == "settle" and timing != "at_end":
+    if mode not in ("event", "daily") or timing != "real_time":
         return
     for rule in rules:
         task = TaskType(rule["task"])
@@ -417,8 +412,6 @@ async def evaluate_basic(
             continue
         if mode == "daily" and task not in CUMULATIVE_TASKS:
             continue
-        if mode == "settle" and task in CUMULATIVE_TASKS:
-            continue  # decided together below: only the highest tier
         try:
             done = achievement(
                 rule, facts, window, zone=ev.tenant.zone, rates=ev.tenant.rates, until=until
@@ -428,19 +421,14 @@ async def evaluate_basic(
             continue
         if done is None:
             await ev.outcome(
-                activity, facts.user_id, rule["id"], _not_done(window, ev.event_at), None
+                activity,
+                facts.user_id,
+                rule["id"],
+                not_done_reason(task, facts, window, ev.event_at),
+                None,
             )
             continue
-        await _grant_basic(ev, activity, rule, done, facts, "end" if mode == "settle" else "once")
-    if mode == "settle":
-        try:
-            tiers = highest_tiers(rules, facts, window, ev.tenant.rates, ev.tenant.base_currency)
-        except MissingRate as exc:
-            await ev.outcome(activity, facts.user_id, "*", "no_fx_rate", str(exc))
-            return
-        for rule, last_at, value in tiers:
-            done = Achievement(TaskType(rule["task"]), last_at, value)
-            await _grant_basic(ev, activity, rule, done, facts, "end")
+        await _grant_basic(ev, activity, rule, done, facts, "once")
 
 
 # --------------------------------------------------------------------------- referral
@@ -488,7 +476,8 @@ async def evaluate_referral(
             await ev.outcome(activity, invitee, rule["id"], "no_fx_rate", str(exc))
             continue
         if done is None:
-            await ev.outcome(activity, invitee, rule["id"], _not_done(window, ev.event_at), None)
+            reason = not_done_reason(task, facts, window, ev.event_at)
+            await ev.outcome(activity, invitee, rule["id"], reason, None)
             continue
         inviter = await ev.referral.effective_inviter(ev.tenant_id, invitee, node_of(task))
         if inviter is None or inviter == invitee:
