@@ -101,3 +101,20 @@ def test_problem_body_is_rfc9457_with_stable_code() -> None:
         "code": "prize_not_found",
         "prize_id": "1",
     }
+
+
+def test_if_match_names_a_version_or_is_refused() -> None:
+    from service_kit.errors import ProblemError
+    from service_kit.preconditions import check_version, etag, parse_if_match, required_version
+
+    assert etag(4) == '"4"'
+    assert required_version('"4"', "prize") == 4 == required_version('W/"4"', "prize")
+    assert parse_if_match(" ", required=False) is None
+    for bad in (None, "", "*", '"x"', '"' + "9" * 40 + '"'):
+        with pytest.raises(ProblemError) as raised:
+            required_version(bad, "prize")
+        assert (raised.value.status, raised.value.code) == (428, "precondition_required")
+    check_version(3, 3, "prize")
+    with pytest.raises(ProblemError) as stale:
+        check_version(3, 2, "prize")
+    assert (stale.value.status, stale.value.extra) == (412, {"current_version": 3})

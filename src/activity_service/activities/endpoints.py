@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response, status
 
@@ -29,6 +29,7 @@ from service_kit.deps import ClockDep, HttpDep
 from service_kit.errors import PROBLEM_RESPONSES, NotFound
 from service_kit.idempotency import IdempotencyDep
 from service_kit.pagination import Page, PageParamsDep
+from service_kit.preconditions import IfMatch, etag_header
 from service_kit.routing import ServiceRoute
 
 router = APIRouter(
@@ -62,12 +63,7 @@ def _prize_checker(request: Request, http: HttpDep) -> PrizeChecker:
 
 PrizeCheckerDep = Annotated[PrizeChecker, Depends(_prize_checker)]
 
-ETAG_HEADER: dict[str, Any] = {
-    "ETag": {
-        "description": "The activity's version; send it back in If-Match to edit",
-        "schema": {"type": "string", "example": '"3"'},
-    }
-}
+ETAG_HEADER = etag_header("activity")
 CREATE_ERRORS = (
     "`name_required`, `window_invalid`, `window_incomplete`, `segment_refresh_required`, "
     "`segment_not_found`, `prize_not_found`, `rules_required`, `duplicate_rule_id`, "
@@ -78,13 +74,6 @@ CREATE_ERRORS = (
     "`prize_limit_unknown_prize`, `team_form_not_available`, `helpers_needed_out_of_range`, "
     "`limit_out_of_range`, or `validation_error` for shape errors"
 )
-IF_MATCH = Annotated[
-    str | None,
-    Header(
-        alias="If-Match",
-        description='The ETag (version) of the activity as last read, e.g. `"3"`',
-    ),
-]
 
 
 @router.post(
@@ -222,7 +211,7 @@ async def update_activity(
     clock: ClockDep,
     prizes: PrizeCheckerDep,
     response: Response,
-    if_match: IF_MATCH = None,
+    if_match: IfMatch = None,
 ) -> ActivityRead:
     """Absent fields keep their value; lists are replaced whole; the result is validated
     like a creation. A draft may change anything (a new kind or reward type needs its new
@@ -253,7 +242,7 @@ async def publish_activity(
     clock: ClockDep,
     prizes: PrizeCheckerDep,
     response: Response,
-    if_match: IF_MATCH = None,
+    if_match: IfMatch = None,
 ) -> ActivityRead:
     """Published before `starts_at` it is running but earns nothing until it starts."""
     activity = await service.publish(
@@ -284,7 +273,7 @@ async def close_activity(
     session: SessionDep,
     clock: ClockDep,
     response: Response,
-    if_match: IF_MATCH = None,
+    if_match: IfMatch = None,
 ) -> ActivityRead:
     activity = await service.close(
         session,

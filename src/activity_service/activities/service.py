@@ -34,18 +34,10 @@ from activity_service.activities.schemas import (
 from activity_service.audit import service as audit
 from activity_service.prizes_client import PrizeChecker
 from activity_service.segments import service as segments
+from service_kit import preconditions
 from service_kit.auth import Principal
-from service_kit.errors import Conflict, NotFound, ProblemError, Unprocessable
+from service_kit.errors import Conflict, NotFound, Unprocessable
 from service_kit.pagination import PageParams
-
-
-class PreconditionRequired(ProblemError):
-    status, code, title = 428, "precondition_required", "If-Match required"
-
-
-class VersionMismatch(ProblemError):
-    status, code, title = 412, "version_mismatch", "The activity changed meanwhile"
-
 
 COMMON_FIELDS = (
     "name",
@@ -91,26 +83,11 @@ def to_read(activity: Activity, now: datetime) -> ActivityRead:
 
 
 def etag(activity: Activity) -> str:
-    return f'"{activity.version}"'
+    return preconditions.etag(activity.version)
 
 
 def parse_if_match(header: str | None, *, required: bool) -> int | None:
-    """The version an ``If-Match`` header names (``"3"``, ``W/"3"`` or ``3``)."""
-    if header is None or not header.strip():
-        if required:
-            raise PreconditionRequired(
-                "Send If-Match with the ETag of the activity you edited (GET returns it).",
-            )
-        return None
-    value = header.strip()
-    if value.startswith("W/"):
-        value = value[2:]
-    value = value.strip('"')
-    if not value.isdigit():
-        raise PreconditionRequired(
-            f"If-Match {header!r} is not an ETag of this API; send the ETag GET returned."
-        )
-    return int(value)
+    return preconditions.parse_if_match(header, required=required, what="activity")
 
 
 def _columns(activity: Activity) -> dict[str, Any]:
@@ -233,12 +210,8 @@ def _require(activity: Activity, operation: Operation, now: datetime) -> Activit
 
 
 def _check_version(activity: Activity, expected: int | None) -> None:
-    if expected is not None and expected != activity.version:
-        raise VersionMismatch(
-            f"The activity is at version {activity.version}, not {expected}; reload it, "
-            "re-apply your change and send the new ETag.",
-            current_version=activity.version,
-        )
+    if expected is not None:
+        preconditions.check_version(activity.version, expected, "activity")
 
 
 def merged_body(activity: Activity, patch: ActivityPatch, running: bool) -> ActivityCreateModel:
@@ -346,7 +319,7 @@ async def update_activity(
     now: datetime,
 ) -> Activity:
     if if_match is None:
-        raise PreconditionRequired(
+        raise preconditions.PreconditionRequired(
             "Send If-Match with the ETag of the activity you edited (GET returns it)."
         )
     activity = await get_activity(session, principal.tenant_id, activity_id)
@@ -376,7 +349,7 @@ async def update_activity(
         activity.id, activity.version, {**columns, "config": config}
     )
     if updated is None:
-        raise VersionMismatch(
+        raise preconditions.VersionMismatch(
             "Another change was saved meanwhile; reload the activity and retry.",
         )
     audit.record(

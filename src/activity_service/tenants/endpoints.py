@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, Depends, Response, status
 
 from activity_service.tenants import service
 from activity_service.tenants.repository import TenantRepository
@@ -17,6 +17,13 @@ from service_kit.db import SessionDep
 from service_kit.errors import PROBLEM_RESPONSES
 from service_kit.idempotency import IdempotencyDep
 from service_kit.pagination import Page, PageParamsDep
+from service_kit.preconditions import (
+    PRECONDITION_RESPONSES,
+    IfMatch,
+    etag,
+    etag_header,
+    required_version,
+)
 from service_kit.routing import ServiceRoute
 
 router = APIRouter(
@@ -34,17 +41,41 @@ SettingsReader = Annotated[
 ]
 
 
-@router.get("/tenant-settings", summary="The tenant's time zone and base currency")
-async def get_tenant_settings(principal: SettingsReader, session: SessionDep) -> TenantSettingsRead:
-    """Defaults (Asia/Hong_Kong, HKD) apply until an operator sets them."""
-    return await service.read_settings(session, principal.tenant_id)
+SETTINGS_ETAG = etag_header("tenant settings")
 
 
-@router.put("/tenant-settings", summary="Set the tenant's time zone and base currency")
-async def put_tenant_settings(
-    body: TenantSettingsIn, principal: SettingsWriter, session: SessionDep
+@router.get(
+    "/tenant-settings",
+    summary="The tenant's time zone and base currency",
+    responses={200: {"headers": SETTINGS_ETAG}},
+)
+async def get_tenant_settings(
+    principal: SettingsReader, session: SessionDep, response: Response
 ) -> TenantSettingsRead:
-    return await service.put_settings(session, principal.tenant_id, body)
+    """Defaults (Asia/Hong_Kong, HKD) apply until an operator sets them (ETag `"0"`)."""
+    settings = await service.read_settings(session, principal.tenant_id)
+    response.headers["ETag"] = etag(settings.version)
+    return settings
+
+
+@router.put(
+    "/tenant-settings",
+    summary="Set the tenant's time zone and base currency (If-Match required)",
+    responses={200: {"headers": SETTINGS_ETAG}, **PRECONDITION_RESPONSES},
+)
+async def put_tenant_settings(
+    body: TenantSettingsIn,
+    principal: SettingsWriter,
+    session: SessionDep,
+    response: Response,
+    if_match: IfMatch = None,
+) -> TenantSettingsRead:
+    """Send the ETag of the settings as read (`"0"` for the defaults): a change made on an
+    older version is a 412, so concurrent edits are never lost."""
+    version = required_version(if_match, "tenant settings")
+    settings = await service.put_settings(session, principal.tenant_id, body, version)
+    response.headers["ETag"] = etag(settings.version)
+    return settings
 
 
 @router.post(

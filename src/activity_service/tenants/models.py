@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import DateTime, Numeric, String, UniqueConstraint, func
+from sqlalchemy import DateTime, Integer, Numeric, String, UniqueConstraint, func
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -21,6 +21,8 @@ class TenantSettings(Base):
     base_currency: Mapped[str] = mapped_column(String(3), nullable=False)
     # Local time of day after which the daily run evaluates the previous day.
     daily_run_at: Mapped[str] = mapped_column(String(5), nullable=False, default="00:30")
+    # The ETag: 1 at the first PUT (the defaults read as version 0), +1 per change.
+    version: Mapped[int] = mapped_column(Integer, nullable=False, default=1, server_default="1")
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), nullable=False
     )

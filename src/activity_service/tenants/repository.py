@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,17 +22,28 @@ class TenantRepository:
     async def settings(self, tenant_id: str) -> TenantSettings | None:
         return await self.session.get(TenantSettings, tenant_id)
 
-    async def upsert_settings(self, tenant_id: str, values: dict[str, Any]) -> TenantSettings:
-        stmt = (
-            insert(TenantSettings)
-            .values(tenant_id=tenant_id, **values)
-            .on_conflict_do_update(
-                index_elements=["tenant_id"], set_={**values, "updated_at": func.now()}
+    async def save_settings(
+        self, tenant_id: str, version: int, values: dict[str, Any]
+    ) -> TenantSettings | None:
+        """The first settings of the tenant (``version`` 0) or a change of those at
+        ``version``; None when another change got there first."""
+        stmt: Any
+        if version == 0:
+            stmt = (
+                insert(TenantSettings)
+                .values(tenant_id=tenant_id, version=1, **values)
+                .on_conflict_do_nothing(index_elements=["tenant_id"])
             )
-            .returning(TenantSettings)
-            .execution_options(populate_existing=True)
+        else:
+            stmt = (
+                update(TenantSettings)
+                .where(TenantSettings.tenant_id == tenant_id, TenantSettings.version == version)
+                .values(**values, version=TenantSettings.version + 1, updated_at=func.now())
+            )
+        result = await self.session.scalars(
+            stmt.returning(TenantSettings), execution_options={"populate_existing": True}
         )
-        return (await self.session.scalars(stmt)).one()
+        return result.one_or_none()
 
     async def upsert_rates(self, tenant_id: str, rows: list[dict[str, Any]]) -> list[FxRate]:
         """A rate re-posted for the same pair and effective time replaces the earlier value

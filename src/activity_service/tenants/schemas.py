@@ -46,6 +46,9 @@ class TenantSettingsIn(BaseModel):
 
 class TenantSettingsRead(TenantSettingsIn):
     tenant_id: str = Field(examples=["tenant-a"])
+    version: int = Field(
+        description="Also the ETag (0 while the defaults apply); send it back in If-Match"
+    )
     updated_at: datetime | None = Field(None, description="null while the defaults apply")
 
 

@@ -19,6 +19,7 @@ from activity_service.tenants.schemas import (
     TenantSettingsRead,
 )
 from service_kit.errors import Unprocessable
+from service_kit.preconditions import VersionMismatch, check_version
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ async def read_settings(session: AsyncSession, tenant_id: str) -> TenantSettings
             time_zone=DEFAULT_TIME_ZONE,
             base_currency=DEFAULT_BASE_CURRENCY,
             daily_run_at="00:30",
+            version=0,
             updated_at=None,
         )
     return TenantSettingsRead(
@@ -47,14 +49,20 @@ async def read_settings(session: AsyncSession, tenant_id: str) -> TenantSettings
         time_zone=row.time_zone,
         base_currency=row.base_currency,
         daily_run_at=row.daily_run_at,
+        version=row.version,
         updated_at=row.updated_at,
     )
 
 
 async def put_settings(
-    session: AsyncSession, tenant_id: str, body: TenantSettingsIn
+    session: AsyncSession, tenant_id: str, body: TenantSettingsIn, if_match: int
 ) -> TenantSettingsRead:
-    await TenantRepository.from_session(session).upsert_settings(tenant_id, body.model_dump())
+    """Replace the settings read at version ``if_match`` (412 when they changed since)."""
+    repo = TenantRepository.from_session(session)
+    if await repo.save_settings(tenant_id, if_match, body.model_dump()) is None:
+        current = await repo.settings(tenant_id)
+        check_version(current.version if current else 0, if_match, "tenant settings")
+        raise VersionMismatch("The tenant settings changed meanwhile; reload and retry.")
     return await read_settings(session, tenant_id)
 
 

@@ -16,6 +16,8 @@ class TenantSettings(Base):
     tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     registration_bind_grace_hours: Mapped[int] = mapped_column(Integer, nullable=False)
     updated_by: Mapped[str] = mapped_column(String(160), nullable=False)
+    # The ETag: 1 at the first PUT (the defaults read as version 0), +1 per change.
+    version: Mapped[int] = mapped_column(Integer, nullable=False, default=1, server_default="1")
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), nullable=False
     )

@@ -11,6 +11,9 @@ class ReferralTenantSettingsRead(BaseModel):
         examples=[72],
     )
     is_default: bool = Field(description="True while the tenant has not set its own value")
+    version: int = Field(
+        0, description="Also the ETag (0 while the defaults apply); send it back in If-Match"
+    )
     updated_by: str | None = Field(None, examples=["operator:ops-1"])
     updated_at: datetime | None = Field(None, description="When it was last set")
 

@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from referral_service.tenant_settings.repository import TenantSettingsRepository
 from referral_service.tenant_settings.schemas import ReferralTenantSettingsRead
+from service_kit.preconditions import VersionMismatch, check_version
 
 
 async def read_settings(
@@ -21,6 +22,7 @@ async def read_settings(
     return ReferralTenantSettingsRead(
         registration_bind_grace_hours=row.registration_bind_grace_hours,
         is_default=False,
+        version=row.version,
         updated_by=row.updated_by,
         updated_at=row.updated_at,
     )
@@ -34,14 +36,18 @@ async def registration_grace(
 
 
 async def update_settings(
-    session: AsyncSession, tenant_id: str, grace_hours: int, actor: str, at: datetime
+    session: AsyncSession,
+    tenant_id: str,
+    grace_hours: int,
+    actor: str,
+    at: datetime,
+    if_match: int,
+    default_grace_hours: int,
 ) -> ReferralTenantSettingsRead:
-    row = await TenantSettingsRepository.from_session(session).upsert(
-        tenant_id, grace_hours, actor, at
-    )
-    return ReferralTenantSettingsRead(
-        registration_bind_grace_hours=row.registration_bind_grace_hours,
-        is_default=False,
-        updated_by=row.updated_by,
-        updated_at=row.updated_at,
-    )
+    """Change the settings read at version ``if_match`` (412 when they changed since)."""
+    repo = TenantSettingsRepository.from_session(session)
+    if await repo.save(tenant_id, if_match, grace_hours, actor, at) is None:
+        current = await repo.get(tenant_id)
+        check_version(current.version if current else 0, if_match, "referral settings")
+        raise VersionMismatch("The referral settings changed meanwhile; reload and retry.")
+    return await read_settings(session, tenant_id, default_grace_hours)

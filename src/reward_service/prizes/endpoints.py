@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Depends, Query, Response, status
 
 from reward_service.prizes import service
 from reward_service.prizes.repository import PrizeRepository
@@ -14,6 +14,13 @@ from service_kit.deps import ClockDep
 from service_kit.errors import PROBLEM_RESPONSES
 from service_kit.idempotency import IdempotencyDep
 from service_kit.pagination import Page, PageParamsDep
+from service_kit.preconditions import (
+    PRECONDITION_RESPONSES,
+    IfMatch,
+    etag,
+    etag_header,
+    parse_if_match,
+)
 from service_kit.routing import ServiceRoute
 
 router = APIRouter(
@@ -31,15 +38,25 @@ PrizeReadAccess = Annotated[
 ]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, summary="Create a prize")
+PRIZE_ETAG = etag_header("prize")
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    summary="Create a prize",
+    responses={201: {"headers": PRIZE_ETAG}},
+)
 async def create_prize(
     body: PrizeCreate,
     principal: PrizeWrite,
     idempotency: IdempotencyDep,
     session: SessionDep,
+    response: Response,
 ) -> PrizeRead:
     """Create a coupon template, a physical item (with stock) or a cash prize (SPEC §3.1)."""
     prize = await service.create_prize(session, principal, body)
+    response.headers["ETag"] = etag(prize.version)
     return PrizeRead.model_validate(prize)
 
 
@@ -56,19 +73,25 @@ async def list_prizes(
     return Page(items=[PrizeRead.model_validate(r) for r in rows], next_cursor=cursor)
 
 
-@router.get("/{prize_id}", summary="Get a prize")
+@router.get("/{prize_id}", summary="Get a prize", responses={200: {"headers": PRIZE_ETAG}})
 async def get_prize(
-    prize_id: uuid.UUID, principal: PrizeReadAccess, session: SessionDep
+    prize_id: uuid.UUID, principal: PrizeReadAccess, session: SessionDep, response: Response
 ) -> PrizeRead:
     prize = await service.get_prize(session, principal.tenant_id, prize_id)
+    response.headers["ETag"] = etag(prize.version)
     return PrizeRead.model_validate(prize)
 
 
 @router.patch(
     "/{prize_id}",
-    summary="Edit a prize",
+    summary="Edit a prize (If-Match required, except for a stock_delta alone)",
     description="Name, type-specific details and stock (`stock` sets, `stock_delta` adjusts "
-    "atomically; `stock_would_be_negative` when it would go below zero).",
+    "atomically; `stock_would_be_negative` when it would go below zero). Send the ETag of "
+    "the prize as read in `If-Match`: an edit made on an older version is a 412, so two "
+    "operators cannot overwrite each other's changes. The ETag versions the prize's "
+    "definition: a `stock_delta` alone (which applies to the live stock and composes with any "
+    "other change) needs no If-Match and, like items taken by issuing, leaves the ETag as is.",
+    responses={200: {"headers": PRIZE_ETAG}, **PRECONDITION_RESPONSES},
 )
 async def update_prize(
     prize_id: uuid.UUID,
@@ -76,6 +99,12 @@ async def update_prize(
     principal: PrizeWrite,
     session: SessionDep,
     clock: ClockDep,
+    response: Response,
+    if_match: IfMatch = None,
 ) -> PrizeRead:
-    prize = await service.update_prize(session, principal.tenant_id, prize_id, body, clock.now())
+    version = parse_if_match(if_match, required=False, what="prize")
+    prize = await service.update_prize(
+        session, principal.tenant_id, prize_id, body, version, clock.now()
+    )
+    response.headers["ETag"] = etag(prize.version)
     return PrizeRead.model_validate(prize)

@@ -28,6 +28,9 @@ class Prize(Base):
     cost_amount: Mapped[Decimal | None] = mapped_column(Numeric(20, 6))
     cost_currency: Mapped[str | None] = mapped_column(String(3))
     created_by: Mapped[str] = mapped_column(String(128), nullable=False)
+    # Counts operator edits; the ETag of the prize. Stock taken by issuing does not move it
+    # (an edit adjusting stock sends ``stock_delta``, which applies to the live stock).
+    version: Mapped[int] = mapped_column(Integer, nullable=False, default=1, server_default="1")
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), nullable=False
     )

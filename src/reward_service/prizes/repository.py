@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
@@ -35,21 +36,27 @@ class PrizeRepository:
             stmt = stmt.where(Prize.type == type_)
         return await paginate(self.session, stmt, Prize, params)
 
-    async def update_fields(self, prize_id: uuid.UUID, values: dict[str, Any]) -> None:
-        await self.session.execute(
+    async def update_if_version(
+        self, prize_id: uuid.UUID, version: int, values: dict[str, Any]
+    ) -> int | None:
+        """Apply an edit only if nobody edited the prize since ``version``; the new version,
+        or None when it moved on."""
+        result = await self.session.execute(
             update(Prize)
-            .where(Prize.id == prize_id)
-            .values(**values)
+            .where(Prize.id == prize_id, Prize.version == version)
+            .values(**values, version=Prize.version + 1)
+            .returning(Prize.version)
             .execution_options(synchronize_session=False)
         )
+        return result.scalar_one_or_none()
 
-    async def adjust_stock(self, prize_id: uuid.UUID, delta: int) -> int | None:
+    async def adjust_stock(self, prize_id: uuid.UUID, delta: int, at: datetime) -> int | None:
         """Atomically add ``delta`` to the stock; None (and no change) if it would go below
         zero. One UPDATE, so it composes with concurrent issues taking items."""
         result = await self.session.execute(
             update(Prize)
             .where(Prize.id == prize_id, Prize.stock + delta >= 0)
-            .values(stock=Prize.stock + delta)
+            .values(stock=Prize.stock + delta, updated_at=at)
             .returning(Prize.stock)
             .execution_options(synchronize_session=False)
         )

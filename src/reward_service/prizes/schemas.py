@@ -106,6 +106,7 @@ class PrizeRead(BaseModel):
     stock: int | None
     cost_amount: Decimal | None
     cost_currency: str | None
+    version: int = Field(description="Also the ETag; send it back in If-Match to edit")
     created_at: datetime
     updated_at: datetime
 

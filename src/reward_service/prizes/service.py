@@ -19,6 +19,7 @@ from reward_service.prizes.schemas import (
 )
 from service_kit.auth import Principal
 from service_kit.errors import Conflict, NotFound, Unprocessable
+from service_kit.preconditions import PreconditionRequired, VersionMismatch, check_version
 
 
 def _cost(body: CouponPrizeCreate | PhysicalPrizeCreate) -> tuple[object, str | None]:
@@ -78,11 +79,28 @@ FIELDS_BY_TYPE = {
 
 
 async def update_prize(
-    session: AsyncSession, tenant_id: str, prize_id: uuid.UUID, body: PrizeUpdate, now: datetime
+    session: AsyncSession,
+    tenant_id: str,
+    prize_id: uuid.UUID,
+    body: PrizeUpdate,
+    if_match: int | None,
+    now: datetime,
 ) -> Prize:
+    """Apply an operator's edit made on version ``if_match`` of the prize (412 otherwise).
+    The version guards the prize's definition: an edit that only adjusts the live stock by
+    ``stock_delta`` composes with any other change, so it needs no If-Match and leaves the
+    version as it is (like items taken by issuing)."""
     prize = await get_prize(session, tenant_id, prize_id)
     sent = body.model_dump(exclude_unset=True, mode="json", by_alias=True)
     sent = {k: v for k, v in sent.items() if v is not None}
+    stock_only = set(sent) == {"stock_delta"}
+    if if_match is not None:
+        check_version(prize.version, if_match, "prize")
+    elif not stock_only:
+        raise PreconditionRequired(
+            "Send If-Match with the ETag of the prize you edited (GET returns it); only a "
+            "stock_delta alone may go without."
+        )
     allowed = FIELDS_BY_TYPE[prize.type] | {"name"}
     wrong = sorted(set(sent) - allowed)
     if wrong:
@@ -116,8 +134,9 @@ async def update_prize(
             values["cost_amount"], values["cost_currency"] = amount, currency
     if sent:
         values["details"] = {**prize.details, **sent}
-    await repo.update_fields(prize.id, values)
-    if delta is not None and await repo.adjust_stock(prize.id, delta) is None:
+    if not stock_only and await repo.update_if_version(prize.id, prize.version, values) is None:
+        raise VersionMismatch("Another edit of the prize was saved meanwhile; reload and retry.")
+    if delta is not None and await repo.adjust_stock(prize.id, delta, now) is None:
         raise Conflict(
             f"Stock is {prize.stock}; adjusting it by {delta} would go below zero.",
             code="stock_would_be_negative",

@@ -146,7 +146,9 @@ async def test_one_day_refresh_delay_uses_the_tenant_midnight(platform: Platform
 
 async def test_one_day_refresh_follows_the_tenant_time_zone(platform: Platform) -> None:
     zone = await platform.activity.put(
-        "/v1/tenant-settings", json={"time_zone": "UTC"}, headers=platform.operator()
+        "/v1/tenant-settings",
+        json={"time_zone": "UTC"},
+        headers={**platform.operator(), "If-Match": '"0"'},
     )
     assert zone.status_code == 200, zone.text
     seg = await segment(platform)

@@ -27,9 +27,10 @@ async def test_tenant_settings_defaults_and_update(platform: Platform) -> None:
     put = await platform.activity.put(
         "/v1/tenant-settings",
         json={"time_zone": "Asia/Shanghai", "base_currency": "CNY", "daily_run_at": "01:15"},
-        headers=platform.operator(),
+        headers={**platform.operator(), "If-Match": got.headers["ETag"]},
     )
     assert put.status_code == 200 and put.json()["base_currency"] == "CNY"
+    assert (got.headers["ETag"], put.headers["ETag"]) == ('"0"', '"1"')
     reader = platform.operator(permissions=["ActivityCenterRead"])
     denied = await platform.activity.put(
         "/v1/tenant-settings", json={"time_zone": "UTC"}, headers=reader

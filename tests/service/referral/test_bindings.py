@@ -187,7 +187,9 @@ async def test_self_binding_closes_after_the_tenants_grace(platform: Platform) -
 
     # The tenant widens its grace: the user may bind again.
     put = await platform.referral.put(
-        "/v1/settings", json={"registration_bind_grace_hours": 96}, headers=platform.operator()
+        "/v1/settings",
+        json={"registration_bind_grace_hours": 96},
+        headers={**platform.operator(), "If-Match": '"0"'},
     )
     assert put.status_code == 200 and put.json()["is_default"] is False
     assert (await self_bind(platform, "u-late", code)).status_code == 201
@@ -199,6 +201,7 @@ async def test_grace_settings_default_and_permissions(platform: Platform) -> Non
     assert read.json() == {
         "registration_bind_grace_hours": 72,
         "is_default": True,
+        "version": 0,
         "updated_by": None,
         "updated_at": None,
     }
@@ -214,7 +217,9 @@ async def test_grace_settings_default_and_permissions(platform: Platform) -> Non
         )
     ).status_code == 422
     await platform.referral.put(
-        "/v1/settings", json={"registration_bind_grace_hours": 0}, headers=platform.operator()
+        "/v1/settings",
+        json={"registration_bind_grace_hours": 0},
+        headers={**platform.operator(), "If-Match": '"0"'},
     )
     other = await platform.referral.get("/v1/settings", headers=platform.operator("tenant-b"))
     assert other.json()["registration_bind_grace_hours"] == 72

@@ -276,7 +276,9 @@ async def test_a_retry_pays_the_pinned_terms_and_a_refusal_takes_new_ones(
     finally:
         await http.aclose()
     edited = await platform.reward.patch(
-        f"/v1/prizes/{prize['id']}", json={"amount": "250.00"}, headers=platform.operator()
+        f"/v1/prizes/{prize['id']}",
+        json={"amount": "250.00"},
+        headers={**platform.operator(), "If-Match": '"1"'},
     )
     assert edited.status_code == 200 and edited.json()["details"]["amount"] == "250.00"
     await drain(platform)
@@ -290,7 +292,9 @@ async def test_a_retry_pays_the_pinned_terms_and_a_refusal_takes_new_ones(
     await drain(platform)
     assert (await record(platform, refused.id)).status == "failed"
     await platform.reward.patch(
-        f"/v1/prizes/{big['id']}", json={"amount": "4000.00"}, headers=platform.operator()
+        f"/v1/prizes/{big['id']}",
+        json={"amount": "4000.00"},
+        headers={**platform.operator(), "If-Match": '"1"'},
     )
     resubmitted = await platform.reward.post(
         f"/v1/reward-records/{refused.id}/resubmit", headers=platform.operator()

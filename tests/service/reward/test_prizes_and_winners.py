@@ -27,9 +27,13 @@ async def patch(
     body: dict[str, Any],
     headers: dict[str, str] | None = None,
 ) -> httpx.Response:
-    return await platform.reward.patch(
-        f"/v1/prizes/{prize_id}", json=body, headers=headers or platform.operator()
-    )
+    """An edit made on the prize as it is now (its current ETag in If-Match); a stock_delta
+    alone is sent without one."""
+    headers = headers or platform.operator()
+    if set(body) != {"stock_delta"}:
+        read = await platform.reward.get(f"/v1/prizes/{prize_id}", headers=platform.operator())
+        headers = {**headers, "If-Match": read.headers.get("ETag", '"1"')}
+    return await platform.reward.patch(f"/v1/prizes/{prize_id}", json=body, headers=headers)
 
 
 async def test_edit_coupon_template_fields(platform: Platform) -> None:

@@ -123,7 +123,9 @@ async def test_resubmitted_failure_is_issued_once_stock_is_back(platform: Platfo
     failed = await record(platform, created.id)
     assert failed.status == "failed" and failed.failure_reason == "out_of_stock"
     patched = await platform.reward.patch(
-        f"/v1/prizes/{prize['id']}", json={"stock_delta": 1}, headers=platform.operator()
+        f"/v1/prizes/{prize['id']}",
+        json={"stock_delta": 1},
+        headers=platform.operator(),
     )
     assert patched.json()["stock"] == 1
     await move(platform, created.id, "resubmit", expect=200)
