@@ -4,7 +4,7 @@ The ETag of the tenant settings: an edit sends it back in If-Match and is refuse
 another edit was saved meanwhile. Existing rows start at version 1.
 
 Revision ID: 03ac0aa7c197
-Revises: 3f8b1d6c2a97
+Revises: 5d1f0c8e2a67
 Create Date: 2026-12-01 05:30:00
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "03ac0aa7c197"
-down_revision: str | None = "3f8b1d6c2a97"
+down_revision: str | None = "5d1f0c8e2a67"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
