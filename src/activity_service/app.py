@@ -13,6 +13,7 @@ from activity_service.evaluation.endpoints import inviters_router
 from activity_service.evaluation.endpoints import router as evaluation_router
 from activity_service.events.db import close_ingest_pool, open_ingest_pool
 from activity_service.events.endpoints import router as events_router
+from activity_service.events.endpoints import users_router as event_users_router
 from activity_service.progress.endpoints import router as positions_router
 from activity_service.segments.endpoints import router as segments_router
 from activity_service.stats.endpoints import router as stats_router
@@ -40,6 +41,7 @@ def create_app(
             my_activities_router,
             segments_router,
             events_router,
+            event_users_router,
             evaluation_router,
             stats_router,
             inviters_router,

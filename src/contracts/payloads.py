@@ -48,6 +48,9 @@ class UserRegistered(Contract):
     invite_code: str | None = None
     registered_at: datetime
     event_id: str
+    # "share_link" when the code came in an activity's share link (then its activity code).
+    channel: str | None = None
+    activity_code: str | None = None
 
 
 class UserProfileFact(Contract):
@@ -72,6 +75,29 @@ class NodeCompleted(Contract):
     node: Node
     completed_at: datetime
     event_id: str
+
+
+# The event types whose first stored event completes each node: the activity service
+# answers from its event log, the referral service freezes the node's inviter on it.
+NODE_EVENT_TYPES: dict[Node, tuple[str, ...]] = {
+    Node.registration: ("user.registered",),
+    Node.account_opening: ("account.opened",),
+    Node.deposit: ("cash.deposited", "stock.transferred_in"),
+}
+
+
+class NodeCompletionFact(BaseModel):
+    node: Node
+    completed_at: datetime = Field(description="When the first completing event occurred")
+    event_id: str = Field(examples=["evt-20261123-0001"])
+
+
+class NodeCompletions(BaseModel):
+    """activity → referral over HTTP: the nodes a user completed according to the events
+    stored (acknowledged) so far, whether or not a job has processed them yet."""
+
+    user_id: str = Field(examples=["u-2002"])
+    nodes: list[NodeCompletionFact] = Field(description="Completed nodes only, in node order")
 
 
 class Grant(Contract):
@@ -120,15 +146,15 @@ class PrizeSummary(BaseModel):
 
 
 class BindingChanged(Contract):
-    """referral → activity: an invitee's inviter at a node was bound or changed."""
+    """referral → activity: an invitee's inviter at a node was bound, changed or removed."""
 
     tenant_id: str
     invitee_id: str
     node: Node
-    inviter_id: str
+    inviter_id: str | None = Field(description="None once unbound")
     previous_inviter_id: str | None = None
     channel: str
-    action: str = Field(description="bound | rebound")
+    action: str = Field(description="bound | rebound | unbound")
     at: datetime
 
 

@@ -29,6 +29,7 @@ keys built from it never change meaning. Amounts are decimal strings, ids are st
      "rules": [{"id": "r1", "task": "open_account", "threshold": null, "currency": null,
                 "prize_id": "<uuid>" | null,        # fixed: inviter's prize per invitee
                 "invitee_prize_id": "<uuid>" | null, # optional prize for the invitee
+                "enterprise_id": null,               # enterprise_certification: named one
                 "tiers": [                           # tiered only ([] for fixed)
                    {"id": "t1", "min_invites": 1, "max_invites": 5,
                     "prize_id": "<uuid>",            # per qualifying invitee in this range
@@ -241,6 +242,12 @@ class ReferralRuleIn(_Strict):
     )
     invitee_prize_id: uuid.UUID | None = Field(
         None, description="Optional prize for the invitee who completes the task"
+    )
+    enterprise_id: str | None = Field(
+        None,
+        max_length=128,
+        description="enterprise_certification only: the invitee must certify this named "
+        "enterprise (null = any)",
     )
     tiers: list[ReferralTierIn] = Field(
         default_factory=list, max_length=20, description="tiered only: contiguous ranges"
@@ -514,6 +521,7 @@ class ReferralRule(_Stored):
     currency: str | None = None
     prize_id: uuid.UUID | None = None
     invitee_prize_id: uuid.UUID | None = None
+    enterprise_id: str | None = None
     tiers: list[ReferralTier] = Field(default_factory=list)
 
 

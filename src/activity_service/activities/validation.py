@@ -148,12 +148,23 @@ def check_tiers(rule: ReferralRuleIn, loc: list[str | int]) -> None:
     _unique_ids([t.id for t in tiers], [*loc, "tiers"])
 
 
+def _enterprise(task: TaskType, enterprise_id: str | None, loc: list[str | int]) -> None:
+    """Basic and referral rules alike may name the enterprise of a certification task."""
+    if enterprise_id and task is not TaskType.enterprise_certification:
+        raise ConfigError(
+            "enterprise_id_not_applicable",
+            "enterprise_id applies to the enterprise_certification task only.",
+            [*loc, "enterprise_id"],
+        )
+
+
 def _check_referral(body: ReferralActivityCreate) -> None:
     if not body.rules:
         raise ConfigError("rules_required", "Give at least one reward rule.", ["rules"])
     for index, rule in enumerate(body.rules):
         loc: list[str | int] = ["rules", index]
         _threshold(rule.task, rule.threshold, rule.currency, loc)
+        _enterprise(rule.task, rule.enterprise_id, loc)
         if body.reward_type is RewardType.fixed:
             if rule.prize_id is None:
                 raise ConfigError(
@@ -206,12 +217,7 @@ def _check_basic(body: BasicActivityCreate) -> None:
     for index, rule in enumerate(body.rules):
         loc: list[str | int] = ["rules", index]
         _threshold(rule.task, rule.threshold, rule.currency, loc)
-        if rule.enterprise_id and rule.task is not TaskType.enterprise_certification:
-            raise ConfigError(
-                "enterprise_id_not_applicable",
-                "enterprise_id applies to the enterprise_certification task only.",
-                [*loc, "enterprise_id"],
-            )
+        _enterprise(rule.task, rule.enterprise_id, loc)
         _lock_up(rule.lock_up, loc)
     _unique_ids([r.id for r in body.rules], ["rules"])
 

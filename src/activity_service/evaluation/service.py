@@ -53,8 +53,15 @@ from activity_service.progress.flows import CUMULATIVE_TASKS, EVENT_FLOWS, Flow
 from activity_service.progress.repository import DeviceRepository
 from activity_service.tenants.service import TenantContext, tenant_context
 from contracts import jobs
+from contracts.payloads import (
+    NODE_EVENT_TYPES,
+    IssuanceForm,
+    LockUp,
+    Node,
+    NodeCompleted,
+    RecordStatusChanged,
+)
 from contracts.payloads import Grant as GrantPayload
-from contracts.payloads import IssuanceForm, LockUp, Node, NodeCompleted, RecordStatusChanged
 from service_kit.outbox import OutboxRepository
 
 if TYPE_CHECKING:
@@ -665,7 +672,7 @@ def _uses_devices(activities: Sequence[Activity]) -> bool:
     )
 
 
-DEPOSIT_NODE_TYPES = ("cash.deposited", "stock.transferred_in")
+DEPOSIT_NODE_TYPES = NODE_EVENT_TYPES[Node.deposit]
 
 
 async def evaluate_event(

@@ -2,12 +2,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, status
+from fastapi import APIRouter, Depends, Path, Request, status
 
 from activity_service.events import service
 from activity_service.events.db import ingest_pool, wake_relay
 from activity_service.events.schemas import EventAck, EventBatchIn, EventBatchResult, EventIn
-from service_kit.auth import Authenticator, CallerKind, Principal
+from contracts.payloads import NodeCompletions
+from service_kit.auth import ACTIVITY_READ, Authenticator, CallerKind, Principal
 from service_kit.db import SessionDep
 from service_kit.errors import PROBLEM_RESPONSES
 from service_kit.idempotency import IdempotencyDep
@@ -17,8 +18,16 @@ router = APIRouter(
     route_class=ServiceRoute, prefix="/v1/events", tags=["events"], responses=PROBLEM_RESPONSES
 )
 
+users_router = APIRouter(tags=["events"], responses=PROBLEM_RESPONSES)
+
 EventPoster = Annotated[
     Principal, Depends(Authenticator(kinds={CallerKind.service, CallerKind.user}))
+]
+CompletionReader = Annotated[
+    Principal,
+    Depends(
+        Authenticator(kinds={CallerKind.operator, CallerKind.service}, permissions=ACTIVITY_READ)
+    ),
 ]
 
 
@@ -59,3 +68,19 @@ async def post_event_batch(
     problem (`validation_error`, `event_not_allowed`, `event_id_conflict`…). Items are
     independent: bad ones do not stop the others."""
     return await service.ingest_batch(session, principal, body)
+
+
+@users_router.get(
+    "/v1/users/{user_id}/node-completions",
+    summary="Referral nodes a user completed, by the events stored",
+)
+async def get_node_completions(
+    user_id: Annotated[str, Path(min_length=1, max_length=128, examples=["u-2002"])],
+    principal: CompletionReader,
+    session: SessionDep,
+) -> NodeCompletions:
+    """Registration (`user.registered`), account opening (`account.opened`) and deposit
+    (the first `cash.deposited` or `stock.transferred_in`), each with its earliest event.
+    Read from the event log itself: an event acknowledged with 202 counts at once, before
+    any job has processed it. The referral service asks this before changing an inviter."""
+    return await service.node_completions(session, principal.tenant_id, user_id)

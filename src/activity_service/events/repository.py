@@ -182,6 +182,20 @@ class EventRepository:
         )
         return {e.event_id: e for e in rows}
 
+    async def first_of_types(
+        self, tenant_id: str, user_id: str, types: Sequence[str]
+    ) -> dict[str, tuple[datetime, str]]:
+        """Per type, the user's earliest stored event (time, event id): one probe of
+        ix_events_tenant_user_occurred, whose cost follows the user's own events."""
+        stmt = (
+            select(Event.type, Event.occurred_at, Event.event_id)
+            .where(Event.tenant_id == tenant_id, Event.user_id == user_id, Event.type.in_(types))
+            .order_by(Event.type, Event.occurred_at, Event.event_id)
+            .distinct(Event.type)
+        )
+        rows = await self.session.execute(stmt)
+        return {type_: (at, event_id) for type_, at, event_id in rows.all()}
+
     async def has_earlier(self, event: Event, types: Sequence[str]) -> bool:
         """Whether the user has an event of these types before ``event`` (by time, then id:
         the order the flows are sorted in)."""

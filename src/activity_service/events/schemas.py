@@ -32,6 +32,11 @@ MONEY_EVENTS = frozenset(
 )
 
 
+class RegistrationChannel(StrEnum):
+    invite_code = "invite_code"
+    share_link = "share_link"
+
+
 class EventIn(BaseModel):
     """A business event. Which optional fields are required depends on ``type``:
     money events (cash.*, stock.*) need ``amount`` + ``currency`` (stock transfers carry
@@ -61,6 +66,18 @@ class EventIn(BaseModel):
     invite_code: str | None = Field(
         None, max_length=20, description="user.registered: the code the user came with"
     )
+    channel: RegistrationChannel | None = Field(
+        None,
+        description="user.registered: how the invite code came (`share_link`: an activity's "
+        "share link carrying the sharer's code; default `invite_code`)",
+    )
+    activity_code: str | None = Field(
+        None,
+        min_length=1,
+        max_length=32,
+        description="user.registered with channel `share_link`: the shared activity",
+        examples=["A20261123001"],
+    )
     enterprise_id: str | None = Field(
         None, min_length=1, max_length=128, description="enterprise.certified"
     )
@@ -87,8 +104,14 @@ class EventIn(BaseModel):
                 raise ValueError("enterprise.certified needs enterprise_id")
         elif self.enterprise_id is not None or self.enterprise_name is not None:
             raise ValueError(f"{self.type.value} carries no enterprise fields")
-        if self.invite_code is not None and self.type is not EventType.user_registered:
-            raise ValueError(f"{self.type.value} carries no invite_code")
+        if self.type is not EventType.user_registered:
+            if self.invite_code is not None or self.channel or self.activity_code:
+                raise ValueError(f"{self.type.value} carries no invite_code, channel or activity")
+        elif self.channel is RegistrationChannel.share_link:
+            if not self.invite_code or not self.activity_code:
+                raise ValueError("a share_link registration needs invite_code and activity_code")
+        elif self.activity_code is not None:
+            raise ValueError("activity_code names a share link: channel share_link only")
         return self
 
 

@@ -26,7 +26,15 @@ from activity_service.events.schemas import (
     EventType,
 )
 from contracts import jobs
-from contracts.payloads import Node, NodeCompleted, UserProfileFact, UserRegistered
+from contracts.payloads import (
+    NODE_EVENT_TYPES,
+    Node,
+    NodeCompleted,
+    NodeCompletionFact,
+    NodeCompletions,
+    UserProfileFact,
+    UserRegistered,
+)
 from service_kit.auth import CallerKind, Principal
 from service_kit.errors import Conflict, Forbidden, ProblemError, Unprocessable
 
@@ -67,6 +75,8 @@ def follow_ups(tenant_id: str, body: EventIn) -> list[FollowUp]:
             invite_code=body.invite_code,
             registered_at=body.occurred_at,
             event_id=body.event_id,
+            channel=body.channel.value if body.channel else None,
+            activity_code=body.activity_code,
         )
         messages.append(
             (
@@ -270,3 +280,20 @@ async def ingest_batch(
         rejected=sum(1 for r in items if r.status == "rejected"),
         items=items,
     )
+
+
+async def node_completions(session: AsyncSession, tenant_id: str, user_id: str) -> NodeCompletions:
+    """The referral nodes the user completed by the events stored so far. An event is
+    stored before its 202 is sent, so whoever asks after the acknowledgement sees it, even
+    when no job has run yet (the referral service freezes a node's inviter on this)."""
+    types = [t for node_types in NODE_EVENT_TYPES.values() for t in node_types]
+    first = await EventRepository.from_session(session).first_of_types(tenant_id, user_id, types)
+    nodes = []
+    for node, node_types in NODE_EVENT_TYPES.items():
+        found = sorted(first[t] for t in node_types if t in first)
+        if found:
+            completed_at, event_id = found[0]
+            nodes.append(
+                NodeCompletionFact(node=node, completed_at=completed_at, event_id=event_id)
+            )
+    return NodeCompletions(user_id=user_id, nodes=nodes)

@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.payloads import Node
 from referral_service.bindings import service
+from referral_service.bindings.completions import ActivityCompletions
 from referral_service.bindings.schemas import (
     BindingChange,
     BindingCreate,
@@ -51,6 +52,13 @@ OperatorWriter = Annotated[
     Principal, Depends(Authenticator(kinds={CallerKind.operator}, permissions=ACTIVITY_WRITE))
 ]
 UserIdPath = Annotated[str, Path(min_length=1, max_length=128, examples=["u-2002"])]
+
+
+def _completions(request: Request) -> ActivityCompletions:
+    return ActivityCompletions(request.app.state.http, request.app.state.settings.activity_url)
+
+
+CompletionsDep = Annotated[ActivityCompletions, Depends(_completions)]
 
 
 async def _grace(request: Request, session: AsyncSession, tenant_id: str) -> timedelta:
@@ -104,12 +112,17 @@ async def create_binding(
     idempotency: IdempotencyDep,
     session: SessionDep,
     clock: ClockDep,
+    completions: CompletionsDep,
 ) -> BindingRead:
     """Bind the inviter of a node that has none yet and is not completed. Operators bind by
-    channel `operator` (recorded with their id); services by `invite_code` or `share_link`.
+    channel `operator` (recorded with their id) — at the registration node also after the
+    invite-code grace, for a user who has no registration inviter (never replacing one);
+    services by `invite_code` or `share_link` (with the shared activity's `activity_code`).
+    The account-opening and deposit nodes are frozen as soon as their event is stored: the
+    activity service is asked, and if it cannot answer nothing is bound (503).
 
     Errors: 422 `self_invitation` / `channel_not_allowed`, 409 `already_bound` /
-    `node_completed` / `binding_cycle`."""
+    `node_completed` / `binding_cycle`, 503 `completion_unknown`."""
     if principal.kind is CallerKind.operator:
         if body.channel not in (None, Channel.operator):
             raise Unprocessable("Operators bind by channel `operator`.", code="channel_not_allowed")
@@ -120,6 +133,11 @@ async def create_binding(
                 "Channel `operator` is for operators' manual binds.", code="channel_not_allowed"
             )
         channel, operator_id = body.channel or Channel.share_link, None
+    if body.activity_code is not None and channel is not Channel.share_link:
+        raise Unprocessable(
+            "`activity_code` names the activity of a share link: channel `share_link` only.",
+            code="channel_not_allowed",
+        )
     binding = await service.bind(
         session,
         tenant_id=principal.tenant_id,
@@ -131,6 +149,8 @@ async def create_binding(
         at=clock.now(),
         registration_grace=await _grace(request, session, principal.tenant_id),
         operator_id=operator_id,
+        activity_code=body.activity_code,
+        completions=completions,
     )
     return BindingRead.model_validate(binding)
 
@@ -158,13 +178,18 @@ async def change_binding(
     principal: OperatorWriter,
     session: SessionDep,
     clock: ClockDep,
+    completions: CompletionsDep,
 ) -> BindingRead:
     """Set the account-opening or deposit inviter of an invitee who has not completed that
     node (binds it when unbound, else replaces it; the same inviter again changes nothing).
-    The registration inviter is never changed (422 `node_not_changeable`).
+    The node is completed as soon as its event (`account.opened`, first deposit) is stored
+    by the activity service, which is asked first: if it cannot answer, nothing changes
+    (503). A change that would make anyone their own effective inviter (the node's own
+    inviter, else the registration inviter) is refused. The registration inviter is never
+    changed (422 `node_not_changeable`).
 
     Errors: 422 `node_not_changeable` / `self_invitation`, 409 `node_completed` /
-    `binding_cycle` / `concurrent_change`."""
+    `binding_cycle` / `concurrent_change`, 503 `completion_unknown`."""
     binding, _ = await service.set_inviter(
         session,
         tenant_id=principal.tenant_id,
@@ -174,8 +199,41 @@ async def change_binding(
         actor=principal.actor,
         operator_id=principal.sub,
         at=clock.now(),
+        completions=completions,
     )
     return BindingRead.model_validate(binding)
+
+
+@router.delete(
+    "/v1/bindings/{invitee_id}/{node}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Remove a node's inviter",
+)
+async def delete_binding(
+    invitee_id: UserIdPath,
+    node: Node,
+    principal: OperatorWriter,
+    session: SessionDep,
+    clock: ClockDep,
+    completions: CompletionsDep,
+) -> None:
+    """Remove the account-opening or deposit inviter of an invitee who has not completed
+    that node (asked of the activity service, as for a change); the registration inviter
+    applies there again. The removal is kept in the history (`unbound`, with the removed
+    inviter as `previous_inviter_id`).
+
+    Errors: 404 `binding_not_found`, 409 `node_not_changeable` (the registration inviter
+    is never removed) / `node_completed` / `binding_cycle` (the registration inviter would
+    then make the invitee their own effective inviter), 503 `completion_unknown`."""
+    await service.unbind(
+        session,
+        tenant_id=principal.tenant_id,
+        invitee_id=invitee_id,
+        node=node,
+        actor=principal.actor,
+        at=clock.now(),
+        completions=completions,
+    )
 
 
 @router.get("/v1/bindings/{invitee_id}", summary="All nodes of one invitee, with history")

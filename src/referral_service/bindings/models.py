@@ -30,6 +30,8 @@ class Binding(Base):
     channel: Mapped[str] = mapped_column(String(20), nullable=False)
     app_id: Mapped[str | None] = mapped_column(String(64))
     operator_id: Mapped[str | None] = mapped_column(String(160))
+    # The activity whose share link the invitee came through (channel share_link).
+    activity_code: Mapped[str | None] = mapped_column(String(32))
     bound_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), nullable=False
@@ -49,10 +51,12 @@ class BindingHistory(Base):
     tenant_id: Mapped[str] = mapped_column(String(64), nullable=False)
     invitee_id: Mapped[str] = mapped_column(String(128), nullable=False)
     node: Mapped[str] = mapped_column(String(20), nullable=False)
-    action: Mapped[str] = mapped_column(String(16), nullable=False)  # bound | rebound
+    action: Mapped[str] = mapped_column(String(16), nullable=False)  # bound | rebound | unbound
     previous_inviter_id: Mapped[str | None] = mapped_column(String(128))
-    inviter_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    # None after an unbinding.
+    inviter_id: Mapped[str | None] = mapped_column(String(128))
     channel: Mapped[str] = mapped_column(String(20), nullable=False)
+    activity_code: Mapped[str | None] = mapped_column(String(32))
     actor: Mapped[str] = mapped_column(String(160), nullable=False)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 

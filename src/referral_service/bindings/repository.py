@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, literal, or_, select, text, update
+from sqlalchemy import and_, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,16 +28,18 @@ class BindingRepository:
 
     # --- locks -------------------------------------------------------------------------
 
-    async def lock(self, keys: list[str]) -> None:
+    async def lock(self, keys: list[str], *, shared: bool = False) -> None:
         """Take transaction-scoped advisory locks on ``keys`` in one statement, in the order
         of their lock ids (the sorted DISTINCT subquery is not flattened by the planner, so
-        the locks are taken in that order), so overlapping sets never deadlock."""
+        the locks are taken in that order), so overlapping sets never deadlock. Shared locks
+        only exclude the exclusive ones of the same keys."""
         if not keys:
             return
+        function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
         try:
             await self.session.execute(
                 text(
-                    "SELECT pg_advisory_xact_lock(h) FROM ("
+                    f"SELECT {function}(h) FROM ("
                     " SELECT DISTINCT hashtextextended(k, 0) AS h"
                     " FROM unnest(CAST(:keys AS text[])) AS k ORDER BY h) AS ordered"
                 ),
@@ -55,50 +57,59 @@ class BindingRepository:
 
     # --- graph walks -------------------------------------------------------------------
 
-    def _chain(self, tenant_id: str, node: str, start_user: str) -> Any:
-        """Recursive CTE of the inviters above ``start_user`` at ``node``: every step is one
-        probe of the (tenant, invitee, node) unique index, so the cost is the chain's length,
-        never the graph's size. UNION (not UNION ALL) stops on a pre-existing loop."""
-        chain = (
-            select(Binding.inviter_id.label("user_id"), literal(1).label("depth"))
-            .where(
-                Binding.tenant_id == tenant_id,
-                Binding.invitee_id == start_user,
-                Binding.node == node,
-            )
-            .cte("chain", recursive=True)
+    # The effective inviter of a user at a node is the node's own inviter, else the
+    # registration inviter (what rewards use). Each step probes the (tenant, invitee, node)
+    # unique index for the two nodes and keeps the node's own; UNION ALL with a depth bound,
+    # read lazily, so a search stops at its first hit.
+    _EFFECTIVE_CHAIN = f"""
+        WITH RECURSIVE chain(user_id, depth) AS (
+            SELECT CAST(:start AS varchar), 0
+            UNION ALL
+            SELECT step.inviter_id, chain.depth + 1
+            FROM chain
+            CROSS JOIN LATERAL (
+                SELECT b.inviter_id FROM bindings b
+                WHERE b.tenant_id = :tenant AND b.invitee_id = chain.user_id
+                  AND b.node IN (:node, 'registration')
+                ORDER BY b.node = :node DESC
+                LIMIT 1
+            ) AS step
+            WHERE chain.depth < {MAX_CHAIN_DEPTH}
         )
-        return chain.union(
-            select(Binding.inviter_id, chain.c.depth + 1).where(
-                Binding.tenant_id == tenant_id,
-                Binding.invitee_id == chain.c.user_id,
-                Binding.node == node,
-                chain.c.depth < MAX_CHAIN_DEPTH,
-            )
-        )
+    """
 
-    async def ancestors(self, tenant_id: str, node: str, start_user: str) -> list[str]:
-        """The inviters above ``start_user`` at ``node``, nearest first."""
-        chain = self._chain(tenant_id, node, start_user)
+    async def effective_ancestors(self, tenant_id: str, node: str, start_user: str) -> list[str]:
+        """The effective inviters above ``start_user`` at ``node``, nearest first. A loop
+        already in the data ends the walk where it repeats."""
         rows = await self.session.execute(
-            select(chain.c.user_id, chain.c.depth).order_by(chain.c.depth)
+            text(
+                self._EFFECTIVE_CHAIN
+                + " SELECT user_id FROM chain WHERE depth > 0 ORDER BY depth LIMIT :limit"
+            ),
+            {"tenant": tenant_id, "node": node, "start": start_user, "limit": MAX_CHAIN_DEPTH},
         )
         seen: dict[str, None] = {}
-        for user_id, _ in rows.all():
-            seen.setdefault(user_id, None)
+        for (user_id,) in rows.all():
+            if user_id in seen:
+                break
+            seen[user_id] = None
         return list(seen)
+
+    async def effectively_reaches(
+        self, tenant_id: str, node: str, start_user: str, target_user: str
+    ) -> bool:
+        """Does following effective inviters at ``node`` up from ``start_user`` reach
+        ``target_user`` (``start_user`` itself included)?"""
+        found = await self.session.scalar(
+            text(self._EFFECTIVE_CHAIN + " SELECT true FROM chain WHERE user_id = :target LIMIT 1"),
+            {"tenant": tenant_id, "node": node, "start": start_user, "target": target_user},
+        )
+        return bool(found)
 
     async def reaches(
         self, tenant_id: str, start_user: str, target_user: str, node: str = "registration"
     ) -> bool:
-        """Does following ``node`` inviters up from ``start_user`` reach ``target_user``?"""
-        if start_user == target_user:
-            return True
-        chain = self._chain(tenant_id, node, start_user)
-        found = await self.session.scalar(
-            select(literal(True)).select_from(chain).where(chain.c.user_id == target_user).limit(1)
-        )
-        return bool(found)
+        return await self.effectively_reaches(tenant_id, node, start_user, target_user)
 
     # --- bindings ----------------------------------------------------------------------
 
@@ -142,6 +153,11 @@ class BindingRepository:
         )
         result = await self.session.scalars(stmt, execution_options={"populate_existing": True})
         return result.one_or_none()
+
+    async def delete(self, binding: Binding) -> None:
+        """Removed at once (flushed), so graph walks in this transaction no longer see it."""
+        await self.session.delete(binding)
+        await self.session.flush()
 
     def add_history(self, entry: BindingHistory) -> None:
         self.session.add(entry)

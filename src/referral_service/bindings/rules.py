@@ -10,7 +10,8 @@ from contracts.payloads import Node
 # Operators change the account-opening and deposit inviter (seed manual, "Add Account-Opening
 # or Deposit Inviter"); the registration inviter is the origin of the whole invitation tree and
 # of cumulative invitation totals, so it is bound once and never replaced.
-CHANGEABLE_NODES = frozenset({Node.account_opening, Node.deposit})
+CHANGEABLE_NODES_IN_ORDER = (Node.account_opening, Node.deposit)
+CHANGEABLE_NODES = frozenset(CHANGEABLE_NODES_IN_ORDER)
 
 
 def effective_inviters(own: Mapping[Node, str | None]) -> dict[Node, str | None]:

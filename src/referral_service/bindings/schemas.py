@@ -29,6 +29,11 @@ class BindingRead(BaseModel):
     app_id: str | None = Field(
         None, description="App of the invite code used", examples=["broker-app"]
     )
+    activity_code: str | None = Field(
+        None,
+        description="Channel `share_link`: the activity whose share link the invitee came through",
+        examples=["A20261123001"],
+    )
     bound_at: datetime = Field(description="When the current inviter was bound")
     completed_at: datetime | None = Field(
         None, description="When the invitee completed this node (then the binding is frozen)"
@@ -48,10 +53,13 @@ class BindingHistoryRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     node: Node
-    action: str = Field(description="bound | rebound", examples=["bound"])
+    action: str = Field(description="bound | rebound | unbound", examples=["bound"])
     previous_inviter_id: str | None = Field(examples=[None])
-    inviter_id: str = Field(examples=["u-1001"])
+    inviter_id: str | None = Field(
+        description="The inviter after the change (none after an unbinding)", examples=["u-1001"]
+    )
     channel: Channel
+    activity_code: str | None = Field(None, description="Share link of this activity")
     actor: str = Field(description="Who made the change", examples=["operator:ops-1"])
     at: datetime = Field(description="When the change was made")
 
@@ -101,6 +109,13 @@ class BindingCreate(BaseModel):
         None,
         description="Operators always bind by `operator` (the default for them); services "
         "state `invite_code` or `share_link` (default `share_link`)",
+    )
+    activity_code: str | None = Field(
+        None,
+        min_length=1,
+        max_length=32,
+        description="Channel `share_link`: the activity whose share link was used",
+        examples=["A20261123001"],
     )
 
 

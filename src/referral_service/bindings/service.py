@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from contracts import jobs
 from contracts.payloads import BindingChanged, Node
 from referral_service.bindings import rules
+from referral_service.bindings.completions import CompletionSource
 from referral_service.bindings.models import Binding, BindingHistory
 from referral_service.bindings.repository import BindingRepository
 from referral_service.bindings.schemas import (
@@ -25,7 +26,7 @@ from referral_service.bindings.schemas import (
     UserBindingRead,
 )
 from referral_service.db import OutboxMessage
-from service_kit.errors import Conflict, Unprocessable
+from service_kit.errors import Conflict, NotFound, Unprocessable
 from service_kit.outbox import OutboxRepository
 from service_kit.pagination import Page, PageParams
 
@@ -41,32 +42,60 @@ def _refuse_self(invitee_id: str, inviter_id: str) -> None:
 
 def _cycle(inviter_id: str, invitee_id: str, node: Node) -> Conflict:
     return Conflict(
-        f"{inviter_id} was (directly or not) invited by {invitee_id} at the {node.value} "
-        "node; this binding would make a cycle.",
+        f"{inviter_id}'s effective {node.value} inviter is (directly or through a chain) "
+        f"{invitee_id}; this binding would make {invitee_id} their own effective "
+        f"{node.value} inviter.",
         code="binding_cycle",
+        node=node.value,
     )
 
 
-async def _lock_registration_chain(
+async def _effective_cycle(
+    repo: BindingRepository, tenant_id: str, invitee_id: str, inviter_id: str, nodes: list[Node]
+) -> Node | None:
+    """The first of ``nodes`` at which following effective inviters up from the new
+    inviter comes back to the invitee."""
+    for node in nodes:
+        if await repo.effectively_reaches(tenant_id, node.value, inviter_id, invitee_id):
+            return node
+    return None
+
+
+async def _nodes_following_registration(
+    repo: BindingRepository, tenant_id: str, invitee_id: str
+) -> list[Node]:
+    """The nodes whose effective inviter a registration binding of the invitee sets: the
+    registration node and every node without an inviter of its own."""
+    own = {b.node for b in await repo.for_invitee(tenant_id, invitee_id)}
+    return [Node.registration, *(n for n in rules.CHANGEABLE_NODES_IN_ORDER if n.value not in own)]
+
+
+async def _lock_registration_bind(
     repo: BindingRepository, tenant_id: str, invitee_id: str, inviter_id: str
 ) -> None:
-    """Lock the invitee and every user on the inviter's chain up to its top, then prove the
-    chain did not grow meanwhile.
+    """Serialise a registration bind with every change that could close a cycle with it,
+    then refuse it if it would close one at any node it sets.
 
-    Registration bindings are never replaced and only added to users without one, so a
-    concurrent bind that could close a cycle through this chain must bind one of the locked
-    users as its invitee: two such binds are serialised and the later one sees the earlier.
+    Operator changes of the other nodes are kept out by a shared lock on their graphs (they
+    take it exclusively). Registration binds lock the invitee and every user on the
+    inviter's effective chains, then prove the chains did not grow meanwhile: a concurrent
+    registration bind that could close a cycle with this one binds a user on those chains
+    as its invitee, so the two are serialised and the later one sees the earlier.
     """
-    node = Node.registration
+    await repo.lock(
+        [rules.graph_lock_key(tenant_id, n) for n in rules.CHANGEABLE_NODES], shared=True
+    )
     locked: set[str] = set()
     for _ in range(MAX_LOCK_ROUNDS):
-        chain = await repo.ancestors(tenant_id, node.value, inviter_id)
-        if invitee_id in chain:
-            raise _cycle(inviter_id, invitee_id, node)
-        wanted = {invitee_id, inviter_id, *chain}
+        nodes = await _nodes_following_registration(repo, tenant_id, invitee_id)
+        chains = {n: await repo.effective_ancestors(tenant_id, n.value, inviter_id) for n in nodes}
+        closing = next((n for n in nodes if invitee_id in chains[n]), None)
+        if closing is not None:
+            raise _cycle(inviter_id, invitee_id, closing)
+        wanted = {invitee_id, inviter_id}.union(*chains.values())
         if wanted <= locked:
             return
-        await repo.lock(rules.lock_keys(tenant_id, node, wanted - locked))
+        await repo.lock(rules.lock_keys(tenant_id, Node.registration, wanted - locked))
         locked |= wanted
     raise Conflict("The inviter's chain kept changing; try again.", code="concurrent_change")
 
@@ -76,6 +105,17 @@ async def _lock_changeable_node(
 ) -> None:
     await repo.lock([rules.graph_lock_key(tenant_id, node)])
     await repo.lock(rules.lock_keys(tenant_id, node, [invitee_id]))
+
+
+def _frozen(node: Node, completed_at: datetime | None) -> Conflict:
+    extra = (
+        " and the grace for entering an invite code has passed" if node is Node.registration else ""
+    )
+    return Conflict(
+        f"The invitee completed the {node.value} node{extra}; its inviter is frozen.",
+        code="node_completed",
+        completed_at=completed_at.isoformat() if completed_at else None,
+    )
 
 
 async def _refuse_frozen(
@@ -88,16 +128,22 @@ async def _refuse_frozen(
 ) -> None:
     completed_at = await repo.completed_at(tenant_id, invitee_id, node.value)
     if rules.is_frozen(node, completed_at, now, registration_grace):
-        extra = (
-            " and the grace for entering an invite code has passed"
-            if node is Node.registration
-            else ""
-        )
-        raise Conflict(
-            f"The invitee completed the {node.value} node{extra}; its inviter is frozen.",
-            code="node_completed",
-            completed_at=completed_at.isoformat() if completed_at else None,
-        )
+        raise _frozen(node, completed_at)
+
+
+async def _refuse_acknowledged_completion(
+    completions: CompletionSource | None, tenant_id: str, invitee_id: str, node: Node
+) -> None:
+    """The account-opening and deposit nodes freeze the moment their event is acknowledged
+    (202), which may be long before a job tells this service: the event log is asked, with
+    the node's locks held, as the last step before the change is written. An event stored
+    after this answer is concurrent with the change, never acknowledged before it was asked.
+    ``completions`` raises 503 ``completion_unknown`` when it cannot know."""
+    if completions is None or node is Node.registration:
+        return
+    completed_at = await completions.completed_at(tenant_id, invitee_id, node)
+    if completed_at is not None:
+        raise _frozen(node, completed_at)
 
 
 def _record_change(
@@ -110,7 +156,9 @@ def _record_change(
     actor: str,
     at: datetime,
 ) -> None:
-    """History row and the outbox message for activity_service, in the change's transaction."""
+    """History row and the outbox message for activity_service, in the change's transaction
+    (``binding`` as it is after the change; as it was before an unbinding)."""
+    inviter_id = None if action == "unbound" else binding.inviter_id
     repo.add_history(
         BindingHistory(
             tenant_id=binding.tenant_id,
@@ -118,8 +166,9 @@ def _record_change(
             node=binding.node,
             action=action,
             previous_inviter_id=previous_inviter_id,
-            inviter_id=binding.inviter_id,
+            inviter_id=inviter_id,
             channel=binding.channel,
+            activity_code=binding.activity_code,
             actor=actor,
             at=at,
         )
@@ -128,7 +177,7 @@ def _record_change(
         tenant_id=binding.tenant_id,
         invitee_id=binding.invitee_id,
         node=Node(binding.node),
-        inviter_id=binding.inviter_id,
+        inviter_id=inviter_id,
         previous_inviter_id=previous_inviter_id,
         channel=binding.channel,
         action=action,
@@ -152,27 +201,35 @@ async def bind(
     registration_grace: timedelta,
     app_id: str | None = None,
     operator_id: str | None = None,
+    activity_code: str | None = None,
+    completions: CompletionSource | None = None,
 ) -> Binding:
     """Bind the invitee's inviter at ``node``: once, before the node is frozen, without
-    self-invitation or cycles. Exactly one of two concurrent binds wins (the other gets
-    409 ``already_bound``)."""
+    self-invitation or making anyone their own effective inviter. Exactly one of two
+    concurrent binds wins (the other gets 409 ``already_bound``).
+
+    An operator may add a missing registration inviter after the grace for entering an
+    invite code (seed §4.1.1): the grace keeps app users from binding late, an operator's
+    bind is an audited correction; an existing registration inviter is never replaced."""
     _refuse_self(invitee_id, inviter_id)
     repo = BindingRepository.from_session(session)
     if node is Node.registration:
-        await _lock_registration_chain(repo, tenant_id, invitee_id, inviter_id)
+        await _lock_registration_bind(repo, tenant_id, invitee_id, inviter_id)
     else:
         await _lock_changeable_node(repo, tenant_id, node, invitee_id)
-    await _refuse_frozen(repo, tenant_id, invitee_id, node, at, registration_grace)
+    if not (node is Node.registration and channel is Channel.operator):
+        await _refuse_frozen(repo, tenant_id, invitee_id, node, at, registration_grace)
     existing = await repo.get(tenant_id, invitee_id, node.value)
     if existing is not None:
         raise Conflict(
             f"The invitee already has a {node.value} inviter.",
             code="already_bound",
         )
-    if node is not Node.registration and await repo.reaches(
-        tenant_id, inviter_id, invitee_id, node.value
+    if node is not Node.registration and await repo.effectively_reaches(
+        tenant_id, node.value, inviter_id, invitee_id
     ):
         raise _cycle(inviter_id, invitee_id, node)
+    await _refuse_acknowledged_completion(completions, tenant_id, invitee_id, node)
     binding = await repo.insert_if_unbound(
         {
             "id": uuid.uuid4(),
@@ -183,6 +240,7 @@ async def bind(
             "channel": channel.value,
             "app_id": app_id,
             "operator_id": operator_id,
+            "activity_code": activity_code,
             "bound_at": at,
             "created_at": at,
             "updated_at": at,
@@ -206,6 +264,7 @@ async def set_inviter(
     actor: str,
     operator_id: str,
     at: datetime,
+    completions: CompletionSource | None = None,
 ) -> tuple[Binding, str | None]:
     """An operator binds or changes the account-opening or deposit inviter of an invitee
     who has not completed that node. Returns the binding and the action taken (``bound``,
@@ -223,8 +282,9 @@ async def set_inviter(
     current = await repo.get(tenant_id, invitee_id, node.value)
     if current is not None and current.inviter_id == inviter_id:
         return current, None
-    if await repo.reaches(tenant_id, inviter_id, invitee_id, node.value):
+    if await repo.effectively_reaches(tenant_id, node.value, inviter_id, invitee_id):
         raise _cycle(inviter_id, invitee_id, node)
+    await _refuse_acknowledged_completion(completions, tenant_id, invitee_id, node)
     values = {
         "inviter_id": inviter_id,
         "channel": Channel.operator.value,
@@ -254,6 +314,56 @@ async def set_inviter(
         session, repo, binding, action=action, previous_inviter_id=previous, actor=actor, at=at
     )
     return binding, action
+
+
+async def unbind(
+    session: AsyncSession,
+    *,
+    tenant_id: str,
+    invitee_id: str,
+    node: Node,
+    actor: str,
+    at: datetime,
+    completions: CompletionSource | None = None,
+) -> Binding:
+    """An operator removes the account-opening or deposit inviter of an invitee who has not
+    completed that node; the registration inviter then applies again there. The history
+    keeps the removed binding. Returns the binding as it was."""
+    if node not in rules.CHANGEABLE_NODES:
+        raise Conflict(
+            "The registration inviter is the origin of the invitation tree and of the "
+            "cumulative invitation totals: it is never removed or replaced.",
+            code="node_not_changeable",
+        )
+    repo = BindingRepository.from_session(session)
+    await _lock_changeable_node(repo, tenant_id, node, invitee_id)
+    await _refuse_frozen(repo, tenant_id, invitee_id, node, at, timedelta(0))
+    current = await repo.get(tenant_id, invitee_id, node.value)
+    if current is None:
+        raise NotFound(
+            f"{invitee_id} has no {node.value} inviter of its own to remove.",
+            code="binding_not_found",
+        )
+    # Without its own inviter the node falls back to the registration inviter, which must
+    # not make the invitee their own effective inviter there.
+    fallback = await repo.get(tenant_id, invitee_id, Node.registration.value)
+    if fallback is not None:
+        await repo.delete(current)  # walk the graph as it will be
+        if await repo.effectively_reaches(tenant_id, node.value, fallback.inviter_id, invitee_id):
+            raise _cycle(fallback.inviter_id, invitee_id, node)
+    await _refuse_acknowledged_completion(completions, tenant_id, invitee_id, node)
+    if fallback is None:
+        await repo.delete(current)
+    _record_change(
+        session,
+        repo,
+        current,
+        action="unbound",
+        previous_inviter_id=current.inviter_id,
+        actor=actor,
+        at=at,
+    )
+    return current
 
 
 async def complete_node(

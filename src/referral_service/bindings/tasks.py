@@ -54,11 +54,12 @@ async def user_registered(
                         invitee_id=fact.user_id,
                         inviter_id=owner.user_id,
                         node=Node.registration,
-                        channel=Channel.invite_code,
+                        channel=Channel(fact.channel or Channel.invite_code),
                         actor="system:registration",
                         at=fact.registered_at,
                         registration_grace=grace,
                         app_id=fact.app_id,
+                        activity_code=fact.activity_code,
                     )
                 outcome = "bound"
             except ProblemError as refused:

@@ -83,7 +83,14 @@ async def test_cycles_are_refused_at_the_other_nodes_too(platform: Platform) -> 
     assert (await op_change(platform, "u-c", "deposit", "u-b")).status_code == 200
     cycle = await op_change(platform, "u-a", "deposit", "u-c")
     assert cycle.status_code == 409 and cycle.json()["code"] == "binding_cycle"
-    # Deposit edges do not make registration cycles.
+    # A registration inviter is u-a's effective deposit inviter while u-a has no deposit
+    # inviter of its own: u-c would then close the deposit cycle.
+    through_fallback = await op_bind(platform, "u-a", "u-c")
+    assert through_fallback.status_code == 409
+    assert through_fallback.json()["code"] == "binding_cycle"
+    assert through_fallback.json()["node"] == "deposit"
+    # With a deposit inviter of its own, u-a's registration inviter closes no cycle.
+    assert (await op_change(platform, "u-a", "deposit", "u-d")).status_code == 200
     assert (await op_bind(platform, "u-a", "u-c")).status_code == 201
 
 
@@ -183,7 +190,12 @@ async def test_self_binding_closes_after_the_tenants_grace(platform: Platform) -
     platform.clock.advance(timedelta(hours=1))
     late = await self_bind(platform, "u-late", code)
     assert late.status_code == 409 and late.json()["code"] == "node_completed"
-    assert (await op_bind(platform, "u-late", "u-a")).json()["code"] == "node_completed"
+    by_back_end = await platform.referral.post(
+        "/v1/bindings",
+        json={"invitee_id": "u-late", "inviter_id": "u-a", "node": "registration"},
+        headers=platform.service(),
+    )
+    assert by_back_end.json()["code"] == "node_completed"
 
     # The tenant widens its grace: the user may bind again.
     put = await platform.referral.put(
