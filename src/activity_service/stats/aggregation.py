@@ -4,10 +4,10 @@ cost per acquired user. Unit-tested in tests/unit/stats."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from activity_service.stats.schemas import (
@@ -15,6 +15,9 @@ from activity_service.stats.schemas import (
     RECORD_STATUSES,
     CostSummary,
     CurrencyAmount,
+    CurrencyNet,
+    FunnelStage,
+    NetInflow,
     RewardCounts,
     TypeCost,
 )
@@ -137,3 +140,50 @@ def cost_per_user(cost: CostSummary | None, acquired_users: int) -> Decimal | No
     if cost is None or not cost.complete or acquired_users <= 0:
         return None
     return quantize(cost.total / acquired_users)
+
+
+RATE_PLACES = Decimal("0.0001")
+
+
+def funnel(stages: Sequence[tuple[str, int]]) -> list[FunnelStage]:
+    """Conversion rates of a funnel: each stage over the previous one and over the first."""
+    out: list[FunnelStage] = []
+    first = stages[0][1] if stages else 0
+    previous: int | None = None
+    for name, users in stages:
+        out.append(
+            FunnelStage(
+                stage=name,  # type: ignore[arg-type]
+                users=users,
+                rate_from_previous=_rate(users, previous),
+                rate_from_start=_rate(users, first) if previous is not None else None,
+            )
+        )
+        previous = users
+    return out
+
+
+def _rate(users: int, of: int | None) -> Decimal | None:
+    if not of:
+        return None
+    return (Decimal(users) / Decimal(of)).quantize(RATE_PLACES, rounding=ROUND_HALF_EVEN)
+
+
+def net_inflow(
+    rows: Iterable[tuple[str, Decimal, int]], base_currency: str, rates: RateTable, at: datetime
+) -> NetInflow:
+    """Net amounts per currency and their sum in the base currency (rate effective at
+    ``at``); a currency without a rate stays out of the total and makes it incomplete."""
+    total = Decimal(0)
+    complete = True
+    parts = []
+    for currency, amount, users in rows:
+        amount = Decimal(amount)
+        parts.append(CurrencyNet(currency=currency, amount=quantize(amount), users=users))
+        try:
+            total += rates.convert(amount, currency, base_currency, at)
+        except NoRate:
+            complete = False
+    return NetInflow(
+        currency=base_currency, total=quantize(total), complete=complete, by_currency=parts
+    )

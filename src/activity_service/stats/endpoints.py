@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Request
 
 from activity_service.stats import service
 from activity_service.stats.reward_client import RewardStatsClient
-from activity_service.stats.schemas import ActivityStats
+from activity_service.stats.schemas import ActivityStats, CampaignReport
 from service_kit.auth import ACTIVITY_READ, Authenticator, CallerKind, Principal
 from service_kit.db import SessionDep
 from service_kit.deps import ClockDep, HttpDep
@@ -49,5 +49,24 @@ async def get_activity_stats(
     with the FX rate effective now; amounts without a rate are listed in
     `cost.unconverted`."""
     return await service.activity_stats(
+        session, principal.tenant_id, activity_id, clock.now(), rewards
+    )
+
+
+@router.get("/{activity_id}/report", summary="Campaign report: funnel, inflow and cost")
+async def get_campaign_report(
+    activity_id: uuid.UUID,
+    principal: Reader,
+    session: SessionDep,
+    clock: ClockDep,
+    rewards: RewardStatsDep,
+) -> CampaignReport:
+    """The campaign's funnel — invited (referral; `took_part` for other kinds) → registered
+    → account opened → first deposit — with the conversion rate of each stage, the cohort's
+    net inflow (deposits and stock transfers in minus withdrawals and transfers out, since
+    the window started, converted to the base currency), next to the cost and cost per
+    acquired user of the activity's stats and the cost per first deposit. Trading volume
+    is null: no business event carries it yet."""
+    return await service.campaign_report(
         session, principal.tenant_id, activity_id, clock.now(), rewards
     )

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from sqlalchemy import Select, String, Values, column, func, select, union, union_all, values
+from sqlalchemy import Select, String, Values, column, func, select, text, union, union_all, values
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from activity_service.evaluation.models import EvaluationOutcome, Grant, ReferralQualification
@@ -156,3 +156,111 @@ def _rule_tasks(rule_tasks: Mapping[str, str]) -> Values:
     return values(column("rule_id", String), column("task", String), name="rule_tasks").data(
         sorted(rule_tasks.items())
     )
+
+
+# --------------------------------------------------------------------------- campaign report
+
+# The users a campaign acquired or touched (its cohort). Referral: invitees who registered
+# inside the window with an invite code (the registration event carries it), and the
+# invitees who qualified in this activity (also those an operator bound). Other kinds: the
+# users who took part in it (grants, evaluation outcomes, teams and assists).
+_REFERRAL_COHORT = """
+SELECT user_id FROM events
+WHERE tenant_id = :tenant_id AND type = 'user.registered'
+  AND occurred_at >= :starts_at AND occurred_at < :ends_at
+  AND payload ->> 'invite_code' IS NOT NULL
+UNION
+SELECT invitee_id FROM referral_qualifications
+WHERE tenant_id = :tenant_id AND activity_id = :activity_id
+"""
+
+_PARTICIPANT_COHORT = """
+SELECT user_id FROM grants WHERE tenant_id = :tenant_id AND activity_id = :activity_id
+UNION
+SELECT user_id FROM evaluation_outcomes
+WHERE tenant_id = :tenant_id AND activity_id = :activity_id AND outcome <> ALL(:not_taking_part)
+UNION
+SELECT initiator_id FROM teams WHERE tenant_id = :tenant_id AND activity_id = :activity_id
+UNION
+SELECT helper_id FROM team_assists WHERE tenant_id = :tenant_id AND activity_id = :activity_id
+"""
+
+# A strict funnel over the cohort, in one statement: registered (ever), then account opened
+# from the start of the window to now, then a first deposit (of the user's whole history)
+# in that span. Each stage counts only users who passed the stages before it.
+_FUNNEL = """
+WITH cohort AS ({cohort}),
+registered AS (
+    SELECT DISTINCT c.user_id FROM cohort AS c
+    WHERE EXISTS (SELECT 1 FROM events AS e WHERE e.tenant_id = :tenant_id
+                  AND e.user_id = c.user_id AND e.type = 'user.registered')
+),
+opened AS (
+    SELECT r.user_id FROM registered AS r
+    WHERE EXISTS (SELECT 1 FROM events AS e WHERE e.tenant_id = :tenant_id
+                  AND e.user_id = r.user_id AND e.type = 'account.opened'
+                  AND e.occurred_at >= :starts_at AND e.occurred_at < :until)
+),
+deposited AS (
+    SELECT o.user_id FROM opened AS o
+    CROSS JOIN LATERAL (
+        SELECT min(e.occurred_at) AS first_at FROM events AS e
+        WHERE e.tenant_id = :tenant_id AND e.user_id = o.user_id AND e.type = 'cash.deposited'
+    ) AS f
+    WHERE f.first_at >= :starts_at AND f.first_at < :until
+)
+SELECT (SELECT count(DISTINCT user_id) FROM cohort), (SELECT count(*) FROM registered),
+       (SELECT count(*) FROM opened), (SELECT count(*) FROM deposited)
+"""
+
+# The cohort's money flows from the start of the window to now, signed (in: deposits and
+# stock transfers in; out: withdrawals and stock transfers out), summed per currency.
+_NET_INFLOW = """
+WITH cohort AS ({cohort})
+SELECT e.payload ->> 'currency' AS currency,
+       sum(CASE WHEN e.type IN ('cash.deposited', 'stock.transferred_in')
+                THEN CAST(e.payload ->> 'amount' AS numeric)
+                ELSE -CAST(e.payload ->> 'amount' AS numeric) END) AS net,
+       count(DISTINCT e.user_id) AS users
+FROM (SELECT DISTINCT user_id FROM cohort) AS c
+JOIN events AS e ON e.tenant_id = :tenant_id AND e.user_id = c.user_id
+WHERE e.type IN ('cash.deposited', 'cash.withdrawn', 'stock.transferred_in',
+                 'stock.transferred_out')
+  AND e.occurred_at >= :starts_at AND e.occurred_at < :until
+GROUP BY 1 ORDER BY 1
+"""
+
+
+class ReportRepository:
+    """The campaign report's SQL: set-based over the cohort, no rows of users loaded."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    @classmethod
+    def from_session(cls, session: AsyncSession) -> ReportRepository:
+        return cls(session)
+
+    @staticmethod
+    def _cohort(referral: bool) -> str:
+        return _REFERRAL_COHORT if referral else _PARTICIPANT_COHORT
+
+    async def funnel(
+        self, params: Mapping[str, Any], *, referral: bool
+    ) -> tuple[int, int, int, int]:
+        """(cohort, registered, account opened, first deposit)."""
+        row = (
+            await self.session.execute(
+                text(_FUNNEL.format(cohort=self._cohort(referral))), dict(params)
+            )
+        ).one()
+        return int(row[0]), int(row[1]), int(row[2]), int(row[3])
+
+    async def net_inflow(
+        self, params: Mapping[str, Any], *, referral: bool
+    ) -> list[tuple[str, Any, int]]:
+        """(currency, net amount, users with flows) of the cohort."""
+        rows = await self.session.execute(
+            text(_NET_INFLOW.format(cohort=self._cohort(referral))), dict(params)
+        )
+        return [(str(r[0]), r[1], int(r[2])) for r in rows.all()]

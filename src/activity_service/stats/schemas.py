@@ -143,3 +143,69 @@ class ActivityStats(BaseModel):
     reward_service_available: bool = Field(
         description="False: reward counts come from the grant ledger and cost is unknown"
     )
+
+
+# --------------------------------------------------------------------------- campaign report
+
+
+class FunnelStage(BaseModel):
+    stage: Literal["invited", "took_part", "registered", "account_opened", "first_deposit"]
+    users: int = Field(examples=[40])
+    rate_from_previous: Decimal | None = Field(
+        None,
+        examples=["0.7500"],
+        description="users / users of the previous stage (4 places); null for the first "
+        "stage or when the previous one is empty",
+    )
+    rate_from_start: Decimal | None = Field(
+        None, examples=["0.5000"], description="users / users of the first stage (4 places)"
+    )
+
+
+class CurrencyNet(BaseModel):
+    currency: str = Field(examples=["USD"])
+    amount: Decimal = Field(examples=["1500.000000"], description="In minus out, signed")
+    users: int = Field(examples=[3], description="Users of the cohort with flows in it")
+
+
+class NetInflow(BaseModel):
+    currency: str = Field(examples=["HKD"], description="The tenant's base currency")
+    total: Decimal = Field(
+        examples=["125000.000000"],
+        description="Deposits and stock transfers in minus withdrawals and stock transfers "
+        "out of the cohort since the window started, in the base currency (the converted "
+        "part when `complete` is false)",
+    )
+    complete: bool
+    by_currency: list[CurrencyNet]
+
+
+class CampaignReport(BaseModel):
+    activity_id: uuid.UUID
+    activity_code: str
+    kind: str
+    as_of: datetime
+    since: datetime = Field(description="Start of the window: stages and flows count from here")
+    cohort: Literal["invitees", "participants"] = Field(
+        description="invitees (referral): users who registered in the window with an invite "
+        "code, and the invitees who qualified in this activity; participants (other kinds): "
+        "the users who took part"
+    )
+    funnel: list[FunnelStage] = Field(
+        description="A strict funnel: each stage counts the users of the previous one who "
+        "also did this — registered (ever), opened an account and made their first deposit "
+        "ever between the window's start and now"
+    )
+    net_inflow: NetInflow
+    trading_volume: Decimal | None = Field(
+        None, description="Null: no business event carries a trading volume yet"
+    )
+    cost: CostSummary | None = Field(description="As in the activity's stats")
+    acquired_users: int = Field(description="As in the activity's stats")
+    cost_per_acquired_user: Decimal | None = Field(description="As in the activity's stats")
+    cost_per_first_deposit: Decimal | None = Field(
+        None,
+        description="`cost.total` / users of the first_deposit stage; null when none or the "
+        "cost is incomplete",
+    )
+    reward_service_available: bool

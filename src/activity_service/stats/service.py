@@ -18,12 +18,15 @@ from activity_service.stats.aggregation import (
     cost_summary,
     counts_from_ledger,
     counts_from_reward_service,
+    funnel,
+    net_inflow,
     rule_tasks,
 )
-from activity_service.stats.repository import StatsRepository
+from activity_service.stats.repository import ReportRepository, StatsRepository
 from activity_service.stats.reward_client import RewardStatsClient
 from activity_service.stats.schemas import (
     ActivityStats,
+    CampaignReport,
     Participants,
     TaskCompletions,
     TeamCounts,
@@ -104,4 +107,55 @@ async def activity_stats(
         acquired_users_basis=basis,
         cost_per_acquired_user=cost_per_user(cost, acquired),
         reward_service_available=answer is not None,
+    )
+
+
+async def campaign_report(
+    session: AsyncSession,
+    tenant_id: str,
+    activity_id: uuid.UUID,
+    now: datetime,
+    rewards: RewardStatsClient,
+) -> CampaignReport:
+    """The campaign's funnel (invited → registered → account opened → first deposit), its
+    cohort's net inflow, next to the cost per acquired user of the activity's stats."""
+    stats = await activity_stats(session, tenant_id, activity_id, now, rewards)
+    activity = await ActivityRepository.from_session(session).get(tenant_id, activity_id)
+    assert activity is not None  # activity_stats answered 404 otherwise
+    referral = activity.kind == "referral"
+    since = activity.starts_at or activity.created_at
+    params = {
+        "tenant_id": tenant_id,
+        "activity_id": activity.id,
+        "starts_at": since,
+        "ends_at": activity.ends_at or now,
+        "until": now,
+        "not_taking_part": sorted(NOT_TAKING_PART),
+    }
+    repo = ReportRepository.from_session(session)
+    cohort, registered, opened, deposited = await repo.funnel(params, referral=referral)
+    stages = [
+        ("invited" if referral else "took_part", cohort),
+        ("registered", registered),
+        ("account_opened", opened),
+        ("first_deposit", deposited),
+    ]
+    tenant = await tenant_context(session, tenant_id)
+    inflow = net_inflow(
+        await repo.net_inflow(params, referral=referral), tenant.base_currency, tenant.rates, now
+    )
+    return CampaignReport(
+        activity_id=activity.id,
+        activity_code=activity.activity_code,
+        kind=activity.kind,
+        as_of=now,
+        since=since,
+        cohort="invitees" if referral else "participants",
+        funnel=funnel(stages),
+        net_inflow=inflow,
+        cost=stats.cost,
+        acquired_users=stats.acquired_users,
+        cost_per_acquired_user=stats.cost_per_acquired_user,
+        cost_per_first_deposit=cost_per_user(stats.cost, deposited),
+        reward_service_available=stats.reward_service_available,
     )
