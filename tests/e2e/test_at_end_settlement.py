@@ -53,9 +53,10 @@ def test_a_late_flow_after_the_settlement_pays_no_second_tier(
     op = p.token("operator", tenant=TENANT, sub="ops-1", permissions=PERMISSIONS)
     backend = p.token("service", tenant=TENANT, sub="broker-backend")
     http = httpx.Client(timeout=15)
+    settings = http.get(f"{p.urls['activity']}/v1/tenant-settings", headers=op)
     put = http.put(
         f"{p.urls['activity']}/v1/tenant-settings",
-        headers=op,
+        headers={**op, "If-Match": settings.headers["ETag"]},
         json={"time_zone": "UTC", "base_currency": "HKD"},
     )
     assert put.status_code == 200, put.text
