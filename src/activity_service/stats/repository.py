@@ -161,7 +161,8 @@ def _rule_tasks(rule_tasks: Mapping[str, str]) -> Values:
 # --------------------------------------------------------------------------- campaign report
 
 # The users a campaign acquired or touched (its cohort). Referral: invitees who registered
-# inside the window with an invite code (the registration event carries it), and the
+# inside the window with an invite code (the registration event carries it; through a share
+# link, only this activity's), and the
 # invitees who qualified in this activity (also those an operator bound). Other kinds: the
 # users who took part in it (grants, evaluation outcomes, teams and assists).
 _REFERRAL_COHORT = """
@@ -169,6 +170,8 @@ SELECT user_id FROM events
 WHERE tenant_id = :tenant_id AND type = 'user.registered'
   AND occurred_at >= :starts_at AND occurred_at < :ends_at
   AND payload ->> 'invite_code' IS NOT NULL
+  -- a registration through another activity's share link belongs to that activity
+  AND (payload ->> 'activity_code' IS NULL OR payload ->> 'activity_code' = :activity_code)
 UNION
 SELECT invitee_id FROM referral_qualifications
 WHERE tenant_id = :tenant_id AND activity_id = :activity_id

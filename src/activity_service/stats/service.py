@@ -127,6 +127,7 @@ async def campaign_report(
     params = {
         "tenant_id": tenant_id,
         "activity_id": activity.id,
+        "activity_code": activity.activity_code,
         "starts_at": since,
         "ends_at": activity.ends_at or now,
         "until": now,

@@ -42,6 +42,15 @@ async def test_referral_funnel_inflow_and_cost(platform: Platform) -> None:
         platform,
         *[event("user.registered", u, IN_WINDOW, invite_code=code) for u in "abcd"],
         event("user.registered", "organic", IN_WINDOW),  # no invite code: not invited
+        # through another activity's share link: that activity's invitee
+        event(
+            "user.registered",
+            "shared",
+            IN_WINDOW,
+            invite_code=code,
+            channel="share_link",
+            activity_code="OTHER-CAMPAIGN",
+        ),
         event("user.registered", "early", "2026-11-20T10:00:00+08:00", invite_code=code),
     )
     await platform.drain()
