@@ -19,6 +19,7 @@ from service_kit.config import (
     ServiceSettings,
     weak_secret,
 )
+from service_kit.signing import SECRET_MIN_LENGTH
 from service_kit.telemetry import configure_logging
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -90,17 +91,34 @@ def cmd_openapi(args: argparse.Namespace) -> int:
     return 0
 
 
+def unsigned_cash(settings: ServiceSettings) -> str | None:
+    """Why cash calls would go out unsigned, or None: a default cash system without the
+    key to sign its calls."""
+    url = getattr(settings, "default_cash_endpoint_url", None)
+    secret = getattr(settings, "default_cash_signing_secret", "")
+    if url and len(secret) < SECRET_MIN_LENGTH:
+        return (
+            "REWARD_DEFAULT_CASH_ENDPOINT_URL is set but REWARD_DEFAULT_CASH_SIGNING_SECRET "
+            f"(the key signing its calls) is not, or is shorter than {SECRET_MIN_LENGTH}"
+        )
+    return None
+
+
 def refuses_secret(command: str, settings: ServiceSettings) -> bool:
     """Outside ``dev``, a service never starts with a secret anyone could sign tokens with
     (the public development one, an empty or a short one): it says why in one line."""
     if os.environ.get(DEV_MODE_VARIABLE) == "1":
         return False
     reason = weak_secret(settings.jwt_secret, settings.jwt_algorithm)
+    fix = "Set JWT_SECRET to a long random string"
+    if reason is None:
+        reason = unsigned_cash(settings)
+        fix = "Set REWARD_DEFAULT_CASH_SIGNING_SECRET to the key the cash system verifies"
     if reason is None:
         return False
     print(
         f"activity-platform {command} {settings.service_name}: refusing to start: {reason}. "
-        f"Set JWT_SECRET to a long random string (or run `activity-platform dev`).",
+        f"{fix} (or run `activity-platform dev`).",
         file=sys.stderr,
     )
     return True

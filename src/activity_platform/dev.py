@@ -18,6 +18,7 @@ from activity_platform.embedded import EmbeddedPostgres, EmbeddedRedis, database
 from activity_platform.services import SERVICES
 from service_kit.auth import CallerKind, encode_token
 from service_kit.config import DEV_JWT_SECRET, DEV_MODE_VARIABLE
+from service_kit.signing import new_secret
 
 RESTART_DELAY_SECONDS = 1.0
 CASH_PORT = 8010
@@ -129,6 +130,9 @@ def platform_env(args: argparse.Namespace, data_dir: Path) -> tuple[dict[str, st
         env["CASH_PORT"] = str(held.port)
         env["CASH_FD"] = str(held.fileno())
         env["REWARD_DEFAULT_CASH_ENDPOINT_URL"] = f"http://{args.host}:{held.port}/v1/payments"
+        # Calls to it are signed and verified, as a real cash system would (a key per run).
+        secret = env.get("REWARD_DEFAULT_CASH_SIGNING_SECRET") or new_secret()
+        env["REWARD_DEFAULT_CASH_SIGNING_SECRET"] = env["CASH_SIGNING_SECRET"] = secret
     return env, started
 
 

@@ -19,6 +19,7 @@ Payments live in their own database (``CASH_DATABASE_URL``), created on start.
 from __future__ import annotations
 
 import random
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -37,6 +38,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from service_kit.config import normalize_database_url
 from service_kit.db import Database, new_metadata
 from service_kit.migrations import ensure_database
+from service_kit.signing import SIGNATURE_HEADER, verify
 from service_kit.telemetry import RequestContextMiddleware
 
 
@@ -50,6 +52,9 @@ class CashSettings(BaseSettings):
     # Transient trouble (503), to exercise retries: probability per request.
     unavailable_rate: float = Field(0.0, ge=0.0, le=1.0)
     lost_response_rate: float = Field(0.0, ge=0.0, le=1.0)
+    # When set, every payment request must carry a valid ``X-Platform-Signature`` made with
+    # this key (``service_kit.signing``), else 401 ``invalid_signature`` and nothing paid.
+    signing_secret: str = ""
 
     @field_validator("database_url", mode="after")
     @classmethod
@@ -176,6 +181,13 @@ def create_app(
         request: Request,
         idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
     ) -> JSONResponse:
+        if settings.signing_secret and not verify(
+            settings.signing_secret,
+            await request.body(),
+            request.headers.get(SIGNATURE_HEADER),
+            time.time(),
+        ):
+            return _problem(401, "invalid_signature", f"Send a valid {SIGNATURE_HEADER}.")
         if not idempotency_key or len(idempotency_key) > 128:
             return _problem(422, "idempotency_key_required", "Send an Idempotency-Key header.")
         if request.app.state.unavailable_next > 0:

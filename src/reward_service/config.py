@@ -11,6 +11,9 @@ class RewardSettings(ServiceSettings):
 
     # Cash (SPEC §3.7): the cash system used by tenants that configured none of their own.
     default_cash_endpoint_url: str | None = None
+    # The key of the signature of calls to that default cash system (``service_kit.signing``);
+    # outside dev, ``serve`` and ``worker`` refuse to start with a default URL and no key.
+    default_cash_signing_secret: str = ""
     cash_timeout_seconds: float = 5.0
     # First retry delay of a payout after a transient error; doubled per try, capped at 30 s.
     cash_retry_base_seconds: float = 1.0

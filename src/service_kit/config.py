@@ -78,6 +78,13 @@ class ServiceSettings(BaseSettings):
     reward_url: str = Field("http://127.0.0.1:8003", validation_alias=_shared("REWARD_URL"))
     http_timeout_seconds: float = Field(5.0, validation_alias=_shared("HTTP_TIMEOUT_SECONDS"))
 
+    # ``activity-platform dev`` sets ACTIVITY_PLATFORM_DEV=1: operator-set URLs may then be
+    # plain http and local (see ``service_kit.outbound``).
+    dev_mode: bool = Field(False, validation_alias=_shared(DEV_MODE_VARIABLE))
+    # Host names and networks (CIDR) operator-set URLs may reach although they are not
+    # public, comma-separated (e.g. a broker's systems on a private link).
+    outbound_allowlist: str = Field("", validation_alias=_shared("OUTBOUND_ALLOWLIST"))
+
     log_level: str = Field("INFO", validation_alias=_shared("LOG_LEVEL"))
     log_json: bool = Field(True, validation_alias=_shared("LOG_JSON"))
     # One line per request (method, path, status, duration, request id).

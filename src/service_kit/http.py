@@ -13,6 +13,7 @@ from service_kit.auth import CallerKind, encode_token
 from service_kit.config import ServiceSettings
 from service_kit.correlation import REQUEST_ID_HEADER, request_id_var
 from service_kit.errors import UpstreamUnavailable
+from service_kit.outbound import OutboundPolicy
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,8 @@ class ServiceClient:
     ) -> None:
         self.settings = settings
         self.retries = retries
+        # What operator-set URLs may reach (checked before every call to one).
+        self.outbound = OutboundPolicy.from_settings(settings.dev_mode, settings.outbound_allowlist)
         self._client = httpx.AsyncClient(
             timeout=settings.http_timeout_seconds, mounts=mounts or None
         )
@@ -72,7 +75,11 @@ class ServiceClient:
         self, url: str, *, params: dict[str, Any] | None = None
     ) -> httpx.Response:
         """GET from a system outside the platform (e.g. a segmentation source): retried like
-        ``get`` but WITHOUT the platform's service token, which must never leave it."""
+        ``get`` but WITHOUT the platform's service token, which must never leave it. The URL
+        is operator-set: ``UrlNotAllowed`` unless the outbound policy allows it (now: what
+        its host resolves to may have changed since it was set). Errors do not echo the URL
+        or the low-level reason."""
+        await self.outbound.check(url)
         delay = 0.1
         headers = {}
         request_id = request_id_var.get()
@@ -85,7 +92,7 @@ class ServiceClient:
                     return response
             except httpx.TransportError as exc:
                 if attempt == self.retries:
-                    raise UpstreamUnavailable(f"{url} is unreachable: {exc!r}") from exc
+                    raise UpstreamUnavailable("The external system is unreachable.") from exc
             await asyncio.sleep(delay)
             delay *= 3
         raise AssertionError("unreachable")
@@ -94,13 +101,19 @@ class ServiceClient:
         self,
         url: str,
         *,
-        json: Any,
+        json: Any = None,
+        content: bytes | None = None,
         headers: dict[str, str] | None = None,
         timeout: float | None = None,
     ) -> httpx.Response:
-        """A single POST; the caller decides about retries (it knows the idempotency key)."""
+        """A single POST; the caller decides about retries (it knows the idempotency key).
+        ``content``: bytes sent as they are (a signed body must be the bytes signed)."""
         return await self._client.post(
-            url, json=json, headers=headers, timeout=timeout or self.settings.http_timeout_seconds
+            url,
+            json=json,
+            content=content,
+            headers=headers,
+            timeout=timeout or self.settings.http_timeout_seconds,
         )
 
     async def aclose(self) -> None:

@@ -199,6 +199,9 @@ async def start_platform(urls: dict[str, str], redis_url: str, queue_prefix: str
             referral_url=BASE_URLS["referral"],
             reward_url=BASE_URLS["reward"],
             db_pool_size=5,
+            # Test systems are plain-http names served in-process (as under `dev`); the
+            # outbound policy outside dev is tested on its own.
+            dev_mode=True,
         )
     apps: dict[str, FastAPI] = {}
     mounts: dict[str, httpx.AsyncBaseTransport] = {}

@@ -83,9 +83,12 @@ async def create_segment(
     principal: SegmentWriter,
     idempotency: IdempotencyDep,
     session: SessionDep,
+    http: HttpDep,
 ) -> SegmentRead:
-    """409 `segment_name_taken` when the tenant has a segment of that name."""
-    segment = await service.create_segment(session, principal, body)
+    """409 `segment_name_taken` when the tenant has a segment of that name; 422
+    `url_not_allowed` when `external_url` is not https or does not point to a public
+    address (outside development)."""
+    segment = await service.create_segment(session, principal, body, http.outbound)
     return await service.to_read(session, segment, 0)
 
 

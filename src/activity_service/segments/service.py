@@ -23,8 +23,9 @@ from activity_service.segments.schemas import (
 from activity_service.segments.snapshot import next_refresh_after, snapshot_at
 from activity_service.segments.upload import parse_external_page
 from service_kit.auth import Principal
-from service_kit.errors import Conflict, NotFound, ProblemError
+from service_kit.errors import Conflict, NotFound, ProblemError, UpstreamUnavailable
 from service_kit.http import ServiceClient
+from service_kit.outbound import REFUSED_DETAIL, OutboundPolicy, UrlNotAllowed
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +120,11 @@ async def to_read(session: AsyncSession, segment: Segment, count: int | None = N
 
 
 async def create_segment(
-    session: AsyncSession, principal: Principal, body: SegmentCreate
+    session: AsyncSession, principal: Principal, body: SegmentCreate, outbound: OutboundPolicy
 ) -> Segment:
+    """422 ``url_not_allowed`` when the source is not one the platform may call."""
+    if body.external_url is not None:
+        await outbound.check(str(body.external_url))
     repo = SegmentRepository.from_session(session)
     if await repo.name_taken(principal.tenant_id, body.name):
         raise Conflict(f"A segment named {body.name!r} exists.", code="segment_name_taken")
@@ -201,7 +205,12 @@ async def fetch_external(http: ServiceClient, url: str) -> list[str]:
     ids: list[str] = []
     cursor: str | None = None
     for _ in range(MAX_EXTERNAL_PAGES):
-        response = await http.get_external(url, params={"cursor": cursor} if cursor else None)
+        try:
+            response = await http.get_external(url, params={"cursor": cursor} if cursor else None)
+        except UrlNotAllowed as exc:
+            raise ExternalSegmentUnavailable(REFUSED_DETAIL) from exc
+        except UpstreamUnavailable as exc:
+            raise ExternalSegmentUnavailable("The segment source could not be reached.") from exc
         if response.status_code != 200:
             raise ExternalSegmentUnavailable(f"The segment source answered {response.status_code}.")
         try:

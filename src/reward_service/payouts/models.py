@@ -18,6 +18,10 @@ class PayoutEndpoint(Base):
 
     tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     url: Mapped[str] = mapped_column(String(500), nullable=False)
+    # Key of the HMAC signature of every call to it (``service_kit.signing``). Kept as
+    # given: the platform must compute the MAC. None only on endpoints set before calls
+    # were signed, until the operator sets one.
+    signing_secret: Mapped[str | None] = mapped_column(String(128))
     updated_by: Mapped[str] = mapped_column(String(160), nullable=False)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 

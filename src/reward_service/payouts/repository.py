@@ -22,14 +22,17 @@ class PayoutRepository:
     async def endpoint(self, tenant_id: str) -> PayoutEndpoint | None:
         return await self.session.get(PayoutEndpoint, tenant_id)
 
-    async def put_endpoint(self, tenant_id: str, url: str, actor: str, at: datetime) -> None:
+    async def put_endpoint(
+        self, tenant_id: str, url: str, signing_secret: str | None, actor: str, at: datetime
+    ) -> None:
+        """``signing_secret`` None keeps the one in place."""
+        values = {"url": url, "updated_by": actor, "updated_at": at}
+        if signing_secret is not None:
+            values["signing_secret"] = signing_secret
         await self.session.execute(
             insert(PayoutEndpoint)
-            .values(tenant_id=tenant_id, url=url, updated_by=actor, updated_at=at)
-            .on_conflict_do_update(
-                index_elements=["tenant_id"],
-                set_={"url": url, "updated_by": actor, "updated_at": at},
-            )
+            .values(tenant_id=tenant_id, **values)
+            .on_conflict_do_update(index_elements=["tenant_id"], set_=values)
         )
 
     async def note_request(self, values: dict[str, Any], at: datetime) -> CashPayout:

@@ -5,6 +5,8 @@ from decimal import Decimal
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 
+from service_kit.signing import SECRET_MIN_LENGTH
+
 
 class PayoutEndpointWrite(BaseModel):
     url: AnyHttpUrl = Field(
@@ -14,10 +16,26 @@ class PayoutEndpointWrite(BaseModel):
         "when the user has several — 4xx for a definite refusal, 5xx when unavailable.",
         examples=["https://cash.broker.example/v1/payments"],
     )
+    signing_secret: str | None = Field(
+        None,
+        min_length=SECRET_MIN_LENGTH,
+        max_length=128,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Key of the `X-Platform-Signature` HMAC-SHA256 on every call "
+        "(`t=<unix seconds>,v1=<hex of HMAC(secret, t + '.' + body)>`). Omitted: the secret "
+        "in place is kept, or, when there is none, one is generated and returned once in "
+        "this answer. Never shown again.",
+    )
 
 
 class PayoutEndpointRead(BaseModel):
     url: str | None = Field(examples=["https://cash.broker.example/v1/payments"])
+    signed: bool = Field(
+        False, description="Whether calls to this endpoint carry `X-Platform-Signature`"
+    )
+    signing_secret: str | None = Field(
+        None, description="Only in the answer of the PUT that generated it"
+    )
     source: str = Field(
         description="`tenant` (configured here), `default` (the platform setting) or `none`",
         examples=["tenant"],

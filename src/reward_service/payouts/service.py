@@ -8,6 +8,11 @@ retry after a timeout whose request did arrive — and the user is paid once. Ou
 then moves the record Issuing → Issued by compare-and-set; concurrent runs of the same
 issuance agree on the same payment and only one of them records the transition.
 
+Every call is signed (``X-Platform-Signature``, ``service_kit.signing``) with the tenant's
+signing secret (the deployment's for the default cash system), and a tenant's URL is
+checked against the outbound policy before every call (``service_kit.outbound``): one
+that now points inward fails the record as ``cash_endpoint_not_allowed``.
+
 Only a definite refusal (a 4xx answer) fails the record. A timeout, a connection error or a
 5xx leaves it Issuing and is retried: the money may have moved, so giving up and letting
 an operator cancel would be wrong, while retrying with the same key is always safe.
@@ -15,9 +20,12 @@ an operator cancel would be wrong, while retrying with the same key is always sa
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 import httpx
@@ -35,6 +43,8 @@ from reward_service.records.state import RecordStatus
 from service_kit.clock import Clock
 from service_kit.db import Database
 from service_kit.http import ServiceClient
+from service_kit.outbound import OutboundPolicy, UrlNotAllowed
+from service_kit.signing import SIGNATURE_HEADER, new_secret, sign
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +71,48 @@ async def endpoint_url(
     return None, "none"
 
 
+async def configure_endpoint(
+    session: AsyncSession,
+    outbound: OutboundPolicy,
+    tenant_id: str,
+    url: str,
+    signing_secret: str | None,
+    actor: str,
+    at: datetime,
+) -> str | None:
+    """Set the tenant's cash system; returns the signing secret when one was generated
+    (no secret given and none in place), to be shown once. 422 ``url_not_allowed`` for a
+    URL the platform may not call."""
+    await outbound.check(url)
+    repo = PayoutRepository.from_session(session)
+    generated = None
+    if signing_secret is None:
+        current = await repo.endpoint(tenant_id)
+        if current is None or current.signing_secret is None:
+            generated = signing_secret = new_secret()
+    await repo.put_endpoint(tenant_id, url, signing_secret, actor, at)
+    return generated
+
+
+@dataclass(frozen=True)
+class CashTarget:
+    url: str
+    signing_secret: str | None
+    # Set by an operator (checked before every call), not by the deployment.
+    operator_set: bool
+
+
+async def cash_target(
+    session: AsyncSession, tenant_id: str, settings: RewardSettings, url: str
+) -> CashTarget:
+    """How to call ``url`` (a payout's pinned cash system) for the tenant."""
+    configured = await PayoutRepository.from_session(session).endpoint(tenant_id)
+    if url == settings.default_cash_endpoint_url and (configured is None or configured.url != url):
+        return CashTarget(url, settings.default_cash_signing_secret or None, operator_set=False)
+    secret = configured.signing_secret if configured is not None else None
+    return CashTarget(url, secret, operator_set=True)
+
+
 def _refusal_reason(response: httpx.Response) -> str:
     code = None
     try:
@@ -73,16 +125,20 @@ def _refusal_reason(response: httpx.Response) -> str:
 
 
 async def pay(
-    http: ServiceClient, url: str, request: CashPaymentRequest, timeout: float
+    http: ServiceClient, target: CashTarget, request: CashPaymentRequest, timeout: float
 ) -> PaymentOutcome:
-    """One call to the cash system; classifies the answer."""
+    """One signed call to the cash system; classifies the answer."""
+    if target.operator_set:
+        try:
+            await http.outbound.check(target.url)
+        except UrlNotAllowed:
+            return PaymentOutcome(paid=False, refused=True, detail="cash_endpoint_not_allowed")
+    body = json.dumps(request.model_dump(mode="json"), separators=(",", ":")).encode()
+    headers = {"Idempotency-Key": request.reference, "Content-Type": "application/json"}
+    if target.signing_secret:
+        headers[SIGNATURE_HEADER] = sign(target.signing_secret, body, int(time.time()))
     try:
-        response = await http.post(
-            url,
-            json=request.model_dump(mode="json"),
-            headers={"Idempotency-Key": request.reference},
-            timeout=timeout,
-        )
+        response = await http.post(target.url, content=body, headers=headers, timeout=timeout)
     except httpx.HTTPError as exc:
         return PaymentOutcome(paid=False, refused=False, detail=f"unreachable: {exc!r}"[:500])
     if 200 <= response.status_code < 300:
@@ -156,8 +212,9 @@ async def issue_cash(
             currency=payout.currency,
             record_id=str(record.id),
         )
+        target = await cash_target(session, record.tenant_id, settings, url)
 
-    outcome = await pay(http, url, request, settings.cash_timeout_seconds)
+    outcome = await pay(http, target, request, settings.cash_timeout_seconds)
 
     async with db.session() as session:
         now = clock.now()

@@ -224,7 +224,14 @@ async def test_cash_without_an_endpoint_fails_and_default_setting_is_used(
     failed = await record(platform, created.id)
     assert failed.failure_reason == "cash_endpoint_not_configured"
     shown = await platform.reward.get("/v1/payout-endpoint", headers=platform.operator())
-    assert shown.json() == {"url": None, "source": "none", "updated_by": None, "updated_at": None}
+    assert shown.json() == {
+        "url": None,
+        "source": "none",
+        "signed": False,
+        "signing_secret": None,
+        "updated_by": None,
+        "updated_at": None,
+    }
     monkeypatch.setattr(platform.settings["reward"], "default_cash_endpoint_url", CASH_PAYMENTS_URL)
     resubmitted = await platform.reward.post(
         f"/v1/reward-records/{created.id}/resubmit", headers=platform.operator()

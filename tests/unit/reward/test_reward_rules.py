@@ -3,6 +3,7 @@ lock-up break reasons, and how a cash system's answer is classified."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -15,7 +16,7 @@ from contracts.payloads import LockCheckAnswer
 from reward_service.config import RewardSettings
 from reward_service.exports import cell, csv_line
 from reward_service.payouts.schemas import CashPaymentRequest
-from reward_service.payouts.service import pay
+from reward_service.payouts.service import CashTarget, pay
 from reward_service.prizes.models import Prize
 from reward_service.records.models import RewardRecord
 from reward_service.records.reconciler import break_reason
@@ -23,6 +24,7 @@ from reward_service.records.service import format_number
 from reward_service.records.tasks import retry_delay
 from reward_service.wallet.service import coupon_window
 from service_kit.http import ServiceClient
+from service_kit.signing import SIGNATURE_HEADER, verify
 
 NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 
@@ -99,6 +101,9 @@ REQUEST = CashPaymentRequest(
 )
 
 
+SECRET = "unit-test-signing-secret-0123456789"
+
+
 async def answer_with(response: httpx.Response | Exception) -> Any:
     seen: list[httpx.Request] = []
 
@@ -112,7 +117,8 @@ async def answer_with(response: httpx.Response | Exception) -> Any:
         RewardSettings(), mounts={"http://cash.unit": httpx.MockTransport(handler)}
     )
     try:
-        outcome = await pay(client, "http://cash.unit/v1/payments", REQUEST, 1.0)
+        target = CashTarget("http://cash.unit/v1/payments", SECRET, operator_set=False)
+        outcome = await pay(client, target, REQUEST, 1.0)
     finally:
         await client.aclose()
     return outcome, seen
@@ -122,6 +128,10 @@ async def test_paid_answer_carries_the_payment_id_and_key_header() -> None:
     outcome, seen = await answer_with(httpx.Response(201, json={"payment_id": "p-1"}))
     assert outcome.paid and outcome.payment_id == "p-1"
     assert seen[0].headers["Idempotency-Key"] == REQUEST.reference
+    # Signed over the exact bytes sent.
+    signature = seen[0].headers[SIGNATURE_HEADER]
+    assert verify(SECRET, seen[0].content, signature, time.time())
+    assert not verify("another-secret-of-32-characters!!", seen[0].content, signature, time.time())
 
 
 @pytest.mark.parametrize("status", [400, 403, 409, 422])
