@@ -109,6 +109,9 @@ class Grant(Contract):
     grant_key: str = Field(max_length=200)
     activity_code: str
     activity_name: str | None = None
+    # The name in each language the activity has (zh-Hans, zh-Hant, en), so the user's
+    # reward views follow their language; ``activity_name`` stays for older consumers.
+    activity_names: dict[str, str] | None = None
     rule_id: str
     user_id: str
     app_id: str | None = None

@@ -27,6 +27,7 @@ from service_kit.auth import ACTIVITY_READ, ACTIVITY_WRITE, Authenticator, Calle
 from service_kit.db import SessionDep
 from service_kit.deps import ClockDep, HttpDep
 from service_kit.errors import PROBLEM_RESPONSES, NotFound
+from service_kit.i18n import content_language
 from service_kit.idempotency import IdempotencyDep
 from service_kit.pagination import Page, PageParamsDep
 from service_kit.preconditions import IfMatch, etag_header
@@ -320,7 +321,8 @@ async def list_my_activities(
     shown only to its members (team activities: to everyone, since anyone may help).
     A page may hold fewer items than `limit` when some were filtered out."""
     language = pick_language(accept_language)
-    response.headers["Content-Language"] = language
-    response.headers["Vary"] = "Accept-Language"
     items, cursor = await service.my_activities(session, principal, language, page, clock.now())
+    # What was served: a name missing in the wanted language falls back to another one.
+    response.headers["Content-Language"] = content_language((i.language for i in items), language)
+    response.headers["Vary"] = "Accept-Language"
     return Page(items=items, next_cursor=cursor)

@@ -6,6 +6,16 @@ import secrets
 from datetime import datetime
 from enum import StrEnum
 
+# Languages are the platform's, not the activity service's: every user view negotiates and
+# falls back the same way. Re-exported here for the activity service's callers.
+from service_kit.i18n import (  # noqa: F401
+    DEFAULT_LANGUAGE,
+    LANGUAGES,
+    NAME_FALLBACKS,
+    localized,
+    pick_language,
+)
+
 
 class ActivityKind(StrEnum):
     referral = "referral"
@@ -163,59 +173,3 @@ CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 def new_code(prefix: str, length: int = 8) -> str:
     return prefix + "".join(secrets.choice(CODE_ALPHABET) for _ in range(length))
-
-
-LANGUAGES = ("zh-Hans", "zh-Hant", "en")
-
-# When the wanted language is missing: a Chinese reader prefers the other Chinese script.
-NAME_FALLBACKS: dict[str, tuple[str, ...]] = {
-    "zh-Hans": ("zh-Hans", "zh-Hant", "en"),
-    "zh-Hant": ("zh-Hant", "zh-Hans", "en"),
-    "en": ("en", "zh-Hant", "zh-Hans"),
-}
-DEFAULT_LANGUAGE = "en"
-
-
-def _language_of_tag(tag: str) -> str | None:
-    tag = tag.strip().lower().replace("_", "-")
-    if not tag or tag == "*":
-        return None
-    if tag.startswith("zh"):
-        parts = tag.split("-")
-        if "hant" in parts or any(p in ("tw", "hk", "mo") for p in parts[1:]):
-            return "zh-Hant"
-        return "zh-Hans"
-    if tag.split("-")[0] == "en":
-        return "en"
-    return None
-
-
-def pick_language(accept_language: str | None) -> str:
-    """The supported language best matching an ``Accept-Language`` header (q-values honoured)."""
-    if not accept_language:
-        return DEFAULT_LANGUAGE
-    weighted: list[tuple[float, int, str]] = []
-    for position, part in enumerate(accept_language.split(",")):
-        pieces = part.split(";")
-        q = 1.0
-        for param in pieces[1:]:
-            key, _, value = param.strip().partition("=")
-            if key == "q":
-                try:
-                    q = float(value)
-                except ValueError:
-                    q = 0.0
-        language = _language_of_tag(pieces[0])
-        if language is not None and q > 0:
-            weighted.append((-q, position, language))
-    if not weighted:
-        return DEFAULT_LANGUAGE
-    return sorted(weighted)[0][2]
-
-
-def localized(name: dict[str, str], language: str) -> str:
-    for candidate in NAME_FALLBACKS.get(language, NAME_FALLBACKS[DEFAULT_LANGUAGE]):
-        value = name.get(candidate)
-        if value:
-            return value
-    return next((v for v in name.values() if v), "")

@@ -624,7 +624,11 @@ class MyActivity(BaseModel):
     activity_code: str = Field(examples=["ACT-7K2M9QXD"], description="Activity code")
     kind: ActivityKind
     name: str = Field(description="In the Accept-Language language, with fallback")
-    language: str = Field(examples=["zh-Hant"], description="Language chosen for `name`")
+    language: str = Field(
+        examples=["zh-Hant"],
+        description="The language `name` is actually in: the wanted one, or the fallback "
+        "(zh-Hans ↔ zh-Hant, then en; en → zh-Hant → zh-Hans) when it has no such name",
+    )
     attribute: str | None = Field(description="As in the operator view")
     starts_at: datetime | None = Field(description="Window start")
     ends_at: datetime | None = Field(description="Window end, exclusive")

@@ -19,7 +19,6 @@ from activity_service.activities.rules import (
     ActivityStatus,
     Operation,
     allowed,
-    localized,
     new_code,
     status_of,
 )
@@ -37,6 +36,7 @@ from activity_service.segments import service as segments
 from service_kit import preconditions
 from service_kit.auth import Principal
 from service_kit.errors import Conflict, NotFound, Unprocessable
+from service_kit.i18n import localized_with_language
 from service_kit.pagination import PageParams
 
 COMMON_FIELDS = (
@@ -491,13 +491,14 @@ async def my_activities(
             )
         ):
             continue
+        name, served = localized_with_language(activity.name, language)
         items.append(
             MyActivity(
                 id=activity.id,
                 activity_code=activity.activity_code,
                 kind=activity.kind,
-                name=localized(activity.name, language),
-                language=language,
+                name=name,
+                language=served or language,
                 attribute=activity.attribute,
                 starts_at=activity.starts_at,
                 ends_at=activity.ends_at,

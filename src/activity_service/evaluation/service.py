@@ -62,6 +62,7 @@ from contracts.payloads import (
     RecordStatusChanged,
 )
 from contracts.payloads import Grant as GrantPayload
+from service_kit.i18n import texts_of
 from service_kit.outbox import OutboxRepository
 
 if TYPE_CHECKING:
@@ -214,6 +215,10 @@ def _activity_name(activity: Activity) -> str | None:
     return name.get("en") or name.get("zh-Hans") or name.get("zh-Hant")
 
 
+def _activity_names(activity: Activity) -> dict[str, str] | None:
+    return texts_of(activity.name)
+
+
 def _caps(activity: Activity) -> dict[str, int]:
     return {
         str(limit["prize_id"]): int(limit["max_per_user"])
@@ -252,6 +257,7 @@ async def write_grant(
         grant_key=key,
         activity_code=activity.activity_code,
         activity_name=_activity_name(activity),
+        activity_names=_activity_names(activity),
         rule_id=rule_id,
         user_id=user_id,
         app_id=app_id,

@@ -51,6 +51,7 @@ from contracts.payloads import Grant as GrantPayload
 from contracts.payloads import IssuanceForm
 from service_kit.auth import CallerKind, Principal
 from service_kit.errors import Conflict, Forbidden, NotFound
+from service_kit.i18n import texts_of
 from service_kit.outbox import OutboxRepository
 from service_kit.pagination import PageParams
 
@@ -321,6 +322,7 @@ async def _write_grant(
         grant_key=key,
         activity_code=activity.activity_code,
         activity_name=name.get("en") or name.get("zh-Hans") or name.get("zh-Hant"),
+        activity_names=texts_of(name),
         rule_id=rule_id,
         user_id=user_id,
         app_id=app_id,

@@ -60,6 +60,7 @@ class ManualIssuance(Base):
     line: Mapped[int | None] = mapped_column(Integer)
     activity_code: Mapped[str] = mapped_column(String(32), nullable=False)
     activity_name: Mapped[str | None] = mapped_column(String(200))
+    activity_names: Mapped[dict[str, str] | None] = mapped_column(JSONB)
     # Snapshots of the activity at issuance time: later switches apply to later issuances.
     review_required: Mapped[bool] = mapped_column(nullable=False)
     issuance_form: Mapped[str] = mapped_column(String(16), nullable=False)

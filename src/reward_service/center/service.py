@@ -50,6 +50,7 @@ from reward_service.db import OutboxMessage
 from reward_service.records import service as records
 from service_kit.errors import Conflict, Forbidden, NotFound, Unprocessable, UpstreamUnavailable
 from service_kit.http import ServiceClient
+from service_kit.i18n import texts_of
 from service_kit.outbox import OutboxRepository
 
 
@@ -62,6 +63,7 @@ class ActivityInfo:
     status: str
     review_required: bool
     issuance_form: IssuanceForm
+    names: dict[str, str] | None = None
 
 
 ActivityLookup = Callable[[str], Awaitable[ActivityInfo | None]]
@@ -101,6 +103,7 @@ def activity_lookup(http: ServiceClient, activity_url: str, tenant_id: str) -> A
         return ActivityInfo(
             code=answer.activity_code,
             name=name.get("en") or name.get("zh-Hans") or name.get("zh-Hant"),
+            names=texts_of(name),
             status=answer.status,
             review_required=answer.review_required,
             issuance_form=answer.issuance_form,
@@ -119,6 +122,7 @@ def _grant(issuance: ManualIssuance, n: int, now: datetime) -> Grant:
         grant_key=grant_key(issuance.id, n),
         activity_code=issuance.activity_code,
         activity_name=issuance.activity_name,
+        activity_names=issuance.activity_names,
         rule_id=MANUAL_TASK,
         user_id=issuance.user_id,
         app_id=issuance.app_id,
@@ -189,6 +193,7 @@ async def create_issuance(
             "tenant_id": tenant_id,
             "activity_code": activity.code,
             "activity_name": activity.name,
+            "activity_names": activity.names,
             "review_required": activity.review_required,
             "issuance_form": activity.issuance_form.value,
             "user_id": body.user_id,
@@ -381,6 +386,7 @@ async def create_batch(
                 "line": item.line,
                 "activity_code": activity.code,
                 "activity_name": activity.name,
+                "activity_names": activity.names,
                 "review_required": activity.review_required,
                 "issuance_form": activity.issuance_form.value,
                 "user_id": item.user_id,

@@ -18,7 +18,8 @@ class PrizeType(StrEnum):
 
 
 class I18nText(BaseModel):
-    """Text in the three languages; at least one is required, missing ones fall back."""
+    """Text in the three languages; at least one is required, missing ones fall back
+    (zh-Hans ↔ zh-Hant, then en; en → zh-Hant → zh-Hans), as activity names do."""
 
     model_config = ConfigDict(populate_by_name=True)
 
@@ -77,6 +78,9 @@ class CouponPrizeCreate(BaseModel):
 class PhysicalPrizeCreate(BaseModel):
     type: Literal["physical"]
     name: str = Field(min_length=1, max_length=200, examples=["Branded umbrella"])
+    title: I18nText | None = Field(
+        None, description="What the user reads, per language; without it they read `name`"
+    )
     description: str = Field("", max_length=2000)
     image_url: HttpUrl | None = Field(None, examples=["https://cdn.example.com/umbrella.png"])
     stock: int = Field(ge=0, le=10_000_000, examples=[500])
@@ -87,6 +91,9 @@ class PhysicalPrizeCreate(BaseModel):
 class CashPrizeCreate(BaseModel):
     type: Literal["cash"]
     name: str = Field(min_length=1, max_length=200, examples=["HKD 100 cash reward"])
+    title: I18nText | None = Field(
+        None, description="What the user reads, per language; without it they read `name`"
+    )
     amount: Amount
     currency: Currency
 
@@ -112,8 +119,8 @@ class PrizeRead(BaseModel):
 
 
 COUPON_FIELDS = {"coupon_type", "title", "validity", "instructions", "rules"}
-PHYSICAL_FIELDS = {"description", "image_url", "stock", "stock_delta"}
-CASH_FIELDS = {"amount", "currency"}
+PHYSICAL_FIELDS = {"title", "description", "image_url", "stock", "stock_delta"}
+CASH_FIELDS = {"title", "amount", "currency"}
 
 
 class PrizeUpdate(BaseModel):

@@ -47,6 +47,8 @@ async def create_prize(
         data.pop("cost_currency", None)
     if isinstance(body, PhysicalPrizeCreate):
         stock = data.pop("stock")
+    if data.get("title") is None:
+        data.pop("title", None)
     prize = Prize(
         id=uuid.uuid4(),
         tenant_id=principal.tenant_id,

@@ -5,7 +5,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from reward_service.exports import csv_line
@@ -25,6 +25,7 @@ from reward_service.records.schemas import (
     TransitionRead,
 )
 from reward_service.records.state import Action, RecordStatus
+from reward_service.records.texts import record_texts
 from reward_service.shipments.repository import ShipmentRepository
 from reward_service.shipments.schemas import ShipmentRead
 from reward_service.wallet import service as wallet_service
@@ -33,6 +34,7 @@ from service_kit.auth import RIGHTS_READ, RIGHTS_WRITE, Authenticator, CallerKin
 from service_kit.db import SessionDep
 from service_kit.deps import ClockDep
 from service_kit.errors import PROBLEM_RESPONSES
+from service_kit.i18n import AcceptLanguage, say_served, served_for
 from service_kit.idempotency import IdempotencyDep
 from service_kit.pagination import Page, PageParamsDep
 from service_kit.routing import ServiceRoute
@@ -260,14 +262,18 @@ _add_operator_move(
 )
 
 
-@router.get("/v1/me/rewards", summary="My rewards")
+@router.get("/v1/me/rewards", summary="My rewards, in my language")
 async def list_my_rewards(
     principal: AppUser,
     session: SessionDep,
     page: PageParamsDep,
+    response: Response,
     status: RecordStatus | None = None,
     activity_code: str | None = None,
+    accept_language: AcceptLanguage = None,
 ) -> Page[MyRewardRead]:
+    """Activity names and prize titles follow Accept-Language with the fallback of
+    `/v1/me/activities`; `*_language` fields and `Content-Language` say what was served."""
     rows, cursor = await RecordRepository.from_session(session).list(
         principal.tenant_id,
         page,
@@ -278,10 +284,18 @@ async def list_my_rewards(
     ids = [r.id for r in rows]
     coupons = await WalletRepository.from_session(session).by_records(ids)
     shipments = await ShipmentRepository.from_session(session).by_records(ids)
+    served = served_for(accept_language)
     items = []
     for r in rows:
         item = MyRewardRead.model_validate(r)
+        texts = record_texts(r, served)
+        item.activity_name, item.activity_name_language = (
+            texts.activity_name,
+            texts.activity_name_language,
+        )
+        item.prize_name, item.prize_name_language = texts.prize_name, texts.prize_name_language
         item.coupon_id = coupons[r.id].id if r.id in coupons else None
         item.shipment_id = shipments[r.id].id if r.id in shipments else None
         items.append(item)
+    say_served(response, served)
     return Page(items=items, next_cursor=cursor)

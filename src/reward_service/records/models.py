@@ -17,7 +17,7 @@ from sqlalchemy import (
     UniqueConstraint,
     func,
 )
-from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from reward_service.db import Base
@@ -53,6 +53,9 @@ class RewardRecord(Base):
     # Copied at creation so the winners list reads without a join and survives prize edits.
     prize_name: Mapped[str | None] = mapped_column(String(200))
     activity_name: Mapped[str | None] = mapped_column(String(200))
+    # What the user reads, per language (zh-Hans, zh-Hant, en), copied like the names above.
+    prize_title: Mapped[dict[str, str] | None] = mapped_column(JSONB)
+    activity_names: Mapped[dict[str, str] | None] = mapped_column(JSONB)
     issuance_form: Mapped[str] = mapped_column(String(16), nullable=False)
     status: Mapped[str] = mapped_column(String(16), nullable=False)
     issued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -48,6 +48,18 @@ class RecordRepository:
             )
         )
 
+    async def by_ids(
+        self, tenant_id: str, record_ids: builtins.list[uuid.UUID]
+    ) -> dict[uuid.UUID, RewardRecord]:
+        if not record_ids:
+            return {}
+        rows = await self.session.scalars(
+            select(RewardRecord).where(
+                RewardRecord.tenant_id == tenant_id, RewardRecord.id.in_(set(record_ids))
+            )
+        )
+        return {r.id: r for r in rows}
+
     async def get_by_id(self, record_id: uuid.UUID) -> RewardRecord | None:
         return await self.session.scalar(
             select(RewardRecord)

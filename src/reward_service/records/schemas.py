@@ -122,12 +122,20 @@ class MyRewardRead(BaseModel):
     id: uuid.UUID
     number: str = Field(examples=["RR-20261123-00000042"])
     activity_code: str
-    activity_name: str | None = None
+    activity_name: str | None = Field(None, description="In the Accept-Language language")
+    activity_name_language: str | None = Field(
+        None, examples=["zh-Hant"], description="The language `activity_name` is actually in"
+    )
     task: str
     achieved_at: datetime
     prize_id: uuid.UUID
     prize_type: str = Field(examples=["physical"])
-    prize_name: str | None = None
+    prize_name: str | None = Field(
+        None, description="The prize's title in the Accept-Language language"
+    )
+    prize_name_language: str | None = Field(
+        None, examples=["en"], description="The language `prize_name` is actually in"
+    )
     status: RecordStatus
     issued_at: datetime | None
     lock_expires_at: datetime | None

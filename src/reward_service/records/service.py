@@ -22,6 +22,7 @@ from reward_service.records.state import Action, InvalidTransition, RecordStatus
 from reward_service.shipments.service import ship_physical_prize
 from reward_service.wallet.service import put_coupon_in_wallet, put_coupon_of_new_record
 from service_kit.errors import NotFound
+from service_kit.i18n import texts_of
 from service_kit.outbox import OutboxRepository
 from service_kit.telemetry import STATE_TRANSITIONS
 
@@ -223,6 +224,7 @@ async def create_from_grant(
             "grant_key": grant.grant_key,
             "activity_code": grant.activity_code,
             "activity_name": grant.activity_name,
+            "activity_names": texts_of(grant.activity_names),
             "rule_id": grant.rule_id,
             "user_id": grant.user_id,
             "app_id": grant.app_id,
@@ -233,6 +235,7 @@ async def create_from_grant(
             "prize_id": prize.id,
             "prize_type": prize.type,
             "prize_name": prize.name,
+            "prize_title": texts_of(prize.details.get("title")),
             "issuance_form": grant.issuance_form.value,
             "status": status.value,
             "lock_amount": lock.amount if lock else None,

@@ -20,6 +20,7 @@ from service_kit.auth import RIGHTS_READ, RIGHTS_WRITE, Authenticator, CallerKin
 from service_kit.db import SessionDep
 from service_kit.deps import ClockDep
 from service_kit.errors import PROBLEM_RESPONSES, Unprocessable
+from service_kit.i18n import AcceptLanguage, say_served, served_for
 from service_kit.idempotency import IdempotencyDep
 from service_kit.pagination import Page, PageParamsDep
 from service_kit.routing import ServiceRoute
@@ -38,12 +39,20 @@ MAX_UPLOAD_BYTES = 5 * 1024 * 1024
 
 @router.get("/v1/me/shipments", summary="My physical prizes and their tracking numbers")
 async def list_my_shipments(
-    principal: AppUser, session: SessionDep, page: PageParamsDep
+    principal: AppUser,
+    session: SessionDep,
+    page: PageParamsDep,
+    response: Response,
+    accept_language: AcceptLanguage = None,
 ) -> Page[ShipmentRead]:
+    """Prize titles and activity names follow Accept-Language (as `/v1/me/rewards`)."""
     rows, cursor = await ShipmentRepository.from_session(session).list(
         principal.tenant_id, page, user_id=principal.sub
     )
-    return Page(items=[ShipmentRead.model_validate(r) for r in rows], next_cursor=cursor)
+    served = served_for(accept_language)
+    items = await service.read_for_user(session, rows, served)
+    say_served(response, served)
+    return Page(items=items, next_cursor=cursor)
 
 
 @router.put(
@@ -57,11 +66,16 @@ async def put_my_shipment_address(
     principal: AppUser,
     session: SessionDep,
     clock: ClockDep,
+    response: Response,
+    accept_language: AcceptLanguage = None,
 ) -> ShipmentRead:
     shipment = await service.set_address(
         session, principal.tenant_id, principal.sub, shipment_id, body, clock.now()
     )
-    return ShipmentRead.model_validate(shipment)
+    served = served_for(accept_language)
+    (read,) = await service.read_for_user(session, [shipment], served)
+    say_served(response, served)
+    return read
 
 
 @router.get("/v1/shipments", summary="The fulfilment queue")

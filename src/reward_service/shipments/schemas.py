@@ -36,7 +36,19 @@ class ShipmentRead(BaseModel):
     activity_code: str = Field(examples=["ACT-7K2M9QXD"])
     user_id: str
     prize_id: uuid.UUID
-    prize_name: str = Field(examples=["Branded umbrella"])
+    prize_name: str = Field(
+        examples=["Branded umbrella"],
+        description="In the app's views, the prize's title in the Accept-Language language",
+    )
+    prize_name_language: str | None = Field(
+        None, description="App views: the language `prize_name` is actually in"
+    )
+    activity_name: str | None = Field(
+        None, description="App views: the activity's name in the Accept-Language language"
+    )
+    activity_name_language: str | None = Field(
+        None, description="App views: the language `activity_name` is actually in"
+    )
     status: ShipmentStatus
     recipient_name: str | None
     phone: str | None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,16 +16,20 @@ from reward_service.prizes.models import Prize
 from reward_service.prizes.repository import PrizeRepository
 from reward_service.records.fulfilment import FulfilmentFailed
 from reward_service.records.models import RewardRecord
+from reward_service.records.repository import RecordRepository
+from reward_service.records.texts import record_texts
 from reward_service.shipments.models import Shipment
 from reward_service.shipments.repository import ShipmentRepository
 from reward_service.shipments.schemas import (
     AddressWrite,
     BatchResult,
     LineResult,
+    ShipmentRead,
     ShipmentStatus,
     TrackingWrite,
 )
 from service_kit.errors import Conflict, NotFound, Unprocessable
+from service_kit.i18n import Served
 
 S = ShipmentStatus
 ADDRESS_EDITABLE = (S.awaiting_address.value, S.ready.value)
@@ -305,3 +310,25 @@ def export_csv(shipments: list[Shipment]) -> str:
     lines = ["\ufeff" + csv_line(EXPORT_COLUMNS)]
     lines += [csv_line([getattr(s, a) for a in attributes]) for s in shipments]
     return "".join(lines)
+
+
+async def read_for_user(
+    session: AsyncSession, shipments: Sequence[Shipment], served: Served
+) -> list[ShipmentRead]:
+    """Shipments as the app shows them: prize title and activity name in the user's
+    language, from the records they fulfil."""
+    records = await RecordRepository.from_session(session).by_ids(
+        shipments[0].tenant_id if shipments else "", [s.record_id for s in shipments]
+    )
+    reads = []
+    for shipment in shipments:
+        read = ShipmentRead.model_validate(shipment)
+        record = records.get(shipment.record_id)
+        if record is not None:
+            texts = record_texts(record, served)
+            read.prize_name = texts.prize_name or read.prize_name
+            read.prize_name_language = texts.prize_name_language
+            read.activity_name = texts.activity_name
+            read.activity_name_language = texts.activity_name_language
+        reads.append(read)
+    return reads

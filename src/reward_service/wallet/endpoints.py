@@ -1,18 +1,22 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from reward_service.profiles.rules import normalize_phone
 from reward_service.wallet import service
+from reward_service.wallet.models import WalletCoupon
 from reward_service.wallet.repository import WalletRepository
 from reward_service.wallet.schemas import CouponRead, CouponUse
 from service_kit.auth import RIGHTS_READ, Authenticator, CallerKind, Principal
 from service_kit.db import SessionDep
 from service_kit.deps import ClockDep
 from service_kit.errors import PROBLEM_RESPONSES, Unprocessable
+from service_kit.i18n import AcceptLanguage, say_served, served_for
 from service_kit.idempotency import IdempotencyDep
 from service_kit.pagination import Page, PageParamsDep
 from service_kit.routing import ServiceRoute
@@ -37,13 +41,21 @@ CouponCode = Annotated[str, Path(min_length=1, max_length=40, examples=["7KQ2M9X
 
 @router.get("/v1/me/coupons", summary="My coupons")
 async def list_my_coupons(
-    principal: AppUser, session: SessionDep, clock: ClockDep, page: PageParamsDep
+    principal: AppUser,
+    session: SessionDep,
+    clock: ClockDep,
+    page: PageParamsDep,
+    response: Response,
+    accept_language: AcceptLanguage = None,
 ) -> Page[CouponRead]:
+    """Titles and activity names follow Accept-Language (as `/v1/me/rewards`)."""
     rows, cursor = await WalletRepository.from_session(session).list(
         principal.tenant_id, page, user_id=principal.sub
     )
-    now = clock.now()
-    return Page(items=[service.to_read(c, now) for c in rows], next_cursor=cursor)
+    served = served_for(accept_language)
+    items = await service.read_coupons(session, rows, clock.now(), served)
+    say_served(response, served)
+    return Page(items=items, next_cursor=cursor)
 
 
 @router.post("/v1/me/coupons/{coupon_id}/use", summary="Mark one of my coupons used")
@@ -53,7 +65,9 @@ async def use_my_coupon(
     idempotency: IdempotencyDep,
     session: SessionDep,
     clock: ClockDep,
+    response: Response,
     body: CouponUse | None = None,
+    accept_language: AcceptLanguage = None,
 ) -> CouponRead:
     """Sending it again (same reference, or none both times) answers the same."""
     now = clock.now()
@@ -66,7 +80,20 @@ async def use_my_coupon(
         body.reference if body else None,
         now,
     )
-    return service.to_read(coupon, now)
+    return await _read(session, coupon, now, response, accept_language)
+
+
+async def _read(
+    session: AsyncSession,
+    coupon: WalletCoupon,
+    now: datetime,
+    response: Response,
+    accept_language: str | None,
+) -> CouponRead:
+    served = served_for(accept_language)
+    (read,) = await service.read_coupons(session, [coupon], now, served)
+    say_served(response, served)
+    return read
 
 
 USE_DOC = (
@@ -80,11 +107,16 @@ USE_DOC = (
 
 @router.get("/v1/coupons/by-code/{code}", summary="A coupon and its status, by code")
 async def get_coupon_by_code(
-    code: CouponCode, principal: CouponReader, session: SessionDep, clock: ClockDep
+    code: CouponCode,
+    principal: CouponReader,
+    session: SessionDep,
+    clock: ClockDep,
+    response: Response,
+    accept_language: AcceptLanguage = None,
 ) -> CouponRead:
     """`status` is `expired` once the validity has ended, whatever was stored."""
     coupon = await service.find_coupon(session, principal.tenant_id, code=code)
-    return service.to_read(coupon, clock.now())
+    return await _read(session, coupon, clock.now(), response, accept_language)
 
 
 @router.post(
@@ -96,23 +128,30 @@ async def use_coupon_by_code(
     idempotency: IdempotencyDep,
     session: SessionDep,
     clock: ClockDep,
+    response: Response,
     body: CouponUse | None = None,
+    accept_language: AcceptLanguage = None,
 ) -> CouponRead:
     now = clock.now()
     coupon = await service.find_coupon(session, principal.tenant_id, code=code)
     used = await service.use_coupon(
         session, coupon, principal.actor, body.reference if body else None, now
     )
-    return service.to_read(used, now)
+    return await _read(session, used, now, response, accept_language)
 
 
 @router.get("/v1/coupons/{coupon_id}", summary="A coupon and its status")
 async def get_coupon(
-    coupon_id: uuid.UUID, principal: CouponReader, session: SessionDep, clock: ClockDep
+    coupon_id: uuid.UUID,
+    principal: CouponReader,
+    session: SessionDep,
+    clock: ClockDep,
+    response: Response,
+    accept_language: AcceptLanguage = None,
 ) -> CouponRead:
     """`status` is `expired` once the validity has ended, whatever was stored."""
     coupon = await service.find_coupon(session, principal.tenant_id, coupon_id=coupon_id)
-    return service.to_read(coupon, clock.now())
+    return await _read(session, coupon, clock.now(), response, accept_language)
 
 
 @router.post("/v1/coupons/{coupon_id}/use", summary="Mark a coupon used", description=USE_DOC)
@@ -122,14 +161,16 @@ async def use_coupon(
     idempotency: IdempotencyDep,
     session: SessionDep,
     clock: ClockDep,
+    response: Response,
     body: CouponUse | None = None,
+    accept_language: AcceptLanguage = None,
 ) -> CouponRead:
     now = clock.now()
     coupon = await service.find_coupon(session, principal.tenant_id, coupon_id=coupon_id)
     used = await service.use_coupon(
         session, coupon, principal.actor, body.reference if body else None, now
     )
-    return service.to_read(used, now)
+    return await _read(session, used, now, response, accept_language)
 
 
 @router.get("/v1/coupons", summary="Find a customer's coupons")
@@ -138,6 +179,7 @@ async def list_customer_coupons(
     session: SessionDep,
     clock: ClockDep,
     page: PageParamsDep,
+    response: Response,
     user_id: Annotated[str | None, Query(description="Customer id")] = None,
     phone: Annotated[
         str | None,
@@ -148,6 +190,7 @@ async def list_customer_coupons(
             examples=["+852 9123 4567"],
         ),
     ] = None,
+    accept_language: AcceptLanguage = None,
 ) -> Page[CouponRead]:
     if not user_id and not phone:
         raise Unprocessable("Give user_id or phone.", code="customer_required")
@@ -157,5 +200,7 @@ async def list_customer_coupons(
     rows, cursor = await WalletRepository.from_session(session).list(
         principal.tenant_id, page, user_id=user_id, phone=digits
     )
-    now = clock.now()
-    return Page(items=[service.to_read(c, now) for c in rows], next_cursor=cursor)
+    served = served_for(accept_language)
+    items = await service.read_coupons(session, rows, clock.now(), served)
+    say_served(response, served)
+    return Page(items=items, next_cursor=cursor)

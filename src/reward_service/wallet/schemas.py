@@ -24,6 +24,17 @@ class CouponRead(BaseModel):
     prize_id: uuid.UUID
     coupon_type: str = Field(examples=["market_data"])
     title: dict[str, Any] = Field(examples=[{"en": "Market data card", "zh-Hans": "行情卡"}])
+    title_text: str | None = Field(
+        None, examples=["行情卡"], description="`title` in the Accept-Language language"
+    )
+    title_language: str | None = Field(
+        None, examples=["zh-Hans"], description="The language `title_text` is actually in"
+    )
+    activity_code: str | None = Field(None, description="The activity that gave it")
+    activity_name: str | None = Field(None, description="In the Accept-Language language")
+    activity_name_language: str | None = Field(
+        None, description="The language `activity_name` is actually in"
+    )
     instructions: str
     status: CouponStatus
     valid_from: datetime | None

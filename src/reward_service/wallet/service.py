@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from reward_service.prizes.models import Prize
 from reward_service.records.models import RewardRecord
+from reward_service.records.repository import RecordRepository
+from reward_service.records.texts import record_texts
 from reward_service.wallet import rules
 from reward_service.wallet.models import WalletCoupon
 from reward_service.wallet.repository import WalletRepository
 from reward_service.wallet.rules import new_coupon_code
 from reward_service.wallet.schemas import CouponRead, CouponStatus
 from service_kit.errors import Conflict, NotFound
+from service_kit.i18n import DEFAULT_LANGUAGE, Served
 
 
 def coupon_window(prize: Prize, issued_at: datetime) -> tuple[datetime | None, datetime | None]:
@@ -64,8 +68,31 @@ def effective_status(coupon: WalletCoupon, now: datetime) -> CouponStatus:
     return rules.effective_status(coupon.status, coupon.expires_at, now)
 
 
-def to_read(coupon: WalletCoupon, now: datetime) -> CouponRead:
+async def read_coupons(
+    session: AsyncSession, coupons: Sequence[WalletCoupon], now: datetime, served: Served
+) -> list[CouponRead]:
+    """Coupons as a reader sees them: title and activity name in their language."""
+    records = await RecordRepository.from_session(session).by_ids(
+        coupons[0].tenant_id if coupons else "", [c.record_id for c in coupons]
+    )
+    return [to_read(c, now, served, records.get(c.record_id)) for c in coupons]
+
+
+def to_read(
+    coupon: WalletCoupon,
+    now: datetime,
+    served: Served | None = None,
+    record: RewardRecord | None = None,
+) -> CouponRead:
+    served = served or Served(DEFAULT_LANGUAGE)
+    title_text, title_language = served.text(coupon.title)
+    texts = record_texts(record, served) if record is not None else None
     return CouponRead(
+        title_text=title_text,
+        title_language=title_language,
+        activity_code=record.activity_code if record is not None else None,
+        activity_name=texts.activity_name if texts else None,
+        activity_name_language=texts.activity_name_language if texts else None,
         id=coupon.id,
         user_id=coupon.user_id,
         record_id=coupon.record_id,
