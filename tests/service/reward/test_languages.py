@@ -173,10 +173,11 @@ async def test_records_without_texts_are_served_as_they_are(platform: Platform) 
 async def test_prize_titles_in_three_languages_for_every_type(platform: Platform) -> None:
     umbrella = await create_prize(platform, UMBRELLA)
     assert umbrella["details"]["title"]["zh-Hant"] == "品牌雨傘"
+    read = await platform.reward.get(f"/v1/prizes/{umbrella['id']}", headers=platform.operator())
     patched = await platform.reward.patch(
         f"/v1/prizes/{umbrella['id']}",
         json={"title": {"en": "Umbrella", "zh-Hans": "雨伞", "zh-Hant": "雨傘"}},
-        headers=platform.operator(),
+        headers={**platform.operator(), "If-Match": read.headers["ETag"]},
     )
     assert patched.status_code == 200, patched.text
     assert patched.json()["details"]["title"]["zh-Hans"] == "雨伞"
