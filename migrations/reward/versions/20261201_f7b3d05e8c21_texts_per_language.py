@@ -4,7 +4,7 @@ Reward records (and manual issuances) keep the activity's name and the prize's t
 each language, so the user's views follow their language.
 
 Revision ID: f7b3d05e8c21
-Revises: 92dc9e6d7626
+Revises: 7d2c5e8a1f94
 Create Date: 2026-12-01 05:40:00
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "f7b3d05e8c21"
-down_revision: str | None = "92dc9e6d7626"
+down_revision: str | None = "7d2c5e8a1f94"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
