@@ -100,6 +100,14 @@ class NodeCompletions(BaseModel):
     nodes: list[NodeCompletionFact] = Field(description="Completed nodes only, in node order")
 
 
+class ReferralRole(StrEnum):
+    """Which side of a referral a reward is for: the inviter's rewards are what the app
+    shows as "earned by inviting"."""
+
+    inviter = "inviter"
+    invitee = "invitee"
+
+
 class Grant(Contract):
     """activity → reward: a decision that a user earned a prize. ``grant_key`` is
     deterministic (activity, rule/tier, user, counterpart, period), so a redelivered event
@@ -122,6 +130,7 @@ class Grant(Contract):
     issuance_form: IssuanceForm
     lock_up: LockUp | None = None
     enterprise_name: str | None = None
+    referral_role: ReferralRole | None = None
 
 
 class RecordStatusChanged(Contract):

@@ -115,7 +115,7 @@ async def create_activity(
 
 @router.get("", summary="The full activity list (standard and non-standard)")
 async def list_activities(
-    principal: ActivityReader,
+    principal: ActivityLookup,
     session: SessionDep,
     clock: ClockDep,
     page: PageParamsDep,
@@ -136,9 +136,13 @@ async def list_activities(
     window_to: Annotated[
         datetime | None, Query(description="Only activities whose window starts before this")
     ] = None,
+    prize_id: Annotated[
+        uuid.UUID | None, Query(description="Only activities whose rules or limits use this prize")
+    ] = None,
 ) -> Page[ActivityRead]:
     """Newest first. With `window_from`/`window_to`, activities whose window overlaps
-    [window_from, window_to) (activities without a window are left out)."""
+    [window_from, window_to) (activities without a window are left out). Operators, and
+    back ends (the reward service asks with `prize_id` before deleting a prize)."""
     filters = ActivityFilters(
         kind=kind.value if kind else None,
         status=status_,
@@ -146,6 +150,7 @@ async def list_activities(
         name=name,
         window_from=window_from,
         window_to=window_to,
+        prize_id=prize_id,
     )
     items, cursor = await service.list_activities(
         session, principal.tenant_id, filters, page, clock.now()
@@ -287,6 +292,34 @@ async def close_activity(
     return service.to_read(activity, clock.now())
 
 
+@router.delete(
+    "/{activity_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete a draft",
+    responses={
+        409: {"description": "`activity_not_deletable` (published or closed), `version_conflict`"},
+        412: {"description": "`version_mismatch` (only when If-Match is sent)"},
+    },
+)
+async def delete_activity(
+    activity_id: uuid.UUID,
+    principal: ActivityWriter,
+    session: SessionDep,
+    clock: ClockDep,
+    if_match: IfMatch = None,
+) -> None:
+    """Only a draft can be deleted: it never reached a user. A published activity has
+    grants, outcomes and reward records under its code, so it is closed instead. The audit
+    trail (`GET …/audit`) is kept and ends with `deleted`."""
+    await service.delete_draft(
+        session,
+        principal,
+        activity_id,
+        clock.now(),
+        service.parse_if_match(if_match, required=False),
+    )
+
+
 @router.get("/{activity_id}/audit", summary="Who changed what in an activity, and when")
 async def list_activity_audit(
     activity_id: uuid.UUID,
@@ -294,11 +327,13 @@ async def list_activity_audit(
     session: SessionDep,
     page: PageParamsDep,
 ) -> Page[AuditEntryRead]:
-    """Newest first; every creation, edit, publication and closing with before/after."""
-    await service.get_activity(session, principal.tenant_id, activity_id)
+    """Newest first; every creation, edit, publication, closing and deletion with
+    before/after. A deleted draft's trail stays readable."""
     rows, cursor = await AuditRepository.from_session(session).list(
         principal.tenant_id, activity_id, page
     )
+    if not rows and page.cursor is None:
+        await service.get_activity(session, principal.tenant_id, activity_id)  # 404 if none
     return Page(items=[audit.to_read(r) for r in rows], next_cursor=cursor)
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, cast, func, or_, select, text, update
+from sqlalchemy import String, Text, cast, delete, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from activity_service.activities.models import Activity
@@ -22,6 +22,7 @@ class ActivityFilters:
     name: str | None = None
     window_from: datetime | None = None
     window_to: datetime | None = None
+    prize_id: uuid.UUID | None = None
 
 
 def _escape_like(value: str) -> str:
@@ -105,6 +106,10 @@ class ActivityRepository:
             stmt = stmt.where(Activity.ends_at > f.window_from)
         if f.window_to is not None:
             stmt = stmt.where(Activity.starts_at < f.window_to)
+        if f.prize_id is not None:
+            # A prize id appears in the stored config wherever a rule, tier, bonus, team
+            # reward or prize limit names it, whatever the kind's shape.
+            stmt = stmt.where(cast(Activity.config, Text).contains(str(f.prize_id)))
         return await paginate(self.session, stmt, Activity, params)
 
     @staticmethod
@@ -137,6 +142,20 @@ class ActivityRepository:
             Activity.tenant_id == tenant_id, Activity.kind == kind, Activity.state == "published"
         )
         return list((await self.session.scalars(stmt)).all())
+
+    async def delete_draft_if_version(self, activity_id: uuid.UUID, version: int) -> bool:
+        """Deletes the row only if it is still the draft at ``version`` the caller saw."""
+        stmt = (
+            delete(Activity)
+            .where(
+                Activity.id == activity_id,
+                Activity.version == version,
+                Activity.state == "draft",
+            )
+            .returning(Activity.id)
+            .execution_options(synchronize_session=False)
+        )
+        return (await self.session.execute(stmt)).scalar_one_or_none() is not None
 
     async def update_if_version(
         self, activity_id: uuid.UUID, version: int, values: dict[str, Any]

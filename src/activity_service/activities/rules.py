@@ -144,11 +144,12 @@ class Operation(StrEnum):
     edit = "edit"
     close = "close"
     publish = "publish"
+    delete = "delete"
 
 
 ALLOWED_OPERATIONS: dict[ActivityStatus, frozenset[Operation]] = {
     ActivityStatus.draft: frozenset(
-        {Operation.view, Operation.edit, Operation.close, Operation.publish}
+        {Operation.view, Operation.edit, Operation.close, Operation.publish, Operation.delete}
     ),
     ActivityStatus.running: frozenset({Operation.view, Operation.edit, Operation.close}),
     ActivityStatus.ended: frozenset({Operation.view}),
@@ -160,6 +161,9 @@ FORBIDDEN_CODES: dict[Operation, str] = {
     Operation.edit: "activity_not_editable",
     Operation.close: "activity_not_closable",
     Operation.publish: "activity_not_draft",
+    # Only a draft never reached a user: anything published has grants, outcomes and
+    # records that refer to it, so it is closed instead.
+    Operation.delete: "activity_not_deletable",
 }
 
 

@@ -194,6 +194,7 @@ _PAST = {
     Operation.edit: "edited",
     Operation.close: "closed",
     Operation.publish: "published",
+    Operation.delete: "deleted",
 }
 
 
@@ -439,6 +440,36 @@ async def close(
     _require(activity, Operation.close, now)
     return await _transition(
         session, principal, activity, {"state": "closed", "closed_at": now}, "closed", now
+    )
+
+
+async def delete_draft(
+    session: AsyncSession,
+    principal: Principal,
+    activity_id: uuid.UUID,
+    now: datetime,
+    if_match: int | None = None,
+) -> None:
+    """Delete a draft (never published, so nothing refers to it). Its audit trail is kept,
+    ending with the deletion."""
+    activity = await get_activity(session, principal.tenant_id, activity_id)
+    _check_version(activity, if_match)
+    _require(activity, Operation.delete, now)
+    deleted = await ActivityRepository.from_session(session).delete_draft_if_version(
+        activity.id, activity.version
+    )
+    if not deleted:
+        raise Conflict("The activity changed meanwhile; reload and retry.", code="version_conflict")
+    audit.record(
+        session,
+        tenant_id=principal.tenant_id,
+        activity_id=activity.id,
+        actor=principal.actor,
+        action="deleted",
+        version=activity.version + 1,
+        before={"state": activity.state},
+        after={"state": "deleted"},
+        at=now,
     )
 
 

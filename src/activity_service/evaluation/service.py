@@ -60,6 +60,7 @@ from contracts.payloads import (
     Node,
     NodeCompleted,
     RecordStatusChanged,
+    ReferralRole,
 )
 from contracts.payloads import Grant as GrantPayload
 from service_kit.i18n import texts_of
@@ -240,6 +241,7 @@ async def write_grant(
     period: str = "once",
     lock_up: dict[str, Any] | None = None,
     enterprise_name: str | None = None,
+    referral_role: ReferralRole | None = None,
 ) -> tuple[Grant | None, str]:
     """Record one decision (once per grant key) with its outbox message, taking a slot of
     the prize's cap in the same savepoint; returns (grant, outcome).
@@ -268,6 +270,7 @@ async def write_grant(
         issuance_form=IssuanceForm(activity.issuance_form),
         lock_up=LockUp.model_validate(lock_up) if lock_up else None,
         enterprise_name=enterprise_name,
+        referral_role=referral_role,
     ).model_dump(mode="json")
     values = {
         "id": uuid.uuid4(),
@@ -509,6 +512,7 @@ async def evaluate_referral(
                 user_id=invitee,
                 app_id=facts.app_id,
                 counterpart_id=inviter,
+                referral_role=ReferralRole.invitee,
             )
         await _reward_inviter(ev, activity, rule, done, inviter, invitee, reward_type)
 
@@ -578,6 +582,7 @@ async def _reward_inviter(
             user_id=inviter,
             app_id=None,
             counterpart_id=invitee,
+            referral_role=ReferralRole.inviter,
         )
         if award.bonus_rule_id and award.bonus_prize_id:
             await write_grant(
@@ -590,6 +595,7 @@ async def _reward_inviter(
                 user_id=inviter,
                 app_id=None,
                 period="bonus",
+                referral_role=ReferralRole.inviter,
             )
         return
     if rule.get("prize_id"):
@@ -603,6 +609,7 @@ async def _reward_inviter(
             user_id=inviter,
             app_id=None,
             counterpart_id=invitee,
+            referral_role=ReferralRole.inviter,
         )
 
 

@@ -16,6 +16,7 @@ from referral_service.bindings.schemas import (
     Channel,
     InviteeBindings,
     InviterStats,
+    MyInvitee,
     SelfBindRequest,
     UserBindingRead,
 )
@@ -102,6 +103,16 @@ async def bind_me(
         app_id=principal.app_id,
     )
     return BindingRead.model_validate(binding)
+
+
+@router.get("/v1/me/invitees", summary="My invitees and their progress")
+async def list_my_invitees(
+    principal: AppUser, session: SessionDep, page: PageParamsDep
+) -> Page[MyInvitee]:
+    """Everyone bound to me as their inviter at any node, newest first, with the time
+    each completed registration, account opening and deposit, and at which nodes I am
+    the inviter that counts."""
+    return await service.my_invitees(session, principal.tenant_id, principal.sub, page)
 
 
 @router.post("/v1/bindings", status_code=status.HTTP_201_CREATED, summary="Bind an invitee by hand")

@@ -7,6 +7,7 @@ from sqlalchemy import and_, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from referral_service.bindings.models import Binding, BindingHistory, NodeCompletion
 from service_kit.errors import Conflict
@@ -200,6 +201,39 @@ class BindingRepository:
                 or_(Binding.invitee_id == either_user_id, Binding.inviter_id == either_user_id)
             )
         return await paginate(self.session, stmt, Binding, params)
+
+    async def invitees_page(
+        self, tenant_id: str, inviter_id: str, params: PageParams
+    ) -> tuple[list[Binding], str | None]:
+        """One row per invitee bound to ``inviter_id`` at any node: their first binding to
+        this inviter, newest first. Starts from ix_bindings_tenant_inviter_node; the
+        "first" test probes the invitee's at most three bindings."""
+        earlier = aliased(Binding)
+        first = ~(
+            select(earlier.id)
+            .where(
+                earlier.tenant_id == tenant_id,
+                earlier.invitee_id == Binding.invitee_id,
+                earlier.inviter_id == inviter_id,
+                or_(
+                    earlier.created_at < Binding.created_at,
+                    and_(earlier.created_at == Binding.created_at, earlier.id < Binding.id),
+                ),
+            )
+            .exists()
+        )
+        stmt = select(Binding).where(
+            Binding.tenant_id == tenant_id, Binding.inviter_id == inviter_id, first
+        )
+        return await paginate(self.session, stmt, Binding, params)
+
+    async def for_invitees(self, tenant_id: str, invitee_ids: list[str]) -> list[Binding]:
+        if not invitee_ids:
+            return []
+        stmt = select(Binding).where(
+            Binding.tenant_id == tenant_id, Binding.invitee_id.in_(invitee_ids)
+        )
+        return list((await self.session.scalars(stmt)).all())
 
     # --- node completions --------------------------------------------------------------
 

@@ -146,3 +146,19 @@ class InviterStats(BaseModel):
     nodes: list[NodeCounts] = Field(description="Always the three nodes, in order")
 
     model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+
+class NodeProgress(BaseModel):
+    node: Node
+    completed_at: datetime | None = Field(description="When the invitee completed the node")
+    mine: bool = Field(
+        description="The caller is the invitee's effective inviter at this node (its own "
+        "inviter, else the registration inviter): rewards for this node are the caller's"
+    )
+
+
+class MyInvitee(BaseModel):
+    invitee_id: str = Field(examples=["u-2002"])
+    bound_at: datetime = Field(description="When the invitee was first bound to the caller")
+    channel: Channel = Field(description="How that first binding was made")
+    nodes: list[NodeProgress] = Field(description="Always the three nodes, in order")

@@ -21,7 +21,9 @@ from referral_service.bindings.schemas import (
     Channel,
     InviteeBindings,
     InviterStats,
+    MyInvitee,
     NodeCounts,
+    NodeProgress,
     NodeState,
     UserBindingRead,
 )
@@ -505,3 +507,37 @@ async def inviter_stats(
             for node in Node
         ],
     )
+
+
+async def my_invitees(
+    session: AsyncSession, tenant_id: str, inviter_id: str, params: PageParams
+) -> Page[MyInvitee]:
+    """The app's "my invitees": everyone bound to the caller at any node, newest first,
+    with their progress through the three nodes (completions as this service has heard of
+    them) and whether each node's rewards are the caller's."""
+    repo = BindingRepository.from_session(session)
+    firsts, cursor = await repo.invitees_page(tenant_id, inviter_id, params)
+    invitee_ids = [b.invitee_id for b in firsts]
+    by_invitee: dict[str, dict[str, Binding]] = {i: {} for i in invitee_ids}
+    for binding in await repo.for_invitees(tenant_id, invitee_ids):
+        by_invitee[binding.invitee_id][binding.node] = binding
+    done = await repo.completions_of(tenant_id, [(i, n.value) for i in invitee_ids for n in Node])
+    items = []
+    for first in firsts:
+        effective = effective_inviters(by_invitee[first.invitee_id])
+        items.append(
+            MyInvitee(
+                invitee_id=first.invitee_id,
+                bound_at=first.bound_at,
+                channel=Channel(first.channel),
+                nodes=[
+                    NodeProgress(
+                        node=node,
+                        completed_at=done.get((first.invitee_id, node.value)),
+                        mine=effective[node] == inviter_id,
+                    )
+                    for node in Node
+                ],
+            )
+        )
+    return Page[MyInvitee](items=items, next_cursor=cursor)

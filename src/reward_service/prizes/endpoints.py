@@ -3,14 +3,15 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from reward_service.prizes import service
 from reward_service.prizes.repository import PrizeRepository
 from reward_service.prizes.schemas import PrizeCreate, PrizeRead, PrizeType, PrizeUpdate
+from reward_service.prizes.usage import rule_usage
 from service_kit.auth import RIGHTS_READ, RIGHTS_WRITE, Authenticator, CallerKind, Principal
 from service_kit.db import SessionDep
-from service_kit.deps import ClockDep
+from service_kit.deps import ClockDep, HttpDep
 from service_kit.errors import PROBLEM_RESPONSES
 from service_kit.idempotency import IdempotencyDep
 from service_kit.pagination import Page, PageParamsDep
@@ -108,3 +109,32 @@ async def update_prize(
     )
     response.headers["ETag"] = etag(prize.version)
     return PrizeRead.model_validate(prize)
+
+
+@router.delete(
+    "/{prize_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete a prize nothing uses",
+    responses={
+        409: {
+            "description": "`prize_in_use`: named by an activity's rules or limits, a "
+            "reward record or a manual issuance (`activity_codes`, `used_by`)"
+        },
+        503: {"description": "`prize_usage_unknown`: the activity service did not answer"},
+        **PRECONDITION_RESPONSES,
+    },
+)
+async def delete_prize(
+    prize_id: uuid.UUID,
+    request: Request,
+    principal: PrizeWrite,
+    session: SessionDep,
+    http: HttpDep,
+    if_match: IfMatch = None,
+) -> None:
+    """A prize no activity rule (draft or published), reward record or manual issuance
+    names. Anything in use stays: edit or delete the draft first, or leave the prize.
+    `If-Match` is optional; when sent, a stale ETag is a 412."""
+    usage = rule_usage(http, request.app.state.settings.activity_url, principal.tenant_id)
+    version = parse_if_match(if_match, required=False, what="prize")
+    await service.delete_prize(session, principal.tenant_id, prize_id, usage, version)

@@ -4,10 +4,12 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from reward_service.center.models import ManualIssuance
 from reward_service.prizes.models import Prize
+from reward_service.records.models import RewardRecord
 from service_kit.pagination import PageParams, paginate
 
 
@@ -27,6 +29,36 @@ class PrizeRepository:
         return await self.session.scalar(
             select(Prize).where(Prize.tenant_id == tenant_id, Prize.id == prize_id)
         )
+
+    async def lock(self, tenant_id: str, prize_id: uuid.UUID) -> Prize | None:
+        return await self.session.scalar(
+            select(Prize)
+            .where(Prize.tenant_id == tenant_id, Prize.id == prize_id)
+            .with_for_update()
+        )
+
+    async def used_by(self, tenant_id: str, prize_id: uuid.UUID) -> list[str]:
+        """What in this service names the prize: reward records (whatever their state) and
+        reward-center issuances. Each is a probe that stops at the first row."""
+        records = (
+            select(RewardRecord.id)
+            .where(RewardRecord.tenant_id == tenant_id, RewardRecord.prize_id == prize_id)
+            .limit(1)
+        )
+        issuances = (
+            select(ManualIssuance.id)
+            .where(ManualIssuance.tenant_id == tenant_id, ManualIssuance.prize_id == prize_id)
+            .limit(1)
+        )
+        found = []
+        if await self.session.scalar(records) is not None:
+            found.append("reward_records")
+        if await self.session.scalar(issuances) is not None:
+            found.append("reward_center_issuances")
+        return found
+
+    async def delete(self, prize_id: uuid.UUID) -> None:
+        await self.session.execute(delete(Prize).where(Prize.id == prize_id))
 
     async def list(
         self, tenant_id: str, params: PageParams, type_: str | None = None

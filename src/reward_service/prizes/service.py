@@ -17,6 +17,7 @@ from reward_service.prizes.schemas import (
     PhysicalPrizeCreate,
     PrizeUpdate,
 )
+from reward_service.prizes.usage import RuleUsage
 from service_kit.auth import Principal
 from service_kit.errors import Conflict, NotFound, Unprocessable
 from service_kit.preconditions import PreconditionRequired, VersionMismatch, check_version
@@ -146,3 +147,36 @@ async def update_prize(
     fresh = await repo.refresh(prize.id)
     assert fresh is not None
     return fresh
+
+
+async def delete_prize(
+    session: AsyncSession,
+    tenant_id: str,
+    prize_id: uuid.UUID,
+    rule_usage: RuleUsage,
+    if_match: int | None = None,
+) -> None:
+    """Delete a prize no activity rule, reward record or manual issuance uses; otherwise
+    409 ``prize_in_use`` saying what uses it. The row is locked first, so a stock change or
+    an edit waits for the deletion. Activity rules are asked of the activity service (503
+    ``prize_usage_unknown`` if it cannot answer); once deleted, no new rule can name the
+    prize, since activity configuration checks every prize id here."""
+    repo = PrizeRepository.from_session(session)
+    prize = await repo.lock(tenant_id, prize_id)
+    if prize is None:
+        raise NotFound(f"No prize {prize_id} in this tenant.", code="prize_not_found")
+    if if_match is not None:
+        check_version(prize.version, if_match, "prize")
+    here = await repo.used_by(tenant_id, prize_id)
+    activities = [] if here else await rule_usage(prize_id)
+    if here or activities:
+        what = ", ".join(
+            [*(f"activity {code}" for code in activities), *(t.replace("_", " ") for t in here)]
+        )
+        raise Conflict(
+            f"The prize is in use ({what}); it can be deleted only when nothing refers to it.",
+            code="prize_in_use",
+            activity_codes=activities,
+            used_by=here,
+        )
+    await repo.delete(prize.id)

@@ -15,6 +15,8 @@ from reward_service.records import service
 from reward_service.records.models import RewardRecord
 from reward_service.records.repository import RecordRepository
 from reward_service.records.schemas import (
+    InvitationTotal,
+    InvitationTotals,
     IssuedCost,
     MoveRequest,
     MyRewardRead,
@@ -260,6 +262,27 @@ _add_operator_move(
 _add_operator_move(
     Action.resubmit, "resubmit", "resubmit_reward_record", "Resubmit a failed record"
 )
+
+
+@router.get("/v1/me/invitation-totals", summary="What I earned by inviting")
+async def get_my_invitation_totals(principal: AppUser, session: SessionDep) -> InvitationTotals:
+    """The caller's rewards as an inviter of referral activities (cancelled ones left out):
+    counts and values per prize type and currency, issued or still on their way. Answered
+    here because this service owns the records, their statuses and what was paid; the
+    referral service only knows who invited whom."""
+    rows, invitees = await RecordRepository.from_session(session).invitation_totals(
+        principal.tenant_id, principal.sub
+    )
+    return InvitationTotals(
+        user_id=principal.sub,
+        invitees_rewarded=invitees,
+        totals=[
+            InvitationTotal(
+                prize_type=t, currency=c, records=n, issued=i, amount=a, issued_amount=ia
+            )
+            for t, c, n, i, a, ia in rows
+        ],
+    )
 
 
 @router.get("/v1/me/rewards", summary="My rewards, in my language")

@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
@@ -34,6 +35,13 @@ class RewardRecord(Base):
         Index("ix_reward_records_tenant_user", "tenant_id", "user_id"),
         Index("ix_reward_records_status_updated", "status", "updated_at"),
         Index("ix_reward_records_status_lock_expires", "status", "lock_expires_at"),
+        # "Earned by inviting" totals read only the inviter's own referral rewards.
+        Index(
+            "ix_reward_records_tenant_inviter",
+            "tenant_id",
+            "user_id",
+            postgresql_where=text("referral_role = 'inviter'"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
@@ -45,6 +53,9 @@ class RewardRecord(Base):
     user_id: Mapped[str] = mapped_column(String(128), nullable=False)
     app_id: Mapped[str | None] = mapped_column(String(64))
     counterpart_id: Mapped[str | None] = mapped_column(String(128))
+    # inviter | invitee for referral rewards (None otherwise, and for records made before
+    # the role was recorded).
+    referral_role: Mapped[str | None] = mapped_column(String(8))
     enterprise_name: Mapped[str | None] = mapped_column(String(200))
     task: Mapped[str] = mapped_column(String(40), nullable=False)
     achieved_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)

@@ -234,6 +234,49 @@ class RecordRepository:
         rows = await self.session.execute(stmt)
         return [(t, c, int(n), total) for t, c, n, total in rows.all()]
 
+    async def invitation_totals(
+        self, tenant_id: str, user_id: str
+    ) -> tuple[builtins.list[tuple[str, str | None, int, int, Any, Any]], int]:
+        """The user's rewards as an inviter, cancelled ones left out: per (prize type,
+        currency) the records, the Issued ones and their summed values — valued as the
+        activity costs are (cash: the amount paid, else the prize's amount; coupons and
+        physical items: the prize's cost; no cost → currency and sums NULL) — and the
+        distinct invitees they were earned for. Starts from ix_reward_records_tenant_inviter:
+        the cost follows this user's own referral rewards."""
+        issued = RewardRecord.status == "issued"
+        amount = func.coalesce(CashPayout.amount, Prize.cost_amount)
+        currency = func.coalesce(CashPayout.currency, Prize.cost_currency)
+        mine = (
+            RewardRecord.tenant_id == tenant_id,
+            RewardRecord.user_id == user_id,
+            RewardRecord.referral_role == "inviter",
+            RewardRecord.status != "cancelled",
+        )
+        stmt = (
+            select(
+                RewardRecord.prize_type,
+                currency,
+                func.count(),
+                func.count().filter(issued),
+                func.sum(amount),
+                func.sum(amount).filter(issued),
+            )
+            .select_from(RewardRecord)
+            .outerjoin(CashPayout, CashPayout.record_id == RewardRecord.id)
+            .outerjoin(Prize, and_(Prize.id == RewardRecord.prize_id, Prize.tenant_id == tenant_id))
+            .where(*mine)
+            .group_by(RewardRecord.prize_type, currency)
+            .order_by(RewardRecord.prize_type, currency)
+        )
+        rows: builtins.list[tuple[str, str | None, int, int, Any, Any]] = [
+            (t, c, int(n), int(i), total, issued_total)
+            for t, c, n, i, total, issued_total in (await self.session.execute(stmt)).all()
+        ]
+        invitees = await self.session.scalar(
+            select(func.count(func.distinct(RewardRecord.counterpart_id))).where(*mine)
+        )
+        return rows, int(invitees or 0)
+
     async def distinct_users(self, tenant_id: str, activity_code: str) -> tuple[int, int]:
         """(users with any record, users with an Issued record) under the activity code."""
         issued = RewardRecord.status == "issued"

@@ -148,3 +148,31 @@ class MyRewardRead(BaseModel):
 
 class MoveRequest(BaseModel):
     reason: str | None = Field(None, max_length=500, examples=["customer not eligible"])
+
+
+class InvitationTotal(BaseModel):
+    prize_type: str = Field(examples=["cash"])
+    currency: str | None = Field(
+        description="Currency of the values (none when the prize has no value set)",
+        examples=["HKD"],
+    )
+    records: int = Field(description="Rewards earned (cancelled ones left out)", examples=[4])
+    issued: int = Field(description="Of those, already issued", examples=[3])
+    amount: Decimal | None = Field(
+        description="Value of the rewards earned: cash paid or due; coupons and physical "
+        "items at the prize's value",
+        examples=["400.00"],
+    )
+    issued_amount: Decimal | None = Field(description="Value of the issued ones")
+
+
+class InvitationTotals(BaseModel):
+    """What the calling user earned by inviting (their rewards as an inviter)."""
+
+    user_id: str = Field(examples=["u-1001"])
+    invitees_rewarded: int = Field(
+        description="Distinct invitees the rewards were earned for (bonus rewards of a tier "
+        "are for the inviter's count, not an invitee)",
+        examples=[3],
+    )
+    totals: list[InvitationTotal] = Field(description="Per prize type and currency")

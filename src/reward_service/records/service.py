@@ -229,6 +229,7 @@ async def create_from_grant(
             "user_id": grant.user_id,
             "app_id": grant.app_id,
             "counterpart_id": grant.counterpart_id,
+            "referral_role": grant.referral_role.value if grant.referral_role else None,
             "enterprise_name": grant.enterprise_name,
             "task": grant.task,
             "achieved_at": grant.achieved_at,
