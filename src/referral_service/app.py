@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 import httpx
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
 from referral_service.bindings.endpoints import router as bindings_router
 from referral_service.config import ReferralSettings
 from referral_service.db import IdempotencyKey
-from referral_service.invite_codes.attempts import TooManyAttempts
 from referral_service.invite_codes.endpoints import router as invite_codes_router
 from referral_service.tenant_settings.endpoints import router as settings_router
 from service_kit.app_factory import create_service_app
 from service_kit.clock import Clock
-from service_kit.errors import problem_response
-
-
-async def _too_many(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, TooManyAttempts)
-    return problem_response(exc, headers={"Retry-After": str(exc.retry_after)})
 
 
 def create_app(
@@ -28,7 +20,7 @@ def create_app(
     clock: Clock | None = None,
     http_mounts: dict[str, httpx.AsyncBaseTransport] | None = None,
 ) -> FastAPI:
-    app = create_service_app(
+    return create_service_app(
         title="Activity Platform — referral service",
         description="Invite codes and the referral graph: bindings per node (SPEC §2).",
         settings=settings or ReferralSettings(),
@@ -37,5 +29,3 @@ def create_app(
         clock=clock,
         http_mounts=http_mounts,
     )
-    app.add_exception_handler(TooManyAttempts, _too_many)
-    return app

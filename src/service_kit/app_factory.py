@@ -25,6 +25,7 @@ from service_kit.http import ServiceClient
 from service_kit.idempotency import IdempotencyKeyMixin, install_replay_handler
 from service_kit.outbox import OutboxNotifier
 from service_kit.queue import parse_sentinel_url, redis_client
+from service_kit.ratelimit import RateLimits
 from service_kit.telemetry import RequestContextMiddleware
 
 log = logging.getLogger(__name__)
@@ -132,6 +133,7 @@ def create_service_app(
         app.state.redis = redis_client(
             settings.redis_url, socket_connect_timeout=2, socket_timeout=5
         )
+        app.state.rate_limits = RateLimits(app.state.redis, settings)
         app.state.http = ServiceClient(settings, mounts=http_mounts)
         await check_dependencies(app)
         if on_startup is not None:

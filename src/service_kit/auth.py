@@ -146,12 +146,16 @@ class Authenticator:
         # operation that needs it, so generated clients and Swagger UI send the token.
         credentials: HTTPAuthorizationCredentials | None = Security(_bearer),
     ) -> Principal:
-        if credentials is None:
+        return self.authenticate(request)
+
+    def authenticate(self, request: Request) -> Principal:
+        """The caller of ``request``, or 401 / 403. Reads only the headers, so a route can
+        ask before the body is read (``service_kit.routing.ServiceRoute``)."""
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
             raise Unauthenticated("Send `Authorization: Bearer <token>`.")
         settings = request.app.state.settings
-        principal = decode_token(
-            settings.jwt_secret, credentials.credentials, settings.jwt_algorithm
-        )
+        principal = decode_token(settings.jwt_secret, token.strip(), settings.jwt_algorithm)
         if principal.kind not in self.kinds:
             allowed = ", ".join(sorted(k.value for k in self.kinds))
             raise Forbidden(f"This operation is for callers of kind: {allowed}.")

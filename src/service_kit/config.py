@@ -84,6 +84,14 @@ class ServiceSettings(BaseSettings):
     # Host names and networks (CIDR) operator-set URLs may reach although they are not
     # public, comma-separated (e.g. a broker's systems on a private link).
     outbound_allowlist: str = Field("", validation_alias=_shared("OUTBOUND_ALLOWLIST"))
+    # Writes (POST, PUT, PATCH, DELETE) one caller may make per window, by caller kind
+    # (0 = unlimited: trusted back ends post events in bulk), and app logins (`app.login`
+    # events) per app user; over the limit a request is a 429 with Retry-After.
+    write_limit_user: int = Field(60, validation_alias=_shared("WRITE_LIMIT_USER"))
+    write_limit_operator: int = Field(600, validation_alias=_shared("WRITE_LIMIT_OPERATOR"))
+    write_limit_service: int = Field(0, validation_alias=_shared("WRITE_LIMIT_SERVICE"))
+    login_limit: int = Field(10, validation_alias=_shared("LOGIN_LIMIT"))
+    rate_limit_window_seconds: int = Field(60, validation_alias=_shared("RATE_LIMIT_WINDOW"))
 
     log_level: str = Field("INFO", validation_alias=_shared("LOG_LEVEL"))
     log_json: bool = Field(True, validation_alias=_shared("LOG_JSON"))

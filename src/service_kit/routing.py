@@ -6,21 +6,58 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import Request, Response
+from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
+from service_kit.auth import Authenticator
 from service_kit.idempotency.dependency import settle
+from service_kit.ratelimit import RATE_LIMITED_RESPONSE, WRITE_METHODS, RateLimits
+
+
+def _authenticator(dependant: Dependant) -> Authenticator | None:
+    """The first ``Authenticator`` among the route's dependencies, nested ones included."""
+    for dependency in dependant.dependencies:
+        if isinstance(dependency.call, Authenticator):
+            return dependency.call
+        found = _authenticator(dependency)
+        if found is not None:
+            return found
+    return None
 
 
 class ServiceRoute(APIRoute):
-    """Runs the endpoint, then settles its Idempotency-Key claim in the same transaction: the
-    handler returns inside the request's unit of work, which commits only after this."""
+    """Around the endpoint, in this order:
+
+    1. the caller is authenticated and authorized from the headers alone, before the body
+       is read or parsed: without a valid token a malformed body is a 401, not a 422, and
+       nobody unauthorized makes the service parse anything;
+    2. a write counts towards the caller's rate limit (429 ``rate_limited`` past it);
+    3. the endpoint runs, then its Idempotency-Key claim is settled in the same transaction
+       (the handler returns inside the request's unit of work, which commits after this).
+    """
 
     settles_idempotency = True
 
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        if self._writes():
+            # Documented where it can happen: every write may meet the caller's rate limit.
+            self.responses = {**RATE_LIMITED_RESPONSE, **self.responses}
+
+    def _writes(self) -> bool:
+        return bool((self.methods or set()) & WRITE_METHODS)
+
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        authenticator = _authenticator(self.dependant)
+        limited = self._writes()
 
         async def handle(request: Request) -> Response:
+            if authenticator is not None:
+                principal = authenticator.authenticate(request)
+                limits: RateLimits | None = getattr(request.app.state, "rate_limits", None)
+                if limited and limits is not None:
+                    await limits.write(principal)
             response = await handler(request)
             await settle(request, response)
             return response

@@ -118,3 +118,20 @@ def test_if_match_names_a_version_or_is_refused() -> None:
     with pytest.raises(ProblemError) as stale:
         check_version(3, 2, "prize")
     assert (stale.value.status, stale.value.extra) == (412, {"current_version": 3})
+
+
+async def test_rate_limits_fail_open_without_redis() -> None:
+    """A throttle must not take the writes down with Redis: no Redis, no limit (logged)."""
+    from redis.asyncio import Redis
+
+    from service_kit.auth import CallerKind, Principal
+    from service_kit.ratelimit import FixedWindow, limit
+
+    redis = Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    window = FixedWindow(redis, "test", "writes", 60)
+    caller = Principal(sub="s", tenant_id="t", kind=CallerKind.operator)
+    try:
+        for _ in range(3):
+            await limit(window, caller, 1, "writes")
+    finally:
+        await redis.aclose()

@@ -12,6 +12,7 @@ from service_kit.auth import ACTIVITY_READ, Authenticator, CallerKind, Principal
 from service_kit.db import SessionDep
 from service_kit.errors import PROBLEM_RESPONSES
 from service_kit.idempotency import IdempotencyDep
+from service_kit.ratelimit import RATE_LIMITED_RESPONSE
 from service_kit.routing import ServiceRoute
 
 router = APIRouter(
@@ -37,18 +38,27 @@ EVENT_BODY_BYTES = 64 * 1024
 BATCH_BODY_BYTES = 4 * 1024 * 1024
 
 
+async def _limit_logins(request: Request, principal: Principal, count: int) -> None:
+    """An app user's events are its logins: at most ``login_limit`` per window (each one
+    may carry a new device id, which download tasks count)."""
+    if principal.kind is CallerKind.user:
+        await request.app.state.rate_limits.login(principal, count)
+
+
 @router.post(
     "",
     status_code=status.HTTP_202_ACCEPTED,
     summary="Post a business event",
     max_body_size=EVENT_BODY_BYTES,
+    responses=RATE_LIMITED_RESPONSE,
 )
 async def post_event(body: EventIn, principal: EventPoster, request: Request) -> EventAck:
     """Trusted back ends (service tokens) post every type; an app user may post only its own
-    `app.login`. Stored once per `event_id`: a replay with the same content is acknowledged
-    as `duplicate` with the original receipt time and changes nothing; the same id with other
-    content is refused (409 `event_id_conflict`). Evaluation happens in jobs, after the
-    acknowledgement."""
+    `app.login`, a few per minute (429 `rate_limited`). Stored once per `event_id`: a replay
+    with the same content is acknowledged as `duplicate` with the original receipt time and
+    changes nothing; the same id with other content is refused (409 `event_id_conflict`).
+    Evaluation happens in jobs, after the acknowledgement."""
+    await _limit_logins(request, principal, 1)
     pool = await ingest_pool(request)
     async with pool.acquire() as connection:
         ack = await service.ingest(connection, principal, body)
@@ -57,16 +67,23 @@ async def post_event(body: EventIn, principal: EventPoster, request: Request) ->
     return ack
 
 
-@router.post("/batch", summary="Post up to 1,000 business events", max_body_size=BATCH_BODY_BYTES)
+@router.post(
+    "/batch",
+    summary="Post up to 1,000 business events",
+    max_body_size=BATCH_BODY_BYTES,
+    responses=RATE_LIMITED_RESPONSE,
+)
 async def post_event_batch(
     body: EventBatchIn,
+    request: Request,
     principal: EventPoster,
     idempotency: IdempotencyDep,
     session: SessionDep,
 ) -> EventBatchResult:
     """Per-item results in request order: `accepted`, `duplicate`, or `rejected` with a
     problem (`validation_error`, `event_not_allowed`, `event_id_conflict`…). Items are
-    independent: bad ones do not stop the others."""
+    independent: bad ones do not stop the others. An app user's items count as logins."""
+    await _limit_logins(request, principal, len(body.events))
     return await service.ingest_batch(session, principal, body)
 
 

@@ -14,54 +14,39 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from service_kit.auth import Principal
-from service_kit.errors import ProblemError
+from service_kit.ratelimit import FixedWindow, TooManyRequests
 
 log = logging.getLogger(__name__)
 
 
-class TooManyAttempts(ProblemError):
-    status, code, title = 429, "too_many_attempts", "Too many wrong invite codes"
+class TooManyAttempts(TooManyRequests):
+    code, title = "too_many_attempts", "Too many wrong invite codes"
 
     def __init__(self, retry_after: int) -> None:
         super().__init__(
             f"Too many wrong invite codes; try again in {retry_after} seconds.",
             retry_after=retry_after,
         )
-        self.retry_after = retry_after
 
 
 class CodeAttemptLimiter:
     def __init__(self, redis: Redis, prefix: str, limit: int, window_seconds: int) -> None:
-        self.redis = redis
-        self.prefix = prefix
+        # The window starts at the first failure and is not extended (service_kit.ratelimit).
+        self.failures = FixedWindow(redis, prefix, "referral:code-failures", window_seconds)
         self.limit = limit
-        self.window_seconds = window_seconds
-
-    def _key(self, principal: Principal) -> str:
-        return f"{self.prefix}:referral:code-failures:{principal.tenant_id}:{principal.actor}"
 
     async def check(self, principal: Principal) -> None:
         """Raise ``TooManyAttempts`` while the caller is over the limit."""
-        key = self._key(principal)
         try:
-            failures = await self.redis.get(key)
-            if failures is None or int(failures) < self.limit:
-                return
-            ttl = await self.redis.ttl(key)
+            failures, retry_after = await self.failures.current(principal)
         except RedisError:
             log.warning("invite code limiter unavailable; allowing the lookup", exc_info=True)
             return
-        raise TooManyAttempts(retry_after=max(int(ttl), 1))
+        if failures >= self.limit:
+            raise TooManyAttempts(retry_after=retry_after)
 
     async def record_failure(self, principal: Principal) -> None:
-        key = self._key(principal)
         try:
-            # One MULTI: the first failure creates the counter with the window's TTL (SET NX
-            # EX), later ones only INCR it, which keeps the TTL, so the window starts at the
-            # first failure and is not extended. Works on Redis 6.2 (no EXPIRE NX, Redis 7).
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.set(key, 0, ex=self.window_seconds, nx=True)
-                pipe.incr(key)
-                await pipe.execute()
+            await self.failures.add(principal)
         except RedisError:
             log.warning("invite code limiter unavailable; failure not counted", exc_info=True)

@@ -114,7 +114,7 @@ async def test_the_window_starts_at_the_first_failure_and_later_ones_do_not_exte
     prefix = platform.settings["referral"].queue_prefix
     limiter = CodeAttemptLimiter(redis, prefix, limit=3, window_seconds=600)
     guesser = Principal(sub="g", tenant_id="tenant-a", kind=CallerKind.user, app_id="broker-app")
-    key = limiter._key(guesser)
+    key = limiter.failures.key(guesser)
     await limiter.record_failure(guesser)
     assert await redis.get(key) == b"1" and 0 < await redis.ttl(key) <= 600
     await redis.expire(key, 5)  # as if the window were nearly over
