@@ -17,6 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from service_kit import health
+from service_kit.auth import TokenVerifier
 from service_kit.clock import Clock, SystemClock
 from service_kit.config import ServiceSettings
 from service_kit.db import Database
@@ -157,6 +158,7 @@ def create_service_app(
         max_body_size=settings.max_body_bytes,
     )
     app.state.settings = settings
+    app.state.tokens = TokenVerifier(settings)
     app.state.clock = clock or SystemClock()
     app.state.idempotency_model = idempotency_model
     install_error_handlers(app)

@@ -10,17 +10,20 @@ wrapped in an ``Annotated`` alias, e.g.::
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 import jwt
 from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from service_kit.errors import Forbidden, Unauthenticated
+from service_kit.config import ServiceSettings
+from service_kit.errors import Forbidden, Unauthenticated, UpstreamUnavailable
 
 
 class CallerKind(StrEnum):
@@ -66,6 +69,8 @@ def encode_token(
     permissions: Iterable[str] = (),
     ttl_seconds: int = 12 * 3600,
     algorithm: str = "HS256",
+    issuer: str = "",
+    audience: str = "",
 ) -> str:
     now = int(time.time())
     claims: dict[str, object] = {
@@ -75,6 +80,10 @@ def encode_token(
         "iat": now,
         "exp": now + ttl_seconds,
     }
+    if issuer:
+        claims["iss"] = issuer
+    if audience:
+        claims["aud"] = audience
     if app_id is not None:
         claims["app_id"] = app_id
     perms = sorted(set(permissions))
@@ -94,7 +103,9 @@ def decode_token(secret: str, token: str, algorithm: str = "HS256") -> Principal
 
 
 @functools.lru_cache(maxsize=4096)
-def _verified(secret: str, token: str, algorithm: str) -> tuple[Principal, float]:
+def _verified(
+    secret: str, token: str, algorithm: str, issuer: str = "", audience: str = ""
+) -> tuple[Principal, float]:
     """The caller a token names and when it expires, its signature checked once: a back end
     sends the same token with thousands of events, and the claims of a signed token cannot
     change. Expiry is checked on every use by ``decode_token``; invalid tokens raise and are
@@ -103,8 +114,29 @@ def _verified(secret: str, token: str, algorithm: str) -> tuple[Principal, float
         token,
         secret,
         algorithms=[algorithm],
-        options={"require": ["sub", "exp"], "verify_exp": False},
+        # Audience checked below, against the deployment's (PyJWT refuses any ``aud``
+        # when not told which one to expect).
+        options={"require": ["sub", "exp"], "verify_exp": False, "verify_aud": False},
     )
+    _check_issuer_audience(claims, issuer, audience)
+    return _principal(claims), float(claims["exp"])
+
+
+def _check_issuer_audience(claims: dict[str, Any], issuer: str, audience: str) -> None:
+    """``iss`` must equal ``issuer`` and ``aud`` (a string or a list) name ``audience``,
+    when the deployment configures them."""
+    if issuer and claims.get("iss") != issuer:
+        raise jwt.InvalidIssuerError("wrong issuer")
+    if audience:
+        aud = claims.get("aud")
+        named = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+        if audience not in named:
+            raise jwt.InvalidAudienceError("wrong audience")
+
+
+def _principal(claims: dict[str, Any]) -> Principal:
+    """The caller the platform's claims name (``tenant_id``, ``kind``, ``app_id``,
+    ``permissions``), whoever issued the token."""
     try:
         kind = CallerKind(str(claims.get("kind")))
     except ValueError as exc:
@@ -115,14 +147,86 @@ def _verified(secret: str, token: str, algorithm: str) -> tuple[Principal, float
     app_id = claims.get("app_id")
     if kind is CallerKind.user and not app_id:
         raise jwt.InvalidTokenError("a user token must name its app")
-    principal = Principal(
+    return Principal(
         sub=str(claims["sub"]),
         tenant_id=tenant_id,
         kind=kind,
         app_id=app_id,
         permissions=frozenset(claims.get("permissions") or ()),
     )
-    return principal, float(claims["exp"])
+
+
+class TokenVerifier:
+    """Verifies bearer tokens as the deployment configures (``JWT_*`` settings).
+
+    - HS256 (or another ``HS`` algorithm) with ``JWT_SECRET``: development, and the
+      short-lived service tokens the services mint for each other (``service_kit.http``).
+    - RS256 / ES256 from an identity provider: ``JWT_JWKS_URL`` names its key set; the key
+      is chosen by the token's ``kid`` among the algorithms of ``JWT_ALGORITHMS``.
+      PyJWT's ``PyJWKClient`` caches the set and fetches it again for an unknown ``kid``
+      (key rotation); the fetch is blocking, so it runs in a thread.
+
+    ``JWT_ISSUER`` and ``JWT_AUDIENCE``, when set, are required of every token.
+    """
+
+    def __init__(self, settings: ServiceSettings) -> None:
+        self.secret = settings.jwt_secret
+        self.hmac_algorithm = settings.jwt_algorithm
+        self.issuer = settings.jwt_issuer
+        self.audience = settings.jwt_audience
+        self.public_algorithms = [
+            a.strip() for a in settings.jwt_algorithms.split(",") if a.strip()
+        ]
+        self.jwks = (
+            jwt.PyJWKClient(
+                settings.jwt_jwks_url,
+                cache_keys=True,
+                lifespan=settings.jwt_jwks_cache_seconds,
+                timeout=5,
+            )
+            if settings.jwt_jwks_url
+            else None
+        )
+
+    async def verify(self, token: str) -> Principal:
+        try:
+            algorithm = str(jwt.get_unverified_header(token).get("alg", ""))
+        except jwt.PyJWTError as exc:
+            raise Unauthenticated("The bearer token is invalid.", code="invalid_token") from exc
+        if self.jwks is None or algorithm.upper().startswith("HS"):
+            try:
+                principal, expires_at = _verified(
+                    self.secret, token, self.hmac_algorithm, self.issuer, self.audience
+                )
+            except jwt.PyJWTError as exc:
+                raise Unauthenticated("The bearer token is invalid.", code="invalid_token") from exc
+        else:
+            principal, expires_at = await self._from_key_set(token, algorithm)
+        if expires_at <= time.time():
+            raise Unauthenticated("The bearer token has expired.", code="token_expired")
+        return principal
+
+    async def _from_key_set(self, token: str, algorithm: str) -> tuple[Principal, float]:
+        assert self.jwks is not None
+        if algorithm not in self.public_algorithms:
+            raise Unauthenticated("The bearer token is invalid.", code="invalid_token")
+        try:
+            key = await asyncio.to_thread(self.jwks.get_signing_key_from_jwt, token)
+        except jwt.PyJWKClientConnectionError as exc:
+            raise UpstreamUnavailable("The identity provider's keys cannot be read.") from exc
+        except jwt.PyJWTError as exc:  # no key with that kid, a malformed key set
+            raise Unauthenticated("The bearer token is invalid.", code="invalid_token") from exc
+        try:
+            claims = jwt.decode(
+                token,
+                key.key,
+                algorithms=[algorithm],
+                options={"require": ["sub", "exp"], "verify_exp": False, "verify_aud": False},
+            )
+            _check_issuer_audience(claims, self.issuer, self.audience)
+            return _principal(claims), float(claims["exp"])
+        except jwt.PyJWTError as exc:
+            raise Unauthenticated("The bearer token is invalid.", code="invalid_token") from exc
 
 
 _bearer = HTTPBearer(auto_error=False, description="JWT minted by `activity-platform token`")
@@ -146,16 +250,18 @@ class Authenticator:
         # operation that needs it, so generated clients and Swagger UI send the token.
         credentials: HTTPAuthorizationCredentials | None = Security(_bearer),
     ) -> Principal:
-        return self.authenticate(request)
+        return await self.authenticate(request)
 
-    def authenticate(self, request: Request) -> Principal:
+    async def authenticate(self, request: Request) -> Principal:
         """The caller of ``request``, or 401 / 403. Reads only the headers, so a route can
         ask before the body is read (``service_kit.routing.ServiceRoute``)."""
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthenticated("Send `Authorization: Bearer <token>`.")
-        settings = request.app.state.settings
-        principal = decode_token(settings.jwt_secret, token.strip(), settings.jwt_algorithm)
+        verifier = getattr(request.app.state, "tokens", None)
+        if verifier is None:  # an app not built by ``create_service_app``
+            verifier = request.app.state.tokens = TokenVerifier(request.app.state.settings)
+        principal = await verifier.verify(token.strip())
         if principal.kind not in self.kinds:
             allowed = ", ".join(sorted(k.value for k in self.kinds))
             raise Forbidden(f"This operation is for callers of kind: {allowed}.")

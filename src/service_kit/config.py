@@ -72,6 +72,14 @@ class ServiceSettings(BaseSettings):
 
     jwt_secret: str = Field(DEV_JWT_SECRET, validation_alias=_shared("JWT_SECRET"))
     jwt_algorithm: str = Field("HS256", validation_alias=_shared("JWT_ALGORITHM"))
+    # Tokens of an identity provider: its key set (JWKS), the public-key algorithms accepted,
+    # and the issuer and audience every token must name (when set). JWT_SECRET still signs
+    # the services' own calls to each other.
+    jwt_jwks_url: str = Field("", validation_alias=_shared("JWT_JWKS_URL"))
+    jwt_algorithms: str = Field("RS256,ES256", validation_alias=_shared("JWT_ALGORITHMS"))
+    jwt_issuer: str = Field("", validation_alias=_shared("JWT_ISSUER"))
+    jwt_audience: str = Field("", validation_alias=_shared("JWT_AUDIENCE"))
+    jwt_jwks_cache_seconds: int = Field(300, validation_alias=_shared("JWT_JWKS_CACHE_SECONDS"))
 
     activity_url: str = Field("http://127.0.0.1:8001", validation_alias=_shared("ACTIVITY_URL"))
     referral_url: str = Field("http://127.0.0.1:8002", validation_alias=_shared("REFERRAL_URL"))

@@ -44,6 +44,9 @@ class ServiceClient:
             kind=CallerKind.service,
             ttl_seconds=300,
             algorithm=self.settings.jwt_algorithm,
+            # The checks every token must pass, the services' own included.
+            issuer=self.settings.jwt_issuer,
+            audience=self.settings.jwt_audience,
         )
         headers = {"Authorization": f"Bearer {token}"}
         request_id = request_id_var.get()

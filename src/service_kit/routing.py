@@ -54,7 +54,7 @@ class ServiceRoute(APIRoute):
 
         async def handle(request: Request) -> Response:
             if authenticator is not None:
-                principal = authenticator.authenticate(request)
+                principal = await authenticator.authenticate(request)
                 limits: RateLimits | None = getattr(request.app.state, "rate_limits", None)
                 if limited and limits is not None:
                     await limits.write(principal)
