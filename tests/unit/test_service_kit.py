@@ -135,3 +135,27 @@ async def test_rate_limits_fail_open_without_redis() -> None:
             await limit(window, caller, 1, "writes")
     finally:
         await redis.aclose()
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("user_id\na\rb\n", 2),  # a bare carriage return inside a line
+        ("user_id\n" + "x" * 131_073 + "\n", 2),  # a field over the csv module's limit
+        ('user_id\n"never closed\n', 2),  # an unterminated quote
+    ],
+)
+def test_unreadable_csv_is_a_422_with_its_line(text: str, line: int) -> None:
+    from service_kit.csvfile import read_csv
+    from service_kit.errors import ProblemError
+
+    with pytest.raises(ProblemError) as refused:
+        read_csv(text)
+    assert (refused.value.status, refused.value.code) == (422, "invalid_csv")
+    assert refused.value.extra["line"] == line
+
+
+def test_readable_csv_keeps_quoted_separators_and_crlf() -> None:
+    from service_kit.csvfile import read_csv
+
+    assert read_csv('user_id\r\n"a,b"\r\n\r\nc\n') == [["user_id"], ["a,b"], [], ["c"]]

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from typing import Any
 
+from service_kit.csvfile import read_csv
 from service_kit.errors import Unprocessable
 
 MAX_MEMBERS_PER_UPLOAD = 2_000_000
@@ -64,7 +63,7 @@ def _from_text(body: bytes, csv_format: bool) -> list[str]:
     except UnicodeDecodeError as exc:
         raise UploadError("The upload must be UTF-8 text.") from exc
     if csv_format:
-        rows = [row[0].strip() if row else "" for row in csv.reader(io.StringIO(text))]
+        rows = [row[0].strip() if row else "" for row in read_csv(text)]
     else:
         rows = [line.strip() for line in text.splitlines()]
     numbered = [(n, value) for n, value in enumerate(rows, start=1) if value]

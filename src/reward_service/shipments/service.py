@@ -3,8 +3,6 @@ shipment, the user's address, and the operators' export / shipping / tracking st
 
 from __future__ import annotations
 
-import csv
-import io
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -28,6 +26,7 @@ from reward_service.shipments.schemas import (
     ShipmentStatus,
     TrackingWrite,
 )
+from service_kit.csvfile import read_csv
 from service_kit.errors import Conflict, NotFound, Unprocessable
 from service_kit.i18n import Served
 
@@ -206,8 +205,9 @@ async def import_tracking(
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise Unprocessable("The file must be UTF-8 CSV.", code="invalid_csv") from exc
-    reader = csv.DictReader(io.StringIO(text))
-    fields = {(f or "").strip() for f in reader.fieldnames or []}
+    rows = read_csv(text)
+    header = [name.strip() for name in rows[0]] if rows else []
+    fields = set(header)
     if (
         not ({"shipment_id", "record_number"} & fields)
         or not {
@@ -223,12 +223,11 @@ async def import_tracking(
         )
     repo = ShipmentRepository.from_session(session)
     results: list[LineResult] = []
-    for line, raw in enumerate(reader, start=1):
-        if line > MAX_IMPORT_LINES:
-            raise Unprocessable(
-                f"At most {MAX_IMPORT_LINES} lines per file.", code="too_many_lines"
-            )
-        row = {(k or "").strip(): (v or "") for k, v in raw.items()}
+    data_rows = [r for r in rows[1:] if r]  # blank lines are skipped, as csv.DictReader did
+    if len(data_rows) > MAX_IMPORT_LINES:
+        raise Unprocessable(f"At most {MAX_IMPORT_LINES} lines per file.", code="too_many_lines")
+    for line, raw in enumerate(data_rows, start=1):
+        row = {name: raw[i] if i < len(raw) else "" for i, name in enumerate(header)}
         ref_id = _column(row, "shipment_id")
         number = _column(row, "record_number")
         ref = ref_id or number
