@@ -34,7 +34,8 @@ SELECT u.id, g.activity_id, g.achieved_at
 FROM unnest(CAST(:user_ids AS text[])) AS u(id)
 CROSS JOIN LATERAL (
     SELECT activity_id, achieved_at FROM grants
-    WHERE tenant_id = :tenant_id AND user_id = u.id AND new_user_reward OFFSET 0
+    WHERE tenant_id = :tenant_id AND user_id = u.id AND new_user_reward
+      AND record_status <> 'cancelled' OFFSET 0
 ) AS g
 """
 
@@ -81,14 +82,14 @@ WITH batch AS (
         tenant_id text, grant_key text, activity_id uuid, activity_code text,
         rule_id text, user_id text, counterpart_id text, task text, achieved_at timestamptz,
         prize_id uuid, source_event_id text, payload jsonb, new_user_reward boolean,
-        settlement text)
+        settlement text, cap_slot boolean)
 ), inserted AS (
     INSERT INTO grants (id, tenant_id, grant_key, activity_id, activity_code, rule_id, user_id,
                         counterpart_id, task, achieved_at, prize_id, source_event_id, payload,
-                        new_user_reward, settlement, record_status)
+                        new_user_reward, settlement, record_status, cap_slot)
     SELECT gen_random_uuid(), tenant_id, grant_key, activity_id, activity_code, rule_id, user_id,
            counterpart_id, task, achieved_at, prize_id, source_event_id, payload,
-           new_user_reward, settlement, 'granted'
+           new_user_reward, settlement, 'granted', COALESCE(cap_slot, false)
     FROM batch
     -- a key already granted, or an at-end settlement whose one tier is already paid
     ON CONFLICT DO NOTHING

@@ -430,7 +430,10 @@ class _BasicChunk:
         caps = _caps(activity)
         slots = await self._claim_slots(activity, caps, fresh)
         payloads = _Payloads(activity)
-        rows = [payloads.row(key, user, facts[user].app_id, c) for key, (user, c) in fresh.items()]
+        rows = [
+            {**payloads.row(key, user, facts[user].app_id, c), "cap_slot": key in slots}
+            for key, (user, c) in fresh.items()
+        ]
         inserted = await self.repo.insert_grants(rows, "reward", jobs.REWARD_CREATE_FROM_GRANT)
         lost: dict[str, Counter[str]] = {}
         for key, (user, c) in fresh.items():

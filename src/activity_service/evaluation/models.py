@@ -66,6 +66,12 @@ class Grant(Base):
     record_number: Mapped[str | None] = mapped_column(String(32))
     # The record's version the status is from: an older message arriving late is ignored.
     record_version: Mapped[int | None] = mapped_column(Integer)
+    # Whether the grant took a slot of its prize's per-user cap, and when its cancelled
+    # reward gave it back (once: a cancelled record frees its cap slot).
+    cap_slot: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False, server_default="false"
+    )
+    given_back_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), nullable=False
     )

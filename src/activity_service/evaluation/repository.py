@@ -87,6 +87,41 @@ class GrantRepository:
             ).execution_options(synchronize_session=False)
         )
 
+    async def take_back_cancelled(
+        self, tenant_id: str, grant_key: str, at: datetime
+    ) -> Grant | None:
+        """Mark a grant whose record is Cancelled as having given back what it held; returns
+        it the first time only, so a redelivered status message gives nothing back twice."""
+        stmt = (
+            update(Grant)
+            .where(
+                Grant.tenant_id == tenant_id,
+                Grant.grant_key == grant_key,
+                Grant.record_status == "cancelled",
+                Grant.given_back_at.is_(None),
+            )
+            .values(given_back_at=at)
+            .returning(Grant)
+            .execution_options(synchronize_session=False)
+        )
+        return (await self.session.scalars(stmt)).one_or_none()
+
+    async def release_cap_slot(
+        self, tenant_id: str, activity_id: uuid.UUID, user_id: str, prize_id: uuid.UUID
+    ) -> None:
+        await self.session.execute(
+            update(PrizeCapCounter)
+            .where(
+                PrizeCapCounter.tenant_id == tenant_id,
+                PrizeCapCounter.activity_id == activity_id,
+                PrizeCapCounter.user_id == user_id,
+                PrizeCapCounter.prize_id == prize_id,
+                PrizeCapCounter.count > 0,
+            )
+            .values(count=PrizeCapCounter.count - 1)
+            .execution_options(synchronize_session=False)
+        )
+
     async def lock_user(self, tenant_id: str, user_id: str) -> None:
         """Serialise new/old-user decisions of one user until the transaction ends, so two
         new-user activities evaluated at once cannot both see "never rewarded"."""
@@ -109,6 +144,8 @@ class GrantRepository:
             Grant.tenant_id == tenant_id,
             Grant.user_id == user_id,
             Grant.new_user_reward,
+            # A cancelled new-user reward was never received: the user is still new.
+            Grant.record_status != "cancelled",
             Grant.activity_id != other_than,
             Grant.achieved_at <= achieved_by if inclusive else Grant.achieved_at < achieved_by,
         )

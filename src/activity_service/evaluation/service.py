@@ -301,7 +301,7 @@ async def write_grant(
                     ev.tenant_id, activity.id, user_id, uuid.UUID(prize_id), cap
                 ):
                     raise _NotGranted("cap_reached")
-                grant = await repo.insert_if_new(values)
+                grant = await repo.insert_if_new({**values, "cap_slot": True})
                 if grant is None:  # a concurrent evaluation won: give its cap slot back
                     raise _NotGranted("already_granted")
                 outbox.add("reward", jobs.REWARD_CREATE_FROM_GRANT, payload, job_id=key)
@@ -802,10 +802,27 @@ def __getattr__(name: str) -> Any:
 
 
 async def follow_record_status(session: AsyncSession, change: RecordStatusChanged) -> None:
-    await GrantRepository.from_session(session).set_record_status(
+    """The grant follows its record; a Cancelled record gives back what its grant held."""
+    repo = GrantRepository.from_session(session)
+    await repo.set_record_status(
         change.tenant_id,
         change.grant_key,
         change.to_status,
         change.record_number,
         change.record_version,
     )
+    if change.to_status == "cancelled":
+        await give_back(session, change.tenant_id, change.grant_key, change.at)
+
+
+async def give_back(session: AsyncSession, tenant_id: str, grant_key: str, at: datetime) -> None:
+    """A cancelled reward was never received (SPEC §6 "Budgets"): its grant frees the slot
+    it held of its prize's per-user cap, once. The grant itself stays, so the same decision
+    is never made twice; the slot is there for the user's other grants of the prize. A
+    cancelled new-user reward no longer makes its user "old" (``has_new_user_reward``)."""
+    repo = GrantRepository.from_session(session)
+    grant = await repo.take_back_cancelled(tenant_id, grant_key, at)
+    if grant is None:
+        return
+    if grant.cap_slot:
+        await repo.release_cap_slot(tenant_id, grant.activity_id, grant.user_id, grant.prize_id)
