@@ -61,8 +61,12 @@ class IssuedCostRow:
 
 
 def counts_from_reward_service(answer: Mapping[str, Any]) -> RewardCounts:
+    """reward_service's counts; its ``all`` counts each record once (``locked`` also counts
+    rewards issued at once whose lock runs, which are ``issued`` too)."""
     values = {s: int(answer.get(s) or 0) for s in RECORD_STATUSES}
-    return RewardCounts(source="reward_service", **values, all=sum(values.values()))
+    every = answer.get("all")
+    total = int(every) if every is not None else sum(values.values())
+    return RewardCounts(source="reward_service", **values, all=total)
 
 
 def counts_from_ledger(by_record_status: Mapping[str, int]) -> RewardCounts:

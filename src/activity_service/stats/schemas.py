@@ -70,8 +70,13 @@ class RewardCounts(BaseModel):
     issued: int = 0
     failed: int = 0
     cancelled: int = 0
-    locked: int = 0
-    all: int = Field(0, description="All reward records, whatever their status")
+    locked: int = Field(
+        0,
+        description="锁仓中: records inside their lock period — Locked ones and rewards issued "
+        "at once whose lock still runs (these count under `issued` too; from the grant ledger "
+        "only the Locked ones)",
+    )
+    all: int = Field(0, description="All reward records, whatever their status, each once")
     not_yet_recorded: int = Field(
         0,
         description="Grants decided here whose reward record is not created yet (the grant "

@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
@@ -54,6 +54,8 @@ RecordWriter = Annotated[
 ]
 AppUser = Annotated[Principal, Depends(Authenticator(kinds={CallerKind.user}))]
 
+LockState = Literal["running", "held", "broken"]
+
 
 def _filters(
     activity_code: Annotated[str | None, Query(examples=["ACT-7K2M9QXD"])] = None,
@@ -66,6 +68,13 @@ def _filters(
     achieved_until: Annotated[datetime | None, Query(description="achieved_at <")] = None,
     issued_from: Annotated[datetime | None, Query(description="issued_at ≥")] = None,
     issued_until: Annotated[datetime | None, Query(description="issued_at <")] = None,
+    lock: Annotated[
+        LockState | None,
+        Query(
+            description="Lock-up: `running` (锁仓中, inside the lock period), `held`, or "
+            "`broken` (cancelled when waiting on the lock, flagged when issued at once)"
+        ),
+    ] = None,
 ) -> dict[str, Any]:
     return {
         "activity_code": activity_code,
@@ -78,6 +87,7 @@ def _filters(
         "until": achieved_until,
         "issued_since": issued_from,
         "issued_until": issued_until,
+        "lock": lock,
     }
 
 
@@ -120,6 +130,8 @@ EXPORT_COLUMNS = [
     "lock_days",
     "lock_expires_at",
     "lock_issue_after",
+    "lock_result",
+    "lock_detail",
     "failure_reason",
 ]
 
@@ -159,10 +171,14 @@ async def export_reward_records(
 async def reward_record_stats(
     principal: RecordReader, session: SessionDep, activity_code: str | None = None
 ) -> RecordStats:
-    counts = await RecordRepository.from_session(session).count_by_status(
-        principal.tenant_id, activity_code
-    )
-    return RecordStats(activity_code=activity_code, **counts, all=sum(counts.values()))
+    """Counts per status; `locked` (锁仓中) counts every record inside its lock period, so a
+    reward issued at once while its lock runs counts as `issued` and as `locked`; `all`
+    counts each record once."""
+    repo = RecordRepository.from_session(session)
+    counts = await repo.count_by_status(principal.tenant_id, activity_code)
+    every = sum(counts.values())
+    counts["locked"] = await repo.count_locked(principal.tenant_id, activity_code)
+    return RecordStats(activity_code=activity_code, **counts, all=every)
 
 
 @router.get("/v1/reward-records/costs", summary="Cost of an activity's issued rewards")

@@ -42,6 +42,12 @@ class RewardRecord(Base):
             "user_id",
             postgresql_where=text("referral_role = 'inviter'"),
         ),
+        # The lock-ups still running, whatever the record's status (settle_due_locks).
+        Index(
+            "ix_reward_records_lock_running",
+            "lock_expires_at",
+            postgresql_where=text("lock_result IS NULL AND lock_expires_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
@@ -76,8 +82,14 @@ class RewardRecord(Base):
     lock_days: Mapped[int | None] = mapped_column(Integer)
     lock_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     lock_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    # SPEC §3.3 "issued only after the lock-up": false means issued at once, lock shown only.
+    # SPEC §3.3 "issued only after the lock-up": false means issued at once, the lock then
+    # runs from the issue and is still checked at its expiry (records/lockup.py).
     lock_issue_after: Mapped[bool | None] = mapped_column(Boolean)
+    # The verdict at expiry: "held" or "broken" (null while the lock runs); with the time
+    # and, when broken, why. A reward issued at once keeps its status and is only flagged.
+    lock_result: Mapped[str | None] = mapped_column(String(16))
+    lock_settled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    lock_detail: Mapped[str | None] = mapped_column(String(500))
     # When the lock condition was last asked about (the answer may be "ask again later").
     lock_checked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # When the reconciler last re-drove this record, so it is not re-driven every tick.

@@ -12,12 +12,14 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 from urllib.parse import quote
 
 from pydantic import ValidationError
 
 from contracts.payloads import LockCheckAnswer
 from reward_service.config import RewardSettings
+from reward_service.records.lockup import BROKEN, HELD
 from reward_service.records.models import RewardRecord
 from reward_service.records.repository import RecordRepository
 from reward_service.records.service import SYSTEM_ACTOR, move, queue_issuance
@@ -122,12 +124,34 @@ def break_reason(record: RewardRecord, answer: LockCheckAnswer) -> str:
 async def settle_lock(
     db: Database, record: RewardRecord, answer: LockCheckAnswer, now: datetime
 ) -> str | None:
-    """Locked → Pending (→ Issuing when automatic) if the condition held, else Cancelled.
-    Returns "released" / "broken", or None when the record had already moved."""
+    """The lock-up verdict at expiry (SPEC §3.3), for both ways of issuing:
+
+    - issued only after the lock-up (the record is Locked): Pending (→ Issuing when
+      automatic) if the condition held, else Cancelled with the reason;
+    - issued at once (the record is Issued): the reward has reached the user and stays
+      Issued; the verdict is kept on the record (``lock_result``), and a broken lock is
+      flagged for the operator (``lock_result`` "broken" with ``lock_detail``), who decides
+      what to do — cash cannot be taken back, and the prize may have been used.
+
+    Returns "released" / "broken" / "held", or None when the record had already moved or
+    was settled by another pass."""
+    detail = None if answer.held else break_reason(record, answer)
+    verdict: dict[str, Any] = {
+        "lock_result": HELD if answer.held else BROKEN,
+        "lock_settled_at": now,
+        "lock_detail": detail,
+    }
     async with db.session() as session:
         repo = RecordRepository.from_session(session)
         fresh = await repo.get_by_id(record.id)
-        if fresh is None or fresh.status != RecordStatus.locked.value:
+        if fresh is None or fresh.lock_result is not None:
+            return None
+        if fresh.status == RecordStatus.issued.value:
+            settled = await repo.settle_issued_lock(fresh.id, verdict)
+            if not settled:
+                return None
+            return "held" if answer.held else "broken"
+        if fresh.status != RecordStatus.locked.value:
             return None
         try:
             if not answer.held:
@@ -137,7 +161,8 @@ async def settle_lock(
                     Action.break_lock,
                     actor=SYSTEM_ACTOR,
                     at=now,
-                    reason=break_reason(fresh, answer),
+                    reason=detail,
+                    extra=verdict,
                 )
                 return "broken"
             released = await move(
@@ -147,6 +172,7 @@ async def settle_lock(
                 actor=SYSTEM_ACTOR,
                 at=now,
                 reason="lock-up condition held",
+                extra=verdict,
             )
             if released.issuance_form == "automatic":
                 await move(session, released, Action.submit, actor=SYSTEM_ACTOR, at=now)
@@ -158,8 +184,11 @@ async def settle_lock(
 async def settle_due_locks(
     db: Database, http: ServiceClient, settings: RewardSettings, now: datetime
 ) -> tuple[int, int, int]:
-    """Ask about every lock-up that has expired. The HTTP question is asked outside any
-    transaction; an unanswered question leaves the record Locked and is asked again later."""
+    """Settle every lock-up that has expired by ``now`` (``settle_lock``): records waiting
+    Locked and rewards issued at once alike. The HTTP question is asked outside any
+    transaction; an unanswered question leaves the record as it is and is asked again later.
+    Returns (released, broken, deferred); a broken lock of an issued reward counts as
+    broken, a held one is not counted (nothing moved)."""
     checked_before = now - timedelta(seconds=settings.lock_recheck_seconds)
     async with db.session() as session:
         due = await RecordRepository.from_session(session).due_locks(

@@ -140,6 +140,7 @@ class RecordRepository:
         until: datetime | None = None,
         issued_since: datetime | None = None,
         issued_until: datetime | None = None,
+        lock: str | None = None,
     ) -> Select[Any]:
         stmt = select(RewardRecord).where(RewardRecord.tenant_id == tenant_id)
         if activity_code:
@@ -162,6 +163,14 @@ class RecordRepository:
             stmt = stmt.where(RewardRecord.issued_at >= issued_since)
         if issued_until:
             stmt = stmt.where(RewardRecord.issued_at < issued_until)
+        if lock == "running":
+            stmt = stmt.where(
+                RewardRecord.lock_result.is_(None),
+                RewardRecord.lock_expires_at.is_not(None),
+                RewardRecord.status.in_(("locked", "issued")),
+            )
+        elif lock:
+            stmt = stmt.where(RewardRecord.lock_result == lock)
         return stmt
 
     async def list(
@@ -207,6 +216,19 @@ class RecordRepository:
             stmt = stmt.where(RewardRecord.activity_code == activity_code)
         rows = await self.session.execute(stmt.group_by(RewardRecord.status))
         return {status: int(n) for status, n in rows.all()}
+
+    async def count_locked(self, tenant_id: str, activity_code: str | None) -> int:
+        """锁仓中: records inside their lock period — waiting Locked, or issued at once with
+        the lock still running (``lockup.is_running``)."""
+        stmt = select(func.count()).where(
+            RewardRecord.tenant_id == tenant_id,
+            RewardRecord.lock_result.is_(None),
+            RewardRecord.lock_expires_at.is_not(None),
+            RewardRecord.status.in_(("locked", "issued")),
+        )
+        if activity_code:
+            stmt = stmt.where(RewardRecord.activity_code == activity_code)
+        return int(await self.session.scalar(stmt) or 0)
 
     async def issued_costs(
         self, tenant_id: str, activity_code: str
@@ -340,11 +362,15 @@ class RecordRepository:
     async def due_locks(
         self, now: datetime, checked_before: datetime, limit: int
     ) -> builtins.list[RewardRecord]:
+        """Lock-ups expired by ``now`` and not settled: records waiting Locked and rewards
+        issued at once (a record cancelled or failed meanwhile has nothing left to check)."""
         stmt = (
             select(RewardRecord)
             .where(
-                RewardRecord.status == "locked",
+                RewardRecord.lock_result.is_(None),
+                RewardRecord.lock_expires_at.is_not(None),
                 RewardRecord.lock_expires_at <= now,
+                RewardRecord.status.in_(("locked", "issued")),
                 or_(
                     RewardRecord.lock_checked_at.is_(None),
                     RewardRecord.lock_checked_at <= checked_before,
@@ -354,3 +380,19 @@ class RecordRepository:
             .limit(limit)
         )
         return list((await self.session.scalars(stmt)).all())
+
+    async def settle_issued_lock(self, record_id: uuid.UUID, verdict: dict[str, Any]) -> bool:
+        """Keep the lock-up verdict of an issued reward, once (a concurrent pass that got
+        there first wins). Not a state move: the record stays Issued, its version too."""
+        stmt = (
+            update(RewardRecord)
+            .where(
+                RewardRecord.id == record_id,
+                RewardRecord.status == "issued",
+                RewardRecord.lock_result.is_(None),
+            )
+            .values(**verdict)
+            .returning(RewardRecord.id)
+            .execution_options(synchronize_session=False)
+        )
+        return (await self.session.execute(stmt)).scalar_one_or_none() is not None

@@ -3,6 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -57,9 +58,21 @@ class RewardRecordRead(BaseModel):
     lock_currency: str | None = Field(examples=["HKD"])
     lock_days: int | None = Field(description="Lock-up period in days")
     lock_started_at: datetime | None = None
-    lock_expires_at: datetime | None = Field(description="Reward arrival + lock period")
+    lock_expires_at: datetime | None = Field(
+        description="Reward arrival + lock period: from the record's creation when the reward "
+        "waits Locked, from its issue when it is issued at once (null until then)"
+    )
     lock_issue_after: bool | None = Field(
         None, description="Whether the reward is issued only after the lock-up"
+    )
+    lock_result: Literal["held", "broken"] | None = Field(
+        None,
+        description="The lock-up check at expiry; null while the lock runs (or without one). "
+        "`broken` on an Issued record flags a reward issued at once whose lock was not kept",
+    )
+    lock_settled_at: datetime | None = Field(None, description="When the lock was checked")
+    lock_detail: str | None = Field(
+        None, description="Why the lock counts as broken", examples=["lock_broken: ..."]
     )
     failure_reason: str | None = Field(
         description="Why it failed or was cancelled", examples=["out_of_stock"]
@@ -87,8 +100,12 @@ class RecordStats(BaseModel):
     issued: int = 0
     failed: int = 0
     cancelled: int = 0
-    locked: int = 0
-    all: int = 0
+    locked: int = Field(
+        0,
+        description="锁仓中: records inside their lock period — Locked ones and rewards issued "
+        "at once whose lock still runs (these count under `issued` too)",
+    )
+    all: int = Field(0, description="Every record once, whatever its status")
 
 
 class IssuedCost(BaseModel):

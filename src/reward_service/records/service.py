@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,6 +16,7 @@ from reward_service.prizes.models import Prize
 from reward_service.prizes.repository import PrizeRepository
 from reward_service.profiles.repository import ProfileRepository
 from reward_service.records.fulfilment import FulfilmentFailed
+from reward_service.records.lockup import terms_at_arrival, terms_at_creation
 from reward_service.records.models import RecordTransition, RewardRecord
 from reward_service.records.repository import RecordRepository
 from reward_service.records.state import Action, InvalidTransition, RecordStatus, next_status
@@ -194,7 +195,8 @@ async def create_from_grant(
     """Insert the record of a grant (idempotent on the grant key); None if it existed.
 
     Automatic records are submitted at once; records whose reward is issued only after a
-    lock-up wait in Locked until the lock expires (SPEC §3.3).
+    lock-up wait in Locked until the lock expires (SPEC §3.3); a reward issued at once
+    starts its lock when it is Issued (``records.lockup``).
     """
     try:
         prize_id = uuid.UUID(grant.prize_id)
@@ -239,13 +241,10 @@ async def create_from_grant(
             "prize_title": texts_of(prize.details.get("title")),
             "issuance_form": grant.issuance_form.value,
             "status": status.value,
-            "lock_amount": lock.amount if lock else None,
-            "lock_currency": lock.currency if lock else None,
-            "lock_days": lock.days if lock else None,
-            # Lock expiry = reward arrival (the record's creation) + lock period (SPEC §3.3).
-            "lock_started_at": now if lock else None,
-            "lock_expires_at": now + timedelta(days=lock.days) if lock else None,
-            "lock_issue_after": lock.issue_after_lock if lock else None,
+            # Lock expiry = the reward's arrival + the lock period (SPEC §3.3): from now when
+            # the record waits Locked, from its issue when it is issued at once.
+            **terms_at_creation(lock, now),
+            **(terms_at_arrival(lock.days, False, None, now) if coupon_at_once and lock else {}),
             "issued_at": now if coupon_at_once else None,
             "issued_to": grant.user_id if coupon_at_once else None,
             "version": len(_COUPON_AT_ONCE) if coupon_at_once else 1,
@@ -359,7 +358,13 @@ async def mark_issued(
             Action.fulfil,
             actor=SYSTEM_ACTOR,
             at=now,
-            extra={"issued_at": now, "issued_to": issued_to or record.user_id},
+            extra={
+                "issued_at": now,
+                "issued_to": issued_to or record.user_id,
+                **terms_at_arrival(
+                    record.lock_days, record.lock_issue_after, record.lock_started_at, now
+                ),
+            },
         )
     except InvalidTransition:
         return None

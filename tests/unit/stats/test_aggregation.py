@@ -26,9 +26,11 @@ def rates() -> RateTable:
     return table
 
 
-def test_reward_service_counts_sum_to_all_and_ignore_unknown_keys() -> None:
+def test_reward_service_counts_keep_its_all_and_ignore_unknown_keys() -> None:
+    # 锁仓中 also counts rewards issued at once whose lock runs: they are issued too, so
+    # reward_service's `all` (each record once) is not the sum of the statuses.
     counts = counts_from_reward_service(
-        {"activity_code": "ACT-1", "issued": 5, "failed": 1, "locked": 2, "all": 999}
+        {"activity_code": "ACT-1", "issued": 5, "failed": 1, "locked": 2, "all": 7, "x": 3}
     )
     assert (counts.source, counts.issued, counts.failed, counts.locked) == (
         "reward_service",
@@ -36,7 +38,9 @@ def test_reward_service_counts_sum_to_all_and_ignore_unknown_keys() -> None:
         1,
         2,
     )
-    assert counts.all == 8 and counts.pending == 0 and counts.not_yet_recorded == 0
+    assert counts.all == 7 and counts.pending == 0 and counts.not_yet_recorded == 0
+    # An answer without `all` is summed.
+    assert counts_from_reward_service({"issued": 5, "failed": 1}).all == 6
 
 
 def test_ledger_counts_keep_granted_apart_from_all() -> None:
