@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from typing import Any
 
 from service_kit.errors import Unprocessable, UpstreamUnavailable
 from service_kit.http import ServiceClient
@@ -14,7 +15,11 @@ class PrizeChecker:
         self.http = http
         self.reward_url = reward_url
 
-    async def require_all(self, tenant_id: str, prize_ids: Iterable[uuid.UUID]) -> None:
+    async def require_all(
+        self, tenant_id: str, prize_ids: Iterable[uuid.UUID]
+    ) -> dict[uuid.UUID, dict[str, Any]]:
+        """Every prize as reward_service shows it (type, cost…), or 422 for a missing one."""
+        found: dict[uuid.UUID, dict[str, Any]] = {}
         for prize_id in dict.fromkeys(prize_ids):
             response = await self.http.get(
                 self.reward_url, f"/v1/prizes/{prize_id}", tenant_id=tenant_id
@@ -29,3 +34,5 @@ class PrizeChecker:
                 raise UpstreamUnavailable(
                     f"reward_service answered {response.status_code} for prize {prize_id}."
                 )
+            found[prize_id] = response.json()
+        return found

@@ -73,7 +73,9 @@ CREATE_ERRORS = (
     "`prize_not_applicable`, `tiers_required`, `tiers_not_applicable`, `tier_range_invalid`, "
     "`tier_ranges_overlap`, `tier_ranges_gap`, `prize_limit_invalid`, `duplicate_prize_limit`, "
     "`prize_limit_unknown_prize`, `team_form_not_available`, `helpers_needed_out_of_range`, "
-    "`limit_out_of_range`, or `validation_error` for shape errors"
+    "`limit_out_of_range`, `prize_total_invalid`, `duplicate_prize_total`, "
+    "`prize_total_unknown_prize`, `budget_currency_not_base`, `prize_cost_missing`, or "
+    "`validation_error` for shape errors"
 )
 
 

@@ -137,6 +137,39 @@ class StandardWindow(BaseModel):
     )
 
 
+class BudgetIn(_Strict):
+    """A total budget for the activity's rewards (SPEC §6 "Budgets"): each grant takes its
+    prize's cost, converted at the grant's time; a grant that no longer fits is refused
+    (`budget_exhausted`), and a cancelled reward gives its cost back."""
+
+    amount: Amount = Field(examples=["50000"], description="Greater than zero")
+    currency: Currency | None = Field(
+        None, description="The tenant's base currency (the default); any other is refused"
+    )
+
+
+class PrizeTotalIn(_Strict):
+    """A total quantity of one prize over the whole activity, all users together."""
+
+    prize_id: uuid.UUID = Field(description="A prize awarded by this activity's rules")
+    total_quantity: int = Field(examples=[500], json_schema_extra={"minimum": 1})
+
+
+class BudgetFields(BaseModel):
+    """Budgets of the standard kinds; enforced by the database like the per-user caps."""
+
+    budget: BudgetIn | None = Field(
+        None,
+        description="Total budget in the tenant's base currency; every prize the rules award "
+        "then needs a cost (`cost_amount`, or a cash prize's amount)",
+    )
+    prize_totals: list[PrizeTotalIn] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Total quantity per prize over the activity (`quantity_exhausted` after)",
+    )
+
+
 # --------------------------------------------------------------------------- basic
 
 
@@ -194,7 +227,7 @@ BASIC_EXAMPLE: dict[str, Any] = {
 }
 
 
-class BasicActivityCreate(CommonFields, StandardWindow):
+class BasicActivityCreate(CommonFields, StandardWindow, BudgetFields):
     """A user earns rewards by completing tasks themselves (SPEC §1.5, §1.6)."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [BASIC_EXAMPLE]})
@@ -293,7 +326,7 @@ REFERRAL_EXAMPLE: dict[str, Any] = {
 }
 
 
-class ReferralActivityCreate(CommonFields, StandardWindow):
+class ReferralActivityCreate(CommonFields, StandardWindow, BudgetFields):
     """An inviter earns rewards when invitees complete a task (SPEC §1.7)."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [REFERRAL_EXAMPLE]})
@@ -339,7 +372,7 @@ TEAM_EXAMPLE: dict[str, Any] = {
 }
 
 
-class TeamActivityCreate(CommonFields, StandardWindow):
+class TeamActivityCreate(CommonFields, StandardWindow, BudgetFields):
     """ "Assist to win": an initiator collects N helpers to unlock a prize (SPEC §1.8)."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [TEAM_EXAMPLE]})
@@ -404,8 +437,8 @@ ActivityCreateModel = (
 ACTIVITY_CREATE_ADAPTER: TypeAdapter[ActivityCreateModel] = TypeAdapter(ActivityCreate)
 
 KIND_FIELDS: dict[str, tuple[str, ...]] = {
-    "basic": ("attribute", "timing", "rules"),
-    "referral": ("attribute", "reward_type", "rules", "prize_limits"),
+    "basic": ("attribute", "timing", "rules", "budget", "prize_totals"),
+    "referral": ("attribute", "reward_type", "rules", "prize_limits", "budget", "prize_totals"),
     "team": (
         "form",
         "helpers_needed",
@@ -413,6 +446,8 @@ KIND_FIELDS: dict[str, tuple[str, ...]] = {
         "assist_limit",
         "helper_rewards",
         "initiator_prize_id",
+        "budget",
+        "prize_totals",
     ),
     "non_standard": (),
 }
@@ -464,6 +499,10 @@ class ActivityPatch(_Strict):
         None, description="The kind's rule list (BasicRuleIn or ReferralRuleIn items)"
     )
     prize_limits: list[PrizeLimitIn] | None = Field(None, description="referral: prize settings")
+    budget: BudgetIn | None = Field(None, description="Total budget; null removes it")
+    prize_totals: list[PrizeTotalIn] | None = Field(
+        None, description="Total quantity per prize over the activity"
+    )
     form: TeamForm | None = Field(None, description="team: only assist")
     helpers_needed: int | None = Field(None, description="team: 2–10")
     initiation_limit: int | None = Field(None, description="team: null = unlimited")
@@ -483,6 +522,36 @@ class _Stored(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
+class Budget(_Stored):
+    """A stored budget: amount in ``currency``, the tenant's base currency when saved."""
+
+    amount: Amount
+    currency: str
+
+
+class PrizeTotal(_Stored):
+    prize_id: uuid.UUID
+    total_quantity: int
+
+
+class PrizeCost(_Stored):
+    """A prize's cost as reward_service gave it when the activity was last saved: what a
+    grant takes from the budget (converted at the grant's time)."""
+
+    amount: Amount
+    currency: str
+
+
+class _Budgeted(_Stored):
+    """What the standard kinds store of their budgets (see ``BudgetFields``)."""
+
+    budget: Budget | None = None
+    prize_totals: list[PrizeTotal] = Field(default_factory=list)
+    prize_costs: dict[str, PrizeCost] = Field(
+        default_factory=dict, description="Prize id → cost, kept when a budget is set"
+    )
+
+
 class BasicRule(_Stored):
     """A stored basic rule; ``id`` is the grant rule id."""
 
@@ -495,7 +564,7 @@ class BasicRule(_Stored):
     enterprise_id: str | None = None
 
 
-class BasicConfig(_Stored):
+class BasicConfig(_Budgeted):
     """Stored config of a basic activity."""
 
     timing: GenerationTiming = GenerationTiming.real_time
@@ -532,7 +601,7 @@ class PrizeLimit(_Stored):
     max_per_user: int
 
 
-class ReferralConfig(_Stored):
+class ReferralConfig(_Budgeted):
     """Stored config of a referral activity."""
 
     reward_type: RewardType
@@ -548,7 +617,7 @@ class HelperReward(_Stored):
     prize_id: uuid.UUID
 
 
-class TeamConfig(_Stored):
+class TeamConfig(_Budgeted):
     """Stored config of an assist-to-win team activity; initiator grant rule id is
     ``initiator``."""
 

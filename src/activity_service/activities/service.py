@@ -109,7 +109,9 @@ def _columns(activity: Activity) -> dict[str, Any]:
 def _audit_view(columns: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
     """The JSON document audit diffs compare: columns plus the kind's config fields."""
     view: dict[str, Any] = {}
-    for key, value in {**columns, **config}.items():
+    # Prize costs are looked up, not edited: they are not part of what an operator changed.
+    kept = {k: v for k, v in config.items() if k != "prize_costs"}
+    for key, value in {**columns, **kept}.items():
         if isinstance(value, datetime):
             value = value.isoformat()
         elif isinstance(value, uuid.UUID):
@@ -128,7 +130,7 @@ async def _unique_codes(repo: ActivityRepository, tenant_id: str) -> tuple[str, 
 
 async def _check_references(
     session: AsyncSession, tenant_id: str, body: ActivityCreateModel, prizes: PrizeChecker
-) -> None:
+) -> dict[uuid.UUID, dict[str, Any]]:
     """Segments (local) and prizes (reward_service over HTTP) must exist in the tenant."""
     referenced = validation.segment_ids(body)
     missing = set(await segments.missing_segments(session, tenant_id, [s for s, _ in referenced]))
@@ -137,7 +139,47 @@ async def _check_references(
             raise validation.ConfigError(
                 "segment_not_found", f"No segment {segment_id} in this tenant.", loc
             )
-    await prizes.require_all(tenant_id, validation.prize_ids(body))
+    return await prizes.require_all(tenant_id, validation.prize_ids(body))
+
+
+async def _budget_currency(session: AsyncSession, tenant_id: str, config: dict[str, Any]) -> None:
+    """A budget is kept in the tenant's base currency: fill it in, refuse any other."""
+    budget = config.get("budget")
+    if budget is None:
+        return
+    from activity_service.tenants.service import tenant_context
+
+    base = (await tenant_context(session, tenant_id)).base_currency
+    if budget.get("currency") not in (None, base):
+        raise validation.ConfigError(
+            "budget_currency_not_base",
+            f"A budget is in the tenant's base currency, {base}.",
+            ["budget", "currency"],
+        )
+    budget["currency"] = base
+
+
+def _prize_costs(
+    body: ActivityCreateModel, config: dict[str, Any], found: dict[uuid.UUID, dict[str, Any]]
+) -> None:
+    """Keep the cost of every prize the rules award when there is a budget: what each grant
+    takes from it. A prize without a cost cannot be budgeted."""
+    config.pop("prize_costs", None)
+    if config.get("budget") is None:
+        return
+    costs: dict[str, dict[str, str]] = {}
+    for prize_id in validation.awarded_prize_ids(body):
+        prize = found.get(prize_id) or {}
+        amount, currency = prize.get("cost_amount"), prize.get("cost_currency")
+        if amount is None or not currency:
+            raise validation.ConfigError(
+                "prize_cost_missing",
+                f"Prize {prize_id} has no cost, so a budget cannot count it; give the prize "
+                "a cost_amount or remove the budget.",
+                ["budget"],
+            )
+        costs[str(prize_id)] = {"amount": str(amount), "currency": str(currency)}
+    config["prize_costs"] = costs
 
 
 async def create_activity(
@@ -150,8 +192,10 @@ async def create_activity(
     """Create a draft (a retry with the same Idempotency-Key is answered before this runs)."""
     repo = ActivityRepository.from_session(session)
     validation.check(body)
-    await _check_references(session, principal.tenant_id, body, prizes)
     columns, config = validation.storage_of(body, version=1)
+    await _budget_currency(session, principal.tenant_id, config)
+    found = await _check_references(session, principal.tenant_id, body, prizes)
+    _prize_costs(body, config, found)
     activity_code, business_code = await _unique_codes(repo, principal.tenant_id)
     activity = Activity(
         id=uuid.uuid4(),
@@ -331,6 +375,7 @@ async def update_activity(
     validation.check(body)
     next_version = activity.version + 1
     columns, config = validation.storage_of(body, version=next_version)
+    await _budget_currency(session, principal.tenant_id, config)
     if running:
         _check_frozen(activity, config)
         if body.ends_at is not None and body.ends_at <= now:
@@ -345,7 +390,8 @@ async def update_activity(
     after = _audit_view(columns, config)
     if before == after:
         return activity
-    await _check_references(session, principal.tenant_id, body, prizes)
+    found = await _check_references(session, principal.tenant_id, body, prizes)
+    _prize_costs(body, config, found)
     updated = await ActivityRepository.from_session(session).update_if_version(
         activity.id, activity.version, {**columns, "config": config}
     )
@@ -422,7 +468,14 @@ async def publish(
                 "The stored configuration no longer validates; edit the draft first.",
                 code="activity_config_invalid",
             ) from exc
-        await _check_references(session, principal.tenant_id, body, prizes)
+        found = await _check_references(session, principal.tenant_id, body, prizes)
+        values: dict[str, Any] = {"state": "published", "published_at": now}
+        if (activity.config or {}).get("budget") is not None:
+            # The budget counts the prizes' costs as they are at go-live.
+            config = dict(activity.config)
+            _prize_costs(body, config, found)
+            values["config"] = config
+        return await _transition(session, principal, activity, values, "published", now)
     return await _transition(
         session, principal, activity, {"state": "published", "published_at": now}, "published", now
     )

@@ -23,6 +23,7 @@ from activity_service.activities.schemas import (
     KIND_FIELDS,
     ActivityCreateModel,
     BasicActivityCreate,
+    BudgetFields,
     LockUpIn,
     NonStandardActivityCreate,
     ReferralActivityCreate,
@@ -276,6 +277,42 @@ def check(body: ActivityCreateModel) -> None:
         _check_referral(body)
     elif isinstance(body, TeamActivityCreate):
         _check_team(body)
+    if isinstance(body, BudgetFields):
+        _check_budget(body)
+
+
+def _check_budget(body: ActivityCreateModel) -> None:
+    """Totals of prizes the rules award, each once, at least 1 (the budget's amount is
+    positive by its type)."""
+    assert isinstance(body, BudgetFields)
+    awarded = set(_rule_prize_ids(body))
+    seen: set[uuid.UUID] = set()
+    for index, total in enumerate(body.prize_totals):
+        loc: list[str | int] = ["prize_totals", index]
+        if total.total_quantity < 1:
+            raise ConfigError(
+                "prize_total_invalid",
+                "total_quantity must be at least 1.",
+                [*loc, "total_quantity"],
+            )
+        if total.prize_id in seen:
+            raise ConfigError(
+                "duplicate_prize_total",
+                f"Prize {total.prize_id} has two total quantities.",
+                [*loc, "prize_id"],
+            )
+        seen.add(total.prize_id)
+        if total.prize_id not in awarded:
+            raise ConfigError(
+                "prize_total_unknown_prize",
+                f"Prize {total.prize_id} is not awarded by any rule of this activity.",
+                [*loc, "prize_id"],
+            )
+
+
+def awarded_prize_ids(body: ActivityCreateModel) -> list[uuid.UUID]:
+    """The prizes the rules award (what a budget needs the cost of), without repeats."""
+    return list(dict.fromkeys(_rule_prize_ids(body)))
 
 
 def _rule_prize_ids(body: ActivityCreateModel) -> Iterator[uuid.UUID]:
@@ -302,6 +339,8 @@ def prize_ids(body: ActivityCreateModel) -> list[uuid.UUID]:
     ids = list(_rule_prize_ids(body))
     if isinstance(body, ReferralActivityCreate):
         ids.extend(limit.prize_id for limit in body.prize_limits)
+    if isinstance(body, BudgetFields):
+        ids.extend(total.prize_id for total in body.prize_totals)
     return list(dict.fromkeys(ids))
 
 
@@ -402,6 +441,13 @@ def storage_of(body: ActivityCreateModel, version: int) -> tuple[dict[str, Any],
             "initiator_prize_id": data["initiator_prize_id"],
             "helper_rewards": helpers,
         }
+    if isinstance(body, BudgetFields):
+        # The budget's currency (the tenant's base) and the prizes' costs are filled in by
+        # the service, which asks for them.
+        if data["budget"] is not None:
+            config["budget"] = data["budget"]
+        if data["prize_totals"]:
+            config["prize_totals"] = data["prize_totals"]
     return columns, config
 
 

@@ -10,11 +10,13 @@ import json
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from activity_service.evaluation.limits import fit_in_budget
 from service_kit.correlation import stamp
 
 OutcomeRow = tuple[uuid.UUID, str, str, str, str | None]
@@ -76,20 +78,61 @@ WHERE c.tenant_id = :tenant_id AND c.activity_id = :activity_id AND c.prize_id =
   AND c.user_id = r.user_id
 """
 
+# A counter row exists and is row-locked before a chunk decides how much of it is left: the
+# chunk's transaction then holds it, as one real-time grant would for its single unit.
+_LOCK_TOTAL = """
+INSERT INTO prize_total_counters AS c (tenant_id, activity_id, prize_id, count, total)
+VALUES (:tenant_id, :activity_id, :prize_id, 0, :total)
+ON CONFLICT (tenant_id, activity_id, prize_id) DO UPDATE SET count = c.count
+RETURNING c.count
+"""
+
+_TAKE_TOTAL = """
+UPDATE prize_total_counters SET count = count + :n, total = :total
+WHERE tenant_id = :tenant_id AND activity_id = :activity_id AND prize_id = :prize_id
+  AND count + :n <= :total
+RETURNING count
+"""
+
+_RELEASE_TOTAL = """
+UPDATE prize_total_counters SET count = GREATEST(count - :n, 0)
+WHERE tenant_id = :tenant_id AND activity_id = :activity_id AND prize_id = :prize_id
+"""
+
+_LOCK_BUDGET = """
+INSERT INTO activity_budget_spend AS b (tenant_id, activity_id, spent, budget)
+VALUES (:tenant_id, :activity_id, 0, :budget)
+ON CONFLICT (tenant_id, activity_id) DO UPDATE SET spent = b.spent
+RETURNING b.spent
+"""
+
+_TAKE_BUDGET = """
+UPDATE activity_budget_spend SET spent = spent + :amount, budget = :budget
+WHERE tenant_id = :tenant_id AND activity_id = :activity_id AND spent + :amount <= :budget
+RETURNING spent
+"""
+
+_RELEASE_BUDGET = """
+UPDATE activity_budget_spend SET spent = GREATEST(spent - :amount, 0)
+WHERE tenant_id = :tenant_id AND activity_id = :activity_id
+"""
+
 _INSERT_GRANTS = """
 WITH batch AS (
     SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(
         tenant_id text, grant_key text, activity_id uuid, activity_code text,
         rule_id text, user_id text, counterpart_id text, task text, achieved_at timestamptz,
         prize_id uuid, source_event_id text, payload jsonb, new_user_reward boolean,
-        settlement text, cap_slot boolean)
+        settlement text, cap_slot boolean, total_slot boolean, budget_cost numeric)
 ), inserted AS (
     INSERT INTO grants (id, tenant_id, grant_key, activity_id, activity_code, rule_id, user_id,
                         counterpart_id, task, achieved_at, prize_id, source_event_id, payload,
-                        new_user_reward, settlement, record_status, cap_slot)
+                        new_user_reward, settlement, record_status, cap_slot, total_slot,
+                        budget_cost)
     SELECT gen_random_uuid(), tenant_id, grant_key, activity_id, activity_code, rule_id, user_id,
            counterpart_id, task, achieved_at, prize_id, source_event_id, payload,
-           new_user_reward, settlement, 'granted', COALESCE(cap_slot, false)
+           new_user_reward, settlement, 'granted', COALESCE(cap_slot, false),
+           COALESCE(total_slot, false), budget_cost
     FROM batch
     -- a key already granted, or an at-end settlement whose one tier is already paid
     ON CONFLICT DO NOTHING
@@ -218,6 +261,61 @@ class DailyRunRepository:
                 "user_ids": list(counts),
                 "counts": list(counts.values()),
             },
+        )
+
+    async def take_total(
+        self, tenant_id: str, activity_id: uuid.UUID, prize_id: uuid.UUID, total: int, n: int
+    ) -> int:
+        """Up to ``n`` of the prize's ``total`` over the activity; returns how many were
+        taken (the first ones asked for get them)."""
+        keys = {"tenant_id": tenant_id, "activity_id": activity_id, "prize_id": prize_id}
+        count = (
+            await self.session.execute(text(_LOCK_TOTAL), {**keys, "total": total})
+        ).scalar_one()
+        taken = max(0, min(n, total - int(count)))
+        if taken:
+            # Conditional all the same, and the row's CHECK holds it within its total.
+            done = await self.session.execute(
+                text(_TAKE_TOTAL), {**keys, "total": total, "n": taken}
+            )
+            if done.scalar_one_or_none() is None:
+                return 0
+        return taken
+
+    async def release_total(
+        self, tenant_id: str, activity_id: uuid.UUID, prize_id: uuid.UUID, n: int
+    ) -> None:
+        await self.session.execute(
+            text(_RELEASE_TOTAL),
+            {"tenant_id": tenant_id, "activity_id": activity_id, "prize_id": prize_id, "n": n},
+        )
+
+    async def take_budget(
+        self,
+        tenant_id: str,
+        activity_id: uuid.UUID,
+        budget: Decimal,
+        asks: Sequence[tuple[str, Decimal]],
+    ) -> set[str]:
+        """The costs, asked in this order, that the rest of the activity's budget covers
+        (``limits.fit_in_budget``), taken together; returns their keys."""
+        keys = {"tenant_id": tenant_id, "activity_id": activity_id}
+        spent = (
+            await self.session.execute(text(_LOCK_BUDGET), {**keys, "budget": budget})
+        ).scalar_one()
+        taken, amount = fit_in_budget(Decimal(spent), budget, list(asks))
+        if taken:
+            done = await self.session.execute(
+                text(_TAKE_BUDGET), {**keys, "budget": budget, "amount": amount}
+            )
+            if done.scalar_one_or_none() is None:
+                return set()
+        return set(taken)
+
+    async def release_budget(self, tenant_id: str, activity_id: uuid.UUID, amount: Decimal) -> None:
+        await self.session.execute(
+            text(_RELEASE_BUDGET),
+            {"tenant_id": tenant_id, "activity_id": activity_id, "amount": amount},
         )
 
     async def insert_grants(

@@ -41,6 +41,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -62,6 +63,13 @@ from activity_service.evaluation.engine import (
     not_done_reason,
     settles_in,
 )
+from activity_service.evaluation.limits import (
+    BUDGET_EXHAUSTED,
+    QUANTITY_EXHAUSTED,
+    Limits,
+    NoCost,
+    limits_of,
+)
 from activity_service.evaluation.referral_client import ReferralLookup
 from activity_service.evaluation.repository import EvaluationRepository
 from activity_service.evaluation.service import (
@@ -70,7 +78,6 @@ from activity_service.evaluation.service import (
     MONEY_TYPES,
     _activity_name,
     _activity_names,
-    _caps,
     facts_of,
     window_of,
 )
@@ -427,15 +434,24 @@ class _BasicChunk:
                 )
                 continue
             fresh[key] = (user, c)
-        caps = _caps(activity)
+        limits = limits_of(activity.config)
+        caps = limits.caps
+        # Taken in the real-time path's order: cap slots, then totals, then the budget.
         slots = await self._claim_slots(activity, caps, fresh)
+        held = _Held(cap=slots)
+        await self._claim_totals(activity, limits, fresh, held)
+        await self._claim_budget(activity, limits, fresh, held)
         payloads = _Payloads(activity)
         rows = [
-            {**payloads.row(key, user, facts[user].app_id, c), "cap_slot": key in slots}
+            {
+                **payloads.row(key, user, facts[user].app_id, c),
+                "cap_slot": key in slots,
+                "total_slot": key in held.total,
+                "budget_cost": str(held.cost[key]) if key in held.cost else None,
+            }
             for key, (user, c) in fresh.items()
         ]
         inserted = await self.repo.insert_grants(rows, "reward", jobs.REWARD_CREATE_FROM_GRANT)
-        lost: dict[str, Counter[str]] = {}
         for key, (user, c) in fresh.items():
             prize_id = str(c.rule["prize_id"])
             if key in inserted:
@@ -444,9 +460,8 @@ class _BasicChunk:
                 if activity.attribute == "new_user" and user in self.new_user_rewards:
                     self.new_user_rewards[user].append((activity.id, c.done.achieved_at))
                 continue
-            # A concurrent evaluation inserted it first: give its cap slot back.
-            if key in slots:
-                lost.setdefault(prize_id, Counter())[user] += 1
+            # A concurrent evaluation inserted it first: give what it took back.
+            held.give_back(key, user, prize_id)
             self.outcome(
                 activity,
                 user,
@@ -454,8 +469,80 @@ class _BasicChunk:
                 "already_granted",
                 f"prize {prize_id} cap {caps.get(prize_id)}",
             )
-        for prize_id, counts in lost.items():
+        await self._give_back(activity, held)
+
+    async def _give_back(self, activity: Activity, held: _Held) -> None:
+        """Return what this chunk took for grants it did not write (cap, total, budget)."""
+        tenant_id = self.tenant.tenant_id
+        for prize_id, counts in held.lost_cap.items():
             await self.repo.release_cap_slots(tenant_id, activity.id, uuid.UUID(prize_id), counts)
+        for prize_id, n in held.lost_total.items():
+            await self.repo.release_total(tenant_id, activity.id, uuid.UUID(prize_id), n)
+        if held.lost_cost:
+            await self.repo.release_budget(tenant_id, activity.id, held.lost_cost)
+
+    def _refuse(
+        self,
+        activity: Activity,
+        fresh: dict[str, tuple[str, Candidate]],
+        held: _Held,
+        key: str,
+        reason: str,
+        detail: str,
+    ) -> None:
+        user, c = fresh.pop(key)
+        held.give_back(key, user, str(c.rule["prize_id"]))
+        self.outcome(activity, user, c.rule["id"], reason, detail)
+
+    async def _claim_totals(
+        self,
+        activity: Activity,
+        limits: Limits,
+        fresh: dict[str, tuple[str, Candidate]],
+        held: _Held,
+    ) -> None:
+        """One of each prize's total quantity per candidate, in candidate order (users by
+        id): the first ones the rest of the total covers get it, the others are refused."""
+        for prize_id, total in limits.totals.items():
+            keys = [k for k, (_, c) in fresh.items() if str(c.rule["prize_id"]) == prize_id]
+            if not keys:
+                continue
+            taken = await self.repo.take_total(
+                self.tenant.tenant_id, activity.id, uuid.UUID(prize_id), total, len(keys)
+            )
+            held.total.update(keys[:taken])
+            for key in keys[taken:]:
+                detail = f"prize {prize_id} total {total}"
+                self._refuse(activity, fresh, held, key, QUANTITY_EXHAUSTED, detail)
+
+    async def _claim_budget(
+        self,
+        activity: Activity,
+        limits: Limits,
+        fresh: dict[str, tuple[str, Candidate]],
+        held: _Held,
+    ) -> None:
+        """Each candidate's cost from the budget, in candidate order; a candidate the rest
+        of the budget does not cover is refused (a cheaper one after it may still fit)."""
+        if limits.budget is None:
+            return
+        asks: list[tuple[str, Decimal]] = []
+        for key, (_, c) in list(fresh.items()):
+            try:
+                asks.append(
+                    (key, limits.cost(str(c.rule["prize_id"]), self.tenant.rates, self.now))
+                )
+            except NoCost as unknown:
+                self._refuse(activity, fresh, held, key, unknown.reason, str(unknown))
+        if not asks:
+            return
+        taken = await self.repo.take_budget(self.tenant.tenant_id, activity.id, limits.budget, asks)
+        for key, cost in asks:
+            if key in taken:
+                held.cost[key] = cost
+                continue
+            detail = f"budget {limits.budget} {limits.currency}; this reward costs {cost}"
+            self._refuse(activity, fresh, held, key, BUDGET_EXHAUSTED, detail)
 
     async def _claim_slots(
         self,
@@ -500,6 +587,27 @@ class _BasicChunk:
                     del waiting[user]
                 round_ += 1
         return held
+
+
+@dataclass
+class _Held:
+    """What a chunk took for its candidates of one activity, and what it must give back for
+    the ones it did not write."""
+
+    cap: set[str]
+    total: set[str] = field(default_factory=set)
+    cost: dict[str, Decimal] = field(default_factory=dict)
+    lost_cap: dict[str, Counter[str]] = field(default_factory=dict)
+    lost_total: Counter[str] = field(default_factory=Counter)
+    lost_cost: Decimal = Decimal(0)
+
+    def give_back(self, key: str, user: str, prize_id: str) -> None:
+        if key in self.cap:
+            self.lost_cap.setdefault(prize_id, Counter())[user] += 1
+        if key in self.total:
+            self.lost_total[prize_id] += 1
+        if key in self.cost:
+            self.lost_cost += self.cost.pop(key)
 
 
 @dataclass

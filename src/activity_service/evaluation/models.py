@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
@@ -11,6 +12,7 @@ from sqlalchemy import (
     DateTime,
     Index,
     Integer,
+    Numeric,
     String,
     UniqueConstraint,
     func,
@@ -71,6 +73,12 @@ class Grant(Base):
     cap_slot: Mapped[bool] = mapped_column(
         Boolean, nullable=False, default=False, server_default="false"
     )
+    # Whether it took one of its prize's total quantity, and what it took from the budget
+    # (in the budget's currency): what a cancellation gives back.
+    total_slot: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False, server_default="false"
+    )
+    budget_cost: Mapped[Decimal | None] = mapped_column(Numeric(20, 6))
     given_back_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), nullable=False
@@ -93,6 +101,41 @@ class PrizeCapCounter(Base):
     user_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     prize_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     count: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class PrizeTotalCounter(Base):
+    """How many of a prize an activity granted, all users together (SPEC §6 "Budgets"):
+    taken by a conditional upsert (``… WHERE count < total``) in the grant's transaction;
+    the row carries the total it was last taken under and a CHECK keeps it within."""
+
+    __tablename__ = "prize_total_counters"
+    __table_args__ = (
+        CheckConstraint("count >= 0", name="count_not_negative"),
+        CheckConstraint("count <= total", name="within_total"),
+    )
+
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    activity_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    prize_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, nullable=False)
+    total: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class ActivityBudgetSpend(Base):
+    """What an activity's grants took from its budget (in the budget's currency): taken by a
+    conditional upsert (``… WHERE spent + cost <= budget``); a CHECK keeps it within the
+    budget it was last taken under."""
+
+    __tablename__ = "activity_budget_spend"
+    __table_args__ = (
+        CheckConstraint("spent >= 0", name="spent_not_negative"),
+        CheckConstraint("spent <= budget", name="within_budget"),
+    )
+
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    activity_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    spent: Mapped[Decimal] = mapped_column(Numeric(20, 6), nullable=False)
+    budget: Mapped[Decimal] = mapped_column(Numeric(20, 6), nullable=False)
 
 
 class RegularParticipation(Base):

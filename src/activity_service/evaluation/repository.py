@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any, cast
 
 from sqlalchemy import Table, func, select, update
@@ -10,10 +11,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from activity_service.activities.models import Activity, ActivityCatalogVersion
 from activity_service.evaluation.models import (
+    ActivityBudgetSpend,
     DailyRun,
     EvaluationOutcome,
     Grant,
     PrizeCapCounter,
+    PrizeTotalCounter,
     ReferralCounter,
     ReferralQualification,
     RegularParticipation,
@@ -119,6 +122,64 @@ class GrantRepository:
                 PrizeCapCounter.count > 0,
             )
             .values(count=PrizeCapCounter.count - 1)
+            .execution_options(synchronize_session=False)
+        )
+
+    async def claim_total_slot(
+        self, tenant_id: str, activity_id: uuid.UUID, prize_id: uuid.UUID, total: int
+    ) -> bool:
+        """Take one of the ``total`` of a prize over the activity: a conditional upsert like
+        ``claim_cap_slot`` (row-locked, so two grants never both take the last one)."""
+        stmt = insert(PrizeTotalCounter).values(
+            tenant_id=tenant_id, activity_id=activity_id, prize_id=prize_id, count=1, total=total
+        )
+        upsert = stmt.on_conflict_do_update(
+            index_elements=["tenant_id", "activity_id", "prize_id"],
+            set_={"count": PrizeTotalCounter.count + 1, "total": stmt.excluded.total},
+            where=PrizeTotalCounter.count < total,
+        ).returning(PrizeTotalCounter.count)
+        return (await self.session.execute(upsert)).scalar_one_or_none() is not None
+
+    async def claim_budget(
+        self, tenant_id: str, activity_id: uuid.UUID, cost: Decimal, budget: Decimal
+    ) -> bool:
+        """Take ``cost`` from the activity's ``budget`` if what is left covers it: a
+        conditional upsert (row-locked), never read-then-write."""
+        if cost > budget:
+            return False
+        stmt = insert(ActivityBudgetSpend).values(
+            tenant_id=tenant_id, activity_id=activity_id, spent=cost, budget=budget
+        )
+        upsert = stmt.on_conflict_do_update(
+            index_elements=["tenant_id", "activity_id"],
+            set_={"spent": ActivityBudgetSpend.spent + cost, "budget": budget},
+            where=ActivityBudgetSpend.spent + cost <= budget,
+        ).returning(ActivityBudgetSpend.spent)
+        return (await self.session.execute(upsert)).scalar_one_or_none() is not None
+
+    async def release_total_slot(
+        self, tenant_id: str, activity_id: uuid.UUID, prize_id: uuid.UUID
+    ) -> None:
+        await self.session.execute(
+            update(PrizeTotalCounter)
+            .where(
+                PrizeTotalCounter.tenant_id == tenant_id,
+                PrizeTotalCounter.activity_id == activity_id,
+                PrizeTotalCounter.prize_id == prize_id,
+                PrizeTotalCounter.count > 0,
+            )
+            .values(count=PrizeTotalCounter.count - 1)
+            .execution_options(synchronize_session=False)
+        )
+
+    async def release_budget(self, tenant_id: str, activity_id: uuid.UUID, cost: Decimal) -> None:
+        await self.session.execute(
+            update(ActivityBudgetSpend)
+            .where(
+                ActivityBudgetSpend.tenant_id == tenant_id,
+                ActivityBudgetSpend.activity_id == activity_id,
+            )
+            .values(spent=func.greatest(ActivityBudgetSpend.spent - cost, 0))
             .execution_options(synchronize_session=False)
         )
 

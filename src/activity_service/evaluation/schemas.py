@@ -30,7 +30,8 @@ class OutcomeRead(BaseModel):
 
     rule_id: str = Field(examples=["r1"])
     outcome: str = Field(
-        description="granted | already_granted | cap_reached | not_in_segment | not_new_user "
+        description="granted | already_granted | cap_reached | quantity_exhausted | "
+        "budget_exhausted | no_prize_cost | not_in_segment | not_new_user "
         "| not_old_user | task_not_completed | outside_window | no_inviter | "
         "in_other_regular_activity | beyond_last_range | no_fx_rate | "
         "tier_changed_after_settlement (an at-end activity paid another tier; no second "

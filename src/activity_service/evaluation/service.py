@@ -40,6 +40,13 @@ from activity_service.evaluation.engine import (
     not_done_reason,
     tier_award,
 )
+from activity_service.evaluation.limits import (
+    BUDGET_EXHAUSTED,
+    CAP_REACHED,
+    QUANTITY_EXHAUSTED,
+    NoCost,
+    limits_of,
+)
 from activity_service.evaluation.models import Grant
 from activity_service.evaluation.referral_client import ReferralLookup
 from activity_service.evaluation.repository import (
@@ -206,9 +213,10 @@ async def write_outcomes(session: AsyncSession) -> None:
 
 
 class _NotGranted(Exception):
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, detail: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.detail = detail
 
 
 def _activity_name(activity: Activity) -> str | None:
@@ -221,10 +229,7 @@ def _activity_names(activity: Activity) -> dict[str, str] | None:
 
 
 def _caps(activity: Activity) -> dict[str, int]:
-    return {
-        str(limit["prize_id"]): int(limit["max_per_user"])
-        for limit in (activity.config or {}).get("prize_limits", []) or []
-    }
+    return limits_of(activity.config).caps
 
 
 async def write_grant(
@@ -233,7 +238,7 @@ async def write_grant(
     *,
     rule_id: str,
     prize_id: str,
-    task: TaskType,
+    task: TaskType | str,
     achieved_at: datetime,
     user_id: str,
     app_id: str | None,
@@ -243,17 +248,31 @@ async def write_grant(
     enterprise_name: str | None = None,
     referral_role: ReferralRole | None = None,
 ) -> tuple[Grant | None, str]:
-    """Record one decision (once per grant key) with its outbox message, taking a slot of
-    the prize's cap in the same savepoint; returns (grant, outcome).
+    """Record one decision (once per grant key) with its outbox message, taking in the same
+    savepoint what the activity limits it by — a slot of the prize's per-user cap, one of
+    the prize's total quantity, its cost from the budget (``limits.py``); returns (grant,
+    outcome). A refusal is explained: ``cap_reached``, ``quantity_exhausted``,
+    ``budget_exhausted``.
 
-    Without a cap there is nothing to give back when the key exists: the insert's ``ON
+    Without a limit there is nothing to give back when the key exists: the insert's ``ON
     CONFLICT DO NOTHING`` alone decides, with no savepoint, and the outbox row is written
     with the others of the unit of work at commit."""
     key = grant_key(str(activity.id), rule_id, user_id, counterpart_id, period)
     repo = GrantRepository.from_session(ev.session)
-    cap = _caps(activity).get(prize_id)
-    if cap is not None and await repo.exists(ev.tenant_id, key):
+    limits = limits_of(activity.config)
+    cap, total = limits.caps.get(prize_id), limits.totals.get(prize_id)
+    guarded = limits.guards(prize_id)
+    if guarded and await repo.exists(ev.tenant_id, key):
         return None, "already_granted"
+    cost: Decimal | None = None
+    if limits.budget is not None:
+        try:
+            cost = limits.cost(prize_id, ev.tenant.rates, ev.now)
+        except NoCost as unknown:
+            await ev.outcome(activity, user_id, rule_id, unknown.reason, str(unknown))
+            return None, unknown.reason
+    # Team grants name their own tasks (team_initiator, team_assist).
+    task_name = task.value if isinstance(task, TaskType) else task
     payload = GrantPayload(
         tenant_id=activity.tenant_id,
         grant_key=key,
@@ -264,7 +283,7 @@ async def write_grant(
         user_id=user_id,
         app_id=app_id,
         counterpart_id=counterpart_id,
-        task=task.value,
+        task=task_name,
         achieved_at=achieved_at,
         prize_id=prize_id,
         issuance_form=IssuanceForm(activity.issuance_form),
@@ -281,7 +300,7 @@ async def write_grant(
         "rule_id": rule_id,
         "user_id": user_id,
         "counterpart_id": counterpart_id,
-        "task": task.value,
+        "task": task_name,
         "achieved_at": achieved_at,
         "prize_id": uuid.UUID(prize_id),
         "source_event_id": ev.source_event_id,
@@ -289,27 +308,48 @@ async def write_grant(
         "new_user_reward": activity.kind == "basic" and activity.attribute == "new_user",
     }
     outbox = OutboxRepository.from_session(ev.session, OutboxMessage)
-    if cap is None:
+    if not guarded:
         grant = await repo.insert_if_new(values)
         if grant is None:
             return None, "already_granted"
         outbox.add("reward", jobs.REWARD_CREATE_FROM_GRANT, payload, job_id=key)
     else:
+        prize = uuid.UUID(prize_id)
         try:
+            # Taken in a fixed order (cap, total, budget), as the daily run and give_back
+            # do, so concurrent units of work lock the counters in the same order.
             async with ev.session.begin_nested():
-                if not await repo.claim_cap_slot(
-                    ev.tenant_id, activity.id, user_id, uuid.UUID(prize_id), cap
+                if cap is not None and not await repo.claim_cap_slot(
+                    ev.tenant_id, activity.id, user_id, prize, cap
                 ):
-                    raise _NotGranted("cap_reached")
-                grant = await repo.insert_if_new({**values, "cap_slot": True})
-                if grant is None:  # a concurrent evaluation won: give its cap slot back
-                    raise _NotGranted("already_granted")
+                    raise _NotGranted(CAP_REACHED, f"prize {prize_id} cap {cap}")
+                if total is not None and not await repo.claim_total_slot(
+                    ev.tenant_id, activity.id, prize, total
+                ):
+                    raise _NotGranted(QUANTITY_EXHAUSTED, f"prize {prize_id} total {total}")
+                if (
+                    cost is not None
+                    and limits.budget is not None
+                    and not await repo.claim_budget(ev.tenant_id, activity.id, cost, limits.budget)
+                ):
+                    raise _NotGranted(
+                        BUDGET_EXHAUSTED,
+                        f"budget {limits.budget} {limits.currency}; this reward costs {cost}",
+                    )
+                grant = await repo.insert_if_new(
+                    {
+                        **values,
+                        "cap_slot": cap is not None,
+                        "total_slot": total is not None,
+                        "budget_cost": cost,
+                    }
+                )
+                if grant is None:  # a concurrent evaluation won: give its slots back
+                    raise _NotGranted("already_granted", f"prize {prize_id} cap {cap}")
                 outbox.add("reward", jobs.REWARD_CREATE_FROM_GRANT, payload, job_id=key)
                 await ev.session.flush()
         except _NotGranted as refused:
-            await ev.outcome(
-                activity, user_id, rule_id, refused.reason, f"prize {prize_id} cap {cap}"
-            )
+            await ev.outcome(activity, user_id, rule_id, refused.reason, refused.detail)
             return None, refused.reason
     ev.grants.append(grant)
     await ev.outcome(activity, user_id, rule_id, "granted", key)
@@ -816,13 +856,18 @@ async def follow_record_status(session: AsyncSession, change: RecordStatusChange
 
 
 async def give_back(session: AsyncSession, tenant_id: str, grant_key: str, at: datetime) -> None:
-    """A cancelled reward was never received (SPEC §6 "Budgets"): its grant frees the slot
-    it held of its prize's per-user cap, once. The grant itself stays, so the same decision
-    is never made twice; the slot is there for the user's other grants of the prize. A
-    cancelled new-user reward no longer makes its user "old" (``has_new_user_reward``)."""
+    """A cancelled reward was never received (SPEC §6 "Budgets"): its grant gives back what
+    it held, once — the slot of its prize's per-user cap, the one of its prize's total
+    quantity, its cost to the budget. The grant itself stays, so the same decision is never
+    made twice; what it frees is there for other grants. A cancelled new-user reward no
+    longer makes its user "old" (``has_new_user_reward``)."""
     repo = GrantRepository.from_session(session)
     grant = await repo.take_back_cancelled(tenant_id, grant_key, at)
     if grant is None:
         return
     if grant.cap_slot:
         await repo.release_cap_slot(tenant_id, grant.activity_id, grant.user_id, grant.prize_id)
+    if grant.total_slot:
+        await repo.release_total_slot(tenant_id, grant.activity_id, grant.prize_id)
+    if grant.budget_cost:
+        await repo.release_budget(tenant_id, grant.activity_id, grant.budget_cost)

@@ -36,8 +36,11 @@ NOT_TAKING_PART = frozenset(
     }
 )
 # Latest outcomes of a participant who completed the rule's task but got no (further) reward
-# for it: the prize cap, or an earlier grant of the same rule.
-COMPLETED_WITHOUT_GRANT = frozenset({"cap_reached", "already_granted"})
+# for it: the prize cap, the prize's total quantity or the budget ran out, or an earlier
+# grant of the same rule.
+COMPLETED_WITHOUT_GRANT = frozenset(
+    {"cap_reached", "already_granted", "quantity_exhausted", "budget_exhausted"}
+)
 
 
 def rule_tasks(config: Mapping[str, Any]) -> dict[str, str]:

@@ -5,12 +5,19 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Mapping
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Select, String, Values, column, func, select, text, union, union_all, values
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from activity_service.evaluation.models import EvaluationOutcome, Grant, ReferralQualification
+from activity_service.evaluation.models import (
+    ActivityBudgetSpend,
+    EvaluationOutcome,
+    Grant,
+    PrizeTotalCounter,
+    ReferralQualification,
+)
 from activity_service.teams.models import Team, TeamAssist
 
 
@@ -140,6 +147,26 @@ class StatsRepository:
             .group_by(Grant.record_status)
         )
         return {status: int(n) for status, n in (await self.session.execute(stmt)).all()}
+
+    async def budget_spent(self, tenant_id: str, activity_id: uuid.UUID) -> Decimal:
+        """What the activity's grants hold of its budget (cancelled ones gave theirs back)."""
+        spent = await self.session.scalar(
+            select(ActivityBudgetSpend.spent).where(
+                ActivityBudgetSpend.tenant_id == tenant_id,
+                ActivityBudgetSpend.activity_id == activity_id,
+            )
+        )
+        return Decimal(spent or 0)
+
+    async def prize_totals_taken(
+        self, tenant_id: str, activity_id: uuid.UUID
+    ) -> dict[uuid.UUID, int]:
+        """Prize → how many of its total quantity the activity's grants hold."""
+        stmt = select(PrizeTotalCounter.prize_id, PrizeTotalCounter.count).where(
+            PrizeTotalCounter.tenant_id == tenant_id,
+            PrizeTotalCounter.activity_id == activity_id,
+        )
+        return {prize: int(n) for prize, n in (await self.session.execute(stmt)).all()}
 
     async def rewarded_users(self, tenant_id: str, activity_id: uuid.UUID) -> int:
         """Distinct users with a grant whose record reward_service reported Issued."""

@@ -55,7 +55,8 @@ class TaskCompletions(BaseModel):
         description="Distinct users who completed the task inside the window. Referral: "
         "qualifying invitees of the rules with this task. Basic and team: users granted a rule "
         "with this task (team: `team_initiator`, `team_assist`), plus participants whose "
-        "latest outcome of such a rule is `cap_reached` or `already_granted`",
+        "latest outcome of such a rule is `cap_reached`, `quantity_exhausted`, "
+        "`budget_exhausted` or `already_granted`",
     )
 
 
@@ -120,6 +121,28 @@ class CostSummary(BaseModel):
     uncosted_records: int = Field(0, description="Issued records whose prize has no cost")
 
 
+class BudgetLeft(BaseModel):
+    """The activity's budget (SPEC §6 "Budgets") and what is left of it."""
+
+    currency: str = Field(examples=["HKD"], description="The tenant's base currency")
+    amount: Decimal = Field(examples=["50000"], description="The budget")
+    spent: Decimal = Field(
+        examples=["1200.000000"],
+        description="What the grants hold: each one's prize cost at its time; a cancelled "
+        "reward gives its cost back",
+    )
+    remaining: Decimal = Field(examples=["48800.000000"], description="amount − spent, ≥ 0")
+
+
+class PrizeTotalLeft(BaseModel):
+    """A prize's total quantity over the activity and what is left of it."""
+
+    prize_id: uuid.UUID
+    total_quantity: int = Field(examples=[500])
+    granted: int = Field(examples=[120], description="Held by grants (cancelled ones excluded)")
+    remaining: int = Field(examples=[380], description="total_quantity − granted, ≥ 0")
+
+
 class ActivityStats(BaseModel):
     """SPEC §5 "How is the campaign doing?"."""
 
@@ -147,6 +170,10 @@ class ActivityStats(BaseModel):
     )
     reward_service_available: bool = Field(
         description="False: reward counts come from the grant ledger and cost is unknown"
+    )
+    budget: BudgetLeft | None = Field(None, description="Null when the activity has no budget")
+    prize_totals: list[PrizeTotalLeft] = Field(
+        default_factory=list, description="The prizes with a total quantity"
     )
 
 

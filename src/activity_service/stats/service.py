@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from decimal import Decimal
 from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from activity_service.activities.repository import ActivityRepository
 from activity_service.activities.rules import status_of
+from activity_service.evaluation.limits import limits_of
 from activity_service.stats.aggregation import (
     COMPLETED_WITHOUT_GRANT,
     NOT_TAKING_PART,
@@ -26,8 +28,10 @@ from activity_service.stats.repository import ReportRepository, StatsRepository
 from activity_service.stats.reward_client import RewardStatsClient
 from activity_service.stats.schemas import (
     ActivityStats,
+    BudgetLeft,
     CampaignReport,
     Participants,
+    PrizeTotalLeft,
     TaskCompletions,
     TeamCounts,
 )
@@ -92,6 +96,26 @@ async def activity_stats(
     else:
         counts = counts_from_ledger(ledger)
         cost = None
+    limits = limits_of(activity.config)
+    budget = None
+    if limits.budget is not None and limits.currency is not None:
+        spent = await repo.budget_spent(tenant_id, activity.id)
+        budget = BudgetLeft(
+            currency=limits.currency,
+            amount=limits.budget,
+            spent=spent,
+            remaining=max(limits.budget - spent, Decimal(0)),
+        )
+    taken = await repo.prize_totals_taken(tenant_id, activity.id) if limits.totals else {}
+    totals = [
+        PrizeTotalLeft(
+            prize_id=uuid.UUID(prize_id),
+            total_quantity=total,
+            granted=taken.get(uuid.UUID(prize_id), 0),
+            remaining=max(total - taken.get(uuid.UUID(prize_id), 0), 0),
+        )
+        for prize_id, total in limits.totals.items()
+    ]
     return ActivityStats(
         activity_id=activity.id,
         activity_code=activity.activity_code,
@@ -107,6 +131,8 @@ async def activity_stats(
         acquired_users_basis=basis,
         cost_per_acquired_user=cost_per_user(cost, acquired),
         reward_service_available=answer is not None,
+        budget=budget,
+        prize_totals=totals,
     )
 
 

@@ -28,10 +28,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from activity_service.activities.models import Activity
 from activity_service.activities.schemas import TeamConfig, parse_config
 from activity_service.activities.service import get_activity
-from activity_service.db import OutboxMessage
-from activity_service.evaluation.engine import grant_key
 from activity_service.evaluation.models import Grant
-from activity_service.evaluation.repository import EvaluationRepository, GrantRepository
+from activity_service.evaluation.repository import EvaluationRepository
+from activity_service.evaluation.service import Evaluation, write_grant
 from activity_service.events.repository import EventRepository
 from activity_service.segments.service import is_member
 from activity_service.teams import rules
@@ -46,13 +45,9 @@ from activity_service.teams.schemas import (
     TeamStats,
     TeamSummary,
 )
-from contracts import jobs
-from contracts.payloads import Grant as GrantPayload
-from contracts.payloads import IssuanceForm
+from activity_service.tenants.service import tenant_context
 from service_kit.auth import CallerKind, Principal
 from service_kit.errors import Conflict, Forbidden, NotFound
-from service_kit.i18n import texts_of
-from service_kit.outbox import OutboxRepository
 from service_kit.pagination import PageParams
 
 NUMBER_ATTEMPTS = 5
@@ -313,48 +308,25 @@ async def _write_grant(
     team_id: uuid.UUID,
     at: datetime,
 ) -> Grant | None:
-    """One grant per (activity, rule, user, team), with its outbox message; None when it
-    already exists."""
-    key = grant_key(str(activity.id), rule_id, user_id, str(team_id), "once")
-    name = activity.name or {}
-    payload = GrantPayload(
-        tenant_id=activity.tenant_id,
-        grant_key=key,
-        activity_code=activity.activity_code,
-        activity_name=name.get("en") or name.get("zh-Hans") or name.get("zh-Hant"),
-        activity_names=texts_of(name),
+    """One grant per (activity, rule, user, team), with its outbox message, within the
+    activity's budget and prize totals like every other grant (``evaluation.write_grant``);
+    None when it already exists or a limit refused it (the outcome says which)."""
+    ev = Evaluation(
+        session=session,
+        tenant=await tenant_context(session, activity.tenant_id),
+        now=at,
+        referral=None,
+    )
+    grant, _ = await write_grant(
+        ev,
+        activity,
         rule_id=rule_id,
+        prize_id=str(prize_id),
+        task=task,
+        achieved_at=at,
         user_id=user_id,
         app_id=app_id,
         counterpart_id=str(team_id),
-        task=task,
-        achieved_at=at,
-        prize_id=str(prize_id),
-        issuance_form=IssuanceForm(activity.issuance_form),
-    ).model_dump(mode="json")
-    grant = await GrantRepository.from_session(session).insert_if_new(
-        {
-            "id": uuid.uuid4(),
-            "tenant_id": activity.tenant_id,
-            "grant_key": key,
-            "activity_id": activity.id,
-            "activity_code": activity.activity_code,
-            "rule_id": rule_id,
-            "user_id": user_id,
-            "counterpart_id": str(team_id),
-            "task": task,
-            "achieved_at": at,
-            "prize_id": prize_id,
-            "payload": payload,
-        }
-    )
-    if grant is None:
-        return None
-    OutboxRepository.from_session(session, OutboxMessage).add(
-        "reward", jobs.REWARD_CREATE_FROM_GRANT, payload, job_id=key
-    )
-    await EvaluationRepository.from_session(session).record_outcome(
-        activity.tenant_id, activity.id, user_id, rule_id, "granted", key, at
     )
     return grant
 
