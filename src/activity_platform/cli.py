@@ -10,6 +10,7 @@ import os
 import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 from activity_platform.services import SERVICES
 from service_kit.auth import CallerKind, Permission, encode_token
@@ -133,8 +134,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     configure_logging(settings.log_level, settings.log_json, service=settings.service_name)
     app = spec.create_app(settings=settings)
-    uvicorn.run(app, host=args.host, port=args.port or spec.port, log_config=None, access_log=False)
+    if args.fd is None:
+        uvicorn.run(
+            app, host=args.host, port=args.port or spec.port, log_config=None, access_log=False
+        )
+        return 0
+    _serve_on_socket(app, args.fd)
     return 0
+
+
+def _serve_on_socket(app: Any, fd: int) -> None:
+    """Serve on a listening socket bound by the parent (``dev``): several replicas of an API
+    share one socket and the kernel hands each connection to one of them."""
+    import uvicorn
+
+    listening = socket.socket(fileno=fd)
+    config = uvicorn.Config(app, log_config=None, access_log=False)
+    try:
+        uvicorn.Server(config).run(sockets=[listening])
+    except KeyboardInterrupt:  # Ctrl-C or dev stopping it, as uvicorn.run treats it
+        pass
 
 
 def _use_uvloop() -> None:
@@ -171,13 +190,7 @@ def cmd_cash_endpoint(args: argparse.Namespace) -> int:
             create_cash_app(), host=args.host, port=args.port, log_config=None, access_log=False
         )
         return 0
-    # A listening socket bound by the parent (``dev``): serve on it as it is.
-    listening = socket.socket(fileno=args.fd)
-    config = uvicorn.Config(create_cash_app(), log_config=None, access_log=False)
-    try:
-        uvicorn.Server(config).run(sockets=[listening])
-    except KeyboardInterrupt:  # Ctrl-C or dev stopping it, as uvicorn.run treats it
-        pass
+    _serve_on_socket(create_cash_app(), args.fd)
     return 0
 
 
@@ -210,6 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dev.add_argument("--tenant", default="demo-tenant", help="tenant of the printed tokens")
     dev.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help="API processes (sharing each service's port) and workers per service",
+    )
+    dev.add_argument(
         "--worker-nice",
         type=int,
         default=5,
@@ -238,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("service", choices=sorted(SERVICES))
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int)
+    serve.add_argument("--fd", type=int, help="serve on this inherited listening socket instead")
     serve.set_defaults(func=cmd_serve)
 
     worker = sub.add_parser("worker", help="run one service's arq worker")

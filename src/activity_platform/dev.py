@@ -177,18 +177,23 @@ def run_dev(args: argparse.Namespace) -> int:
             "referral": args.referral_port,
             "reward": args.reward_port,
         }
+        replicas = max(1, getattr(args, "replicas", 1))
         for name in SERVICES:
-            children.append(
-                Child(
-                    f"{name}-api",
-                    [*cli, "serve", name, "--host", args.host, "--port", str(ports[name])],
-                    env,
-                )
+            children.extend(
+                api_children(cli, name, args.host, ports[name], env, replicas, embedded)
             )
             # Accepting events comes first: a worker draining a backlog on the same cores
             # takes the CPU the APIs leave (its backlog is owed in PostgreSQL, never lost).
             worker_nice = getattr(args, "worker_nice", 0)
-            children.append(Child(f"{name}-worker", [*cli, "worker", name], env, worker_nice))
+            for replica in range(replicas):
+                children.append(
+                    Child(
+                        _replica(f"{name}-worker", replica, replicas),
+                        [*cli, "worker", name],
+                        _worker_env(env, name, replica, args.host),
+                        worker_nice,
+                    )
+                )
         if env.get("CASH_FD"):
             # served on the socket bound above, whose port the URLs already carry
             fd = int(env["CASH_FD"])
@@ -228,6 +233,47 @@ def run_dev(args: argparse.Namespace) -> int:
         for server in reversed(embedded):
             server.stop()  # type: ignore[attr-defined]
         print("stopped", file=sys.stderr)
+
+
+def _replica(name: str, replica: int, replicas: int) -> str:
+    return name if replicas == 1 else f"{name}-{replica + 1}"
+
+
+def api_children(
+    cli: list[str],
+    name: str,
+    host: str,
+    port: int,
+    env: dict[str, str],
+    replicas: int,
+    held: list[object],
+) -> list[Child]:
+    """One API process on the service's port, or several sharing one listening socket bound
+    here (the kernel spreads connections over them; one that dies loses only its own)."""
+    if replicas == 1:
+        return [
+            Child(f"{name}-api", [*cli, "serve", name, "--host", host, "--port", str(port)], env)
+        ]
+    shared = HeldSocket(host, port)
+    held.append(shared)
+    fd = shared.fileno()
+    return [
+        Child(
+            _replica(f"{name}-api", replica, replicas),
+            [*cli, "serve", name, "--fd", str(fd)],
+            env,
+            pass_fds=(fd,),
+        )
+        for replica in range(replicas)
+    ]
+
+
+def _worker_env(env: dict[str, str], name: str, replica: int, host: str) -> dict[str, str]:
+    """A second worker of a service serves its metrics on a port of its own."""
+    if replica == 0:
+        return env
+    key = f"{name.upper()}_WORKER_METRICS_PORT"
+    return {**env, key: str(_port_or_free(host, int(env.get(key) or 0) + 10 * replica))}
 
 
 def _print_banner(args: argparse.Namespace, env: dict[str, str]) -> None:

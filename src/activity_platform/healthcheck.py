@@ -22,6 +22,7 @@ import httpx
 
 from activity_platform.services import SERVICES
 from service_kit.config import ServiceSettings
+from service_kit.queue import redis_client
 from service_kit.worker import worker_health_key
 
 CHECKED = ("serve", "worker", "cash-endpoint")
@@ -63,10 +64,9 @@ def _http_ok(host: str, port: int) -> tuple[bool, str]:
 
 
 async def worker_healthy(settings: ServiceSettings, service: str) -> tuple[bool, str]:
-    from redis.asyncio import Redis
-
     key = worker_health_key(settings.queue_prefix, service)
-    redis = Redis.from_url(
+    # A plain or a Sentinel URL (the master is asked, as the worker writes there).
+    redis = redis_client(
         settings.redis_url, socket_connect_timeout=TIMEOUT_SECONDS, socket_timeout=TIMEOUT_SECONDS
     )
     try:

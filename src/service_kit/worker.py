@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import socket
@@ -276,6 +277,15 @@ async def close_context(ctx: dict[str, Any]) -> None:
     await ctx["db"].dispose()
 
 
+def prefixed_cron(cron_job: CronJob, prefix: str) -> CronJob:
+    """A copy of ``cron_job`` named under the platform's key prefix. arq gives each due time
+    of a cron job the id ``<name>:<time>`` and runs an id once, which is what makes a tick
+    run once whatever the number of workers; without the prefix two stacks sharing a Redis
+    would also share ticks (one stack's pass skipping the other's). A copy, too, because
+    arq keeps its schedule (``next_run``) on the object."""
+    return dataclasses.replace(cron_job, name=f"{prefix}:{cron_job.name}", next_run=None)
+
+
 def build_worker(
     *,
     service: str,
@@ -328,7 +338,7 @@ def build_worker(
 
     return Worker(
         functions=list(functions),
-        cron_jobs=list(cron_jobs) or None,
+        cron_jobs=[prefixed_cron(job, settings.queue_prefix) for job in cron_jobs] or None,
         redis_settings=redis_settings(settings.redis_url),
         queue_name=queue_name(settings.queue_prefix, service),
         on_startup=on_startup,
