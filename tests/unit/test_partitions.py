@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from service_kit.partitions.rules import (
@@ -57,6 +57,7 @@ def test_retention_keeps_the_current_month_and_the_ones_before() -> None:
     ]
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])  # shared, busy cores
 @given(st.dates(min_value=date(2000, 1, 1), max_value=date(2200, 1, 1)), st.integers(-400, 400))
 def test_months_add_up(day: date, count: int) -> None:
     month = date(day.year, day.month, 1)
