@@ -21,7 +21,7 @@ from service_kit.auth import TokenVerifier
 from service_kit.clock import Clock, SystemClock
 from service_kit.config import ServiceSettings
 from service_kit.db import Database
-from service_kit.errors import install_error_handlers
+from service_kit.errors import PROBLEM_JSON, install_error_handlers
 from service_kit.http import ServiceClient
 from service_kit.idempotency import IdempotencyKeyMixin, install_replay_handler
 from service_kit.outbox import OutboxNotifier
@@ -45,7 +45,19 @@ PROBLEM_SCHEMA = {
         "errors": {
             "type": "array",
             "description": "Field errors of a `validation_error`.",
-            "items": {"type": "object"},
+            "items": {
+                "type": "object",
+                "required": ["loc", "msg", "type"],
+                "properties": {
+                    "loc": {
+                        "type": "array",
+                        "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+                        "description": "Where: `body`, `query`, `path` or `header`, then names",
+                    },
+                    "msg": {"type": "string"},
+                    "type": {"type": "string", "description": "Machine-readable kind"},
+                },
+            },
         },
     },
 }
@@ -102,6 +114,17 @@ def _telemetry() -> TelemetryConfig:
     (a tenth of the ingest path's CPU) and produce nothing."""
     exported = bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
     return {"tracing": exported, "metrics": exported, "logs": exported}
+
+
+def problem_on_every_error(schema: dict[str, Any]) -> None:
+    """Every 4xx/5xx answer is a Problem: a response a route documented by description only
+    gets the Problem body too, so generated clients type every error the same way."""
+    content = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            for status, response in operation.get("responses", {}).items():
+                if str(status)[:1] in ("4", "5") and not response.get("content"):
+                    response["content"] = content
 
 
 def operation_id(route: APIRoute) -> str:
@@ -177,6 +200,7 @@ def create_service_app(
             title=app.title, version=app.version, description=app.description, routes=app.routes
         )
         schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
+        problem_on_every_error(schema)
         app.openapi_schema = schema
         return schema
 

@@ -47,3 +47,25 @@ def test_every_operation_names_the_bearer_scheme() -> None:
         for path, operations in document["paths"].items():
             for method, operation in operations.items():
                 assert operation.get("security") == [{"HTTPBearer": []}], (service, method, path)
+
+
+def test_every_error_response_is_a_problem() -> None:
+    """Generated clients type every 4xx/5xx body as the Problem, field errors included."""
+    import json
+
+    root = Path(__file__).resolve().parents[2] / "openapi"
+    for service in ("activity", "referral", "reward"):
+        document = json.loads((root / f"{service}.json").read_text())
+        problem = document["components"]["schemas"]["Problem"]
+        assert problem["properties"]["errors"]["items"]["required"] == ["loc", "msg", "type"]
+        for path, operations in document["paths"].items():
+            for method, operation in operations.items():
+                for status, response in operation["responses"].items():
+                    if status[0] in "45":
+                        schema = response["content"]["application/problem+json"]["schema"]
+                        assert schema == {"$ref": "#/components/schemas/Problem"}, (
+                            service,
+                            method,
+                            path,
+                            status,
+                        )
