@@ -88,6 +88,8 @@ def platform_env(args: argparse.Namespace, data_dir: Path) -> tuple[dict[str, st
     """The environment of every child: database and Redis URLs, service URLs."""
     env = dict(os.environ)
     env[DEV_MODE_VARIABLE] = "1"  # the development secret is fine here
+    # A development stack may hold sandbox tenants (their own clock, advanced over HTTP).
+    env.setdefault("SANDBOX_ENABLED", "1")
     started: list[object] = []
     ports = {
         "activity": args.activity_port,

@@ -8,13 +8,14 @@ from fastapi import FastAPI
 from activity_service.activities.endpoints import me_router as my_activities_router
 from activity_service.activities.endpoints import router as activities_router
 from activity_service.config import ActivitySettings
-from activity_service.db import IdempotencyKey
+from activity_service.db import IdempotencyKey, SandboxClock
 from activity_service.evaluation.endpoints import inviters_router
 from activity_service.evaluation.endpoints import router as evaluation_router
 from activity_service.events.db import close_ingest_pool, open_ingest_pool
 from activity_service.events.endpoints import router as events_router
 from activity_service.events.endpoints import users_router as event_users_router
 from activity_service.progress.endpoints import router as positions_router
+from activity_service.sandbox.endpoints import router as sandbox_router
 from activity_service.segments.endpoints import router as segments_router
 from activity_service.stats.endpoints import router as stats_router
 from activity_service.teams.endpoints import activity_teams_router
@@ -49,9 +50,11 @@ def create_app(
             tenants_router,
             activity_teams_router,
             teams_router,
+            sandbox_router,
         ],
         clock=clock,
         http_mounts=http_mounts,
+        sandbox_model=SandboxClock,
         on_startup=open_ingest_pool,
         on_shutdown=close_ingest_pool,
     )

@@ -1,10 +1,12 @@
-"""The activity database's declarative base, its outbox and Idempotency-Key tables."""
+"""The activity database's declarative base, its outbox, Idempotency-Key and sandbox
+clock tables."""
 
 from sqlalchemy.orm import DeclarativeBase
 
 from service_kit.db import new_metadata
 from service_kit.idempotency import IdempotencyKeyMixin
 from service_kit.outbox import OutboxMessageMixin
+from service_kit.sandbox import SandboxClockMixin
 
 
 class Base(DeclarativeBase):
@@ -16,4 +18,8 @@ class OutboxMessage(OutboxMessageMixin, Base):
 
 
 class IdempotencyKey(IdempotencyKeyMixin, Base):
+    pass
+
+
+class SandboxClock(SandboxClockMixin, Base):
     pass

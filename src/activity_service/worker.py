@@ -8,7 +8,7 @@ import httpx
 from arq import Worker
 
 from activity_service.config import ActivitySettings
-from activity_service.db import OutboxMessage
+from activity_service.db import OutboxMessage, SandboxClock
 from activity_service.evaluation.tasks import CRON_JOBS as EVALUATION_CRON_JOBS
 from activity_service.evaluation.tasks import FUNCTIONS as EVALUATION_FUNCTIONS
 from activity_service.events.tasks import CRON_JOBS as EVENTS_CRON_JOBS
@@ -43,6 +43,7 @@ def create_worker(
         functions=FUNCTIONS,
         cron_jobs=CRON_JOBS,
         outbox_model=OutboxMessage,
+        sandbox_model=SandboxClock,
         clock=clock,
         burst=burst,
         extra_context=extra_context,

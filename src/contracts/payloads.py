@@ -179,3 +179,24 @@ class LockCheckAnswer(BaseModel):
         None, description="Lowest position in the currency during the period, when known"
     )
     reason: str | None = Field(None, description="Why the condition was not held, if it was not")
+
+
+class SandboxClockSync(Contract):
+    """The activity service (owner of sandbox clocks) to reward/referral: a sandbox tenant's
+    time is now ``now``; ``create`` on the tenant's first sync (refused if the service
+    already holds the tenant's data: production data never becomes a sandbox's); ``settle``
+    asks reward_service to do what is due by ``now`` (lock-ups, re-drives) before answering."""
+
+    now: datetime
+    create: bool = False
+    settle: bool = False
+
+
+class SandboxClockState(BaseModel):
+    """The answer: the service's copy of the clock, how much of the tenant's work it still
+    owes (queued messages and jobs), and the next time something falls due there."""
+
+    tenant_id: str
+    now: datetime
+    owed: int = 0
+    next_due: datetime | None = None

@@ -6,7 +6,7 @@ from arq import Worker
 
 from referral_service.bindings.tasks import FUNCTIONS as BINDING_FUNCTIONS
 from referral_service.config import ReferralSettings
-from referral_service.db import OutboxMessage
+from referral_service.db import OutboxMessage, SandboxClock
 from service_kit.clock import Clock
 from service_kit.worker import build_worker
 
@@ -21,6 +21,7 @@ def create_worker(
         settings=settings or ReferralSettings(),
         functions=FUNCTIONS,
         outbox_model=OutboxMessage,
+        sandbox_model=SandboxClock,
         clock=clock,
         burst=burst,
     )

@@ -7,10 +7,11 @@ from fastapi import FastAPI
 
 from reward_service.center.endpoints import router as center_router
 from reward_service.config import RewardSettings
-from reward_service.db import IdempotencyKey
+from reward_service.db import IdempotencyKey, SandboxClock
 from reward_service.payouts.endpoints import router as payouts_router
 from reward_service.prizes.endpoints import router as prizes_router
 from reward_service.records.endpoints import router as records_router
+from reward_service.sandbox.endpoints import router as sandbox_router
 from reward_service.shipments.endpoints import router as shipments_router
 from reward_service.wallet.endpoints import router as wallet_router
 from service_kit.app_factory import create_service_app
@@ -36,7 +37,9 @@ def create_app(
             wallet_router,
             shipments_router,
             payouts_router,
+            sandbox_router,
         ],
         clock=clock,
         http_mounts=http_mounts,
+        sandbox_model=SandboxClock,
     )

@@ -12,7 +12,7 @@ from arq import Worker
 from arq.cron import CronJob, cron
 
 from reward_service.config import RewardSettings
-from reward_service.db import OutboxMessage
+from reward_service.db import OutboxMessage, SandboxClock
 from reward_service.profiles.tasks import FUNCTIONS as PROFILE_FUNCTIONS
 from reward_service.records.tasks import FUNCTIONS as RECORD_FUNCTIONS
 from reward_service.records.tasks import reconcile
@@ -61,6 +61,7 @@ def create_worker(
         settings=settings,
         functions=functions,
         outbox_model=OutboxMessage,
+        sandbox_model=SandboxClock,
         cron_jobs=[reconciler_cron(settings)] if run_cron else (),
         clock=clock,
         burst=burst,

@@ -27,6 +27,7 @@ from service_kit.idempotency import IdempotencyKeyMixin, install_replay_handler
 from service_kit.outbox import OutboxNotifier
 from service_kit.queue import parse_sentinel_url, redis_client
 from service_kit.ratelimit import RateLimits
+from service_kit.sandbox import TenantClocks
 from service_kit.telemetry import RequestContextMiddleware
 
 log = logging.getLogger(__name__)
@@ -143,6 +144,7 @@ def create_service_app(
     http_mounts: dict[str, httpx.AsyncBaseTransport] | None = None,
     on_startup: Callable[[FastAPI], Awaitable[None]] | None = None,
     on_shutdown: Callable[[FastAPI], Awaitable[None]] | None = None,
+    sandbox_model: type[Any] | None = None,
 ) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -159,6 +161,9 @@ def create_service_app(
         )
         app.state.rate_limits = RateLimits(app.state.redis, settings)
         app.state.http = ServiceClient(settings, mounts=http_mounts)
+        app.state.clocks = TenantClocks(
+            app.state.clock, app.state.db, sandbox_model, settings.sandbox_enabled
+        )
         await check_dependencies(app)
         if on_startup is not None:
             await on_startup(app)

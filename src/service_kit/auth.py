@@ -229,7 +229,7 @@ class TokenVerifier:
             raise Unauthenticated("The bearer token is invalid.", code="invalid_token") from exc
 
 
-_bearer = HTTPBearer(auto_error=False, description="JWT minted by `activity-platform token`")
+bearer = HTTPBearer(auto_error=False, description="JWT minted by `activity-platform token`")
 
 
 class Authenticator:
@@ -248,7 +248,7 @@ class Authenticator:
         request: Request,
         # Declared, not called: the OpenAPI documents then name the bearer scheme on every
         # operation that needs it, so generated clients and Swagger UI send the token.
-        credentials: HTTPAuthorizationCredentials | None = Security(_bearer),
+        credentials: HTTPAuthorizationCredentials | None = Security(bearer),
     ) -> Principal:
         return await self.authenticate(request)
 

@@ -100,6 +100,10 @@ class ServiceSettings(BaseSettings):
     write_limit_service: int = Field(0, validation_alias=_shared("WRITE_LIMIT_SERVICE"))
     login_limit: int = Field(10, validation_alias=_shared("LOGIN_LIMIT"))
     rate_limit_window_seconds: int = Field(60, validation_alias=_shared("RATE_LIMIT_WINDOW"))
+    # Whether this deployment may hold sandbox tenants (their own clock an operator advances,
+    # SPEC §6). Off by default and in production: no tenant can then be made a sandbox, and
+    # no request or job even looks for a sandbox clock.
+    sandbox_enabled: bool = Field(False, validation_alias=_shared("SANDBOX_ENABLED"))
 
     log_level: str = Field("INFO", validation_alias=_shared("LOG_LEVEL"))
     log_json: bool = Field(True, validation_alias=_shared("LOG_JSON"))

@@ -4,14 +4,31 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials
 
+from service_kit.auth import bearer, decode_token
 from service_kit.clock import Clock
+from service_kit.errors import ProblemError
 from service_kit.http import ServiceClient
 
 
-def _clock(request: Request) -> Clock:
-    return request.app.state.clock
+async def _clock(
+    request: Request, credentials: HTTPAuthorizationCredentials | None = Security(bearer)
+) -> Clock:
+    """The caller's tenant's clock: a sandbox tenant's own, else the system clock. A missing
+    or bad token gets the system clock here; the route's authenticator refuses it anyway."""
+    clocks = getattr(request.app.state, "clocks", None)
+    if clocks is None or not clocks.enabled or credentials is None:
+        return request.app.state.clock  # type: ignore[no-any-return]
+    settings = request.app.state.settings
+    try:
+        principal = decode_token(
+            settings.jwt_secret, credentials.credentials, settings.jwt_algorithm
+        )
+    except ProblemError:
+        return request.app.state.clock  # type: ignore[no-any-return]
+    return await clocks.for_tenant(principal.tenant_id)  # type: ignore[no-any-return]
 
 
 def _http(request: Request) -> ServiceClient:

@@ -58,12 +58,42 @@ class ServiceClient:
         self, base_url: str, path: str, *, tenant_id: str, params: dict[str, Any] | None = None
     ) -> httpx.Response:
         """GET is idempotent: retried with backoff on connection errors and 502/503/504."""
+        return await self._idempotent("GET", base_url, path, tenant_id, params=params)
+
+    async def put(
+        self,
+        base_url: str,
+        path: str,
+        *,
+        tenant_id: str,
+        json: Any,
+        timeout: float | None = None,
+    ) -> httpx.Response:
+        """PUT is idempotent too: retried like GET."""
+        return await self._idempotent("PUT", base_url, path, tenant_id, json=json, timeout=timeout)
+
+    async def _idempotent(
+        self,
+        method: str,
+        base_url: str,
+        path: str,
+        tenant_id: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+        timeout: float | None = None,
+    ) -> httpx.Response:
         url = base_url.rstrip("/") + path
         delay = 0.1
         for attempt in range(1, self.retries + 1):
             try:
-                response = await self._client.get(
-                    url, params=params, headers=self._headers(tenant_id)
+                response = await self._client.request(
+                    method,
+                    url,
+                    params=params,
+                    json=json,
+                    headers=self._headers(tenant_id),
+                    timeout=timeout or self.settings.http_timeout_seconds,
                 )
                 if response.status_code not in RETRYABLE_STATUS or attempt == self.retries:
                     return response

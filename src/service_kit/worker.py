@@ -40,6 +40,7 @@ from service_kit.db import Database
 from service_kit.http import ServiceClient
 from service_kit.outbox import OutboxMessageMixin, Wakeup, relay_forever
 from service_kit.queue import queue_name, redis_settings
+from service_kit.sandbox import TenantClocks
 from service_kit.telemetry import JOB_DURATION, JOBS
 from service_kit.transient import is_transient
 
@@ -262,13 +263,18 @@ def _describe(payload: Any) -> str:
 
 
 async def open_context(
-    ctx: dict[str, Any], settings: ServiceSettings, clock: Clock | None = None
+    ctx: dict[str, Any],
+    settings: ServiceSettings,
+    clock: Clock | None = None,
+    sandbox_model: type[Any] | None = None,
 ) -> dict[str, Any]:
-    """Fill a job context; used by the worker and by tests that run jobs in-process."""
+    """Fill a job context; used by the worker and by tests that run jobs in-process.
+    ``clock`` is the system's; ``clocks`` answers per tenant (a sandbox tenant's own)."""
     ctx["settings"] = settings
     ctx["db"] = Database(settings.database_url, pool_size=settings.db_pool_size)
     ctx["http"] = ServiceClient(settings)
     ctx["clock"] = clock or SystemClock()
+    ctx["clocks"] = TenantClocks(ctx["clock"], ctx["db"], sandbox_model, settings.sandbox_enabled)
     return ctx
 
 
@@ -292,6 +298,7 @@ def build_worker(
     settings: ServiceSettings,
     functions: Sequence[Function],
     outbox_model: type[OutboxMessageMixin],
+    sandbox_model: type[Any] | None = None,
     cron_jobs: Sequence[CronJob] = (),
     clock: Clock | None = None,
     burst: bool = False,
@@ -306,7 +313,7 @@ def build_worker(
                 log.warning(
                     "worker metrics not served on :%s: %s", settings.worker_metrics_port, exc
                 )
-        await open_context(ctx, settings, clock)
+        await open_context(ctx, settings, clock, sandbox_model)
         if extra_context is not None:
             await extra_context(ctx)
         if run_relay:

@@ -20,6 +20,7 @@ from service_kit.config import ServiceSettings
 from service_kit.db import Database
 from service_kit.outbox import relay_once
 from service_kit.queue import create_arq_pool, queue_name
+from service_kit.sandbox import TenantClocks
 
 BASE_URLS = {name: f"http://{name}.test" for name in SERVICES}
 ALL_OPERATOR_PERMISSIONS = ["ActivityCenterFull", "RightsSystemFull"]
@@ -82,6 +83,10 @@ class Platform:
 
     def service(self, tenant: str = "tenant-a", sub: str = "broker-backend") -> dict[str, str]:
         return token("service", tenant, sub=sub, secret=self.secret)
+
+    def job_clocks(self, service: str) -> TenantClocks:
+        """What a worker gives its jobs as ``ctx["clocks"]``: each tenant's clock."""
+        return self.apps[service].state.clocks  # type: ignore[no-any-return]
 
     @property
     def secret(self) -> str:
@@ -202,6 +207,8 @@ async def start_platform(urls: dict[str, str], redis_url: str, queue_prefix: str
             # Test systems are plain-http names served in-process (as under `dev`); the
             # outbound policy outside dev is tested on its own.
             dev_mode=True,
+            # Sandbox tenants allowed; a tenant without a sandbox clock keeps the test clock.
+            sandbox_enabled=True,
         )
     apps: dict[str, FastAPI] = {}
     mounts: dict[str, httpx.AsyncBaseTransport] = {}

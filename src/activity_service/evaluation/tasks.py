@@ -58,7 +58,7 @@ async def evaluate_event(
             session,
             payload["tenant_id"],
             payload["event_id"],
-            now=ctx["clock"].now(),
+            now=await ctx["clocks"].now(payload["tenant_id"]),
             referral=_referral(ctx),
             defer_outcomes=True,
         )
@@ -104,12 +104,16 @@ async def enqueue_daily_run(ctx: dict[str, Any], tenant_id: str, day: str, part:
 async def daily_tick(ctx: dict[str, Any]) -> int:
     """Cron: for each tenant with published activities whose local run time has passed,
     start the run of the day it owes unless that run is done. Runs every few minutes, so a
-    worker down at the run time catches up when it is back."""
+    worker down at the run time catches up when it is back. Sandbox tenants' days are run
+    by their clock's advances, on their own time."""
     now = ctx["clock"].now()
     started = 0
+    sandboxes = await ctx["clocks"].sandbox_tenants()
     async with ctx["db"].session() as session:
         repo = EvaluationRepository.from_session(session)
         for tenant_id in await repo.tenants_with_published():
+            if tenant_id in sandboxes:
+                continue
             tenant = await tenant_context(session, tenant_id)
             day = run_day(now, tenant.zone, tenant.daily_run_at)
             run = await repo.get_run(tenant_id, day)
@@ -139,7 +143,7 @@ async def binding_changed(
             session,
             fact.tenant_id,
             fact.invitee_id,
-            now=ctx["clock"].now(),
+            now=await ctx["clocks"].now(fact.tenant_id),
             referral=_referral(ctx),
             defer_outcomes=True,
         )

@@ -21,7 +21,7 @@ from contracts.payloads import LockCheckAnswer
 from reward_service.config import RewardSettings
 from reward_service.records.lockup import BROKEN, HELD
 from reward_service.records.models import RewardRecord
-from reward_service.records.repository import RecordRepository
+from reward_service.records.repository import RecordRepository, TenantScope
 from reward_service.records.service import SYSTEM_ACTOR, move, queue_issuance
 from reward_service.records.state import Action, InvalidTransition, RecordStatus
 from service_kit.db import Database
@@ -44,7 +44,9 @@ class ReconcileReport:
     lock_checks_deferred: int = 0
 
 
-async def redrive_stuck(db: Database, settings: RewardSettings, now: datetime) -> tuple[int, int]:
+async def redrive_stuck(
+    db: Database, settings: RewardSettings, now: datetime, tenants: TenantScope = (None, ())
+) -> tuple[int, int]:
     """Re-queue issuance of records in Issuing past the deadline (their job died or was
     lost) and submit automatic records whose submit never happened. Issuance is idempotent
     per record, so re-driving one that is merely slow is harmless."""
@@ -53,13 +55,13 @@ async def redrive_stuck(db: Database, settings: RewardSettings, now: datetime) -
     async with db.session() as session:
         repo = RecordRepository.from_session(session)
         stuck = await repo.claim_stuck_issuing(
-            now, older_than, settings.reconcile_batch_size, MAX_REDRIVE_GAP
+            now, older_than, settings.reconcile_batch_size, MAX_REDRIVE_GAP, tenants
         )
         for record in stuck:
             await repo.touch(record.id, {"redriven_at": now})
             queue_issuance(session, record, attempt=stamp)
         unsubmitted = await repo.claim_unsubmitted_automatic(
-            older_than, settings.reconcile_batch_size
+            older_than, settings.reconcile_batch_size, tenants
         )
         submitted = 0
         for record in unsubmitted:
@@ -182,7 +184,11 @@ async def settle_lock(
 
 
 async def settle_due_locks(
-    db: Database, http: ServiceClient, settings: RewardSettings, now: datetime
+    db: Database,
+    http: ServiceClient,
+    settings: RewardSettings,
+    now: datetime,
+    tenants: TenantScope = (None, ()),
 ) -> tuple[int, int, int]:
     """Settle every lock-up that has expired by ``now`` (``settle_lock``): records waiting
     Locked and rewards issued at once alike. The HTTP question is asked outside any
@@ -192,7 +198,7 @@ async def settle_due_locks(
     checked_before = now - timedelta(seconds=settings.lock_recheck_seconds)
     async with db.session() as session:
         due = await RecordRepository.from_session(session).due_locks(
-            now, checked_before, settings.reconcile_batch_size
+            now, checked_before, settings.reconcile_batch_size, tenants
         )
     released = broken = deferred = 0
     # A few questions in flight at once: a pass over many expiring locks fits its timeout.
@@ -220,11 +226,17 @@ async def settle_due_locks(
 
 
 async def reconcile_once(
-    db: Database, http: ServiceClient, settings: RewardSettings, now: datetime
+    db: Database,
+    http: ServiceClient,
+    settings: RewardSettings,
+    now: datetime,
+    tenants: TenantScope = (None, ()),
 ) -> ReconcileReport:
+    """One pass at ``now``: over every tenant but ``tenants``' skipped ones (the cron, on
+    the system clock), or over one sandbox tenant at its own time (its clock's advance)."""
     report = ReconcileReport()
-    report.redriven, report.submitted = await redrive_stuck(db, settings, now)
+    report.redriven, report.submitted = await redrive_stuck(db, settings, now, tenants)
     report.released, report.broken, report.lock_checks_deferred = await settle_due_locks(
-        db, http, settings, now
+        db, http, settings, now, tenants
     )
     return report

@@ -2,11 +2,11 @@ from __future__ import annotations
 
 import builtins
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import DateTime, Select, and_, func, literal, or_, select, update
+from sqlalchemy import DateTime, Select, and_, func, literal, or_, select, true, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,6 +14,9 @@ from reward_service.payouts.models import CashPayout
 from reward_service.prizes.models import Prize
 from reward_service.records.models import RecordTransition, RewardRecord, record_number_seq
 from service_kit.pagination import PageParams, paginate
+
+# Which tenants' records a reconciler pass looks at: (only this one, or all but these).
+TenantScope = tuple[str | None, Collection[str]]
 
 
 class RecordRepository:
@@ -311,8 +314,22 @@ class RecordRepository:
 
     # --- the reconciler's questions (across tenants: it is the platform's own job) ---
 
+    @staticmethod
+    def _of(tenants: TenantScope) -> Any:
+        """The records of a reconciler pass: one sandbox tenant's (its advance), or every
+        tenant's but the sandboxes' (the cron: sandbox time is not the system's)."""
+        only, skip = tenants
+        if only is not None:
+            return RewardRecord.tenant_id == only
+        return RewardRecord.tenant_id.not_in(skip) if skip else true()
+
     async def claim_stuck_issuing(
-        self, now: datetime, older_than: datetime, limit: int, max_gap: timedelta
+        self,
+        now: datetime,
+        older_than: datetime,
+        limit: int,
+        max_gap: timedelta,
+        tenants: TenantScope = (None, ()),
     ) -> builtins.list[RewardRecord]:
         """Records in Issuing since before ``older_than``; rows being issued right now are
         locked by their job and skipped.
@@ -324,6 +341,7 @@ class RecordRepository:
         stmt = (
             select(RewardRecord)
             .where(
+                self._of(tenants),
                 RewardRecord.status == "issuing",
                 RewardRecord.updated_at <= older_than,
                 or_(
@@ -344,11 +362,12 @@ class RecordRepository:
         return list((await self.session.scalars(stmt)).all())
 
     async def claim_unsubmitted_automatic(
-        self, older_than: datetime, limit: int
+        self, older_than: datetime, limit: int, tenants: TenantScope = (None, ())
     ) -> builtins.list[RewardRecord]:
         stmt = (
             select(RewardRecord)
             .where(
+                self._of(tenants),
                 RewardRecord.status == "pending",
                 RewardRecord.issuance_form == "automatic",
                 RewardRecord.updated_at <= older_than,
@@ -360,13 +379,14 @@ class RecordRepository:
         return list((await self.session.scalars(stmt)).all())
 
     async def due_locks(
-        self, now: datetime, checked_before: datetime, limit: int
+        self, now: datetime, checked_before: datetime, limit: int, tenants: TenantScope = (None, ())
     ) -> builtins.list[RewardRecord]:
         """Lock-ups expired by ``now`` and not settled: records waiting Locked and rewards
         issued at once (a record cancelled or failed meanwhile has nothing left to check)."""
         stmt = (
             select(RewardRecord)
             .where(
+                self._of(tenants),
                 RewardRecord.lock_result.is_(None),
                 RewardRecord.lock_expires_at.is_not(None),
                 RewardRecord.lock_expires_at <= now,

@@ -38,7 +38,9 @@ async def create_from_grant(
     ctx: dict[str, Any], session: AsyncSession, payload: dict[str, Any]
 ) -> str | None:
     grant = Grant.model_validate(payload)
-    record = await service.create_from_grant(session, grant, ctx["clock"].now())
+    # The reward arrives at the tenant's time: a sandbox's lock-up starts on its own clock.
+    now = await ctx["clocks"].now(grant.tenant_id)
+    record = await service.create_from_grant(session, grant, now)
     return str(record.id) if record else None
 
 
@@ -48,14 +50,13 @@ async def issue_record(ctx: dict[str, Any], record_id: uuid.UUID) -> str | None:
         record = await RecordRepository.from_session(session).get_by_id(record_id)
         if record is None or record.status != RecordStatus.issuing.value:
             return None
-        prize_type = record.prize_type
+        prize_type, tenant_id = record.prize_type, record.tenant_id
+    clock = await ctx["clocks"].for_tenant(tenant_id)
     if prize_type == "cash":
-        cash_record = await issue_cash(
-            ctx["db"], ctx["http"], ctx["settings"], record_id, ctx["clock"]
-        )
+        cash_record = await issue_cash(ctx["db"], ctx["http"], ctx["settings"], record_id, clock)
         return cash_record.status if cash_record else None
     async with ctx["db"].session() as session:
-        issued = await service.issue(session, record_id, ctx["clock"].now())
+        issued = await service.issue(session, record_id, clock.now())
     return issued.status if issued else None
 
 
@@ -80,7 +81,11 @@ async def issue(ctx: dict[str, Any], payloads: dict[str, Any] | list[dict[str, A
 
 @job(jobs.REWARD_RECONCILE, "reward")
 async def reconcile(ctx: dict[str, Any]) -> dict[str, int]:
-    report = await reconcile_once(ctx["db"], ctx["http"], ctx["settings"], ctx["clock"].now())
+    # Sandbox tenants' lock-ups fall due on their own clocks, settled as those advance.
+    sandboxes = await ctx["clocks"].sandbox_tenants()
+    report = await reconcile_once(
+        ctx["db"], ctx["http"], ctx["settings"], ctx["clock"].now(), (None, sandboxes)
+    )
     return {
         "redriven": report.redriven,
         "submitted": report.submitted,

@@ -158,6 +158,21 @@ class OutboxRepository:
         )
         return {"unsent": int(unsent or 0), "in_flight": int(in_flight or 0)}
 
+    async def owed_for_tenant(self, tenant_id: str) -> tuple[int, list[tuple[str, str]]]:
+        """One tenant's messages not yet sent, and the deliveries (queue, job id) carrying
+        its sent messages that are not confirmed yet. Both sets are small and indexed."""
+        m = self.model
+        of_tenant = m.payload["tenant_id"].astext == tenant_id
+        unsent = await self.session.scalar(
+            select(func.count()).where(m.sent_at.is_(None), of_tenant)
+        )
+        in_flight = await self.session.execute(
+            select(m.queue, m.delivery_id)
+            .where(m.sent_at.is_not(None), m.delivered_at.is_(None), of_tenant)
+            .distinct()
+        )
+        return int(unsent or 0), [(q, d) for q, d in in_flight.all() if d]
+
     async def backlog(self) -> dict[str, int]:
         """Messages owed: not yet sent, sent but not finished, and dead letters."""
         m = self.model

@@ -237,7 +237,12 @@ async def test_external_source_refresh(platform: Platform) -> None:
         # The worker's periodic job does the same and records a failure on the segment.
         from activity_service.segments.tasks import refresh_all_external
 
-        ctx = {"db": platform.db("activity"), "http": app.state.http, "clock": platform.clock}
+        ctx = {
+            "db": platform.db("activity"),
+            "http": app.state.http,
+            "clock": platform.clock,
+            "clocks": platform.job_clocks("activity"),
+        }
         assert await refresh_all_external(ctx) == 0
         read = await platform.activity.get(f"/v1/segments/{seg['id']}", headers=platform.operator())
         assert "500" in read.json()["last_refresh_error"]

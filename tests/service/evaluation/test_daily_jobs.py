@@ -31,6 +31,7 @@ def _ctx(platform: Platform) -> dict[str, Any]:
     return {
         "db": platform.db("activity"),
         "clock": platform.clock,
+        "clocks": platform.job_clocks("activity"),
         "redis": platform.apps["activity"].state.arq,
         "settings": platform.settings["activity"],
         "http": platform.apps["activity"].state.http,

@@ -272,6 +272,7 @@ async def test_referral_service_down_means_retry_never_drop(platform: Platform) 
     ctx = {
         "db": platform.db("activity"),
         "clock": platform.clock,
+        "clocks": platform.job_clocks("activity"),
         "http": http,
         "settings": dead,
         "job_try": 1,

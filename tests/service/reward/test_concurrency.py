@@ -72,6 +72,7 @@ def _ctx(platform: Platform) -> dict[str, Any]:
         "db": platform.db("reward"),
         "settings": settings,
         "clock": platform.clock,
+        "clocks": platform.job_clocks("reward"),
         "http": ServiceClient(settings, mounts=platform.mounts),
     }
 

@@ -275,6 +275,7 @@ async def test_a_retry_pays_the_pinned_terms_and_a_refusal_takes_new_ones(
         "db": platform.db("reward"),
         "settings": ctx_settings,
         "clock": platform.clock,
+        "clocks": platform.job_clocks("reward"),
         "http": http,
     }
     try:

@@ -1,0 +1,1 @@
+"""Sandbox tenants and their clocks: creation, reading and advancing (SPEC §6)."""

@@ -1,0 +1,1 @@
+"""The referral service's copy of sandbox clocks."""

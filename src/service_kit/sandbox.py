@@ -1,0 +1,148 @@
+"""Sandbox tenants' own clocks (SPEC §6 "Sandbox tenants"), shared by the three services.
+
+A sandbox tenant's time stands still until an operator advances it; every other tenant reads
+the system clock. Each service keeps its copy of a sandbox tenant's time in its own
+``sandbox_clocks`` table (no service reads another's tables): the activity service owns the
+clock and the advance, and pushes the new time to the other two before anything due at that
+time is done. A row exists only for sandbox tenants, and only where the deployment allows
+sandboxes (``SANDBOX_ENABLED``); a production deployment never looks the table up, so its
+tenants always get the system clock.
+
+Every time-driven rule reads time through ``TenantClocks.for_tenant`` (jobs) or ``ClockDep``
+(requests), so one clock drives them all.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from redis.asyncio import Redis
+from sqlalchemy import DateTime, String, func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from service_kit.clock import Clock, FrozenClock
+from service_kit.db import Database
+from service_kit.outbox import OutboxRepository
+from service_kit.queue import arq_job_id, queue_name
+
+
+class SandboxClockMixin:
+    """Columns of every service's ``sandbox_clocks`` table: one row per sandbox tenant."""
+
+    __tablename__ = "sandbox_clocks"
+
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # The tenant's current time; it only ever moves forward.
+    now: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    # Set while an advance is under way (activity service only): where it is going.
+    target: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The system time until which one request holds the advance (activity service only).
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False
+    )
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False
+    )
+
+
+class SandboxClockRepository:
+    def __init__(self, session: AsyncSession, model: type[Any]) -> None:
+        self.session = session
+        self.model = model
+
+    async def get(self, tenant_id: str) -> Any | None:
+        return await self.session.get(self.model, tenant_id, populate_existing=True)
+
+    async def create(self, tenant_id: str, at: datetime) -> Any | None:
+        """The tenant's clock, created at ``at``; None if it already existed."""
+        m = self.model
+        stmt = (
+            insert(m)
+            .values(tenant_id=tenant_id, now=at)
+            .on_conflict_do_nothing(index_elements=["tenant_id"])
+            .returning(m)
+        )
+        return (await self.session.scalars(stmt)).one_or_none()
+
+    async def move_forward(self, tenant_id: str, at: datetime) -> Any | None:
+        """Set the clock to ``at`` unless it is already later (never backwards)."""
+        m = self.model
+        stmt = (
+            update(m)
+            .where(m.tenant_id == tenant_id)
+            .values(now=func.greatest(m.now, at), updated_at=func.now())
+            .returning(m)
+            .execution_options(populate_existing=True)
+        )
+        return (await self.session.scalars(stmt)).one_or_none()
+
+    async def copy(self, tenant_id: str, at: datetime) -> Any:
+        """A replica of the owner's clock (reward, referral): created or moved forward."""
+        m = self.model
+        values = insert(m).values(tenant_id=tenant_id, now=at)
+        stmt = (
+            values.on_conflict_do_update(
+                index_elements=["tenant_id"],
+                set_={"now": func.greatest(m.now, values.excluded.now), "updated_at": func.now()},
+            )
+            .returning(m)
+            .execution_options(populate_existing=True)
+        )
+        return (await self.session.scalars(stmt)).one()
+
+    async def tenants(self) -> set[str]:
+        return set((await self.session.scalars(select(self.model.tenant_id))).all())
+
+
+class TenantClocks:
+    """The clock of each tenant: the system (or test) clock, or a sandbox tenant's own."""
+
+    def __init__(self, base: Clock, db: Database | None, model: type[Any] | None, enabled: bool):
+        self.base = base
+        self.db = db
+        self.model = model
+        self.enabled = enabled and db is not None and model is not None
+
+    async def for_tenant(self, tenant_id: str) -> Clock:
+        if not self.enabled:
+            return self.base
+        assert self.db is not None and self.model is not None
+        async with self.db.session() as session:
+            now = await session.scalar(
+                select(self.model.now).where(self.model.tenant_id == tenant_id)
+            )
+        return self.base if now is None else FrozenClock(now)
+
+    async def now(self, tenant_id: str) -> datetime:
+        return (await self.for_tenant(tenant_id)).now()
+
+    async def sandbox_tenants(self) -> set[str]:
+        """Tenants whose time-driven work follows their own clock, not the cron's."""
+        if not self.enabled:
+            return set()
+        assert self.db is not None and self.model is not None
+        async with self.db.session() as session:
+            return await SandboxClockRepository(session, self.model).tenants()
+
+
+async def work_owed(
+    db: Database, outbox_model: type[Any], redis: Redis, prefix: str, tenant_id: str
+) -> int:
+    """How much of a tenant's work this service still owes: its messages not sent yet, and
+    the jobs carrying its sent ones still waiting or running (arq removes a job from its
+    queue when it finishes). A job's new messages are committed before it finishes, so
+    "nothing owed" twice in a row, across the services, means the tenant's work is done."""
+    async with db.session() as session:
+        unsent, deliveries = await OutboxRepository.from_session(
+            session, outbox_model
+        ).owed_for_tenant(tenant_id)
+    if not deliveries:
+        return unsent
+    pipe = redis.pipeline(transaction=False)
+    for queue, delivery_id in deliveries:
+        pipe.zscore(queue_name(prefix, queue), arq_job_id(prefix, delivery_id))
+    return unsent + sum(1 for score in await pipe.execute() if score is not None)
