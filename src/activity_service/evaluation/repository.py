@@ -438,6 +438,30 @@ class EvaluationRepository:
             .values(progress=progress, grants=DailyRun.grants + grants)
         )
 
+    async def reopen_run(self, tenant_id: str, day: date, now: datetime) -> None:
+        """Start a day's run over from its first user (an operator's re-run); a day never run
+        gets its row now. Its grants stay: their keys keep the re-run from granting twice."""
+        await self.start_run(tenant_id, day, now)
+        await self.session.execute(
+            update(DailyRun)
+            .where(DailyRun.tenant_id == tenant_id, DailyRun.day == day)
+            .values(status="running", progress={}, started_at=now, finished_at=None)
+        )
+
+    async def database_now(self) -> datetime:
+        """The database's own clock: what ``created_at`` of later transactions is set from."""
+        return await self.session.scalar(select(func.clock_timestamp()))  # type: ignore[return-value]
+
+    async def grants_since(self, tenant_id: str, since: datetime, limit: int) -> list[Grant]:
+        """The tenant's grants made in transactions begun after ``since``, oldest first."""
+        stmt = (
+            select(Grant)
+            .where(Grant.tenant_id == tenant_id, Grant.created_at >= since)
+            .order_by(Grant.created_at, Grant.grant_key)
+            .limit(limit)
+        )
+        return list((await self.session.scalars(stmt)).all())
+
     async def finish_run(self, tenant_id: str, day: date, now: datetime) -> None:
         await self.session.execute(
             update(DailyRun)

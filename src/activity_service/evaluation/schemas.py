@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class GrantRead(BaseModel):
@@ -85,3 +86,90 @@ class InvitationTotals(BaseModel):
     regular_activity_id: uuid.UUID | None = Field(
         description="The regular referral activity the inviter currently takes part in"
     )
+
+
+class DayRerun(BaseModel):
+    """What an operator's re-run of a day changed."""
+
+    day: date = Field(examples=["2026-11-22"])
+    started_at: datetime
+    finished_at: datetime
+    grants_made: int = Field(
+        description="Grants the re-run made (0 when the day's decisions stand as they were)"
+    )
+    grants: list[GrantRead] = Field(
+        description="Those grants (the first 1,000); none is ever made twice"
+    )
+    truncated: bool = Field(description="More grants were made than listed")
+
+
+class DryRunIn(BaseModel):
+    starts_at: datetime = Field(
+        description="Start of the past period replayed (stands in for the activity's window)",
+        examples=["2026-10-01T00:00:00+08:00"],
+    )
+    ends_at: datetime = Field(
+        description="End of the period (exclusive, not in the future, at most 92 days on)",
+        examples=["2026-11-01T00:00:00+08:00"],
+    )
+    user_limit: int = Field(
+        10_000, ge=1, le=100_000, description="At most this many users (the first by id)"
+    )
+    limit: int = Field(100, ge=1, le=1000, description="Would-be grants listed per page")
+    cursor: str | None = Field(None, description="`next_cursor` of the previous page")
+
+    @field_validator("starts_at", "ends_at")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("needs a time zone offset")
+        return value
+
+
+class WouldGrantRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    user_id: str = Field(examples=["u-2002"])
+    rule_id: str = Field(examples=["d50k"])
+    prize_id: uuid.UUID
+    task: str = Field(examples=["deposit_reached"])
+    achieved_at: datetime
+
+
+class PrizeCostRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    prize_id: uuid.UUID
+    grants: int
+    unit_amount: Decimal | None = Field(description="The prize's cost (cash: its amount)")
+    currency: str | None = Field(examples=["HKD"])
+    total_base: Decimal | None = Field(
+        description="grants × cost in the base currency; null without a cost or an FX rate"
+    )
+
+
+class CapBitten(BaseModel):
+    prize_id: uuid.UUID
+    cap: int = Field(description="Times one user may receive the prize in this activity")
+    refused: int = Field(description="Grants the cap would have refused")
+
+
+class DryRunRead(BaseModel):
+    activity_id: uuid.UUID
+    starts_at: datetime
+    ends_at: datetime
+    users_evaluated: int
+    users_truncated: bool = Field(description="More users had events; only `user_limit` decided")
+    grants_total: int = Field(description="Rewards the activity would have granted")
+    users_rewarded: int
+    base_currency: str = Field(examples=["HKD"])
+    cost_total: Decimal = Field(description="Total cost in the base currency (known costs)")
+    cost_complete: bool = Field(description="False when a prize has no cost or no FX rate")
+    costs: list[PrizeCostRead]
+    caps: list[CapBitten] = Field(description="Per-user prize caps that would have bitten")
+    refused: dict[str, int] = Field(
+        description="Candidates not granted, per reason (cap_reached, not_in_segment, "
+        "not_new_user, not_old_user, no_fx_rate)"
+    )
+    items: list[WouldGrantRead] = Field(description="Who would have earned what (one page)")
+    next_cursor: str | None
