@@ -15,6 +15,8 @@ from tests.e2e.conftest import RunningPlatform
 
 pytestmark = pytest.mark.e2e
 PERMISSIONS = ("ActivityCenterFull", "RightsSystemFull")
+# Generous: on a busy machine a first request to a process just started may be slow.
+HTTP = httpx.Client(timeout=60)
 DEC = {"starts_at": "2026-12-01T00:00:00+08:00", "ends_at": "2027-01-01T00:00:00+08:00"}
 
 
@@ -27,7 +29,7 @@ class Sandbox:
         self.op = platform.token("operator", tenant=self.tenant, permissions=PERMISSIONS)
         self.backend = platform.token("service", tenant=self.tenant, sub="broker-backend")
         self.platform = platform
-        created = httpx.post(
+        created = HTTP.post(
             f"{self.urls['activity']}/v1/sandbox", json={"starts_at": starts_at}, headers=self.op
         )
         assert created.status_code == 201, created.text
@@ -36,13 +38,13 @@ class Sandbox:
         return self.platform.token("user", tenant=self.tenant, sub=sub, app="broker-app")
 
     def advance(self, to: str) -> dict[str, Any]:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300
         while True:
-            response = httpx.post(
+            response = HTTP.post(
                 f"{self.urls['activity']}/v1/sandbox/clock",
                 json={"to": to, "wait_seconds": 60},
                 headers=self.op,
-                timeout=90,
+                timeout=120,
             )
             if response.status_code == 200:
                 return dict(response.json())
@@ -50,7 +52,7 @@ class Sandbox:
             assert time.monotonic() < deadline, self.platform.log_tail()
 
     def prize(self) -> str:
-        response = httpx.post(
+        response = HTTP.post(
             f"{self.urls['reward']}/v1/prizes",
             json={
                 "type": "coupon",
@@ -66,13 +68,13 @@ class Sandbox:
         return str(response.json()["id"])
 
     def activity(self, body: dict[str, Any]) -> dict[str, Any]:
-        created = httpx.post(
+        created = HTTP.post(
             f"{self.urls['activity']}/v1/activities",
             json={"name": {"en": f"Campaign {uuid.uuid4().hex[:6]}"}, **body},
             headers=self.op,
         )
         assert created.status_code == 201, created.text
-        published = httpx.post(
+        published = HTTP.post(
             f"{self.urls['activity']}/v1/activities/{created.json()['id']}/publish",
             headers=self.op,
         )
@@ -88,14 +90,14 @@ class Sandbox:
             "occurred_at": when,
             **fields,
         }
-        response = httpx.post(f"{self.urls['activity']}/v1/events", json=body, headers=self.backend)
+        response = HTTP.post(f"{self.urls['activity']}/v1/events", json=body, headers=self.backend)
         assert response.status_code == 202, response.text
 
     def deposit(self, user: str, when: str, amount: str) -> None:
         self.event("cash.deposited", user, when, amount=amount, currency="HKD")
 
     def records(self, user: str) -> list[dict[str, Any]]:
-        response = httpx.get(
+        response = HTTP.get(
             f"{self.urls['reward']}/v1/reward-records", params={"user_id": user}, headers=self.op
         )
         assert response.status_code == 200, response.text
@@ -196,16 +198,16 @@ def test_a_team_still_forming_fails_at_the_end(running_platform: RunningPlatform
             "issuance_form": "automatic",
         }
     )
-    started = httpx.post(
+    started = HTTP.post(
         f"{s.urls['activity']}/v1/activities/{team_activity['id']}/teams",
         json={"nickname": "Ann"},
         headers=s.user("ann"),
     )
     assert started.status_code == 201, started.text
     team_url = f"{s.urls['activity']}/v1/teams/{started.json()['id']}"
-    assert httpx.get(team_url, headers=s.op).json()["status"] == "forming"
+    assert HTTP.get(team_url, headers=s.op).json()["status"] == "forming"
     s.advance("2026-12-02T00:00:01+08:00")
-    assert httpx.get(team_url, headers=s.op).json()["status"] == "failed"
+    assert HTTP.get(team_url, headers=s.op).json()["status"] == "failed"
 
 
 def test_a_segment_member_counts_only_after_the_next_refresh(
@@ -213,7 +215,7 @@ def test_a_segment_member_counts_only_after_the_next_refresh(
 ) -> None:
     s = Sandbox(running_platform, "2026-12-01T10:02:00+08:00")
     p = s.prize()
-    segment = httpx.post(
+    segment = HTTP.post(
         f"{s.urls['activity']}/v1/segments", json={"name": "VIP"}, headers=s.op
     ).json()
     s.activity(
@@ -226,7 +228,7 @@ def test_a_segment_member_counts_only_after_the_next_refresh(
             "rules": [{"id": "reg", "task": "register", "prize_id": p}],
         }
     )
-    uploaded = httpx.put(
+    uploaded = HTTP.put(
         f"{s.urls['activity']}/v1/segments/{segment['id']}/members",
         json=["early", "late"],
         headers=s.op,
