@@ -29,6 +29,7 @@ from service_kit.auth import ACTIVITY_READ, ACTIVITY_WRITE, Authenticator, Calle
 from service_kit.db import SessionDep
 from service_kit.deps import ClockDep
 from service_kit.errors import PROBLEM_RESPONSES, Unprocessable
+from service_kit.idempotency import IdempotencyDep
 from service_kit.routing import ServiceRoute
 
 router = APIRouter(
@@ -117,7 +118,7 @@ Writer = Annotated[
     summary="Re-run a past day's daily run (after late or corrected events)",
 )
 async def rerun_daily_run(
-    day: date, principal: Writer, request: Request, clock: ClockDep
+    day: date, principal: Writer, idempotency: IdempotencyDep, request: Request, clock: ClockDep
 ) -> DayRerun:
     """Decides the day again for this tenant from its first user, as its daily run did,
     with the events stored now. Idempotent: a grant already made is never made again (its
@@ -140,7 +141,12 @@ async def rerun_daily_run(
     "/{activity_id}/dry-run", summary="What a draft or running activity would have granted"
 )
 async def dry_run(
-    activity_id: uuid.UUID, body: DryRunIn, principal: Reader, request: Request, clock: ClockDep
+    activity_id: uuid.UUID,
+    body: DryRunIn,
+    principal: Reader,
+    idempotency: IdempotencyDep,
+    request: Request,
+    clock: ClockDep,
 ) -> DryRunRead:
     """Replays the stored events of a past period (at most 92 days, `user_limit` users)
     through the activity's rules as if the period were its window — basic activities, draft

@@ -8,8 +8,12 @@ from activity_service.sandbox import service
 from activity_service.sandbox.schemas import SandboxAdvance, SandboxClockRead, SandboxCreate
 from service_kit.auth import ACTIVITY_READ, ACTIVITY_WRITE, Authenticator, CallerKind, Principal
 from service_kit.errors import PROBLEM_RESPONSES
+from service_kit.idempotency import IdempotencyDep
+from service_kit.routing import ServiceRoute
 
-router = APIRouter(prefix="/v1/sandbox", tags=["sandbox"], responses=PROBLEM_RESPONSES)
+router = APIRouter(
+    route_class=ServiceRoute, prefix="/v1/sandbox", tags=["sandbox"], responses=PROBLEM_RESPONSES
+)
 
 SandboxWriter = Annotated[
     Principal, Depends(Authenticator(kinds={CallerKind.operator}, permissions=ACTIVITY_WRITE))
@@ -34,7 +38,11 @@ def _sandbox(request: Request) -> service.Sandbox:
     responses={200: {"description": "The tenant already was a sandbox: its clock as it is"}},
 )
 async def create_sandbox(
-    body: SandboxCreate, principal: SandboxWriter, request: Request, response: Response
+    body: SandboxCreate,
+    principal: SandboxWriter,
+    idempotency: IdempotencyDep,
+    request: Request,
+    response: Response,
 ) -> SandboxClockRead:
     """Only where the deployment allows sandboxes (`sandbox_disabled` otherwise), and only
     for a tenant with no data yet in any service (`tenant_not_empty`): a production tenant
@@ -58,7 +66,11 @@ async def get_sandbox_clock(principal: SandboxReader, request: Request) -> Sandb
     responses={202: {"description": "Still advancing: call again with the same `to`, or poll"}},
 )
 async def advance_sandbox_clock(
-    body: SandboxAdvance, principal: SandboxWriter, request: Request, response: Response
+    body: SandboxAdvance,
+    principal: SandboxWriter,
+    idempotency: IdempotencyDep,
+    request: Request,
+    response: Response,
 ) -> SandboxClockRead:
     """Moves the clock to `to` in time order, stopping at each instant something falls due
     in any service — each local day's daily run and T+1 settlement, each lock-up expiry —
