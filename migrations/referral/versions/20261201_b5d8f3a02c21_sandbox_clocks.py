@@ -3,7 +3,7 @@
 A sandbox tenant's own time (SPEC §6): one row per sandbox tenant.
 
 Revision ID: b5d8f3a02c21
-Revises: e12866396c03
+Revises: 5b7e2c9a4d10
 Create Date: 2026-12-01 05:00:00
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "b5d8f3a02c21"
-down_revision: str | None = "e12866396c03"
+down_revision: str | None = "5b7e2c9a4d10"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -3,7 +3,7 @@
 A sandbox tenant's own time (SPEC §6): one row per sandbox tenant.
 
 Revision ID: c6e9a4b13d32
-Revises: 92dc9e6d7626
+Revises: 7d2c5e8a1f94
 Create Date: 2026-12-01 05:00:00
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "c6e9a4b13d32"
-down_revision: str | None = "92dc9e6d7626"
+down_revision: str | None = "7d2c5e8a1f94"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
