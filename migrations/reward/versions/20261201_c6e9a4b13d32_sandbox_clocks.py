@@ -3,7 +3,7 @@
 A sandbox tenant's own time (SPEC §6): one row per sandbox tenant.
 
 Revision ID: c6e9a4b13d32
-Revises: f7b3d05e8c21
+Revises: 7d3b9e51c2a8
 Create Date: 2026-12-01 05:00:00
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "c6e9a4b13d32"
-down_revision: str | None = "f7b3d05e8c21"
+down_revision: str | None = "7d3b9e51c2a8"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
