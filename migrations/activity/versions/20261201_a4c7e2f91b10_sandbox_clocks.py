@@ -3,7 +3,7 @@
 A sandbox tenant's own time (SPEC §6): one row per sandbox tenant.
 
 Revision ID: a4c7e2f91b10
-Revises: 03ac0aa7c197
+Revises: 8b4f1c7e9d26
 Create Date: 2026-12-01 05:00:00
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "a4c7e2f91b10"
-down_revision: str | None = "03ac0aa7c197"
+down_revision: str | None = "8b4f1c7e9d26"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -3,7 +3,7 @@
 A sandbox tenant's own time (SPEC §6): one row per sandbox tenant.
 
 Revision ID: c6e9a4b13d32
-Revises: 7d3b9e51c2a8
+Revises: 5f2b8d4e1a67
 Create Date: 2026-12-01 05:00:00
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "c6e9a4b13d32"
-down_revision: str | None = "7d3b9e51c2a8"
+down_revision: str | None = "5f2b8d4e1a67"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
