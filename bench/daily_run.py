@@ -158,6 +158,7 @@ async def one(pg_url: str, users: int, activities: int, chunk: int, cap: bool) -
         f"{users / elapsed:8.0f} users/s  {expected / elapsed:8.0f} decisions/s  "
         f"grants {granted} (stored {grants}, outbox {outbox})  "
         f"re-run from scratch {redo_elapsed:.2f} s grants {redo}  "
+        f"1M users at this rate: {1_000_000 / (users / elapsed) / 60:4.1f} min  "
         f"{'exactly once' if ok else 'MISMATCH'}"
     )
     del again_elapsed
