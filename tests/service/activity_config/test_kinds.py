@@ -24,7 +24,7 @@ BIZ = re.compile(r"^BIZ-[0-9A-HJKMNP-TV-Z]{8}$")
 async def _lifecycle(platform: Platform, activity: dict[str, Any], edit: dict[str, Any]) -> None:
     assert activity["status"] == "draft" and activity["version"] == 1
     assert CODE.match(activity["activity_code"]) and BIZ.match(activity["business_code"])
-    assert activity["allowed_operations"] == ["close", "edit", "publish", "view"]
+    assert activity["allowed_operations"] == ["close", "delete", "edit", "publish", "view"]
 
     got = await platform.activity.get(
         f"/v1/activities/{activity['id']}", headers=platform.operator()
