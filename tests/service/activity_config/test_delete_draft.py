@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from tests.service.activity_config.helpers import act, basic_body, create, prizes
 from tests.service.harness import Platform
 
@@ -18,6 +20,7 @@ async def test_a_draft_is_deleted_and_its_audit_trail_kept(platform: Platform) -
         f"/v1/activities/{draft['id']}", headers={**platform.operator(), "If-Match": '"7"'}
     )
     assert stale.status_code == 412 and stale.json()["code"] == "version_mismatch"
+    platform.clock.advance(timedelta(seconds=1))  # the trail is ordered by the clock's time
     deleted = await platform.activity.delete(
         f"/v1/activities/{draft['id']}", headers={**platform.operator(), "If-Match": '"1"'}
     )
