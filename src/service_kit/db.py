@@ -53,6 +53,7 @@ class Database:
         pool_size: int = 10,
         echo: bool = False,
         connect_timeout: float | None = None,
+        pre_ping: bool = True,
     ) -> None:
         self.url = url
         # asyncpg's own connect timeout is 60 s: too long to keep a request waiting when the
@@ -62,7 +63,7 @@ class Database:
             url,
             pool_size=pool_size,
             max_overflow=pool_size,
-            pool_pre_ping=True,
+            pool_pre_ping=pre_ping,
             echo=echo,
             connect_args=connect_args,
             # A failed statement's error text must not carry its parameters into the logs:

@@ -9,15 +9,19 @@ from fastapi.security import HTTPAuthorizationCredentials
 
 from service_kit.auth import bearer, decode_token
 from service_kit.clock import Clock
+from service_kit.db import SessionDep
 from service_kit.errors import ProblemError
 from service_kit.http import ServiceClient
 
 
 async def _clock(
-    request: Request, credentials: HTTPAuthorizationCredentials | None = Security(bearer)
+    request: Request,
+    session: SessionDep,
+    credentials: HTTPAuthorizationCredentials | None = Security(bearer),
 ) -> Clock:
-    """The caller's tenant's clock: a sandbox tenant's own, else the system clock. A missing
-    or bad token gets the system clock here; the route's authenticator refuses it anyway."""
+    """The caller's tenant's clock: a sandbox tenant's own, else the system clock, read in
+    the request's unit of work. A missing or bad token gets the system clock here; the
+    route's authenticator refuses it anyway."""
     clocks = getattr(request.app.state, "clocks", None)
     if clocks is None or not clocks.enabled or credentials is None:
         return request.app.state.clock  # type: ignore[no-any-return]
@@ -28,7 +32,7 @@ async def _clock(
         )
     except ProblemError:
         return request.app.state.clock  # type: ignore[no-any-return]
-    return await clocks.for_tenant(principal.tenant_id)  # type: ignore[no-any-return]
+    return await clocks.for_tenant(principal.tenant_id, session)  # type: ignore[no-any-return]
 
 
 def _http(request: Request) -> ServiceClient:

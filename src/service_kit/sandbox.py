@@ -98,6 +98,10 @@ class SandboxClockRepository:
         return set((await self.session.scalars(select(self.model.tenant_id))).all())
 
 
+# Where a session keeps the clocks it has read (``TenantClocks.for_tenant``).
+_CLOCKS_READ = "sandbox_clocks_read"
+
+
 class TenantClocks:
     """The clock of each tenant: the system (or test) clock, or a sandbox tenant's own."""
 
@@ -107,18 +111,28 @@ class TenantClocks:
         self.model = model
         self.enabled = enabled and db is not None and model is not None
 
-    async def for_tenant(self, tenant_id: str) -> Clock:
+    async def for_tenant(self, tenant_id: str, session: AsyncSession | None = None) -> Clock:
+        """The tenant's clock. Given the job's or request's ``session``, it is read in that
+        unit of work, once per tenant: a lookup of its own would cost a connection
+        checkout and a transaction per message."""
         if not self.enabled:
             return self.base
-        assert self.db is not None and self.model is not None
-        async with self.db.session() as session:
-            now = await session.scalar(
-                select(self.model.now).where(self.model.tenant_id == tenant_id)
-            )
+        assert self.db is not None
+        if session is None:
+            async with self.db.session() as own:
+                return await self._read(own, tenant_id)
+        memo: dict[str, Clock] = session.info.setdefault(_CLOCKS_READ, {})
+        if tenant_id not in memo:
+            memo[tenant_id] = await self._read(session, tenant_id)
+        return memo[tenant_id]
+
+    async def _read(self, session: AsyncSession, tenant_id: str) -> Clock:
+        assert self.model is not None
+        now = await session.scalar(select(self.model.now).where(self.model.tenant_id == tenant_id))
         return self.base if now is None else FrozenClock(now)
 
-    async def now(self, tenant_id: str) -> datetime:
-        return (await self.for_tenant(tenant_id)).now()
+    async def now(self, tenant_id: str, session: AsyncSession | None = None) -> datetime:
+        return (await self.for_tenant(tenant_id, session)).now()
 
     async def sandbox_tenants(self) -> set[str]:
         """Tenants whose time-driven work follows their own clock, not the cron's."""

@@ -58,7 +58,7 @@ async def evaluate_event(
             session,
             payload["tenant_id"],
             payload["event_id"],
-            now=await ctx["clocks"].now(payload["tenant_id"]),
+            now=await ctx["clocks"].now(payload["tenant_id"], session),
             referral=_referral(ctx),
             defer_outcomes=True,
         )
@@ -143,7 +143,7 @@ async def binding_changed(
             session,
             fact.tenant_id,
             fact.invitee_id,
-            now=await ctx["clocks"].now(fact.tenant_id),
+            now=await ctx["clocks"].now(fact.tenant_id, session),
             referral=_referral(ctx),
             defer_outcomes=True,
         )

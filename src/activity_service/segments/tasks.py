@@ -29,7 +29,11 @@ async def refresh_all_external(ctx: dict[str, Any]) -> int:
         try:
             async with ctx["db"].session() as session:
                 await service.refresh_external(
-                    session, tenant_id, segment_id, ctx["http"], await ctx["clocks"].now(tenant_id)
+                    session,
+                    tenant_id,
+                    segment_id,
+                    ctx["http"],
+                    await ctx["clocks"].now(tenant_id, session),
                 )
             refreshed += 1
         except ProblemError as exc:

@@ -39,7 +39,7 @@ async def create_from_grant(
 ) -> str | None:
     grant = Grant.model_validate(payload)
     # The reward arrives at the tenant's time: a sandbox's lock-up starts on its own clock.
-    now = await ctx["clocks"].now(grant.tenant_id)
+    now = await ctx["clocks"].now(grant.tenant_id, session)
     record = await service.create_from_grant(session, grant, now)
     return str(record.id) if record else None
 
