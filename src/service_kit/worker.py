@@ -50,7 +50,14 @@ JobFn = Callable[..., Awaitable[Any]]
 MessageFn = Callable[[dict[str, Any], AsyncSession, dict[str, Any]], Awaitable[Any]]
 FinishFn = Callable[[dict[str, Any], AsyncSession], Awaitable[None]]
 PrepareFn = Callable[[dict[str, Any], AsyncSession, list[dict[str, Any]]], Awaitable[None]]
+PendingFn = Callable[
+    [dict[str, Any], AsyncSession, list[dict[str, Any]]], Awaitable[list[dict[str, Any]]]
+]
 JOB_TIMEOUT_SECONDS = 20
+# An isolated delivery takes no new message after this long and asks arq to run it again at
+# once (``Retry``), its applied messages skipped by ``pending``: a try never reaches the job
+# timeout, whose failure would send every message of the delivery again (see message_job).
+DELIVERY_BUDGET_SECONDS = JOB_TIMEOUT_SECONDS / 2
 # How often a worker refreshes its health key (which expires a second after that).
 HEALTH_INTERVAL_SECONDS = 10
 
@@ -128,6 +135,7 @@ def message_job(
     *,
     finish: FinishFn | None = None,
     isolated: bool = False,
+    pending: PendingFn | None = None,
 ) -> Callable[[MessageFn], Function]:
     """Register the consumer of outbox messages ``name``: the relay sends up to a hundred
     payloads in one job, which ``fn(ctx, session, payload)`` handles one by one in a single
@@ -142,7 +150,15 @@ def message_job(
     commit each message in its own transaction instead: those that take locks shared by many
     messages (the referral graph's advisory locks on an inviter's chain), which one long
     transaction would hold against the other deliveries. A job enqueued with a single
-    payload (not a list) is handled as a delivery of one."""
+    payload (not a list) is handled as a delivery of one.
+
+    An isolated delivery has a time budget (``DELIVERY_BUDGET_SECONDS``): once spent, the
+    messages handled so far stay committed and the job is run again at once (``Retry``).
+    ``pending(ctx, session, payloads)`` then returns, in one query, the messages not applied
+    yet, so a try starts where the last one stopped. Without the budget a slow delivery (a
+    hundred messages, each with its own transaction and locks, on busy cores) reaches the
+    job timeout, the sweep sends all its messages again, and a consumer whose re-run of an
+    applied message costs as much as applying it never gets past the same first ones."""
 
     def wrap(fn: MessageFn) -> Function:
         async def all_at_once(ctx: dict[str, Any], items: list[dict[str, Any]]) -> None:
@@ -163,12 +179,22 @@ def message_job(
             ctx: dict[str, Any],
             items: list[dict[str, Any]],
             unit: Callable[[], AbstractAsyncContextManager[AsyncSession]],
+            deadline: float | None = None,
         ) -> list[str]:
             """Each message in its own ``unit`` (a savepoint or a transaction): a message
             failing for good is reported and the others go on; a transient failure stops
-            the delivery, to be retried."""
+            the delivery, to be retried. Past ``deadline`` (monotonic), the next try takes
+            over (the messages of this one are committed: only isolated ones have one)."""
             failures: list[str] = []
-            for payload in items:
+            for index, payload in enumerate(items):
+                if deadline is not None and index and time.monotonic() >= deadline:
+                    log.info(
+                        "%s: %d of %d messages handled within the budget; the rest next try",
+                        name,
+                        index,
+                        len(items),
+                    )
+                    raise Retry(defer=0)
                 try:
                     with message_context(payload):
                         async with unit() as session:
@@ -192,7 +218,11 @@ def message_job(
                 return await separately(ctx, items, lambda: _savepoint(session))
 
         async def each_committed(ctx: dict[str, Any], items: list[dict[str, Any]]) -> list[str]:
-            return await separately(ctx, items, ctx["db"].session)
+            deadline = time.monotonic() + DELIVERY_BUDGET_SECONDS
+            if pending is not None:
+                async with ctx["db"].session() as session:
+                    items = await pending(ctx, session, items)
+            return await separately(ctx, items, ctx["db"].session, deadline)
 
         async def handle(ctx: dict[str, Any], payloads: Any) -> dict[str, int]:
             items = as_list(payloads)

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select, text, update
+from sqlalchemy import and_, or_, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -264,6 +264,19 @@ class BindingRepository:
             or_(*(and_(nc.user_id == u, nc.node == n) for u, n in pairs)),
         )
         return {(u, n): at for u, n, at in (await self.session.execute(stmt)).all()}
+
+    async def completion_events(
+        self, node: str, users: list[tuple[str, str]]
+    ) -> dict[tuple[str, str], str | None]:
+        """(tenant, user) → the event id of the user's completion of ``node``, for those of
+        ``users`` who completed it (one probe of the unique index per user)."""
+        if not users:
+            return {}
+        nc = NodeCompletion
+        stmt = select(nc.tenant_id, nc.user_id, nc.event_id).where(
+            nc.node == node, tuple_(nc.tenant_id, nc.user_id).in_(sorted(set(users)))
+        )
+        return {(t, u): e for t, u, e in (await self.session.execute(stmt)).all()}
 
     async def mark_completed(
         self, tenant_id: str, user_id: str, node: str, at: datetime, event_id: str | None

@@ -385,6 +385,19 @@ async def complete_node(
     return await repo.mark_completed(tenant_id, user_id, node.value, at, event_id)
 
 
+async def applied_registrations(
+    session: AsyncSession, registrations: list[tuple[str, str, str]]
+) -> set[tuple[str, str, str]]:
+    """Which of the (tenant, user, event id) registrations were applied already: the
+    registration node's completion carries that event id. A registration's bind and its
+    completion commit together, so such a registration has nothing left to do, and telling
+    it costs one query for a whole delivery instead of the bind's locks and chain walks."""
+    done = await BindingRepository.from_session(session).completion_events(
+        Node.registration.value, [(tenant, user) for tenant, user, _ in registrations]
+    )
+    return {r for r in registrations if done.get((r[0], r[1]), None) == r[2]}
+
+
 def effective_inviters(bindings: dict[str, Binding]) -> dict[Node, str | None]:
     """Where a node has no inviter of its own, the registration inviter applies."""
     return rules.effective_inviters(

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from arq import Retry
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts import jobs
@@ -21,8 +22,27 @@ from service_kit.worker import message_job
 log = logging.getLogger(__name__)
 
 
+async def _not_applied(
+    ctx: dict[str, Any], session: AsyncSession, payloads: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The registrations of a delivery still to apply (a delivery sent again, or a try that
+    stopped at its time budget, skips the applied ones without taking their locks)."""
+    keys: list[tuple[str, str, str] | None] = []
+    for payload in payloads:
+        try:
+            fact = UserRegistered.model_validate(payload)
+        except ValidationError:  # left to the message's own run, which reports it
+            keys.append(None)
+            continue
+        keys.append((fact.tenant_id, fact.user_id, fact.event_id))
+    applied = await service.applied_registrations(session, [k for k in keys if k is not None])
+    if applied:
+        log.info("registrations already applied: %d of %d", len(applied), len(payloads))
+    return [p for p, key in zip(payloads, keys, strict=True) if key not in applied]
+
+
 # Isolated: a bind holds advisory locks on the inviter's chain until its transaction ends.
-@message_job(jobs.REFERRAL_USER_REGISTERED, "referral", isolated=True)
+@message_job(jobs.REFERRAL_USER_REGISTERED, "referral", isolated=True, pending=_not_applied)
 async def user_registered(
     ctx: dict[str, Any], session: AsyncSession, payload: dict[str, Any]
 ) -> str:
