@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
+from pydantic import TypeAdapter
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -41,23 +43,14 @@ CROSS JOIN LATERAL (
 ) AS g
 """
 
-_GRANT_KEYS = """
-SELECT g.grant_key
+# The grants the chunk's users already have in the pass's activities, one probe per user.
+_EXISTING_GRANTS = """
+SELECT g.activity_id, g.grant_key, g.user_id, g.settlement, g.rule_id
 FROM unnest(CAST(:user_ids AS text[])) AS u(id)
 CROSS JOIN LATERAL (
-    SELECT grant_key FROM grants
-    WHERE tenant_id = :tenant_id AND activity_id = CAST(:activity_id AS uuid) AND user_id = u.id
-    OFFSET 0
-) AS g
-"""
-
-_SETTLEMENTS = """
-SELECT g.user_id, g.settlement, g.rule_id
-FROM unnest(CAST(:user_ids AS text[])) AS u(id)
-CROSS JOIN LATERAL (
-    SELECT user_id, settlement, rule_id FROM grants
-    WHERE tenant_id = :tenant_id AND activity_id = CAST(:activity_id AS uuid) AND user_id = u.id
-      AND settlement IS NOT NULL
+    SELECT activity_id, grant_key, user_id, settlement, rule_id FROM grants
+    WHERE tenant_id = :tenant_id AND user_id = u.id
+      AND activity_id = ANY(CAST(:activity_ids AS uuid[]))
     OFFSET 0
 ) AS g
 """
@@ -117,23 +110,40 @@ UPDATE activity_budget_spend SET spent = GREATEST(spent - :amount, 0)
 WHERE tenant_id = :tenant_id AND activity_id = :activity_id
 """
 
+# One activity's new grants of a chunk, each with its outbox message. The payload (the
+# ``reward.create_from_grant`` contract) is its rule's template, validated once per rule,
+# with the grant's own values set in SQL, so no per-grant document crosses the wire twice.
 _INSERT_GRANTS = """
 WITH batch AS (
-    SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(
-        tenant_id text, grant_key text, activity_id uuid, activity_code text,
-        rule_id text, user_id text, counterpart_id text, task text, achieved_at timestamptz,
-        prize_id uuid, source_event_id text, payload jsonb, new_user_reward boolean,
-        settlement text, cap_slot boolean, total_slot boolean, budget_cost numeric)
+    SELECT * FROM unnest(
+        CAST(:grant_keys AS text[]), CAST(:user_ids AS text[]), CAST(:app_ids AS text[]),
+        CAST(:rule_indexes AS int[]), CAST(:tasks AS text[]),
+        CAST(:achieved_ats AS timestamptz[]), CAST(:achieved_at_texts AS text[]),
+        CAST(:enterprise_names AS text[]), CAST(:settlements AS text[]),
+        CAST(:cap_slots AS boolean[]), CAST(:total_slots AS boolean[]),
+        CAST(:budget_costs AS numeric[])
+    ) AS r(grant_key, user_id, app_id, rule_index, task, achieved_at, achieved_at_text,
+           enterprise_name, settlement, cap_slot, total_slot, budget_cost)
+), rows AS (
+    SELECT b.*, t.template ->> 'rule_id' AS rule_id,
+           CAST(t.template ->> 'prize_id' AS uuid) AS prize_id,
+           t.template || jsonb_build_object(
+               'grant_key', b.grant_key, 'user_id', b.user_id, 'app_id', b.app_id,
+               'task', b.task, 'achieved_at', b.achieved_at_text,
+               'enterprise_name', b.enterprise_name) AS payload
+    FROM batch AS b
+    JOIN unnest(CAST(:templates AS jsonb[])) WITH ORDINALITY AS t(template, n)
+      ON t.n = b.rule_index
 ), inserted AS (
     INSERT INTO grants (id, tenant_id, grant_key, activity_id, activity_code, rule_id, user_id,
                         counterpart_id, task, achieved_at, prize_id, source_event_id, payload,
                         new_user_reward, settlement, record_status, cap_slot, total_slot,
                         budget_cost)
-    SELECT gen_random_uuid(), tenant_id, grant_key, activity_id, activity_code, rule_id, user_id,
-           counterpart_id, task, achieved_at, prize_id, source_event_id, payload,
-           new_user_reward, settlement, 'granted', COALESCE(cap_slot, false),
-           COALESCE(total_slot, false), budget_cost
-    FROM batch
+    SELECT gen_random_uuid(), CAST(:tenant_id AS text), grant_key,
+           CAST(:activity_id AS uuid), CAST(:activity_code AS text), rule_id, user_id, NULL,
+           task, achieved_at, prize_id, NULL, payload, CAST(:new_user_reward AS boolean),
+           settlement, 'granted', cap_slot, total_slot, budget_cost
+    FROM rows
     -- a key already granted, or an at-end settlement whose one tier is already paid
     ON CONFLICT DO NOTHING
     RETURNING grant_key, payload
@@ -158,6 +168,51 @@ ON CONFLICT (tenant_id, activity_id, user_id, rule_id)
 DO UPDATE SET outcome = excluded.outcome, detail = excluded.detail, at = excluded.at,
               recorded_at = now()
 """
+
+
+_TIME = TypeAdapter(datetime)
+
+
+def _json_time(at: datetime) -> str:
+    """A time as the payload contract writes it (pydantic's JSON form)."""
+    return str(_TIME.dump_python(at, mode="json"))
+
+
+class NewGrant(NamedTuple):
+    """One grant of a chunk; its payload is its rule's template with these values."""
+
+    grant_key: str
+    user_id: str
+    app_id: str | None
+    rule_index: int  # into ``NewGrants.templates``
+    task: str
+    achieved_at: datetime
+    enterprise_name: str | None = None
+    settlement: str | None = None  # the task, for the one at-end tier of a cumulative task
+    cap_slot: bool = False
+    total_slot: bool = False
+    budget_cost: Decimal | None = None
+
+
+@dataclass
+class NewGrants:
+    """One activity's new grants of a chunk. ``templates`` are the rules' grant payloads
+    (JSON-ready, ``rule_id`` and ``prize_id`` included); each grant's payload is its
+    template with its key, user, app, task, achieved time and enterprise name set."""
+
+    tenant_id: str
+    activity_id: uuid.UUID
+    activity_code: str
+    new_user_reward: bool
+    templates: list[dict[str, Any]]
+    rows: list[NewGrant] = field(default_factory=list)
+
+
+@dataclass
+class ExistingGrants:
+    keys: set[str] = field(default_factory=set)
+    # (activity, user, task) → the rule (tier) an at-end settlement paid
+    settled: dict[tuple[uuid.UUID, str, str], str] = field(default_factory=dict)
 
 
 class DailyRunRepository:
@@ -193,29 +248,27 @@ class DailyRunRepository:
         )
         return [(row[0], row[1], row[2]) for row in rows.all()]
 
-    async def grant_keys(
-        self, tenant_id: str, activity_id: uuid.UUID, user_ids: Sequence[str]
-    ) -> set[str]:
-        """The keys of the users' grants in the activity."""
-        if not user_ids:
-            return set()
+    async def existing_grants(
+        self, tenant_id: str, activity_ids: Sequence[uuid.UUID], user_ids: Sequence[str]
+    ) -> ExistingGrants:
+        """The users' grants in these activities: their keys, and the tier (rule) each at-end
+        settlement paid per (activity, user, task)."""
+        found = ExistingGrants()
+        if not user_ids or not activity_ids:
+            return found
         rows = await self.session.execute(
-            text(_GRANT_KEYS),
-            {"tenant_id": tenant_id, "activity_id": activity_id, "user_ids": list(user_ids)},
+            text(_EXISTING_GRANTS),
+            {
+                "tenant_id": tenant_id,
+                "activity_ids": list(activity_ids),
+                "user_ids": list(user_ids),
+            },
         )
-        return {row[0] for row in rows.all()}
-
-    async def settlements(
-        self, tenant_id: str, activity_id: uuid.UUID, user_ids: Sequence[str]
-    ) -> dict[tuple[str, str], str]:
-        """(user, task) → the rule (tier) an at-end settlement already paid."""
-        if not user_ids:
-            return {}
-        rows = await self.session.execute(
-            text(_SETTLEMENTS),
-            {"tenant_id": tenant_id, "activity_id": activity_id, "user_ids": list(user_ids)},
-        )
-        return {(row[0], row[1]): row[2] for row in rows.all()}
+        for activity_id, key, user_id, settlement, rule_id in rows.all():
+            found.keys.add(key)
+            if settlement is not None:
+                found.settled[(activity_id, user_id, settlement)] = rule_id
+        return found
 
     async def claim_cap_slots(
         self,
@@ -319,17 +372,36 @@ class DailyRunRepository:
         )
 
     async def insert_grants(
-        self, rows: Sequence[Mapping[str, Any]], queue: str, job_name: str
+        self,
+        grants: NewGrants,
+        queue: str,
+        job_name: str,
     ) -> set[str]:
         """Insert the grants whose keys are new, each with its outbox message (job id = grant
-        key, payload = the grant's payload), in one statement. Rows are JSON-ready (ids and
-        times as strings). Returns the keys inserted."""
+        key, payload = the grant's payload), in one statement. Returns the keys inserted."""
+        rows = grants.rows
         if not rows:
             return set()
         result = await self.session.execute(
             text(_INSERT_GRANTS),
             {
-                "rows": json.dumps(list(rows), separators=(",", ":")),
+                "tenant_id": grants.tenant_id,
+                "activity_id": grants.activity_id,
+                "activity_code": grants.activity_code,
+                "new_user_reward": grants.new_user_reward,
+                "templates": [json.dumps(t, separators=(",", ":")) for t in grants.templates],
+                "grant_keys": [r.grant_key for r in rows],
+                "user_ids": [r.user_id for r in rows],
+                "app_ids": [r.app_id for r in rows],
+                "rule_indexes": [r.rule_index + 1 for r in rows],
+                "tasks": [r.task for r in rows],
+                "achieved_ats": [r.achieved_at for r in rows],
+                "achieved_at_texts": [_json_time(r.achieved_at) for r in rows],
+                "enterprise_names": [r.enterprise_name for r in rows],
+                "settlements": [r.settlement for r in rows],
+                "cap_slots": [r.cap_slot for r in rows],
+                "total_slots": [r.total_slot for r in rows],
+                "budget_costs": [r.budget_cost for r in rows],
                 "queue": queue,
                 "job_name": job_name,
                 # The messages carry the run's request id, as ``OutboxRepository.add`` does.

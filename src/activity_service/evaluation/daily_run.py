@@ -43,13 +43,19 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from activity_service.activities.models import Activity
 from activity_service.activities.rules import TaskType
 from activity_service.evaluation import service
-from activity_service.evaluation.daily_repository import DailyRunRepository
+from activity_service.evaluation.daily_repository import (
+    DailyRunRepository,
+    ExistingGrants,
+    NewGrant,
+    NewGrants,
+)
 from activity_service.evaluation.engine import (
     LOOKBACK,
     Achievement,
@@ -82,10 +88,20 @@ from activity_service.evaluation.service import (
     window_of,
 )
 from activity_service.events.repository import EventRepository
-from activity_service.progress.flows import CUMULATIVE_TASKS, day_bounds
+from activity_service.progress.flows import (
+    CUMULATIVE_TASKS,
+    FIRST_TASKS,
+    Flow,
+    Totals,
+    convert,
+    day_bounds,
+    local_day,
+    metric,
+)
 from activity_service.progress.repository import DeviceRepository
 from activity_service.segments.repository import SegmentRepository
 from activity_service.segments.snapshot import snapshot_at
+from activity_service.tenants.fx import NoRate, RateTable
 from activity_service.tenants.service import TenantContext, tenant_context
 from contracts import jobs
 from contracts.payloads import Grant as GrantPayload
@@ -182,6 +198,85 @@ def scopes_of(
 # --------------------------------------------------------------------------- facts
 
 
+class SharedFlows:
+    """One user's flows, converted and summed once for every activity of the pass.
+
+    Cumulative amount tasks ask "the first local day whose end-of-day metric over the
+    window reaches the threshold" (``flows.cumulative_reached``). The day-end metrics depend
+    only on the task, the rule's currency and the window, not on the threshold or the
+    activity, so they are computed once per (task, currency, since, until) and every
+    activity and tier of the pass reads its answer from them; the flows are converted once
+    per currency. Other tasks are decided by ``engine.achievement`` itself."""
+
+    __slots__ = ("facts", "_converted", "_day_ends")
+
+    def __init__(self, facts: UserFacts) -> None:
+        self.facts = facts
+        self._converted: dict[str, list[Flow] | MissingRate] = {}
+        self._day_ends: dict[tuple[Any, ...], list[tuple[datetime, Decimal]]] = {}
+
+    def converted(self, currency: str, rates: RateTable) -> list[Flow]:
+        found = self._converted.get(currency)
+        if found is None:
+            try:
+                found = convert(self.facts.flows, currency, rates)
+            except NoRate as exc:
+                found = MissingRate(str(exc))
+            self._converted[currency] = found
+        if isinstance(found, MissingRate):
+            raise MissingRate(str(found))
+        return found
+
+    def day_ends(
+        self,
+        task: TaskType,
+        currency: str,
+        since: datetime,
+        until: datetime,
+        zone: ZoneInfo,
+        rates: RateTable,
+    ) -> list[tuple[datetime, Decimal]]:
+        """(last flow of the day, metric at the day's end) of each local day with flows
+        in [since, until), in time order."""
+        key = (task, currency, since, until, zone)
+        found = self._day_ends.get(key)
+        if found is None:
+            found = []
+            totals = Totals()
+            in_window = [
+                f for f in self.converted(currency, rates) if since <= f.occurred_at < until
+            ]
+            days = [local_day(f.occurred_at, zone) for f in in_window]
+            for index, flow in enumerate(in_window):
+                totals.add(flow)
+                if index + 1 == len(in_window) or days[index + 1] != days[index]:
+                    found.append((flow.occurred_at, metric(task, totals)))
+            self._day_ends[key] = found
+        return found
+
+    def achievement(
+        self,
+        rule: dict[str, Any],
+        window: Window,
+        *,
+        zone: ZoneInfo,
+        rates: RateTable,
+        until: datetime,
+    ) -> Achievement | None:
+        """``engine.achievement(rule, facts, window, …)``, sharing the flow sums."""
+        task = TaskType(rule["task"])
+        if task not in CUMULATIVE_TASKS or task in FIRST_TASKS:
+            return achievement(rule, self.facts, window, zone=zone, rates=rates, until=until)
+        threshold = Decimal(str(rule["threshold"]))
+        limit = min(until, window.ends_at)
+        for at, value in self.day_ends(
+            task, rule["currency"], window.starts_at, limit, zone, rates
+        ):
+            if value >= threshold:
+                return Achievement(task, at, value)
+        return None
+
+
 # --------------------------------------------------------------------------- pure decisions
 
 
@@ -204,9 +299,14 @@ class Decision:
     candidates: list[Candidate] = field(default_factory=list)
 
 
-def decide_basic(scope: Scope, facts: UserFacts, tenant: TenantContext) -> Decision:
-    """``service.evaluate_basic`` in "daily" or "settle" mode, without its writes."""
+def decide_basic(
+    scope: Scope, facts: UserFacts, tenant: TenantContext, shared: SharedFlows | None = None
+) -> Decision:
+    """``service.evaluate_basic`` in "daily" or "settle" mode, without its writes. The
+    activities of a pass share each user's flow sums (``shared``)."""
     decision = Decision()
+    if shared is None:
+        shared = SharedFlows(facts)
     window = scope.window
     rules = list(scope.rules)
     period = "end" if scope.settle else "once"
@@ -215,8 +315,8 @@ def decide_basic(scope: Scope, facts: UserFacts, tenant: TenantContext) -> Decis
         if cumulative == scope.settle:
             continue  # daily: cumulative tasks only; settle: those below, highest tier only
         try:
-            done = achievement(
-                rule, facts, window, zone=tenant.zone, rates=tenant.rates, until=scope.until
+            done = shared.achievement(
+                rule, window, zone=tenant.zone, rates=tenant.rates, until=scope.until
             )
         except MissingRate as exc:
             decision.outcomes.append((rule["id"], "no_fx_rate", str(exc)))
@@ -239,19 +339,35 @@ def decide_basic(scope: Scope, facts: UserFacts, tenant: TenantContext) -> Decis
 
 
 class _Payloads:
-    """Grant payloads (the ``reward.create_from_grant`` contract) of one activity: validated
-    once per rule, then copied with each grant's own values."""
+    """Grant payloads (the ``reward.create_from_grant`` contract) of one activity: one
+    template per rule, validated once; each grant's own values are set when it is written
+    (``DailyRunRepository.insert_grants``)."""
 
-    def __init__(self, activity: Activity) -> None:
+    def __init__(self, activity: Activity, tenant_id: str) -> None:
         self.activity = activity
-        self.templates: dict[str, GrantPayload] = {}
+        self.index: dict[str, int] = {}
+        self.grants = NewGrants(
+            tenant_id=tenant_id,
+            activity_id=activity.id,
+            activity_code=activity.activity_code,
+            new_user_reward=activity.kind == "basic" and activity.attribute == "new_user",
+            templates=[],
+        )
 
-    def row(
-        self, key: str, user_id: str, app_id: str | None, candidate: Candidate
-    ) -> dict[str, Any]:
+    def add(
+        self,
+        key: str,
+        user_id: str,
+        app_id: str | None,
+        candidate: Candidate,
+        *,
+        cap_slot: bool,
+        total_slot: bool,
+        budget_cost: Decimal | None,
+    ) -> None:
         activity, rule, done = self.activity, candidate.rule, candidate.done
-        template = self.templates.get(rule["id"])
-        if template is None:
+        index = self.index.get(rule["id"])
+        if index is None:
             lock_up = rule.get("lock_up")
             template = GrantPayload(
                 tenant_id=activity.tenant_id,
@@ -268,33 +384,23 @@ class _Payloads:
                 issuance_form=IssuanceForm(activity.issuance_form),
                 lock_up=LockUp.model_validate(lock_up) if lock_up else None,
             )
-            self.templates[rule["id"]] = template
-        payload = template.model_copy(
-            update={
-                "grant_key": key,
-                "user_id": user_id,
-                "app_id": app_id,
-                "task": done.task.value,
-                "achieved_at": done.achieved_at,
-                "enterprise_name": done.enterprise_name,
-            }
-        ).model_dump(mode="json")
-        return {
-            "tenant_id": activity.tenant_id,
-            "grant_key": key,
-            "activity_id": str(activity.id),
-            "activity_code": activity.activity_code,
-            "rule_id": rule["id"],
-            "user_id": user_id,
-            "counterpart_id": None,
-            "task": done.task.value,
-            "achieved_at": done.achieved_at.isoformat(),
-            "prize_id": str(rule["prize_id"]),
-            "source_event_id": None,
-            "payload": payload,
-            "new_user_reward": activity.kind == "basic" and activity.attribute == "new_user",
-            "settlement": done.task.value if candidate.settles else None,
-        }
+            index = self.index[rule["id"]] = len(self.grants.templates)
+            self.grants.templates.append(template.model_dump(mode="json"))
+        self.grants.rows.append(
+            NewGrant(
+                grant_key=key,
+                user_id=user_id,
+                app_id=app_id,
+                rule_index=index,
+                task=done.task.value,
+                achieved_at=done.achieved_at,
+                enterprise_name=done.enterprise_name,
+                settlement=done.task.value if candidate.settles else None,
+                cap_slot=cap_slot,
+                total_slot=total_slot,
+                budget_cost=budget_cost,
+            )
+        )
 
 
 # --------------------------------------------------------------------------- a chunk
@@ -312,6 +418,7 @@ class _BasicChunk:
         # New-user rewards (activity, achieved at) of the users whose attribute is checked.
         self.new_user_rewards: dict[str, list[tuple[uuid.UUID, datetime]]] = {}
         self.granted = 0
+        self.existing = ExistingGrants()
 
     def outcome(
         self, activity: Activity, user_id: str, rule_id: str, outcome: str, detail: str | None
@@ -338,6 +445,13 @@ class _BasicChunk:
                 self.tenant.tenant_id, checked
             ):
                 self.new_user_rewards[user].append((activity_id, at))
+        # The grants they already have in the pass's activities, read once for the chunk
+        # (after the locks, as the real-time path reads a user's grants).
+        self.existing = await self.repo.existing_grants(
+            self.tenant.tenant_id,
+            [scope.activity.id for scope, per_user in decided if per_user],
+            sorted({user for _, per_user in decided for user, d in per_user if d.candidates}),
+        )
         for scope, per_user in decided:
             await self.apply(scope, per_user, facts)
         await self.repo.record_outcomes(
@@ -408,19 +522,14 @@ class _BasicChunk:
             (grant_key(str(activity.id), c.rule["id"], user, None, c.period), user, c)
             for user, c in pending
         ]
-        existing = await self.repo.grant_keys(
-            tenant_id, activity.id, sorted({user for _, user, _ in keyed})
-        )
-        settled = (
-            await self.repo.settlements(tenant_id, activity.id, sorted({u for _, u, _ in keyed}))
-            if scope.settle
-            else {}
-        )
+        existing = self.existing
         fresh: dict[str, tuple[str, Candidate]] = {}
         for key, user, c in keyed:
-            if key in existing or key in fresh:  # already granted: nothing to record
+            if key in existing.keys or key in fresh:  # already granted: nothing to record
                 continue
-            paid = settled.get((user, c.done.task.value)) if c.settles else None
+            paid = (
+                existing.settled.get((activity.id, user, c.done.task.value)) if c.settles else None
+            )
             if paid is not None:
                 # Settled before with another tier (a late flow or an FX correction moved
                 # the metric): no second reward; the operator sees the difference.
@@ -441,17 +550,20 @@ class _BasicChunk:
         held = _Held(cap=slots)
         await self._claim_totals(activity, limits, fresh, held)
         await self._claim_budget(activity, limits, fresh, held)
-        payloads = _Payloads(activity)
-        rows = [
-            {
-                **payloads.row(key, user, facts[user].app_id, c),
-                "cap_slot": key in slots,
-                "total_slot": key in held.total,
-                "budget_cost": str(held.cost[key]) if key in held.cost else None,
-            }
-            for key, (user, c) in fresh.items()
-        ]
-        inserted = await self.repo.insert_grants(rows, "reward", jobs.REWARD_CREATE_FROM_GRANT)
+        payloads = _Payloads(activity, tenant_id)
+        for key, (user, c) in fresh.items():
+            payloads.add(
+                key,
+                user,
+                facts[user].app_id,
+                c,
+                cap_slot=key in slots,
+                total_slot=key in held.total,
+                budget_cost=held.cost.get(key),
+            )
+        inserted = await self.repo.insert_grants(
+            payloads.grants, "reward", jobs.REWARD_CREATE_FROM_GRANT
+        )
         for key, (user, c) in fresh.items():
             prize_id = str(c.rule["prize_id"])
             if key in inserted:
@@ -639,18 +751,22 @@ async def _prepare(
             else {}
         )
     facts = {u: facts_of(u, events.get(u, []), first_logins.get(u)) for u in users}
-    decided = [
-        (
-            scope,
-            [
-                (user, decide_basic(scope, facts[user], tenant))
-                for user in users
-                if scope.covers(events.get(user, ()))
-            ],
+    shared = {u: SharedFlows(f) for u, f in facts.items()}
+    # Activities with the same window and event types cover the same users: found once.
+    covered: dict[tuple[Any, ...], list[str]] = {}
+    decided = []
+    for scope in scopes:
+        if scope.referral:
+            continue
+        key = (scope.types, scope.window.starts_at, scope.until)
+        if key not in covered:
+            covered[key] = [u for u in users if scope.covers(events.get(u, ()))]
+        decided.append(
+            (
+                scope,
+                [(u, decide_basic(scope, facts[u], tenant, shared[u])) for u in covered[key]],
+            )
         )
-        for scope in scopes
-        if not scope.referral
-    ]
     return _Prepared(users, events, facts, decided)
 
 

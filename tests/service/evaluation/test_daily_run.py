@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import sys
 import uuid
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -130,12 +132,12 @@ async def test_crash_and_budget_resume_after_the_last_chunk(
     real = daily_run.decide_basic
     calls = 0
 
-    def crash_in_third_chunk(scope, facts, tenant):  # type: ignore[no-untyped-def]
+    def crash_in_third_chunk(scope, facts, tenant, shared=None):  # type: ignore[no-untyped-def]
         nonlocal calls
         calls += 1
         if calls == 1200:
             raise RuntimeError("worker killed")
-        return real(scope, facts, tenant)
+        return real(scope, facts, tenant, shared)
 
     monkeypatch.setattr(daily_run, "decide_basic", crash_in_third_chunk)
     with pytest.raises(RuntimeError):
@@ -317,3 +319,193 @@ async def test_two_runs_racing_grant_each_decision_once(platform: Platform) -> N
         )
         assert set(slots.all()) == {1}
     assert table(await grants(platform, act["id"]))[0][:2] == ("u00000", "d10k")
+
+
+# --------------------------------------------------------------------------- one pass
+
+
+_KILLED_RUN = """
+import asyncio, sys
+from datetime import date, datetime
+from activity_service.evaluation import daily_run
+from activity_service.evaluation.repository import EvaluationRepository
+from service_kit.clock import FrozenClock
+from service_kit.db import Database
+
+url, day, now = sys.argv[1], date.fromisoformat(sys.argv[2]), datetime.fromisoformat(sys.argv[3])
+real = EvaluationRepository.save_progress
+saved = 0
+
+async def hang_in_third_chunk(self, *args, **kwargs):
+    global saved
+    await real(self, *args, **kwargs)
+    saved += 1
+    if saved == 3:  # the third chunk is written, its transaction still open
+        print("writing", flush=True)
+        await asyncio.sleep(3600)
+
+EvaluationRepository.save_progress = hang_in_third_chunk
+db = Database(url, pool_size=2)
+asyncio.run(daily_run.run_daily(db, "tenant-a", day, FrozenClock(now), None, chunk_size=200))
+"""
+
+
+async def _ledger(platform: Platform) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Every grant (activity, user, rule, achieved at, payload, cap slot) and outcome."""
+    async with platform.db("activity").session() as session:
+        granted = await session.execute(
+            text(
+                "SELECT g.activity_id, g.user_id, g.rule_id, g.achieved_at, g.payload, g.cap_slot,"
+                " m.payload FROM grants g JOIN outbox_messages m ON m.job_id = g.grant_key "
+                "ORDER BY 1, 2, 3"
+            )
+        )
+        outcomes = await session.execute(
+            text(
+                "SELECT activity_id, user_id, rule_id, outcome, detail FROM evaluation_outcomes "
+                "ORDER BY 1, 2, 3"
+            )
+        )
+        return [tuple(r) for r in granted.all()], [tuple(r) for r in outcomes.all()]
+
+
+async def _forget_the_day(platform: Platform) -> None:
+    async with platform.db("activity").session() as session:
+        await session.execute(
+            text(
+                "TRUNCATE daily_runs, grants, outbox_messages, evaluation_outcomes, "
+                "prize_cap_counters"
+            )
+        )
+
+
+async def test_activities_in_one_pass_grant_what_each_alone_grants(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ten activities sharing one pass (and their users' flow sums) make the same grants,
+    payloads and outcomes as ten passes of one activity each, with one read of the facts."""
+    prize_ids = await prizes(platform, 3)
+    created = []
+    for n in range(10):
+        rules = [
+            {
+                "id": f"t{tier}",
+                "task": ("deposit_reached", "net_deposit", "net_transfer_in")[n % 3],
+                "threshold": str(tier * (1 + n % 4)),
+                "currency": "USD" if n == 7 else "HKD",
+                "prize_id": prize_ids[n % 3],
+            }
+            for tier in (1000, 8000)
+        ]
+        created.append(await activity(platform, {"kind": "basic", "rules": rules}))
+        platform.clock.advance(timedelta(seconds=1))
+    await cap_prize(platform, created[4]["id"], prize_ids[1], 1)
+    rates = await platform.activity.post(
+        "/v1/fx-rates",
+        json={
+            "rates": [
+                {
+                    "source": "HKD",
+                    "target": "USD",
+                    "rate": "0.128",
+                    "effective_at": "2026-01-01T00:00:00+00:00",
+                }
+            ]
+        },
+        headers=platform.operator(),
+    )
+    assert rates.status_code == 201, rates.text
+    await post(
+        platform,
+        money("cash.deposited", "ann", "2026-12-01T10:00:00+08:00", "9000"),
+        money("cash.withdrawn", "ann", "2026-12-02T09:00:00+08:00", "3000"),
+        money("cash.deposited", "ann", "2026-12-02T10:00:00+08:00", "20000"),
+        money("cash.deposited", "bob", "2026-12-02T11:00:00+08:00", "2500"),
+        money("cash.deposited", "cid", "2026-12-02T23:59:00+08:00", "40000"),
+        money("cash.withdrawn", "cid", "2026-12-02T23:59:30+08:00", "39000"),
+        money("cash.deposited", "dan", "2026-12-03T01:00:00+08:00", "90000"),  # after the day
+    )
+    await platform.drain()
+    await _forget_the_day(platform)
+    reads: list[int] = []
+    real_of_users = EventRepository.of_users
+
+    async def counted(self, tenant_id, user_ids, types):  # type: ignore[no-untyped-def]
+        reads.append(len(user_ids))
+        return await real_of_users(self, tenant_id, user_ids, types)
+
+    monkeypatch.setattr(EventRepository, "of_users", counted)
+    db = platform.db("activity")
+    shared = await daily_run.run_daily(db, "tenant-a", DAY, platform.clock, None)
+    assert shared.done and reads == [3]  # ann, bob, cid: once for the ten activities
+    together = await _ledger(platform)
+    assert shared.grants == len(together[0]) > 10
+    assert {g[0] for g in together[0]} >= {uuid.UUID(created[n]["id"]) for n in (0, 1, 2)}
+
+    await _forget_the_day(platform)
+    reads.clear()
+    async with db.session() as session:  # one pass per activity (as saved by older runs)
+        await session.execute(
+            text(
+                "INSERT INTO daily_runs (tenant_id, day, status, progress, grants, started_at) "
+                "VALUES ('tenant-a', :day, 'running', CAST(:progress AS jsonb), 0, now())"
+            ),
+            {"day": DAY, "progress": json.dumps({a["id"]: None for a in created})},
+        )
+    alone = await daily_run.run_daily(db, "tenant-a", DAY, platform.clock, None)
+    assert alone.done and reads == [3] * 10
+    status, saved, _ = await progress(platform)
+    assert status == "done" and len(saved["passes"]) == 10
+    separately = await _ledger(platform)
+    assert alone.grants == shared.grants
+
+    def comparable(ledger: tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]) -> Any:
+        granted, outcomes = ledger
+        # payloads equal but for the grant's request id stamp, if any
+        return [g[:4] + (g[4], g[5]) for g in granted], outcomes
+
+    assert comparable(together) == comparable(separately)
+
+
+async def test_a_killed_run_resumes_without_double_grants(platform: Platform) -> None:
+    """The worker process is SIGKILLed while a chunk's transaction is open: the chunks
+    before it stay written with their cursor, that chunk's grants vanish with it, and the
+    run resumed later grants every user exactly once."""
+    first = await deposit_activity(platform, cap=True)
+    platform.clock.advance(timedelta(seconds=1))
+    second = await deposit_activity(platform)
+    users = await seed_deposits(platform, 1000)
+    db = platform.db("activity")
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _KILLED_RUN,
+        db.url,
+        DAY.isoformat(),
+        platform.clock.now().isoformat(),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert child.stdout is not None
+    line = await asyncio.wait_for(child.stdout.readline(), timeout=120)
+    assert line.strip() == b"writing"
+    child.send_signal(signal.SIGKILL)
+    await child.wait()
+    # two chunks of 200 users written: 1 grant each in the capped one, 2 in the other
+    assert await stored(platform, first["id"]) == (400, 400, 400)
+    assert await stored(platform, second["id"]) == (800, 800, 800)
+    status, saved, count = await progress(platform)
+    assert status == "running" and count == 1200
+    assert saved["passes"] == [
+        {"activities": [first["id"], second["id"]], "after": users[399], "done": False}
+    ]
+    resumed = await daily_run.run_daily(db, "tenant-a", DAY, platform.clock, None)
+    assert resumed.done and resumed.grants == 600 + 1200
+    assert await stored(platform, first["id"]) == (1000, 1000, 1000)
+    assert await stored(platform, second["id"]) == (2000, 2000, 2000)
+    async with db.session() as session:
+        slots = await session.scalars(
+            select(PrizeCapCounter.count).where(
+                PrizeCapCounter.activity_id == uuid.UUID(first["id"])
+            )
+        )
+        assert sorted(slots.all()) == [1] * 1000

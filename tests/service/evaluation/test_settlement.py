@@ -4,10 +4,15 @@ no second reward; the operator sees the difference in explain."""
 
 from __future__ import annotations
 
-from datetime import date
+import uuid
+from datetime import UTC, date, datetime
 
 from activity_service.evaluation import service as evaluation
-from activity_service.evaluation.daily_repository import DailyRunRepository
+from activity_service.evaluation.daily_repository import (
+    DailyRunRepository,
+    NewGrant,
+    NewGrants,
+)
 from contracts import jobs
 from tests.service.evaluation.steps import activity, explain, grants, money, post, prizes
 from tests.service.harness import Platform
@@ -82,31 +87,33 @@ async def test_the_one_tier_is_held_by_a_constraint(platform: Platform) -> None:
     """Two runs racing past the read of earlier settlements: the database keeps one."""
     act, prize_of = await _at_end_tiers(platform)
 
-    def row(rule_id: str) -> dict:
-        key = f"{act['id']}:{rule_id}:u1:-:end"
-        return {
-            "tenant_id": "tenant-a",
-            "grant_key": key,
-            "activity_id": act["id"],
-            "activity_code": act["activity_code"],
-            "rule_id": rule_id,
-            "user_id": "u1",
-            "counterpart_id": None,
-            "task": "net_deposit",
-            "achieved_at": "2026-12-30T02:00:00+00:00",
-            "prize_id": prize_of[rule_id],
-            "source_event_id": None,
-            "payload": {"grant_key": key},
-            "new_user_reward": False,
-            "settlement": "net_deposit",
-        }
+    def new_grants(rule_id: str, period: str = "end", settlement: str | None = "net_deposit"):
+        key = f"{act['id']}:{rule_id}:u1:-:{period}"
+        return NewGrants(
+            tenant_id="tenant-a",
+            activity_id=uuid.UUID(act["id"]),
+            activity_code=act["activity_code"],
+            new_user_reward=False,
+            templates=[{"rule_id": rule_id, "prize_id": prize_of[rule_id]}],
+            rows=[
+                NewGrant(
+                    grant_key=key,
+                    user_id="u1",
+                    app_id=None,
+                    rule_index=0,
+                    task="net_deposit",
+                    achieved_at=datetime(2026, 12, 30, 2, tzinfo=UTC),
+                    settlement=settlement,
+                )
+            ],
+        )
 
+    job = jobs.REWARD_CREATE_FROM_GRANT
     async with platform.db("activity").session() as session:
         repo = DailyRunRepository.from_session(session)
-        first = await repo.insert_grants([row("t10k")], "reward", jobs.REWARD_CREATE_FROM_GRANT)
-        second = await repo.insert_grants([row("t50k")], "reward", jobs.REWARD_CREATE_FROM_GRANT)
+        first = await repo.insert_grants(new_grants("t10k"), "reward", job)
+        second = await repo.insert_grants(new_grants("t50k"), "reward", job)
         # another task (or a real-time grant without a settlement) is not held back
-        other = {**row("t50k"), "grant_key": f"{act['id']}:t50k:u1:-:once", "settlement": None}
-        third = await repo.insert_grants([other], "reward", jobs.REWARD_CREATE_FROM_GRANT)
+        third = await repo.insert_grants(new_grants("t50k", "once", None), "reward", job)
         await session.rollback()
     assert len(first) == 1 and second == set() and len(third) == 1
