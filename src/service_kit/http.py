@@ -72,6 +72,11 @@ class ServiceClient:
         """PUT is idempotent too: retried like GET."""
         return await self._idempotent("PUT", base_url, path, tenant_id, json=json, timeout=timeout)
 
+    async def ask(self, base_url: str, path: str, *, tenant_id: str, json: Any) -> httpx.Response:
+        """POST a question that changes nothing (its list is too long for a query string):
+        retried like GET."""
+        return await self._idempotent("POST", base_url, path, tenant_id, json=json)
+
     async def _idempotent(
         self,
         method: str,

@@ -1,48 +1,51 @@
-"""Dry-run of a basic activity (draft or running) against the stored events of a past
-period: who would have earned what, what it would have cost in the base currency, and which
-caps would have bitten — without writing a grant, an outcome or a record.
+"""Dry-run of a draft or running activity against the stored events of a past period: who
+would have earned what, what it would have cost in the base currency, and which limits
+would have bitten and for whom — without writing a grant, an outcome, a record, a binding or
+anything else in any service.
 
-The period stands in for the activity's window; the decisions are the engine's own pure
-rules (``engine.achievement`` per rule — tiers stack for real-time activities —, and
-``engine.highest_tiers`` for at-end ones), eligibility as the evaluation checks it (segment
-snapshot at the achievement, new/old-user attribute from the user's new-user rewards), and
-per-user prize caps counted in rule order. The work is bounded: the period is at most
-``MAX_PERIOD`` and at most ``user_limit`` users (the first by id) are decided, in chunks of
-``CHUNK_SIZE`` read by one query each.
+The period stands in for the activity's window. The decisions per kind are in
+``dry_run_decisions`` (basic and referral activities); then the activity's limits are
+applied over every candidate in achievement order (ties in rule order), as the evaluation
+takes them when grants arrive one by one: the per-user cap of a prize, the prize's total
+quantity over the activity, the activity's budget (each grant's cost converted at its
+achievement). Team activities are decided by assists to their teams — requests, not stored
+business events — so a past period holds nothing to replay for them (``dry_run_unsupported``),
+nor for non-standard ones, whose rewards are issued by hand.
+
+The work is bounded: at most ``MAX_PERIOD``, at most ``user_limit`` users (the first by id)
+with events in the period, read in chunks. A dry-run's later pages are answered from its
+result, kept for ``KEEP_SECONDS`` by the process that made it (another process decides
+the same bounded set again).
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass, field
+import time
+from collections import Counter, OrderedDict
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from activity_service.activities.models import Activity
 from activity_service.activities.repository import ActivityRepository
-from activity_service.activities.rules import TaskType
-from activity_service.evaluation.daily_repository import DailyRunRepository
-from activity_service.evaluation.engine import (
-    Achievement,
-    MissingRate,
-    UserFacts,
-    Window,
-    achievement,
-    highest_tiers,
+from activity_service.evaluation.dry_run_decisions import (
+    Bite,
+    Candidate,
+    DryRun,
+    basic_candidates,
+    referral_candidates,
+    users_of,
 )
-from activity_service.evaluation.service import (
-    ACTION_EVENT_TYPES,
-    FACT_TYPES,
-    MONEY_TYPES,
-    _caps,
-    facts_of,
+from activity_service.evaluation.engine import Window
+from activity_service.evaluation.limits import (
+    BUDGET_EXHAUSTED,
+    CAP_REACHED,
+    QUANTITY_EXHAUSTED,
+    NoCost,
+    limits_of,
 )
-from activity_service.events.repository import EventRepository
-from activity_service.progress.flows import CUMULATIVE_TASKS
-from activity_service.progress.repository import DeviceRepository
-from activity_service.segments.repository import SegmentRepository
-from activity_service.segments.snapshot import snapshot_at
+from activity_service.evaluation.referral_bulk import InviterDirectory
 from activity_service.tenants.fx import NoRate
 from activity_service.tenants.service import TenantContext, tenant_context
 from contracts.payloads import PrizeSummary
@@ -52,160 +55,107 @@ from service_kit.http import ServiceClient
 
 MAX_PERIOD = timedelta(days=92)
 MAX_USERS = 100_000
-CHUNK_SIZE = 2000
+KEEP_SECONDS = 300.0
+KEPT_RUNS = 4
+FIRST_USERS = 10  # users named per limit that bit (all of them: the refused list)
+
+UNSUPPORTED = {
+    "team": "A team activity is decided by assists to its teams, which are requests to the "
+    "platform, not stored business events: a past period holds nothing to replay for it.",
+    "non_standard": "A non-standard activity has no rules to replay: its rewards are issued "
+    "by hand under its code.",
+}
 
 
-@dataclass(frozen=True)
-class WouldGrant:
-    user_id: str
-    rule_id: str
-    prize_id: str
-    task: str
-    achieved_at: datetime
-
-
-@dataclass
-class DryRun:
-    users_evaluated: int = 0
-    users_truncated: bool = False
-    grants: list[WouldGrant] = field(default_factory=list)
-    # Why candidates were not granted: outcome → count (cap_reached, not_in_segment, …).
-    refused: Counter[str] = field(default_factory=Counter)
-    # Grants a per-user prize cap refused: prize → count.
-    capped: Counter[str] = field(default_factory=Counter)
-
-
-def event_types(rules: list[dict[str, Any]]) -> list[str]:
-    """The event types that can bring a user into the activity's decisions."""
-    types: set[str] = set()
-    for rule in rules:
-        task = TaskType(rule["task"])
-        types.update(MONEY_TYPES if task in CUMULATIVE_TASKS else ACTION_EVENT_TYPES.get(task, ()))
-    return sorted(types)
-
-
-def decide(
-    rules: list[dict[str, Any]],
-    facts: UserFacts,
-    window: Window,
-    tenant: TenantContext,
-    at_end: bool,
-) -> tuple[list[tuple[dict[str, Any], Achievement]], list[str]]:
-    """The rules the user completes in the window (each once; at-end activities: only the
-    highest tier per cumulative task), and the outcomes of those that cannot be decided."""
-    done: list[tuple[dict[str, Any], Achievement]] = []
-    problems: list[str] = []
-    for rule in rules:
-        if at_end and TaskType(rule["task"]) in CUMULATIVE_TASKS:
+def apply_limits(
+    activity: Activity, tenant: TenantContext, candidates: list[Candidate], report: DryRun
+) -> None:
+    """Grant the candidates in achievement order (ties in rule order) as far as the
+    activity's limits let them, as ``service.write_grant`` takes them: the cost first (a
+    budgeted grant needs one), then the prize's per-user cap, its total, the budget."""
+    limits = limits_of(activity.config)
+    per_user: Counter[tuple[str, str]] = Counter()
+    totals: Counter[str] = Counter()
+    spent = Decimal(0)
+    for c in sorted(
+        candidates, key=lambda c: (c.achieved_at, c.order, c.user_id, c.counterpart_id or "")
+    ):
+        prize = c.prize_id
+        assert prize is not None
+        cost: Decimal | None = None
+        if limits.budget is not None:
+            try:
+                cost = limits.cost(prize, tenant.rates, c.achieved_at)
+            except NoCost as unknown:
+                report.refuse(c, unknown.reason, str(unknown))
+                continue
+        cap, total = limits.caps.get(prize), limits.totals.get(prize)
+        if cap is not None and per_user[(c.user_id, prize)] >= cap:
+            _bite(report, c, CAP_REACHED, "per_user_cap", prize, Decimal(cap), None)
             continue
-        try:
-            reached = achievement(rule, facts, window, zone=tenant.zone, rates=tenant.rates)
-        except MissingRate:
-            problems.append("no_fx_rate")
+        if total is not None and totals[prize] >= total:
+            _bite(report, c, QUANTITY_EXHAUSTED, "total_quantity", prize, Decimal(total), None)
             continue
-        if reached is not None:
-            done.append((rule, reached))
-    if at_end:
-        try:
-            for rule, last_at, value in highest_tiers(
-                rules, facts, window, tenant.rates, tenant.base_currency
-            ):
-                done.append((rule, Achievement(TaskType(rule["task"]), last_at, value)))
-        except MissingRate:
-            problems.append("no_fx_rate")
-    return done, problems
+        if cost is not None and limits.budget is not None and spent + cost > limits.budget:
+            _bite(report, c, BUDGET_EXHAUSTED, "budget", None, limits.budget, limits.currency)
+            continue
+        per_user[(c.user_id, prize)] += 1
+        totals[prize] += 1
+        if cost is not None:
+            spent += cost
+        report.grants.append(c)
+    report.budget_spent = spent if limits.budget is not None else None
+    report.grants.sort(key=_listed)
+    report.refusals.sort(key=lambda r: _listed(r.candidate))
+
+
+def _listed(c: Candidate) -> tuple[Any, ...]:
+    """The order of the answer's lists: per user, then in time and rule order."""
+    return (c.user_id, c.achieved_at, c.order, c.counterpart_id or "", c.rule_id)
+
+
+def _bite(
+    report: DryRun,
+    c: Candidate,
+    reason: str,
+    limit: str,
+    prize: str | None,
+    value: Decimal,
+    currency: str | None,
+) -> None:
+    bite = report.bites.get((limit, prize))
+    if bite is None:
+        bite = report.bites[(limit, prize)] = Bite(limit, prize, value, currency)
+    bite.refused += 1
+    if c.user_id not in bite.users and len(bite.first_users) < FIRST_USERS:
+        bite.first_users.append(c.user_id)
+    bite.users.add(c.user_id)
+    if bite.first_at is None or c.achieved_at < bite.first_at:
+        bite.first_at = c.achieved_at
+    detail = f"{limit} {value}" + (f" {currency}" if currency else "")
+    report.refuse(c, reason, detail)
 
 
 async def dry_run(
-    db: Database, activity: Activity, tenant: TenantContext, window: Window, user_limit: int
+    db: Database,
+    activity: Activity,
+    tenant: TenantContext,
+    window: Window,
+    user_limit: int,
+    inviters: InviterDirectory,
 ) -> DryRun:
     rules = list((activity.config or {}).get("rules", []))
-    at_end = (activity.config or {}).get("timing", "real_time") == "at_end"
-    caps = _caps(activity)
     report = DryRun()
-    async with db.session() as session:
-        users = await EventRepository.from_session(session).users_in_scopes(
-            tenant.tenant_id, [(event_types(rules), window.starts_at, window.ends_at)]
-        )
+    users = await users_of(db, tenant.tenant_id, rules, window)
     report.users_truncated = len(users) > user_limit
     users = users[:user_limit]
     report.users_evaluated = len(users)
-    downloads = any(r["task"] == TaskType.download.value for r in rules)
-    for start in range(0, len(users), CHUNK_SIZE):
-        chunk = users[start : start + CHUNK_SIZE]
-        async with db.session() as session:
-            events = await EventRepository.from_session(session).of_users(
-                tenant.tenant_id, chunk, FACT_TYPES
-            )
-            logins = (
-                await DeviceRepository.from_session(session).first_new_device_logins(
-                    tenant.tenant_id, chunk
-                )
-                if downloads
-                else {}
-            )
-            candidates: list[tuple[str, dict[str, Any], Achievement]] = []
-            for user in chunk:
-                facts = facts_of(user, events.get(user, []), logins.get(user))
-                done, problems = decide(rules, facts, window, tenant, at_end)
-                report.refused.update(problems)
-                candidates.extend((user, rule, reached) for rule, reached in done)
-            candidates = await _eligible(session, activity, tenant, candidates, report)
-        taken: Counter[tuple[str, str]] = Counter()
-        for user, rule, reached in candidates:
-            prize = str(rule["prize_id"])
-            if prize in caps and taken[(user, prize)] >= caps[prize]:
-                report.refused["cap_reached"] += 1
-                report.capped[prize] += 1
-                continue
-            taken[(user, prize)] += 1
-            report.grants.append(
-                WouldGrant(user, rule["id"], prize, reached.task.value, reached.achieved_at)
-            )
+    if activity.kind == "referral":
+        found = await referral_candidates(db, activity, tenant, window, users, inviters, report)
+    else:
+        found = await basic_candidates(db, activity, tenant, window, users, report)
+    apply_limits(activity, tenant, found, report)
     return report
-
-
-async def _eligible(
-    session: Any,
-    activity: Activity,
-    tenant: TenantContext,
-    candidates: list[tuple[str, dict[str, Any], Achievement]],
-    report: DryRun,
-) -> list[tuple[str, dict[str, Any], Achievement]]:
-    """Segment snapshot and new/old-user attribute, as the evaluation checks them."""
-    if activity.segment_id is not None and candidates:
-        refresh = activity.segment_refresh or "5m"
-
-        def snap(reached: Achievement) -> datetime:
-            return snapshot_at(reached.achieved_at, refresh, tenant.zone)
-
-        members = await SegmentRepository.from_session(session).members_at(
-            tenant.tenant_id,
-            activity.segment_id,
-            sorted({(user, snap(reached)) for user, _, reached in candidates}),
-        )
-        kept = [c for c in candidates if (c[0], snap(c[2])) in members]
-        report.refused["not_in_segment"] += len(candidates) - len(kept)
-        candidates = kept
-    attribute = activity.attribute or "unlimited"
-    if attribute not in ("new_user", "old_user") or not candidates:
-        return candidates
-    rewards: dict[str, list[tuple[Any, datetime]]] = {}
-    for user, other, at in await DailyRunRepository.from_session(session).new_user_rewards(
-        tenant.tenant_id, sorted({c[0] for c in candidates})
-    ):
-        rewards.setdefault(user, []).append((other, at))
-    kept = []
-    for user, rule, reached in candidates:
-        had = any(
-            other != activity.id and at <= reached.achieved_at
-            for other, at in rewards.get(user, ())
-        )
-        if had == (attribute == "new_user"):
-            report.refused["not_new_user" if had else "not_old_user"] += 1
-        else:
-            kept.append((user, rule, reached))
-    return kept
 
 
 @dataclass
@@ -221,12 +171,13 @@ async def costs(
     http: ServiceClient,
     reward_url: str,
     tenant: TenantContext,
-    grants: list[WouldGrant],
+    grants: list[Candidate],
     at: datetime,
 ) -> list[PrizeCost]:
-    """What the grants would cost per prize, converted to the base currency at ``at``
-    (a cash prize costs its amount; others their cost, when the operator set one)."""
-    counts = Counter(g.prize_id for g in grants)
+    """What the grants would cost per prize, converted to the base currency at ``at``, as
+    the campaign report counts an Issued record: a cash prize costs its amount; others their
+    cost, when the operator set one."""
+    counts = Counter(g.prize_id for g in grants if g.prize_id is not None)
     result = []
     for prize_id, n in sorted(counts.items()):
         response = await http.get(reward_url, f"/v1/prizes/{prize_id}", tenant_id=tenant.tenant_id)
@@ -252,11 +203,6 @@ async def costs(
     return result
 
 
-def caps_of(activity: Activity) -> dict[str, int]:
-    """Per-user prize caps of the activity: prize id → times one user may receive it."""
-    return _caps(activity)
-
-
 @dataclass
 class DryRunAnswer:
     activity: Activity
@@ -266,17 +212,40 @@ class DryRunAnswer:
     prize_costs: list[PrizeCost]
 
 
+# Recent dry-runs of this process, for their later pages: key → (made at, answer).
+_KEPT: OrderedDict[tuple[Any, ...], tuple[float, DryRunAnswer]] = OrderedDict()
+
+
+def _kept(key: tuple[Any, ...]) -> DryRunAnswer | None:
+    found = _KEPT.get(key)
+    if found is None or time.monotonic() - found[0] > KEEP_SECONDS:
+        _KEPT.pop(key, None)
+        return None
+    return found[1]
+
+
+def _keep(key: tuple[Any, ...], answer: DryRunAnswer) -> None:
+    _KEPT[key] = (time.monotonic(), answer)
+    _KEPT.move_to_end(key)
+    while len(_KEPT) > KEPT_RUNS:
+        _KEPT.popitem(last=False)
+
+
 async def dry_run_activity(
     db: Database,
     http: ServiceClient,
     reward_url: str,
+    referral_url: str,
     tenant_id: str,
     activity_id: Any,
     window: Window,
     user_limit: int,
     now: datetime,
+    *,
+    next_page: bool = False,
 ) -> DryRunAnswer:
-    """Check the request, then dry-run the activity over ``window`` (a past period)."""
+    """Check the request, then dry-run the activity over ``window`` (a past period).
+    ``next_page``: a later page of a dry-run, answered from its result while it is kept."""
     if window.ends_at <= window.starts_at:
         raise Unprocessable("ends_at must be after starts_at.", code="invalid_period")
     if window.ends_at > now:
@@ -292,13 +261,18 @@ async def dry_run_activity(
         activity = await ActivityRepository.from_session(session).get(tenant_id, activity_id)
         if activity is None:
             raise NotFound(f"No activity {activity_id} in this tenant.", code="activity_not_found")
-        if activity.kind != "basic":
-            raise Unprocessable(
-                "Only basic activities can be dry-run for now.", code="dry_run_unsupported"
-            )
+        if activity.kind in UNSUPPORTED:
+            raise Unprocessable(UNSUPPORTED[activity.kind], code="dry_run_unsupported")
         if activity.state == "closed":
             raise Conflict("A closed activity cannot be dry-run.", code="activity_closed")
+        key = (tenant_id, activity.id, activity.version, window, user_limit)
+        if next_page and (kept := _kept(key)) is not None:
+            return kept
         tenant = await tenant_context(session, tenant_id)
-    report = await dry_run(db, activity, tenant, window, user_limit)
+    report = await dry_run(
+        db, activity, tenant, window, user_limit, InviterDirectory(http, referral_url)
+    )
     prize_costs = await costs(http, reward_url, tenant, report.grants, window.ends_at)
-    return DryRunAnswer(activity, window, tenant, report, prize_costs)
+    answer = DryRunAnswer(activity, window, tenant, report, prize_costs)
+    _keep(key, answer)
+    return answer

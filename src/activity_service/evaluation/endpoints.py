@@ -8,22 +8,22 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 
 from activity_service.evaluation import explain
-from activity_service.evaluation.dry_run import caps_of as _caps_of
 from activity_service.evaluation.dry_run import dry_run_activity
+from activity_service.evaluation.dry_run_decisions import Candidate
 from activity_service.evaluation.engine import Window
 from activity_service.evaluation.referral_client import ReferralLookup
 from activity_service.evaluation.repository import ReferralRepository
 from activity_service.evaluation.reruns import LISTED_GRANTS, rerun_day
 from activity_service.evaluation.schemas import (
-    CapBitten,
     DayRerun,
     DryRunIn,
+    DryRunItem,
     DryRunRead,
     Explanation,
     GrantRead,
     InvitationTotals,
+    LimitBitten,
     PrizeCostRead,
-    WouldGrantRead,
 )
 from service_kit.auth import ACTIVITY_READ, ACTIVITY_WRITE, Authenticator, CallerKind, Principal
 from service_kit.db import SessionDep
@@ -149,46 +149,91 @@ async def dry_run(
     clock: ClockDep,
 ) -> DryRunRead:
     """Replays the stored events of a past period (at most 92 days, `user_limit` users)
-    through the activity's rules as if the period were its window — basic activities, draft
-    or running — and writes nothing: who would have earned what (paged), the total cost in
-    the base currency, and the caps that would have bitten. Every page decides the same
-    bounded set again; `cursor` only moves through the list."""
+    through the activity's rules as if the period were its window — basic and referral
+    activities, draft or running — and writes nothing, in this service or any other: who
+    would have earned what (paged; `show: refused` lists what users completed but would not
+    have been granted, and why), the total cost in the base currency, and the limits that
+    would have bitten (per-user caps, total quantities, the budget) and for whom.
+
+    Referral activities use the bindings stored now (a node's inviter is frozen once the
+    node is completed), asked of the referral service. Team activities are refused (422
+    `dry_run_unsupported`): assists to teams are not stored business events, so a past
+    period holds nothing to replay; non-standard ones have no rules.
+
+    A dry-run without `cursor` always decides again; its later pages are served from that
+    result for 5 minutes (or decided again, the same bounded set, where it is not kept)."""
     state = request.app.state
+    offset = _offset(body.cursor)
     answer = await dry_run_activity(
         state.db,
         state.http,
         state.settings.reward_url,
+        state.settings.referral_url,
         principal.tenant_id,
         activity_id,
         Window(body.starts_at, body.ends_at),
         body.user_limit,
         clock.now(),
+        next_page=body.cursor is not None,
     )
     report = answer.report
-    offset = _offset(body.cursor)
-    page = report.grants[offset : offset + body.limit]
-    more = offset + body.limit < len(report.grants)
+    listed: list[DryRunItem]
+    if body.show == "granted":
+        listed = [_item(c, "granted", None) for c in report.grants[offset : offset + body.limit]]
+        length = len(report.grants)
+    else:
+        listed = [
+            _item(r.candidate, r.reason, r.detail)
+            for r in report.refusals[offset : offset + body.limit]
+        ]
+        length = len(report.refusals)
     known = [c.total_base for c in answer.prize_costs if c.total_base is not None]
-    caps = {str(k): v for k, v in _caps_of(answer.activity).items()}
     return DryRunRead(
         activity_id=answer.activity.id,
+        kind=answer.activity.kind,
         starts_at=body.starts_at,
         ends_at=body.ends_at,
         users_evaluated=report.users_evaluated,
         users_truncated=report.users_truncated,
         grants_total=len(report.grants),
         users_rewarded=len({g.user_id for g in report.grants}),
+        refusals_total=len(report.refusals),
         base_currency=answer.tenant.base_currency,
         cost_total=sum(known, start=Decimal(0)),
         cost_complete=len(known) == len(answer.prize_costs),
         costs=[PrizeCostRead.model_validate(c) for c in answer.prize_costs],
+        budget_spent=report.budget_spent,
         caps=[
-            CapBitten(prize_id=uuid.UUID(p), cap=caps[p], refused=n)
-            for p, n in sorted(report.capped.items())
+            LimitBitten(
+                limit=b.limit,  # type: ignore[arg-type]
+                prize_id=uuid.UUID(b.prize_id) if b.prize_id else None,
+                value=b.value,
+                currency=b.currency,
+                refused=b.refused,
+                users=len(b.users),
+                first_refused_at=b.first_at or body.starts_at,
+                first_users=b.first_users,
+            )
+            for _, b in sorted(report.bites.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))
         ],
-        refused=dict(report.refused),
-        items=[WouldGrantRead.model_validate(g) for g in page],
-        next_cursor=str(offset + body.limit) if more else None,
+        refused=dict(sorted(report.refused.items())),
+        show=body.show,
+        items=listed,
+        next_cursor=str(offset + body.limit) if offset + body.limit < length else None,
+    )
+
+
+def _item(c: Candidate, outcome: str, detail: str | None) -> DryRunItem:
+    return DryRunItem(
+        user_id=c.user_id,
+        rule_id=c.rule_id,
+        prize_id=uuid.UUID(c.prize_id) if c.prize_id else None,
+        task=c.task,
+        achieved_at=c.achieved_at,
+        counterpart_id=c.counterpart_id,
+        referral_role=c.role,
+        outcome=outcome,
+        detail=detail,
     )
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -113,9 +113,18 @@ class DryRunIn(BaseModel):
         examples=["2026-11-01T00:00:00+08:00"],
     )
     user_limit: int = Field(
-        10_000, ge=1, le=100_000, description="At most this many users (the first by id)"
+        10_000,
+        ge=1,
+        le=100_000,
+        description="At most this many users with events in the period (the first by id; "
+        "referral activities: invitees)",
     )
-    limit: int = Field(100, ge=1, le=1000, description="Would-be grants listed per page")
+    show: Literal["granted", "refused"] = Field(
+        "granted",
+        description="Which list `items` pages through: the would-be grants, or the rewards "
+        "users completed but would not have been granted, with the reason",
+    )
+    limit: int = Field(100, ge=1, le=1000, description="Items listed per page")
     cursor: str | None = Field(None, description="`next_cursor` of the previous page")
 
     @field_validator("starts_at", "ends_at")
@@ -126,14 +135,28 @@ class DryRunIn(BaseModel):
         return value
 
 
-class WouldGrantRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
+class DryRunItem(BaseModel):
     user_id: str = Field(examples=["u-2002"])
-    rule_id: str = Field(examples=["d50k"])
-    prize_id: uuid.UUID
+    rule_id: str = Field(
+        description="The rule (referral: `<rule>:invitee` for the invitee's prize, "
+        "`<rule>:<tier>` and `<rule>:<tier>:bonus` for a tiered inviter's)",
+        examples=["d50k"],
+    )
+    prize_id: uuid.UUID | None = Field(description="Null when no prize was reached")
     task: str = Field(examples=["deposit_reached"])
     achieved_at: datetime
+    counterpart_id: str | None = Field(
+        None,
+        description="Referral: the invitee of an inviter's reward, the inviter of an invitee's",
+    )
+    referral_role: str | None = Field(None, description="Referral: inviter | invitee")
+    outcome: str = Field(
+        description="granted, or why not: cap_reached | quantity_exhausted | budget_exhausted "
+        "| no_prize_cost | no_fx_rate | not_in_segment | not_new_user | not_old_user | "
+        "no_inviter | in_other_regular_activity | beyond_last_range",
+        examples=["granted"],
+    )
+    detail: str | None = Field(None, examples=["per_user_cap 1"])
 
 
 class PrizeCostRead(BaseModel):
@@ -148,28 +171,49 @@ class PrizeCostRead(BaseModel):
     )
 
 
-class CapBitten(BaseModel):
-    prize_id: uuid.UUID
-    cap: int = Field(description="Times one user may receive the prize in this activity")
-    refused: int = Field(description="Grants the cap would have refused")
+class LimitBitten(BaseModel):
+    limit: Literal["per_user_cap", "total_quantity", "budget"] = Field(
+        description="per_user_cap: times one user may receive the prize in this activity; "
+        "total_quantity: the prize's total over the activity; budget: the activity's total "
+        "budget (grants' costs converted at their achievement)"
+    )
+    prize_id: uuid.UUID | None = Field(description="The prize limited (null for the budget)")
+    value: Decimal = Field(description="The limit: a count, or the budget's amount")
+    currency: str | None = Field(None, description="The budget's currency")
+    refused: int = Field(description="Grants the limit would have refused")
+    users: int = Field(description="Users it would have refused a grant")
+    first_refused_at: datetime = Field(description="The achievement it first refused")
+    first_users: list[str] = Field(
+        description="The first users it refused (up to 10; `show: refused` lists every one)"
+    )
 
 
 class DryRunRead(BaseModel):
     activity_id: uuid.UUID
+    kind: str = Field(examples=["referral"])
     starts_at: datetime
     ends_at: datetime
-    users_evaluated: int
+    users_evaluated: int = Field(description="Users with events in the period that were decided")
     users_truncated: bool = Field(description="More users had events; only `user_limit` decided")
     grants_total: int = Field(description="Rewards the activity would have granted")
     users_rewarded: int
+    refusals_total: int = Field(description="Completed rewards that would not have been granted")
     base_currency: str = Field(examples=["HKD"])
     cost_total: Decimal = Field(description="Total cost in the base currency (known costs)")
     cost_complete: bool = Field(description="False when a prize has no cost or no FX rate")
     costs: list[PrizeCostRead]
-    caps: list[CapBitten] = Field(description="Per-user prize caps that would have bitten")
-    refused: dict[str, int] = Field(
-        description="Candidates not granted, per reason (cap_reached, not_in_segment, "
-        "not_new_user, not_old_user, no_fx_rate)"
+    budget_spent: Decimal | None = Field(
+        description="What the grants would have taken from the budget (none without one)"
     )
-    items: list[WouldGrantRead] = Field(description="Who would have earned what (one page)")
+    caps: list[LimitBitten] = Field(
+        description="Limits that would have bitten: per-user caps, total quantities, budget"
+    )
+    refused: dict[str, int] = Field(
+        description="Rewards not granted, per reason (cap_reached, quantity_exhausted, "
+        "budget_exhausted, no_prize_cost, not_in_segment, not_new_user, not_old_user, "
+        "no_inviter, in_other_regular_activity, beyond_last_range; no_fx_rate also counts "
+        "tasks that could not be decided)"
+    )
+    show: str = Field(description="The list `items` pages through: granted or refused")
+    items: list[DryRunItem] = Field(description="One page of that list, per user in time order")
     next_cursor: str | None

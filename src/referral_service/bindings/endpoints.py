@@ -14,6 +14,8 @@ from referral_service.bindings.schemas import (
     BindingCreate,
     BindingRead,
     Channel,
+    EffectiveInvitersList,
+    EffectiveInvitersQuery,
     InviteeBindings,
     InviterStats,
     MyInvitee,
@@ -245,6 +247,24 @@ async def delete_binding(
         at=clock.now(),
         completions=completions,
     )
+
+
+@router.post(
+    "/v1/bindings/effective-inviters",
+    summary="The inviter that applies at each node, for many invitees",
+)
+async def lookup_effective_inviters(
+    body: EffectiveInvitersQuery,
+    principal: BindingReader,
+    idempotency: IdempotencyDep,
+    session: SessionDep,
+) -> EffectiveInvitersList:
+    """A question, sent as a POST for its long list of up to 1,000 invitees; it changes
+    nothing. Per invitee, the effective inviter of each node (the node's own, else the
+    registration inviter), as `GET /v1/bindings/{invitee_id}` answers one at a time. The
+    activity service uses it to dry-run referral activities."""
+    items = await service.effective_inviters_of(session, principal.tenant_id, body.invitee_ids)
+    return EffectiveInvitersList(items=items)
 
 
 @router.get("/v1/bindings/{invitee_id}", summary="All nodes of one invitee, with history")

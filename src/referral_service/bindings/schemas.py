@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from contracts.payloads import Node
 
@@ -162,3 +163,27 @@ class MyInvitee(BaseModel):
     bound_at: datetime = Field(description="When the invitee was first bound to the caller")
     channel: Channel = Field(description="How that first binding was made")
     nodes: list[NodeProgress] = Field(description="Always the three nodes, in order")
+
+
+class EffectiveInvitersQuery(BaseModel):
+    invitee_ids: list[Annotated[str, StringConstraints(min_length=1, max_length=128)]] = Field(
+        min_length=1,
+        max_length=1000,
+        description="Up to 1,000 invitees (each 1–128 characters)",
+        examples=[["u-2002", "u-2003"]],
+    )
+
+
+class EffectiveInviters(BaseModel):
+    invitee_id: str = Field(examples=["u-2002"])
+    registration: str | None = Field(description="The registration inviter", examples=["u-1001"])
+    account_opening: str | None = Field(
+        description="The node's own inviter, else the registration inviter", examples=["u-1001"]
+    )
+    deposit: str | None = Field(
+        description="The node's own inviter, else the registration inviter", examples=["u-1001"]
+    )
+
+
+class EffectiveInvitersList(BaseModel):
+    items: list[EffectiveInviters] = Field(description="One per invitee asked, in that order")

@@ -19,6 +19,7 @@ from referral_service.bindings.schemas import (
     BindingRead,
     BindingRole,
     Channel,
+    EffectiveInviters,
     InviteeBindings,
     InviterStats,
     MyInvitee,
@@ -403,6 +404,29 @@ def effective_inviters(bindings: dict[str, Binding]) -> dict[Node, str | None]:
     return rules.effective_inviters(
         {Node(node): binding.inviter_id for node, binding in bindings.items()}
     )
+
+
+async def effective_inviters_of(
+    session: AsyncSession, tenant_id: str, invitee_ids: list[str]
+) -> list[EffectiveInviters]:
+    """The inviter that applies at each node of many invitees (one query): what rewards use.
+    Every invitee asked is answered once, in the order asked; unbound ones with nulls."""
+    asked = list(dict.fromkeys(invitee_ids))
+    by_invitee: dict[str, dict[str, Binding]] = {i: {} for i in asked}
+    for binding in await BindingRepository.from_session(session).for_invitees(tenant_id, asked):
+        by_invitee[binding.invitee_id][binding.node] = binding
+    items = []
+    for invitee_id in asked:
+        effective = effective_inviters(by_invitee[invitee_id])
+        items.append(
+            EffectiveInviters(
+                invitee_id=invitee_id,
+                registration=effective[Node.registration],
+                account_opening=effective[Node.account_opening],
+                deposit=effective[Node.deposit],
+            )
+        )
+    return items
 
 
 async def invitee_bindings(

@@ -104,7 +104,10 @@ async def test_a_draft_is_dry_run_over_a_past_month(platform: Platform) -> None:
     status, first = await dry_run(platform, draft["id"], limit=1)
     assert status == 200, first
     assert first["grants_total"] == 2 and first["refused"] == {"cap_reached": 1}
-    assert first["caps"] == [{"prize_id": prize, "cap": 1, "refused": 1}]
+    assert [(c["limit"], c["prize_id"], c["value"], c["refused"]) for c in first["caps"]] == [
+        ("per_user_cap", prize, "1", 1)
+    ]
+    assert first["caps"][0]["first_users"] == ["u1"] and first["caps"][0]["users"] == 1
     assert len(first["items"]) == 1 and first["next_cursor"] == "1"
     status, second = await dry_run(platform, draft["id"], limit=1, cursor="1")
     assert [g["user_id"] for g in second["items"]] == ["u2"] and second["next_cursor"] is None

@@ -1,0 +1,446 @@
+"""The decisions of a dry-run before its limits: who completes which rule in the period and
+may be rewarded for it, per kind, read in chunks of users and written nowhere.
+
+- Basic: the engine's own pure rules (``engine.achievement`` per rule — tiers stack for
+  real-time activities —, ``engine.highest_tiers`` for at-end ones), then eligibility as the
+  evaluation checks it: the segment snapshot at the achievement, the new/old-user attribute
+  from the user's new-user rewards in other activities.
+- Referral: the invitee's achievement per rule, the effective inviter of the task's node
+  (asked of referral_service for a chunk at once), the invitee's prize, the inviter's segment
+  at the achievement, one regular activity at a time (other regular activities the inviter
+  took part in then), and the inviter's running count per rule in achievement order, which
+  picks the range (tiered) and its one-off bonus.
+
+The limits (per-user caps, total quantities, the budget) are applied afterwards over all
+candidates in achievement order (``dry_run.apply_limits``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from activity_service.activities.models import Activity
+from activity_service.activities.rules import TaskType
+from activity_service.evaluation.daily_repository import DailyRunRepository
+from activity_service.evaluation.dry_run_repository import DryRunRepository
+from activity_service.evaluation.engine import (
+    Achievement,
+    MissingRate,
+    UserFacts,
+    Window,
+    achievement,
+    highest_tiers,
+    node_of,
+    tier_award,
+)
+from activity_service.evaluation.referral_bulk import InviterDirectory
+from activity_service.evaluation.service import (
+    ACTION_EVENT_TYPES,
+    FACT_TYPES,
+    MONEY_TYPES,
+    facts_of,
+)
+from activity_service.events.repository import EventRepository
+from activity_service.progress.flows import CUMULATIVE_TASKS
+from activity_service.progress.repository import DeviceRepository
+from activity_service.segments.repository import SegmentRepository
+from activity_service.segments.snapshot import snapshot_at
+from activity_service.tenants.service import TenantContext
+from contracts.payloads import Node
+from service_kit.db import Database
+
+CHUNK_SIZE = 2000
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A reward the activity would grant unless a limit refuses it."""
+
+    user_id: str
+    rule_id: str
+    prize_id: str | None
+    task: str
+    achieved_at: datetime
+    # Ties at one instant are decided in rule order (an invitee's prize before the inviter's).
+    order: int = 0
+    counterpart_id: str | None = None
+    role: str | None = None  # referral: inviter | invitee
+
+
+@dataclass(frozen=True)
+class Refusal:
+    candidate: Candidate
+    reason: str
+    detail: str | None = None
+
+
+@dataclass
+class Bite:
+    """A limit that refused grants: which, its value, and for whom."""
+
+    limit: str  # per_user_cap | total_quantity | budget
+    prize_id: str | None
+    value: Decimal
+    currency: str | None = None
+    refused: int = 0
+    users: set[str] = field(default_factory=set)
+    first_at: datetime | None = None
+    first_users: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DryRun:
+    users_evaluated: int = 0
+    users_truncated: bool = False
+    grants: list[Candidate] = field(default_factory=list)
+    refusals: list[Refusal] = field(default_factory=list)
+    # Why candidates were not granted: reason → count (also undecidable ones: no_fx_rate).
+    refused: Counter[str] = field(default_factory=Counter)
+    bites: dict[tuple[str, str | None], Bite] = field(default_factory=dict)
+    budget_spent: Decimal | None = None
+
+    def refuse(self, candidate: Candidate, reason: str, detail: str | None = None) -> None:
+        self.refusals.append(Refusal(candidate, reason, detail))
+        self.refused[reason] += 1
+
+
+def event_types(rules: list[dict[str, Any]]) -> list[str]:
+    """The event types that can bring a user into the activity's decisions."""
+    types: set[str] = set()
+    for rule in rules:
+        task = TaskType(rule["task"])
+        types.update(MONEY_TYPES if task in CUMULATIVE_TASKS else ACTION_EVENT_TYPES.get(task, ()))
+    return sorted(types)
+
+
+async def users_of(
+    db: Database, tenant_id: str, rules: list[dict[str, Any]], window: Window
+) -> list[str]:
+    """The users with an event in the period that may complete a rule, sorted by id."""
+    async with db.session() as session:
+        return await EventRepository.from_session(session).users_in_scopes(
+            tenant_id, [(event_types(rules), window.starts_at, window.ends_at)]
+        )
+
+
+async def load_facts(
+    session: AsyncSession, tenant_id: str, users: list[str], downloads: bool
+) -> dict[str, UserFacts]:
+    """The facts of a chunk of users (whole history; devices only for download tasks)."""
+    events = await EventRepository.from_session(session).of_users(tenant_id, users, FACT_TYPES)
+    logins = (
+        await DeviceRepository.from_session(session).first_new_device_logins(tenant_id, users)
+        if downloads
+        else {}
+    )
+    return {user: facts_of(user, events.get(user, []), logins.get(user)) for user in users}
+
+
+def _chunks(users: list[str]) -> list[list[str]]:
+    return [users[i : i + CHUNK_SIZE] for i in range(0, len(users), CHUNK_SIZE)]
+
+
+def _downloads(rules: list[dict[str, Any]]) -> bool:
+    return any(r["task"] == TaskType.download.value for r in rules)
+
+
+async def _in_segment(
+    session: AsyncSession,
+    activity: Activity,
+    tenant: TenantContext,
+    asked: list[tuple[str, datetime]],
+) -> set[tuple[str, datetime]]:
+    """Of (user, achieved at) pairs, those whose user is in the activity's segment snapshot at
+    that time (all of them without a segment)."""
+    if activity.segment_id is None or not asked:
+        return set(asked)
+    refresh = activity.segment_refresh or "5m"
+    snaps = {(user, at): (user, snapshot_at(at, refresh, tenant.zone)) for user, at in asked}
+    members = await SegmentRepository.from_session(session).members_at(
+        tenant.tenant_id, activity.segment_id, sorted(set(snaps.values()))
+    )
+    return {pair for pair, snap in snaps.items() if snap in members}
+
+
+# --------------------------------------------------------------------------- basic
+
+
+def decide(
+    rules: list[dict[str, Any]],
+    facts: UserFacts,
+    window: Window,
+    tenant: TenantContext,
+    at_end: bool,
+) -> tuple[list[tuple[dict[str, Any], Achievement]], list[str]]:
+    """The rules the user completes in the window (each once; at-end activities: only the
+    highest tier per cumulative task), and the outcomes of those that cannot be decided."""
+    done: list[tuple[dict[str, Any], Achievement]] = []
+    problems: list[str] = []
+    for rule in rules:
+        if at_end and TaskType(rule["task"]) in CUMULATIVE_TASKS:
+            continue
+        try:
+            reached = achievement(rule, facts, window, zone=tenant.zone, rates=tenant.rates)
+        except MissingRate:
+            problems.append("no_fx_rate")
+            continue
+        if reached is not None:
+            done.append((rule, reached))
+    if at_end:
+        try:
+            for rule, last_at, value in highest_tiers(
+                rules, facts, window, tenant.rates, tenant.base_currency
+            ):
+                done.append((rule, Achievement(TaskType(rule["task"]), last_at, value)))
+        except MissingRate:
+            problems.append("no_fx_rate")
+    return done, problems
+
+
+async def basic_candidates(
+    db: Database,
+    activity: Activity,
+    tenant: TenantContext,
+    window: Window,
+    users: list[str],
+    report: DryRun,
+) -> list[Candidate]:
+    config = activity.config or {}
+    rules: list[dict[str, Any]] = list(config.get("rules", []))
+    at_end = config.get("timing", "real_time") == "at_end"
+    order = {rule["id"]: n for n, rule in enumerate(rules)}
+    downloads = _downloads(rules)
+    kept: list[Candidate] = []
+    for chunk in _chunks(users):
+        async with db.session() as session:
+            facts = await load_facts(session, tenant.tenant_id, chunk, downloads)
+            found: list[Candidate] = []
+            for user in chunk:
+                done, problems = decide(rules, facts[user], window, tenant, at_end)
+                report.refused.update(problems)
+                found.extend(
+                    Candidate(
+                        user_id=user,
+                        rule_id=rule["id"],
+                        prize_id=str(rule["prize_id"]),
+                        task=reached.task.value,
+                        achieved_at=reached.achieved_at,
+                        order=order[rule["id"]],
+                    )
+                    for rule, reached in done
+                )
+            kept.extend(await _basic_eligible(session, activity, tenant, found, report))
+    return kept
+
+
+async def _basic_eligible(
+    session: AsyncSession,
+    activity: Activity,
+    tenant: TenantContext,
+    found: list[Candidate],
+    report: DryRun,
+) -> list[Candidate]:
+    """Segment snapshot and new/old-user attribute, as the evaluation checks them."""
+    members = await _in_segment(
+        session, activity, tenant, [(c.user_id, c.achieved_at) for c in found]
+    )
+    candidates = []
+    for c in found:
+        if (c.user_id, c.achieved_at) in members:
+            candidates.append(c)
+        else:
+            report.refuse(c, "not_in_segment")
+    attribute = activity.attribute or "unlimited"
+    if attribute not in ("new_user", "old_user") or not candidates:
+        return candidates
+    rewards: dict[str, list[tuple[Any, datetime]]] = {}
+    for user, other, at in await DailyRunRepository.from_session(session).new_user_rewards(
+        tenant.tenant_id, sorted({c.user_id for c in candidates})
+    ):
+        rewards.setdefault(user, []).append((other, at))
+    kept = []
+    for c in candidates:
+        # New until a new-user reward elsewhere was achieved (at the same moment too); old
+        # only from one achieved strictly earlier — as ``service._basic_eligibility``.
+        rewarded = [at for other, at in rewards.get(c.user_id, ()) if other != activity.id]
+        if attribute == "new_user" and any(at <= c.achieved_at for at in rewarded):
+            report.refuse(c, "not_new_user")
+        elif attribute == "old_user" and not any(at < c.achieved_at for at in rewarded):
+            report.refuse(c, "not_old_user")
+        else:
+            kept.append(c)
+    return kept
+
+
+# --------------------------------------------------------------------------- referral
+
+
+@dataclass(frozen=True)
+class _Qualifying:
+    """An invitee who completed a rule's task, for their effective inviter."""
+
+    rule: dict[str, Any]
+    order: int
+    invitee: str
+    inviter: str
+    reached: Achievement
+
+
+async def referral_candidates(
+    db: Database,
+    activity: Activity,
+    tenant: TenantContext,
+    window: Window,
+    users: list[str],
+    inviters: InviterDirectory,
+    report: DryRun,
+) -> list[Candidate]:
+    """``users`` are invitees; the bindings are those stored now. A node's inviter cannot
+    change once the node is completed (SPEC §6), so for every task completed in a past period
+    the inviter bound now is the one the evaluation used."""
+    config = activity.config or {}
+    rules: list[dict[str, Any]] = list(config.get("rules", []))
+    downloads = _downloads(rules)
+    candidates: list[Candidate] = []
+    qualifying: list[_Qualifying] = []
+    for chunk in _chunks(users):
+        async with db.session() as session:
+            facts = await load_facts(session, tenant.tenant_id, chunk, downloads)
+        done: list[tuple[str, int, dict[str, Any], Achievement]] = []
+        for user in chunk:
+            for n, rule in enumerate(rules):
+                try:
+                    reached = achievement(
+                        rule, facts[user], window, zone=tenant.zone, rates=tenant.rates
+                    )
+                except MissingRate:
+                    report.refused["no_fx_rate"] += 1
+                    continue
+                if reached is not None:
+                    done.append((user, n, rule, reached))
+        nodes = await inviters.effective_inviters(
+            tenant.tenant_id, sorted({user for user, *_ in done})
+        )
+        found: list[_Qualifying] = []
+        for user, n, rule, reached in done:
+            bound = nodes.get(user, {})
+            inviter = bound.get(node_of(reached.task).value) or bound.get(Node.registration.value)
+            if inviter is None or inviter == user:
+                report.refuse(
+                    Candidate(
+                        user_id=user,
+                        rule_id=rule["id"],
+                        prize_id=_str(rule.get("prize_id")),
+                        task=reached.task.value,
+                        achieved_at=reached.achieved_at,
+                        order=2 * n,
+                    ),
+                    "no_inviter",
+                    f"node {node_of(reached.task).value}",
+                )
+                continue
+            if rule.get("invitee_prize_id"):
+                candidates.append(
+                    Candidate(
+                        user_id=user,
+                        rule_id=f"{rule['id']}:invitee",
+                        prize_id=str(rule["invitee_prize_id"]),
+                        task=reached.task.value,
+                        achieved_at=reached.achieved_at,
+                        order=2 * n,
+                        counterpart_id=inviter,
+                        role="invitee",
+                    )
+                )
+            found.append(_Qualifying(rule, 2 * n + 1, user, inviter, reached))
+        if found:
+            async with db.session() as session:
+                members = await _in_segment(
+                    session, activity, tenant, [(q.inviter, q.reached.achieved_at) for q in found]
+                )
+            for q in found:
+                if (q.inviter, q.reached.achieved_at) in members:
+                    qualifying.append(q)
+                else:
+                    report.refuse(
+                        _inviter_candidate(q, q.rule.get("prize_id")),
+                        "not_in_segment",
+                        f"invitee {q.invitee}",
+                    )
+    candidates.extend(await _inviter_rewards(db, activity, tenant, qualifying, report))
+    return candidates
+
+
+def _str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _inviter_candidate(
+    q: _Qualifying, prize_id: Any, rule_id: str | None = None, *, bonus: bool = False
+) -> Candidate:
+    return Candidate(
+        user_id=q.inviter,
+        rule_id=rule_id or q.rule["id"],
+        prize_id=_str(prize_id),
+        task=q.reached.task.value,
+        achieved_at=q.reached.achieved_at,
+        order=q.order,
+        counterpart_id=None if bonus else q.invitee,
+        role="inviter",
+    )
+
+
+async def _inviter_rewards(
+    db: Database,
+    activity: Activity,
+    tenant: TenantContext,
+    qualifying: list[_Qualifying],
+    report: DryRun,
+) -> list[Candidate]:
+    """The inviters' rewards, their invitees taken in achievement order: one regular activity
+    at a time, the running count per inviter and rule, the range it falls in (tiered)."""
+    config = activity.config or {}
+    tiered = config.get("reward_type", "fixed") == "tiered"
+    regular = (activity.attribute or "regular") == "regular"
+    busy: dict[str, list[tuple[datetime, datetime]]] = {}
+    if regular and qualifying:
+        async with db.session() as session:
+            busy = await DryRunRepository.from_session(session).other_regular_spans(
+                tenant.tenant_id, activity.id, sorted({q.inviter for q in qualifying})
+            )
+    taking_part: set[str] = set()
+    counts: Counter[tuple[str, str]] = Counter()
+    rewards: list[Candidate] = []
+    for q in sorted(qualifying, key=lambda q: (q.reached.achieved_at, q.order, q.invitee)):
+        at = q.reached.achieved_at
+        if regular and q.inviter not in taking_part:
+            if any(since <= at < until for since, until in busy.get(q.inviter, ())):
+                report.refuse(
+                    _inviter_candidate(q, q.rule.get("prize_id")),
+                    "in_other_regular_activity",
+                    f"invitee {q.invitee}",
+                )
+                continue
+            taking_part.add(q.inviter)  # until the period ends, as a claim until the window's
+        counts[(q.rule["id"], q.inviter)] += 1
+        seq = counts[(q.rule["id"], q.inviter)]
+        if not tiered:
+            if q.rule.get("prize_id"):
+                rewards.append(_inviter_candidate(q, q.rule["prize_id"]))
+            continue
+        award = tier_award(q.rule, seq)
+        if award is None:
+            report.refuse(_inviter_candidate(q, None), "beyond_last_range", f"invitee #{seq}")
+            continue
+        rewards.append(_inviter_candidate(q, award.prize_id, award.rule_id))
+        if award.bonus_rule_id and award.bonus_prize_id:
+            rewards.append(
+                _inviter_candidate(q, award.bonus_prize_id, award.bonus_rule_id, bonus=True)
+            )
+    return rewards
