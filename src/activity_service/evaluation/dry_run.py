@@ -111,7 +111,7 @@ def apply_limits(
 
 def _listed(c: Candidate) -> tuple[Any, ...]:
     """The order of the answer's lists: per user, then in time and rule order."""
-    return (c.user_id, c.achieved_at, c.order, c.counterpart_id or "", c.rule_id)
+    return (c.user_id, c.achieved_at, c.order, c.rule_id, c.counterpart_id or "")
 
 
 def _bite(
