@@ -17,7 +17,10 @@ candidates in achievement order (``dry_run.apply_limits``).
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -133,7 +136,7 @@ async def load_facts(
     session: AsyncSession, tenant_id: str, users: list[str], downloads: bool
 ) -> dict[str, UserFacts]:
     """The facts of a chunk of users (whole history; devices only for download tasks)."""
-    events = await EventRepository.from_session(session).of_users(tenant_id, users, FACT_TYPES)
+    events = await DryRunRepository.from_session(session).fact_rows(tenant_id, users, FACT_TYPES)
     logins = (
         await DeviceRepository.from_session(session).first_new_device_logins(tenant_id, users)
         if downloads
@@ -142,8 +145,33 @@ async def load_facts(
     return {user: facts_of(user, events.get(user, []), logins.get(user)) for user in users}
 
 
-def _chunks(users: list[str]) -> list[list[str]]:
-    return [users[i : i + CHUNK_SIZE] for i in range(0, len(users), CHUNK_SIZE)]
+async def _read(
+    db: Database, tenant_id: str, chunk: list[str], downloads: bool
+) -> dict[str, UserFacts]:
+    async with db.session() as session:
+        return await load_facts(session, tenant_id, chunk, downloads)
+
+
+async def facts_in_chunks(
+    db: Database, tenant_id: str, users: list[str], downloads: bool
+) -> AsyncGenerator[tuple[list[str], dict[str, UserFacts]], None]:
+    """The users' facts chunk by chunk; the next chunk is read while this one is decided
+    (the database works while the decisions take this process's CPU)."""
+    chunks = [users[i : i + CHUNK_SIZE] for i in range(0, len(users), CHUNK_SIZE)]
+    if not chunks:
+        return
+    upcoming = asyncio.create_task(_read(db, tenant_id, chunks[0], downloads))
+    try:
+        for index, chunk in enumerate(chunks):
+            facts = await upcoming
+            if index + 1 < len(chunks):
+                upcoming = asyncio.create_task(_read(db, tenant_id, chunks[index + 1], downloads))
+            yield chunk, facts
+    finally:  # a chunk read ahead but not decided (the caller failed)
+        upcoming.cancel()
+        await asyncio.wait([upcoming])
+        if not upcoming.cancelled():
+            upcoming.exception()
 
 
 def _downloads(rules: list[dict[str, Any]]) -> bool:
@@ -211,32 +239,46 @@ async def basic_candidates(
     users: list[str],
     report: DryRun,
 ) -> list[Candidate]:
+    downloads = _downloads(list((activity.config or {}).get("rules", [])))
+    kept: list[Candidate] = []
+    async with aclosing(facts_in_chunks(db, tenant.tenant_id, users, downloads)) as chunks:
+        async for chunk, facts in chunks:
+            kept.extend(await _basic_chunk(db, activity, tenant, window, chunk, facts, report))
+    return kept
+
+
+async def _basic_chunk(
+    db: Database,
+    activity: Activity,
+    tenant: TenantContext,
+    window: Window,
+    chunk: list[str],
+    facts: dict[str, UserFacts],
+    report: DryRun,
+) -> list[Candidate]:
     config = activity.config or {}
     rules: list[dict[str, Any]] = list(config.get("rules", []))
     at_end = config.get("timing", "real_time") == "at_end"
     order = {rule["id"]: n for n, rule in enumerate(rules)}
-    downloads = _downloads(rules)
-    kept: list[Candidate] = []
-    for chunk in _chunks(users):
-        async with db.session() as session:
-            facts = await load_facts(session, tenant.tenant_id, chunk, downloads)
-            found: list[Candidate] = []
-            for user in chunk:
-                done, problems = decide(rules, facts[user], window, tenant, at_end)
-                report.refused.update(problems)
-                found.extend(
-                    Candidate(
-                        user_id=user,
-                        rule_id=rule["id"],
-                        prize_id=str(rule["prize_id"]),
-                        task=reached.task.value,
-                        achieved_at=reached.achieved_at,
-                        order=order[rule["id"]],
-                    )
-                    for rule, reached in done
-                )
-            kept.extend(await _basic_eligible(session, activity, tenant, found, report))
-    return kept
+    found: list[Candidate] = []
+    for user in chunk:
+        done, problems = decide(rules, facts[user], window, tenant, at_end)
+        report.refused.update(problems)
+        found.extend(
+            Candidate(
+                user_id=user,
+                rule_id=rule["id"],
+                prize_id=str(rule["prize_id"]),
+                task=reached.task.value,
+                achieved_at=reached.achieved_at,
+                order=order[rule["id"]],
+            )
+            for rule, reached in done
+        )
+    if activity.segment_id is None and activity.attribute not in ("new_user", "old_user"):
+        return found
+    async with db.session() as session:
+        return await _basic_eligible(session, activity, tenant, found, report)
 
 
 async def _basic_eligible(
@@ -309,72 +351,93 @@ async def referral_candidates(
     downloads = _downloads(rules)
     candidates: list[Candidate] = []
     qualifying: list[_Qualifying] = []
-    for chunk in _chunks(users):
-        async with db.session() as session:
-            facts = await load_facts(session, tenant.tenant_id, chunk, downloads)
-        done: list[tuple[str, int, dict[str, Any], Achievement]] = []
-        for user in chunk:
-            for n, rule in enumerate(rules):
-                try:
-                    reached = achievement(
-                        rule, facts[user], window, zone=tenant.zone, rates=tenant.rates
-                    )
-                except MissingRate:
-                    report.refused["no_fx_rate"] += 1
-                    continue
-                if reached is not None:
-                    done.append((user, n, rule, reached))
-        nodes = await inviters.effective_inviters(
-            tenant.tenant_id, sorted({user for user, *_ in done})
-        )
-        found: list[_Qualifying] = []
-        for user, n, rule, reached in done:
-            bound = nodes.get(user, {})
-            inviter = bound.get(node_of(reached.task).value) or bound.get(Node.registration.value)
-            if inviter is None or inviter == user:
-                report.refuse(
-                    Candidate(
-                        user_id=user,
-                        rule_id=rule["id"],
-                        prize_id=_str(rule.get("prize_id")),
-                        task=reached.task.value,
-                        achieved_at=reached.achieved_at,
-                        order=2 * n,
-                    ),
-                    "no_inviter",
-                    f"node {node_of(reached.task).value}",
+    async with aclosing(facts_in_chunks(db, tenant.tenant_id, users, downloads)) as chunks:
+        async for chunk, facts in chunks:
+            qualifying.extend(
+                await _referral_chunk(
+                    db, activity, tenant, window, chunk, facts, inviters, candidates, report
                 )
-                continue
-            if rule.get("invitee_prize_id"):
-                candidates.append(
-                    Candidate(
-                        user_id=user,
-                        rule_id=f"{rule['id']}:invitee",
-                        prize_id=str(rule["invitee_prize_id"]),
-                        task=reached.task.value,
-                        achieved_at=reached.achieved_at,
-                        order=2 * n,
-                        counterpart_id=inviter,
-                        role="invitee",
-                    )
-                )
-            found.append(_Qualifying(rule, 2 * n + 1, user, inviter, reached))
-        if found:
-            async with db.session() as session:
-                members = await _in_segment(
-                    session, activity, tenant, [(q.inviter, q.reached.achieved_at) for q in found]
-                )
-            for q in found:
-                if (q.inviter, q.reached.achieved_at) in members:
-                    qualifying.append(q)
-                else:
-                    report.refuse(
-                        _inviter_candidate(q, q.rule.get("prize_id")),
-                        "not_in_segment",
-                        f"invitee {q.invitee}",
-                    )
+            )
     candidates.extend(await _inviter_rewards(db, activity, tenant, qualifying, report))
     return candidates
+
+
+async def _referral_chunk(
+    db: Database,
+    activity: Activity,
+    tenant: TenantContext,
+    window: Window,
+    chunk: list[str],
+    facts: dict[str, UserFacts],
+    inviters: InviterDirectory,
+    candidates: list[Candidate],
+    report: DryRun,
+) -> list[_Qualifying]:
+    """A chunk of invitees: their invitee prizes (into ``candidates``) and, returned, the
+    qualifications of inviters in the segment."""
+    rules: list[dict[str, Any]] = list((activity.config or {}).get("rules", []))
+    done: list[tuple[str, int, dict[str, Any], Achievement]] = []
+    for user in chunk:
+        for n, rule in enumerate(rules):
+            try:
+                reached = achievement(
+                    rule, facts[user], window, zone=tenant.zone, rates=tenant.rates
+                )
+            except MissingRate:
+                report.refused["no_fx_rate"] += 1
+                continue
+            if reached is not None:
+                done.append((user, n, rule, reached))
+    nodes = await inviters.effective_inviters(tenant.tenant_id, sorted({user for user, *_ in done}))
+    found: list[_Qualifying] = []
+    for user, n, rule, reached in done:
+        bound = nodes.get(user, {})
+        inviter = bound.get(node_of(reached.task).value) or bound.get(Node.registration.value)
+        if inviter is None or inviter == user:
+            report.refuse(
+                Candidate(
+                    user_id=user,
+                    rule_id=rule["id"],
+                    prize_id=_str(rule.get("prize_id")),
+                    task=reached.task.value,
+                    achieved_at=reached.achieved_at,
+                    order=2 * n,
+                ),
+                "no_inviter",
+                f"node {node_of(reached.task).value}",
+            )
+            continue
+        if rule.get("invitee_prize_id"):
+            candidates.append(
+                Candidate(
+                    user_id=user,
+                    rule_id=f"{rule['id']}:invitee",
+                    prize_id=str(rule["invitee_prize_id"]),
+                    task=reached.task.value,
+                    achieved_at=reached.achieved_at,
+                    order=2 * n,
+                    counterpart_id=inviter,
+                    role="invitee",
+                )
+            )
+        found.append(_Qualifying(rule, 2 * n + 1, user, inviter, reached))
+    if activity.segment_id is None or not found:
+        return found
+    async with db.session() as session:
+        members = await _in_segment(
+            session, activity, tenant, [(q.inviter, q.reached.achieved_at) for q in found]
+        )
+    qualifying: list[_Qualifying] = []
+    for q in found:
+        if (q.inviter, q.reached.achieved_at) in members:
+            qualifying.append(q)
+        else:
+            report.refuse(
+                _inviter_candidate(q, q.rule.get("prize_id")),
+                "not_in_segment",
+                f"invitee {q.invitee}",
+            )
+    return qualifying
 
 
 def _str(value: Any) -> str | None:

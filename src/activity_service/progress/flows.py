@@ -97,7 +97,9 @@ def metric(task: TaskType, totals: Totals) -> Decimal:
 def convert(flows: Iterable[Flow], currency: str, rates: RateTable) -> list[Flow]:
     """Flows in ``currency``, sorted. Raises NoRate when a flow's pair has no rate."""
     return sorted(
-        Flow(
+        f
+        if f.currency == currency  # already in it: the same flow, not rebuilt
+        else Flow(
             f.occurred_at,
             f.event_id,
             f.kind,
