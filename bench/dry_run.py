@@ -3,7 +3,7 @@
 Creates scratch activity and referral databases on the local PostgreSQL (migrated, dropped
 at the end) and seeds, with set-based SQL, N users' events of a 30-day period that ended
 yesterday: a registration each, an account opening for every other user, three deposits
-each on different days (about 5.5 events per user), and every user's registration inviter
+each on different days (4.5 events per user), and every user's registration inviter
 (one of N/20 inviters) in the referral database. Then dry-runs, in-process as the endpoint
 does, two drafts over the period:
 
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -227,9 +228,10 @@ async def one(pg_url: str, redis_url: str, users: int, kinds: list[str]) -> None
                     if draft.kind not in kinds:
                         continue
                     directory = InviterDirectory(http, REFERRAL_URL)
-                    began = time.perf_counter()
+                    began, cpu = time.perf_counter(), time.process_time()
                     report = await dry_run(activity_db, draft, tenant, window, users, directory)
                     elapsed = time.perf_counter() - began
+                    cpu = time.process_time() - cpu
                     bites = ", ".join(
                         f"{b.limit}{'' if b.prize_id is None else ' ' + b.prize_id[:8]}: "
                         f"{b.refused:,} refused ({len(b.users):,} users, first "
@@ -238,7 +240,8 @@ async def one(pg_url: str, redis_url: str, users: int, kinds: list[str]) -> None
                         if b.first_at is not None
                     )
                     print(
-                        f"{draft.kind:>8}: {elapsed:6.2f} s  "
+                        f"{draft.kind:>8}: {elapsed:6.2f} s (this process's CPU {cpu:.2f} s, "
+                        f"load {os.getloadavg()[0]:.1f})  "
                         f"{report.users_evaluated / elapsed:8,.0f} users/s  "
                         f"users {report.users_evaluated:,}  grants {len(report.grants):,}  "
                         f"refused {dict(report.refused)}  "

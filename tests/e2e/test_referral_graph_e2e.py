@@ -136,3 +136,90 @@ def test_a_node_is_frozen_once_its_event_is_acknowledged(
         ao = next(node for node in body["nodes"] if node["node"] == "account_opening")
         assert ao["binding"]["inviter_id"] == "first-inviter"
         assert [h["inviter_id"] for h in body["history"]] == ["first-inviter"]
+
+
+def test_a_referral_draft_is_dry_run_over_real_http(running_platform: RunningPlatform) -> None:
+    """The activity service asks the referral service (a separate process) for the
+    invitees' inviters; the answer names who would have earned what, and nothing is written
+    in any service."""
+    p = running_platform
+    tenant = "tenant-dry-run"
+    op = p.token("operator", tenant=tenant, sub="ops-1", permissions=OPERATOR_PERMISSIONS)
+    backend = p.token("service", tenant=tenant, sub="broker-backend")
+    referral, activity, reward = p.urls["referral"], p.urls["activity"], p.urls["reward"]
+    http = httpx.Client(timeout=30)
+    prize = http.post(
+        f"{reward}/v1/prizes",
+        json={
+            "type": "coupon",
+            "name": "market data",
+            "coupon_type": "market_data",
+            "title": {"en": "Market data card"},
+            "validity": {"days_from_issue": 30},
+            "cost_amount": "5",
+            "cost_currency": "HKD",
+        },
+        headers=op,
+    )
+    assert prize.status_code == 201, prize.text
+    prize_id = prize.json()["id"]
+    draft = http.post(
+        f"{activity}/v1/activities",
+        json={
+            "kind": "referral",
+            "name": {"en": "Invite friends"},
+            "starts_at": "2030-01-01T00:00:00Z",
+            "ends_at": "2030-02-01T00:00:00Z",
+            "attribute": "marketing",
+            "reward_type": "fixed",
+            "rules": [{"id": "reg", "task": "register", "prize_id": prize_id}],
+            "prize_limits": [{"prize_id": prize_id, "max_per_user": 2}],
+        },
+        headers=op,
+    )
+    assert draft.status_code == 201, draft.text
+    code = http.get(
+        f"{referral}/v1/me/invite-code",
+        headers=p.token("user", tenant=tenant, sub="X", app="broker-app"),
+    ).json()["code"]
+    started = datetime.now(UTC)
+    for invitee in ("i1", "i2", "i3"):
+        sent = http.post(
+            f"{activity}/v1/events",
+            json={
+                "event_id": f"reg-{invitee}",
+                "type": "user.registered",
+                "user_id": invitee,
+                "app_id": "broker-app",
+                "occurred_at": datetime.now(UTC).isoformat(),
+                "invite_code": code,
+            },
+            headers=backend,
+        )
+        assert sent.status_code == 202, sent.text
+    for invitee in ("i1", "i2", "i3"):
+        _poll(
+            lambda invitee=invitee: http.get(f"{referral}/v1/bindings/{invitee}", headers=op),
+            lambda got: got.status_code == 200 and got.json()["nodes"][0]["binding"] is not None,
+        )
+    period = {
+        "starts_at": started.replace(microsecond=0).isoformat(),
+        "ends_at": datetime.now(UTC).isoformat(),
+    }
+    answer = http.post(
+        f"{activity}/v1/activities/{draft.json()['id']}/dry-run", json=period, headers=op
+    )
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert [(i["user_id"], i["counterpart_id"]) for i in body["items"]] == [
+        ("X", "i1"),
+        ("X", "i2"),
+    ], p.log_tail()
+    assert body["refused"] == {"cap_reached": 1}
+    assert (float(body["cost_total"]), body["base_currency"]) == (10.0, "HKD")
+    records = http.get(
+        f"{reward}/v1/reward-records",
+        params={"activity_code": draft.json()["activity_code"]},
+        headers=op,
+    )
+    assert records.status_code == 200 and records.json()["items"] == [], records.text

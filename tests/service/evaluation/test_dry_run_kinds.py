@@ -22,7 +22,7 @@ from tests.service.evaluation.steps import WINDOW, activity, event, grants, post
 from tests.service.evaluation.test_budgets import costed_prize
 from tests.service.evaluation.test_referral import register_invitees
 from tests.service.harness import Platform
-from tests.service.teams.steps import team_activity
+from tests.service.teams.steps import members, team_activity
 
 AFTER = datetime.fromisoformat("2027-01-05T12:00:00+08:00")
 
@@ -345,3 +345,45 @@ async def test_a_referral_dry_run_needs_the_referral_service(platform: Platform)
             )
     finally:
         await http.aclose()
+
+
+async def test_segment_and_new_user_eligibility_of_a_basic_draft(platform: Platform) -> None:
+    gift, other = await prizes(platform, 2)
+    # u1 earns a new-user reward elsewhere on 2 December, before opening an account
+    await activity(
+        platform,
+        {
+            "kind": "basic",
+            "attribute": "new_user",
+            "rules": [{"id": "r", "task": "register", "prize_id": other}],
+        },
+    )
+    await post(platform, event("user.registered", "u1", "2026-12-02T10:00:00+08:00"))
+    await platform.drain()
+    segment = await members(platform, "openers", ["u1", "u2"])
+    draft = await activity(
+        platform,
+        {
+            "kind": "basic",
+            "attribute": "new_user",
+            "segment_id": segment,
+            "segment_refresh": "5m",
+            "rules": [{"id": "o", "task": "open_account", "prize_id": gift}],
+        },
+        publish=False,
+    )
+    await post(
+        platform,
+        *(event("account.opened", u, "2026-12-03T10:00:00+08:00") for u in ("u1", "u2", "u3")),
+    )
+    await platform.drain()
+    platform.clock.set(AFTER)
+    status, body = await dry_run(platform, draft["id"])
+    assert status == 200, body
+    assert [(i["user_id"], i["rule_id"]) for i in body["items"]] == [("u2", "o")]
+    assert body["refused"] == {"not_in_segment": 1, "not_new_user": 1}
+    refused = await every_item(platform, draft["id"], "refused")
+    assert [(i["user_id"], i["outcome"]) for i in refused] == [
+        ("u1", "not_new_user"),
+        ("u3", "not_in_segment"),
+    ]
