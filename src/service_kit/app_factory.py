@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -16,7 +15,7 @@ from fastapi.telemetry import TelemetryConfig
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from service_kit import health
+from service_kit import health, tracing
 from service_kit.auth import TokenVerifier
 from service_kit.clock import Clock, SystemClock
 from service_kit.config import ServiceSettings
@@ -110,11 +109,21 @@ async def check_dependencies(app: FastAPI) -> bool:
 
 
 def _telemetry() -> TelemetryConfig:
-    """FastAPI's OpenTelemetry spans and metrics only where they are exported to: with no
-    ``OTEL_EXPORTER_OTLP_ENDPOINT`` they cost every request a look at the global providers
-    (a tenth of the ingest path's CPU) and produce nothing."""
-    exported = bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
-    return {"tracing": exported, "metrics": exported, "logs": exported}
+    """FastAPI's own OpenTelemetry server spans (with its dependency, endpoint and
+    serialization spans) only where traces are exported (``service_kit.tracing``): with no
+    ``OTEL_EXPORTER_OTLP_ENDPOINT`` they would cost every request a look at the global
+    providers (a tenth of the ingest path's CPU) and produce nothing. Metrics stay
+    Prometheus' and logs the JSON lines."""
+    exported = tracing.wanted()
+    return {"tracing": exported, "metrics": False, "logs": False, "exclude": _probe}
+
+
+# Asked every few seconds by orchestrators and Prometheus: not worth a trace each.
+_PROBE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+def _probe(scope: MutableMapping[str, Any]) -> bool:
+    return scope.get("path") in _PROBE_PATHS
 
 
 def problem_on_every_error(schema: dict[str, Any]) -> None:
@@ -148,6 +157,8 @@ def create_service_app(
 ) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Before the service client is made: it is then instrumented.
+        tracing.configure(settings.service_name, "api")
         app.state.db = Database(
             settings.database_url,
             pool_size=settings.db_pool_size,

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from service_kit import tracing
 from service_kit.auth import CallerKind, encode_token
 from service_kit.config import ServiceSettings
 from service_kit.correlation import REQUEST_ID_HEADER, request_id_var
@@ -35,6 +36,8 @@ class ServiceClient:
         self._client = httpx.AsyncClient(
             timeout=settings.http_timeout_seconds, mounts=mounts or None
         )
+        # A span per call, with ``traceparent`` sent on, when traces are exported.
+        tracing.instrument_client(self._client)
 
     def _headers(self, tenant_id: str) -> dict[str, str]:
         token = encode_token(

@@ -1,5 +1,6 @@
-"""Log lines: one JSON object per line with the service, the request id and (in workers) the
-job, and personal data scrubbed before anything is written.
+"""Log lines: one JSON object per line with the service, the request id, (in workers) the
+job and (when traces are exported) the trace id, and personal data scrubbed before anything
+is written.
 
 Scrubbing is a filter on the handler, so it covers every logger (ours, uvicorn's, arq's,
 SQLAlchemy's) and both formats. It redacts the values of known personal-data fields
@@ -16,6 +17,7 @@ import re
 import sys
 from typing import Any
 
+from service_kit import tracing
 from service_kit.correlation import job_var, request_id_var, service_var
 
 REDACTED = "[redacted]"
@@ -73,6 +75,7 @@ class ContextFilter(logging.Filter):
         record.service = service_var.get() or getattr(record, "service", None) or self.service
         record.request_id = request_id_var.get()
         record.job = job_var.get()
+        record.trace_id = tracing.trace_id() if tracing.active() else None
         record.msg = scrub(record.getMessage())
         record.args = None
         if record.exc_info and not record.exc_text:
@@ -93,8 +96,9 @@ def _scrub_value(value: Any) -> Any:
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: ts, level, service, logger, msg, request_id and job when
-    known, the structured ``fields`` a caller passed (``extra={"fields": {...}}``), exc."""
+    """One JSON object per line: ts, level, service, logger, msg, request_id, job and
+    trace_id when known, the structured ``fields`` a caller passed (``extra={"fields":
+    {...}}``), exc."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -110,6 +114,9 @@ class JsonFormatter(logging.Formatter):
         job = getattr(record, "job", None)
         if job:
             entry["job"] = job
+        trace_id = getattr(record, "trace_id", None)
+        if trace_id:
+            entry["trace_id"] = trace_id
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
             for key, value in fields.items():

@@ -25,6 +25,7 @@ from arq.worker import Function, func
 from prometheus_client import start_http_server
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service_kit import tracing
 from service_kit.clock import Clock, SystemClock
 from service_kit.config import ServiceSettings
 from service_kit.correlation import (
@@ -35,6 +36,7 @@ from service_kit.correlation import (
     request_id_var,
     request_ids_of,
     service_var,
+    traceparents_of,
 )
 from service_kit.db import Database
 from service_kit.http import ServiceClient
@@ -58,6 +60,7 @@ JOB_TIMEOUT_SECONDS = 20
 # once (``Retry``), its applied messages skipped by ``pending``: a try never reaches the job
 # timeout, whose failure would send every message of the delivery again (see message_job).
 DELIVERY_BUDGET_SECONDS = JOB_TIMEOUT_SECONDS / 2
+_UNTRACED: contextlib.nullcontext[None] = contextlib.nullcontext()
 # How often a worker refreshes its health key (which expires a second after that).
 HEALTH_INTERVAL_SECONDS = 10
 
@@ -91,12 +94,21 @@ def job(name: str, service: str) -> Callable[[JobFn], Function]:
             # carry its own (``message_job``); a job no request caused (cron) gets an id of
             # its own, which the jobs it causes inherit.
             request_id = request_ids[0] if len(request_ids) == 1 else new_request_id()
+            # With traces exported, the job is a span continuing the trace its messages
+            # carry (``service_kit.tracing``).
+            traced = (
+                tracing.job_span(name, ctx, traceparents_of(payloads), len(payloads))
+                if tracing.active()
+                else _UNTRACED
+            )
             with (
                 bound(service_var, service),
                 bound(job_var, f"{name}:{ctx.get('job_id', '-')}"),
                 bound(request_id_var, request_id),
+                traced as span,
             ):
                 outcome = "error"
+                error: BaseException | None = None
                 try:
                     result = await fn(ctx, *args, **kwargs)
                     outcome = "ok"
@@ -104,6 +116,7 @@ def job(name: str, service: str) -> Callable[[JobFn], Function]:
                     outcome = "retry"
                     raise
                 except Exception as exc:
+                    error = exc
                     if is_transient(exc):
                         outcome = "retry"
                         log.warning("%s: transient failure, retrying: %r", name, exc)
@@ -114,6 +127,7 @@ def job(name: str, service: str) -> Callable[[JobFn], Function]:
                     JOBS.labels(service, name, outcome).inc()
                     if outcome == "ok":
                         JOB_DURATION.labels(service, name).observe(elapsed)
+                    tracing.end_job(span, outcome, error)
                     _log_job(ctx, name, outcome, elapsed, len(payloads), request_ids)
             return result
 
@@ -339,6 +353,8 @@ def build_worker(
     extra_context: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
 ) -> Worker:
     async def on_startup(ctx: dict[str, Any]) -> None:
+        # Before the context is opened: its service client is then instrumented.
+        tracing.configure(service, "worker")
         if settings.worker_metrics_port and not burst:
             try:
                 start_http_server(settings.worker_metrics_port, addr=settings.worker_metrics_host)

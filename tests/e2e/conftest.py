@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,12 +78,17 @@ def _wait_ready(urls: dict[str, str], process: subprocess.Popen[bytes], log: Pat
         )
 
 
-@pytest.fixture(scope="module")
-def running_platform(
-    infra: Infra, tmp_path_factory: pytest.TempPathFactory
+@contextmanager
+def start_platform(
+    infra: Infra,
+    tmp_path_factory: pytest.TempPathFactory,
+    extra_env: dict[str, str] | None = None,
+    name: str = "e2e",
 ) -> Iterator[RunningPlatform]:
+    """``activity-platform dev`` on databases and a queue prefix of its own, stopped and its
+    databases dropped at the end; ``extra_env`` adds to the processes' environment."""
     data_dir = tmp_path_factory.mktemp("dev-data")
-    suffix = f"_e2e{os.getpid()}"
+    suffix = f"_{name}{os.getpid()}"
     db_urls = {name: infra.db_url(name, suffix) for name in ("activity", "referral", "reward")}
     ports = {name: free_port() for name in db_urls}
     metrics_ports = {name: free_port() for name in db_urls}
@@ -93,9 +99,10 @@ def running_platform(
             "REFERRAL_DATABASE_URL": db_urls["referral"],
             "REWARD_DATABASE_URL": db_urls["reward"],
             "REDIS_URL": infra.redis_url,
-            "QUEUE_PREFIX": f"{infra.queue_prefix}-e2e",
+            "QUEUE_PREFIX": f"{infra.queue_prefix}-{name}",
             "LOG_LEVEL": "WARNING",
             **{f"{n.upper()}_WORKER_METRICS_PORT": str(p) for n, p in metrics_ports.items()},
+            **(extra_env or {}),
         }
     )
     log_path = data_dir / "dev.log"
@@ -145,3 +152,11 @@ def running_platform(
         reward_db = make_url(db_urls["reward"]).database
         cash = {"cash": database_url(db_urls["reward"], f"{reward_db}_cash")}
         asyncio.run(drop_databases(infra, {**db_urls, **cash}))
+
+
+@pytest.fixture(scope="module")
+def running_platform(
+    infra: Infra, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningPlatform]:
+    with start_platform(infra, tmp_path_factory) as running:
+        yield running
