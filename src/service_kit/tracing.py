@@ -47,11 +47,12 @@ _NULL: AbstractContextManager[None] = nullcontext()
 def wanted() -> bool:
     """Whether this process should export traces: an OTLP endpoint is configured (the
     standard variables) and the SDK is not disabled (``OTEL_SDK_DISABLED``)."""
-    endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+    endpoint = any(
+        os.environ.get(name, "").strip()
+        for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
     )
     disabled = os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
-    return bool(endpoint and endpoint.strip()) and not disabled
+    return endpoint and not disabled
 
 
 def sql_wanted() -> bool:
