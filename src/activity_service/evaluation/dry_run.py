@@ -56,7 +56,7 @@ from service_kit.http import ServiceClient
 MAX_PERIOD = timedelta(days=92)
 MAX_USERS = 100_000
 KEEP_SECONDS = 300.0
-KEPT_RUNS = 4
+KEPT_RUNS = 2
 FIRST_USERS = 10  # users named per limit that bit (all of them: the refused list)
 
 UNSUPPORTED = {

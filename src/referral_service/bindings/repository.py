@@ -235,6 +235,18 @@ class BindingRepository:
         )
         return list((await self.session.scalars(stmt)).all())
 
+    async def inviters_of(
+        self, tenant_id: str, invitee_ids: list[str]
+    ) -> list[tuple[str, str, str]]:
+        """(invitee, node, inviter) of the invitees' bindings, as rows (no entities: a
+        question about up to 1,000 invitees at once)."""
+        if not invitee_ids:
+            return []
+        stmt = select(Binding.invitee_id, Binding.node, Binding.inviter_id).where(
+            Binding.tenant_id == tenant_id, Binding.invitee_id.in_(invitee_ids)
+        )
+        return [(row[0], row[1], row[2]) for row in (await self.session.execute(stmt)).all()]
+
     # --- node completions --------------------------------------------------------------
 
     async def completed_nodes(self, tenant_id: str, user_id: str) -> dict[str, datetime]:

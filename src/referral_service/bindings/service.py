@@ -412,12 +412,14 @@ async def effective_inviters_of(
     """The inviter that applies at each node of many invitees (one query): what rewards use.
     Every invitee asked is answered once, in the order asked; unbound ones with nulls."""
     asked = list(dict.fromkeys(invitee_ids))
-    by_invitee: dict[str, dict[str, Binding]] = {i: {} for i in asked}
-    for binding in await BindingRepository.from_session(session).for_invitees(tenant_id, asked):
-        by_invitee[binding.invitee_id][binding.node] = binding
+    by_invitee: dict[str, dict[Node, str | None]] = {i: {} for i in asked}
+    for invitee, node, inviter in await BindingRepository.from_session(session).inviters_of(
+        tenant_id, asked
+    ):
+        by_invitee[invitee][Node(node)] = inviter
     items = []
     for invitee_id in asked:
-        effective = effective_inviters(by_invitee[invitee_id])
+        effective = rules.effective_inviters(by_invitee[invitee_id])
         items.append(
             EffectiveInviters(
                 invitee_id=invitee_id,
