@@ -31,13 +31,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from activity_service.activities.models import Activity
 from activity_service.activities.rules import TaskType
 from activity_service.evaluation.daily_repository import DailyRunRepository
+from activity_service.evaluation.daily_run import SharedFlows
 from activity_service.evaluation.dry_run_repository import DryRunRepository
 from activity_service.evaluation.engine import (
     Achievement,
     MissingRate,
     UserFacts,
     Window,
-    achievement,
     highest_tiers,
     node_of,
     tier_award,
@@ -210,11 +210,14 @@ def decide(
     highest tier per cumulative task), and the outcomes of those that cannot be decided."""
     done: list[tuple[dict[str, Any], Achievement]] = []
     problems: list[str] = []
+    shared = SharedFlows(facts)  # the tiers of a task read one computation of its sums
     for rule in rules:
         if at_end and TaskType(rule["task"]) in CUMULATIVE_TASKS:
             continue
         try:
-            reached = achievement(rule, facts, window, zone=tenant.zone, rates=tenant.rates)
+            reached = shared.achievement(
+                rule, window, zone=tenant.zone, rates=tenant.rates, until=window.ends_at
+            )
         except MissingRate:
             problems.append("no_fx_rate")
             continue
@@ -378,10 +381,11 @@ async def _referral_chunk(
     rules: list[dict[str, Any]] = list((activity.config or {}).get("rules", []))
     done: list[tuple[str, int, dict[str, Any], Achievement]] = []
     for user in chunk:
+        shared = SharedFlows(facts[user])
         for n, rule in enumerate(rules):
             try:
-                reached = achievement(
-                    rule, facts[user], window, zone=tenant.zone, rates=tenant.rates
+                reached = shared.achievement(
+                    rule, window, zone=tenant.zone, rates=tenant.rates, until=window.ends_at
                 )
             except MissingRate:
                 report.refused["no_fx_rate"] += 1
