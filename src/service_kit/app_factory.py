@@ -213,7 +213,12 @@ def create_service_app(
         if app.openapi_schema:
             return app.openapi_schema
         schema = get_openapi(
-            title=app.title, version=app.version, description=app.description, routes=app.routes
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+            # Relative: the host that served the document (each service has its own).
+            servers=[{"url": "/", "description": "This service"}],
         )
         schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
         problem_on_every_error(schema)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from pydantic import BaseModel, ValidationError
@@ -14,6 +16,7 @@ from service_kit.errors import NotFound, ProblemError, Unauthenticated
 from service_kit.money import Amount, Currency
 from service_kit.pagination import decode_cursor, encode_cursor
 
+ROOT = Path(__file__).resolve().parents[2]
 SECRET = "unit-test-secret-of-sufficient-length-0123456789"
 
 
@@ -86,9 +89,34 @@ def test_money_is_decimal_in_and_string_out() -> None:
         {"amount": "-1", "currency": "HKD"},
         {"amount": "1.1234567", "currency": "HKD"},
         {"amount": "1", "currency": "hkd"},
+        # A JSON number is refused, even a whole one: money travels as exact digits.
+        {"amount": 1000.1, "currency": "HKD"},
+        {"amount": 1000, "currency": "HKD"},
+        {"amount": True, "currency": "HKD"},
+        {"amount": "1e3", "currency": "HKD"},
     ]:
         with pytest.raises(ValidationError):
-            _Price.model_validate(bad)
+            _Price.model_validate_json(json.dumps(bad))
+
+
+def test_every_request_decimal_is_a_string_in_the_documents() -> None:
+    """No request field of the documents accepts a JSON number for a decimal (the one number
+    left is a wait in seconds)."""
+    numbers: list[str] = []
+
+    def walk(node: object, where: str) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "number":
+                numbers.append(where)
+            for key, value in node.items():
+                walk(value, f"{where}/{key}")
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                walk(value, f"{where}[{i}]")
+
+    for service in ("activity", "referral", "reward"):
+        walk(json.loads((ROOT / "openapi" / f"{service}.json").read_text()), service)
+    assert numbers == ["activity/components/schemas/SandboxAdvance/properties/wait_seconds"]
 
 
 def test_problem_body_is_rfc9457_with_stable_code() -> None:

@@ -69,6 +69,7 @@ from activity_service.activities.rules import (
     BasicAttribute,
     CostType,
     GenerationTiming,
+    Operation,
     ReferralAttribute,
     RewardType,
     SegmentRefresh,
@@ -77,6 +78,9 @@ from activity_service.activities.rules import (
 )
 from contracts.payloads import IssuanceForm, LockUp
 from service_kit.money import Amount, Currency
+
+# An activity's attribute, by kind: basic, referral, team (SPEC §1.6, §1.7).
+ActivityAttribute = BasicAttribute | ReferralAttribute | TeamForm
 
 RuleId = Annotated[
     str,
@@ -659,20 +663,20 @@ class ActivityRead(BaseModel):
     kind: ActivityKind
     name: dict[str, Any] = Field(examples=[{"zh-Hans": "注册礼", "en": "Sign-up gift"}])
     status: ActivityStatus = Field(description="draft, running, ended (from the clock), closed")
-    allowed_operations: list[str] = Field(
+    allowed_operations: list[Operation] = Field(
         default_factory=list, description="What this status allows (SPEC §1.3)"
     )
     starts_at: datetime | None = Field(description="Window start (null: non-standard, none)")
     ends_at: datetime | None = Field(description="Window end, exclusive")
-    attribute: str | None = Field(
+    attribute: ActivityAttribute | None = Field(
         description="basic: unlimited|new_user|old_user; referral: regular|marketing; team: assist"
     )
-    issuance_form: str = Field(description="automatic or manual")
+    issuance_form: IssuanceForm = Field(description="automatic or manual")
     review_required: bool = Field(description="Review mode")
-    cost_type: str | None = Field(description="marketing_promotion, daily_operations, rebate")
+    cost_type: CostType | None = Field(description="marketing_promotion, daily_operations, rebate")
     remarks: str | None = Field(description="Operator memo")
     segment_id: uuid.UUID | None = Field(None, description="Target segment")
-    segment_refresh: str | None = Field(None, description="5m or 1d")
+    segment_refresh: SegmentRefresh | None = Field(None, description="5m or 1d")
     config: BasicConfig | ReferralConfig | TeamConfig | dict[str, Any] = Field(
         description="Kind-specific configuration as stored: BasicConfig, ReferralConfig, "
         "TeamConfig, or {} for non_standard. Every rule, tier and helper reward carries its "
@@ -693,12 +697,12 @@ class MyActivity(BaseModel):
     activity_code: str = Field(examples=["ACT-7K2M9QXD"], description="Activity code")
     kind: ActivityKind
     name: str = Field(description="In the Accept-Language language, with fallback")
-    language: str = Field(
+    language: Literal["zh-Hans", "zh-Hant", "en"] = Field(
         examples=["zh-Hant"],
         description="The language `name` is actually in: the wanted one, or the fallback "
         "(zh-Hans ↔ zh-Hant, then en; en → zh-Hant → zh-Hans) when it has no such name",
     )
-    attribute: str | None = Field(description="As in the operator view")
+    attribute: ActivityAttribute | None = Field(description="As in the operator view")
     starts_at: datetime | None = Field(description="Window start")
     ends_at: datetime | None = Field(description="Window end, exclusive")
     started: bool = Field(description="False while published but before starts_at")

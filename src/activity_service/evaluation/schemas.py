@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from activity_service.activities.rules import TaskType
+
 
 class GrantRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
@@ -15,10 +17,12 @@ class GrantRead(BaseModel):
     rule_id: str = Field(examples=["r1"])
     user_id: str
     counterpart_id: str | None
-    task: str = Field(examples=["net_deposit"])
+    task: TaskType = Field(examples=["net_deposit"])
     achieved_at: datetime
     prize_id: uuid.UUID
-    record_status: str = Field(
+    record_status: Literal[
+        "granted", "pending", "locked", "issuing", "issued", "failed", "cancelled"
+    ] = Field(
         description="The reward record's status as last reported; `granted` until created",
         examples=["issued"],
     )

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -117,7 +117,9 @@ class EventIn(BaseModel):
 
 class EventAck(BaseModel):
     event_id: str = Field(examples=["evt-20261123-0001"])
-    status: str = Field(examples=["accepted"], description="accepted, or duplicate on a replay")
+    status: Literal["accepted", "duplicate"] = Field(
+        examples=["accepted"], description="accepted, or duplicate on a replay"
+    )
     received_at: datetime = Field(description="When the event was first stored")
 
 
@@ -134,7 +136,7 @@ class EventBatchIn(BaseModel):
 class BatchItemResult(BaseModel):
     index: int = Field(description="Position of the item in the request", examples=[0])
     event_id: str | None = Field(examples=["evt-20261123-0001"])
-    status: str = Field(
+    status: Literal["accepted", "duplicate", "rejected"] = Field(
         description="accepted | duplicate (stored before, same content) | rejected",
         examples=["accepted"],
     )

@@ -5,6 +5,7 @@ from decimal import Decimal
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
+from pydantic import BeforeValidator
 
 from activity_service.progress import service
 from activity_service.progress.schemas import UserFlows
@@ -12,6 +13,7 @@ from contracts.payloads import LockCheckAnswer
 from service_kit.auth import ACTIVITY_READ, Authenticator, CallerKind, Principal
 from service_kit.db import SessionDep
 from service_kit.errors import PROBLEM_RESPONSES, Unprocessable
+from service_kit.money import decimal_string, decimal_text
 from service_kit.routing import ServiceRoute
 
 router = APIRouter(
@@ -58,7 +60,12 @@ async def lock_check(
     principal: ServiceCaller,
     session: SessionDep,
     currency: Annotated[str, Query(pattern=r"^[A-Z]{3}$", examples=["HKD"])],
-    amount: Annotated[Decimal, Query(gt=0, examples=["10000"], description="Locked amount")],
+    amount: Annotated[
+        Decimal,
+        BeforeValidator(decimal_text),
+        Query(gt=0, description="Locked amount, a decimal string"),
+        decimal_string("10000"),
+    ],
     since: Annotated[
         datetime, Query(alias="from", description="Lock start (reward arrival), with offset")
     ],

@@ -50,7 +50,7 @@ class SegmentRead(BaseModel):
     id: uuid.UUID = Field(description="Segment id, referenced by activities")
     name: str = Field(examples=["VIP clients"])
     description: str | None = Field(description="Operator memo")
-    source: str = Field(description="upload or external")
+    source: Literal["upload", "external"] = Field(description="upload or external")
     external_url: str | None = Field(description="external: where members are pulled from")
     member_count: int = Field(description="Members now (the live set, before any snapshot)")
     created_by: str = Field(examples=["operator:ops-1"])

@@ -9,6 +9,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from activity_service.activities.rules import ActivityKind, ActivityStatus, TaskType
+
 PRIZE_TYPES = ("coupon", "physical", "cash")
 RECORD_STATUSES = ("pending", "issuing", "issued", "failed", "cancelled", "locked")
 
@@ -49,7 +51,7 @@ class TeamCounts(BaseModel):
 
 
 class TaskCompletions(BaseModel):
-    task: str = Field(examples=["register"], description="Task type (SPEC §1.4)")
+    task: TaskType = Field(examples=["register"], description="Task type (SPEC §1.4)")
     users: int = Field(
         examples=[57],
         description="Distinct users who completed the task inside the window. Referral: "
@@ -92,7 +94,7 @@ class CurrencyAmount(BaseModel):
 
 
 class TypeCost(BaseModel):
-    prize_type: str = Field(examples=["cash"], description="coupon | physical | cash")
+    prize_type: Literal["coupon", "physical", "cash"] = Field(examples=["cash"])
     records: int = Field(description="Issued records of this prize type")
     amount: Decimal = Field(
         description="Cost in the tenant's base currency (only the converted part when "
@@ -148,8 +150,8 @@ class ActivityStats(BaseModel):
 
     activity_id: uuid.UUID
     activity_code: str = Field(examples=["ACT-7K2M9QXD"])
-    kind: str = Field(examples=["referral"])
-    status: str = Field(examples=["running"])
+    kind: ActivityKind = Field(examples=["referral"])
+    status: ActivityStatus = Field(examples=["running"])
     as_of: datetime = Field(description="When the numbers were taken (FX rates as of then)")
     participants: Participants
     completions: list[TaskCompletions] = Field(description="Per task type, sorted by task")
@@ -215,7 +217,7 @@ class NetInflow(BaseModel):
 class CampaignReport(BaseModel):
     activity_id: uuid.UUID
     activity_code: str
-    kind: str
+    kind: ActivityKind
     as_of: datetime
     since: datetime = Field(description="Start of the window: stages and flows count from here")
     cohort: Literal["invitees", "participants"] = Field(

@@ -6,17 +6,19 @@ from decimal import Decimal
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, field_validator
 
-from service_kit.money import Currency
+from service_kit.money import Currency, decimal_string, decimal_text
 
 DEFAULT_TIME_ZONE = "Asia/Hong_Kong"
 DEFAULT_BASE_CURRENCY = "HKD"
 
 Rate = Annotated[
     Decimal,
-    Field(gt=0, max_digits=24, decimal_places=10, examples=["7.8125"]),
+    BeforeValidator(decimal_text),
+    Field(gt=0, max_digits=24, decimal_places=10),
     PlainSerializer(lambda v: format(v.normalize(), "f"), return_type=str, when_used="json"),
+    decimal_string("7.8125"),
 ]
 
 

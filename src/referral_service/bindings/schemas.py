@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -54,7 +54,9 @@ class BindingHistoryRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     node: Node
-    action: str = Field(description="bound | rebound | unbound", examples=["bound"])
+    action: Literal["bound", "rebound", "unbound"] = Field(
+        description="bound | rebound | unbound", examples=["bound"]
+    )
     previous_inviter_id: str | None = Field(examples=[None])
     inviter_id: str | None = Field(
         description="The inviter after the change (none after an unbinding)", examples=["u-1001"]

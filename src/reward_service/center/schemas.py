@@ -6,7 +6,10 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from contracts.payloads import IssuanceForm
 from reward_service.center.rules import MAX_QUANTITY, BatchStatus, IssuanceStatus
+from reward_service.prizes.schemas import PrizeType
+from reward_service.records.state import RecordStatus
 
 
 class IssuanceCreate(BaseModel):
@@ -55,7 +58,9 @@ class RecordRef(BaseModel):
 
     id: uuid.UUID
     number: str = Field(examples=["RR-20261123-00000042"])
-    status: str = Field(examples=["issued"], description="The record's current status (§3.2)")
+    status: RecordStatus = Field(
+        examples=["issued"], description="The record's current status (§3.2)"
+    )
 
 
 class IssuanceRead(BaseModel):
@@ -67,13 +72,13 @@ class IssuanceRead(BaseModel):
     activity_code: str = Field(examples=["ACT-7K2M9QXD"])
     activity_name: str | None
     review_required: bool = Field(description="The activity's review mode when issued")
-    issuance_form: str = Field(description="automatic or manual, from the activity")
+    issuance_form: IssuanceForm = Field(description="automatic or manual, from the activity")
     user_id: str
     app_id: str | None
     counterpart_id: str | None
     prize_id: uuid.UUID
     prize_name: str | None
-    prize_type: str = Field(examples=["coupon"])
+    prize_type: PrizeType = Field(examples=["coupon"])
     quantity: int
     remarks: str | None
     status: IssuanceStatus = Field(

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Literal
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 
@@ -36,7 +37,7 @@ class PayoutEndpointRead(BaseModel):
     signing_secret: str | None = Field(
         None, description="Only in the answer of the PUT that generated it"
     )
-    source: str = Field(
+    source: Literal["tenant", "default", "none"] = Field(
         description="`tenant` (configured here), `default` (the platform setting) or `none`",
         examples=["tenant"],
     )
@@ -51,7 +52,9 @@ class CashPayoutRead(BaseModel):
     user_id: str
     amount: Decimal
     currency: str
-    status: str = Field(examples=["paid"], description="requested | paid | refused")
+    status: Literal["requested", "paid", "refused"] = Field(
+        examples=["paid"], description="requested | paid | refused"
+    )
     attempts: int
     payment_id: str | None
     account_id: str | None = Field(None, description="The account the cash system credited")

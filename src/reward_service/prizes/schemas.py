@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 
 from service_kit.money import Amount, Currency
 
+CouponType = Literal["market_data", "commission_free", "cash_voucher", "other"]
+
 
 class PrizeType(StrEnum):
     coupon = "coupon"
@@ -62,9 +64,7 @@ class CouponValidity(BaseModel):
 class CouponPrizeCreate(BaseModel):
     type: Literal["coupon"]
     name: str = Field(min_length=1, max_length=200, examples=["30-day HK L2 market data"])
-    coupon_type: Literal["market_data", "commission_free", "cash_voucher", "other"] = Field(
-        examples=["market_data"]
-    )
+    coupon_type: CouponType = Field(examples=["market_data"])
     title: I18nText
     validity: CouponValidity
     instructions: str = Field("", max_length=2000, examples=["Activate in Me › Cards"])
@@ -132,7 +132,7 @@ class PrizeUpdate(BaseModel):
     """
 
     name: str | None = Field(None, min_length=1, max_length=200)
-    coupon_type: Literal["market_data", "commission_free", "cash_voucher", "other"] | None = None
+    coupon_type: CouponType | None = None
     title: I18nText | None = None
     validity: CouponValidity | None = None
     instructions: str | None = Field(None, max_length=2000)

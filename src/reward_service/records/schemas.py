@@ -7,7 +7,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from contracts.payloads import IssuanceForm
 from reward_service.payouts.schemas import CashPayoutRead
+from reward_service.prizes.schemas import PrizeType
 from reward_service.records.state import RecordStatus
 from reward_service.shipments.schemas import ShipmentRead
 from reward_service.wallet.schemas import CouponRead
@@ -45,9 +47,9 @@ class RewardRecordRead(BaseModel):
     task: str = Field(examples=["register"], description="The task achieved")
     achieved_at: datetime = Field(description="When the task was achieved")
     prize_id: uuid.UUID
-    prize_type: str = Field(examples=["coupon"], description="coupon | physical | cash")
+    prize_type: PrizeType = Field(examples=["coupon"])
     prize_name: str | None = Field(None, examples=["30-day market data"])
-    issuance_form: str = Field(examples=["automatic"], description="automatic | manual")
+    issuance_form: IssuanceForm = Field(examples=["automatic"])
     status: RecordStatus
     issued_at: datetime | None = Field(description="When the reward reached the user")
     issued_to: str | None = Field(
@@ -111,7 +113,7 @@ class RecordStats(BaseModel):
 class IssuedCost(BaseModel):
     """The cost of the Issued records of one prize type in one currency."""
 
-    prize_type: str = Field(examples=["cash"], description="coupon | physical | cash")
+    prize_type: PrizeType = Field(examples=["cash"])
     currency: str | None = Field(
         examples=["HKD"], description="Null: prizes without a cost (counted in `records` only)"
     )
@@ -146,7 +148,7 @@ class MyRewardRead(BaseModel):
     task: str
     achieved_at: datetime
     prize_id: uuid.UUID
-    prize_type: str = Field(examples=["physical"])
+    prize_type: PrizeType = Field(examples=["physical"])
     prize_name: str | None = Field(
         None, description="The prize's title in the Accept-Language language"
     )
@@ -168,7 +170,7 @@ class MoveRequest(BaseModel):
 
 
 class InvitationTotal(BaseModel):
-    prize_type: str = Field(examples=["cash"])
+    prize_type: PrizeType = Field(examples=["cash"])
     currency: str | None = Field(
         description="Currency of the values (none when the prize has no value set)",
         examples=["HKD"],

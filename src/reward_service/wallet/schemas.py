@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from reward_service.prizes.schemas import CouponType
+
 
 class CouponStatus(StrEnum):
     unused = "unused"
@@ -22,7 +24,7 @@ class CouponRead(BaseModel):
         examples=["7KQ2M9XDHR4P"], description="Redemption code, unique in the tenant"
     )
     prize_id: uuid.UUID
-    coupon_type: str = Field(examples=["market_data"])
+    coupon_type: CouponType = Field(examples=["market_data"])
     title: dict[str, Any] = Field(examples=[{"en": "Market data card", "zh-Hans": "行情卡"}])
     title_text: str | None = Field(
         None, examples=["行情卡"], description="`title` in the Accept-Language language"
