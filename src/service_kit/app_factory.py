@@ -20,7 +20,7 @@ from service_kit.auth import TokenVerifier
 from service_kit.clock import Clock, SystemClock
 from service_kit.config import ServiceSettings
 from service_kit.db import Database
-from service_kit.errors import PROBLEM_JSON, install_error_handlers
+from service_kit.errors import PROBLEM_JSON, document_problem_codes, install_error_handlers
 from service_kit.http import ServiceClient
 from service_kit.idempotency import IdempotencyKeyMixin, install_replay_handler
 from service_kit.outbox import OutboxNotifier
@@ -222,6 +222,7 @@ def create_service_app(
         )
         schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
         problem_on_every_error(schema)
+        document_problem_codes(schema)
         app.openapi_schema = schema
         return schema
 

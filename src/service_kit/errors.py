@@ -223,3 +223,130 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
         422: "Invalid input (`validation_error` or a specific `code`)",
     }.items()
 }
+
+
+# Key under which a route's ``responses=`` carry the problem codes it answers per status;
+# turned into an enum on ``code`` when the document is built (``document_problem_codes``).
+PROBLEM_CODES = "x-problem-codes"
+
+_DESCRIPTIONS: dict[int, str] = {
+    400: "Bad request",
+    401: "Missing or invalid bearer token",
+    403: "The caller lacks the permission",
+    404: "Not found in the caller's tenant",
+    409: "Conflicts with the current state",
+    412: "The If-Match ETag is stale",
+    413: "The body is too large",
+    415: "Unsupported media type",
+    422: "Invalid input",
+    428: "If-Match missing",
+    429: "Too many requests from this caller; see `Retry-After`",
+    502: "A system this request needs answered badly",
+    503: "A service this request needs is down",
+}
+
+# Codes an operation that declares its own may answer besides them, by status.
+COMMON_CODES: dict[int, tuple[str, ...]] = {
+    401: ("unauthenticated", "invalid_token", "token_expired"),
+    403: ("forbidden",),
+    422: ("validation_error", "invalid_value"),
+    429: ("rate_limited",),
+}
+# Operations with an Idempotency-Key; with an If-Match (412/428 documented).
+IDEMPOTENCY_CODES: dict[int, tuple[str, ...]] = {
+    409: ("idempotency_key_busy", "idempotency_key_reused")
+}
+PRECONDITION_CODES: dict[int, tuple[str, ...]] = {
+    412: ("version_mismatch",),
+    428: ("precondition_required",),
+}
+
+
+def problems(codes: dict[int, tuple[str, ...] | list[str]]) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` of a route that declares the problem codes it answers, by status:
+    the document lists them as an enum on ``code`` (with the ones every operation may
+    answer), so a generated client gets a union type, and the service tests check that
+    every problem an operation answers is one it declares."""
+    return {
+        status: {
+            "description": _DESCRIPTIONS.get(status, "Error"),
+            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+            PROBLEM_CODES: sorted(set(listed)),
+        }
+        for status, listed in codes.items()
+    }
+
+
+def _codes_of(operation: dict[str, Any]) -> dict[int, set[str]] | None:
+    responses = operation.get("responses", {})
+    if not any(PROBLEM_CODES in response for response in responses.values()):
+        return None
+    codes: dict[int, set[str]] = {}
+    for status, response in responses.items():
+        if str(status)[:1] in ("4", "5"):
+            codes[int(status)] = set(response.pop(PROBLEM_CODES, ()))
+    headers = {p.get("name") for p in operation.get("parameters", []) if p.get("in") == "header"}
+    extra = [COMMON_CODES]
+    if "Idempotency-Key" in headers:
+        extra.append(IDEMPOTENCY_CODES)
+    if "412" in responses or 412 in responses:
+        extra.append(PRECONDITION_CODES)
+    for table in extra:
+        for status, listed in table.items():
+            codes.setdefault(status, set()).update(listed)
+    return codes
+
+
+def document_problem_codes(schema: dict[str, Any]) -> None:
+    """An operation that declares its problem codes (``problems``) gets, on each error
+    response, ``code`` as an enum of exactly what it may answer at that status; a status
+    with no code left is not documented for it. Other operations keep ``code`` a string."""
+    problem = {"$ref": "#/components/schemas/Problem"}
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            codes = _codes_of(operation)
+            if codes is None:
+                continue
+            responses = operation["responses"]
+            documented = {int(k) for k in responses if str(k)[:1] in ("4", "5")}
+            for status in sorted(set(codes) - documented - set(COMMON_CODES)):
+                # e.g. the Idempotency-Key's 409 on a route that had none of its own
+                responses[str(status)] = {"description": _DESCRIPTIONS.get(status, "Error")}
+            for key in [k for k in responses if str(k)[:1] in ("4", "5")]:
+                listed = sorted(codes.get(int(key), ()))
+                if not listed:
+                    del responses[key]
+                    continue
+                response = responses[key]
+                # A fresh object: responses may share one content dict.
+                response["content"] = {**response.get("content", {}), PROBLEM_JSON: {}}
+                response["content"][PROBLEM_JSON]["schema"] = {
+                    "allOf": [
+                        problem,
+                        {
+                            "type": "object",
+                            "required": ["code"],
+                            "properties": {"code": {"type": "string", "enum": listed}},
+                        },
+                    ]
+                }
+                what = _DESCRIPTIONS.get(int(key)) or response.get("description") or "Error"
+                response["description"] = what + ": " + ", ".join(f"`{c}`" for c in listed)
+
+
+def declared_problem_codes(schema: dict[str, Any], operation_id: str) -> dict[int, set[str]] | None:
+    """What a built document lets ``operation_id`` answer, by status; None when the
+    operation declares no codes (``code`` is then any string)."""
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            if operation.get("operationId") != operation_id:
+                continue
+            declared: dict[int, set[str]] = {}
+            for status, response in operation.get("responses", {}).items():
+                body = response.get("content", {}).get(PROBLEM_JSON, {}).get("schema", {})
+                for part in body.get("allOf", ()):
+                    enum = part.get("properties", {}).get("code", {}).get("enum")
+                    if enum is not None:
+                        declared[int(status)] = set(enum)
+            return declared or None
+    return None

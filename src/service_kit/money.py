@@ -47,11 +47,3 @@ Amount = Annotated[
     decimal_string("1000.00"),
 ]
 """A positive amount; accepted only as a string, always returned as a string."""
-
-DecimalText = Annotated[
-    Decimal,
-    BeforeValidator(decimal_text),
-    PlainSerializer(_plain, return_type=str, when_used="json"),
-    decimal_string("1000.00"),
-]
-"""Any decimal (signed, zero) in a response or request: a string, never a JSON number."""

@@ -21,4 +21,13 @@ async def platform(platform_session: Platform) -> AsyncIterator[Platform]:
     await platform_session.truncate()
     # Every test starts at the same instant, in UTC, whatever the previous test set.
     platform_session.clock.set(datetime(2026, 11, 23, 2, 0, tzinfo=UTC))
+    platform_session.undeclared_problems.clear()
     yield platform_session
+    # Every problem an operation answered is one its OpenAPI document lists.
+    undeclared, platform_session.undeclared_problems[:] = (
+        list(platform_session.undeclared_problems),
+        [],
+    )
+    assert not undeclared, "problem codes missing from the routes' `problems(...)`:\n" + (
+        "\n".join(undeclared)
+    )

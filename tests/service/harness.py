@@ -6,18 +6,21 @@ from __future__ import annotations
 import contextlib
 import importlib
 import inspect
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 from fastapi import FastAPI
 from sqlalchemy import text
+from starlette.routing import Match
 
 from activity_platform.services import SERVICES
 from service_kit.auth import CallerKind, encode_token
 from service_kit.clock import FrozenClock
 from service_kit.config import ServiceSettings
 from service_kit.db import Database
+from service_kit.errors import PROBLEM_JSON, declared_problem_codes
 from service_kit.outbox import relay_once
 from service_kit.queue import create_arq_pool, queue_name
 from service_kit.sandbox import TenantClocks
@@ -55,6 +58,8 @@ class Platform:
     # Base URL → ASGI transport, shared with every app's ServiceClient and handed to workers
     # that accept ``http_mounts``; tests may add more (e.g. a cash system) before draining.
     mounts: dict[str, httpx.AsyncBaseTransport] = field(default_factory=dict)
+    # Problems an operation answered without declaring them (``ProblemCodeCheck``).
+    undeclared_problems: list[str] = field(default_factory=list)
     _stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
 
     @property
@@ -177,6 +182,48 @@ class Platform:
         await self._stack.aclose()
 
 
+class ProblemCodeCheck:
+    """Around an app: every problem an operation that declares its codes (``problems`` on
+    the route) answers must be among them, at that status; what is not is noted in
+    ``found`` (the service tests fail on it), so the documents cannot drift from the code."""
+
+    def __init__(self, app: FastAPI, found: list[str]) -> None:
+        self.app = app
+        self.found = found
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        answer: dict[str, Any] = {"body": b""}
+
+        async def noting(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                answer["status"] = message["status"]
+                answer["headers"] = dict(message.get("headers", []))
+            elif message["type"] == "http.response.body":
+                answer["body"] += message.get("body", b"")
+            await send(message)
+
+        await self.app(scope, receive, noting)
+        status = answer.get("status", 0)
+        media = answer.get("headers", {}).get(b"content-type", b"").decode()
+        if status < 400 or not media.startswith(PROBLEM_JSON):
+            return
+        route = next((r for r in self.app.routes if r.matches(dict(scope))[0] is Match.FULL), None)
+        if route is None:
+            return
+        operation = str(getattr(route, "operation_id", None) or getattr(route, "unique_id", ""))
+        declared = declared_problem_codes(self.app.openapi(), operation)
+        if declared is None:
+            return
+        code = json.loads(answer["body"]).get("code")
+        if code in ("dependency_unavailable", "internal_error", "body_too_large"):
+            return  # not the operation's doing: an outage, a bug (failing on its own), a limit
+        if code not in declared.get(status, set()):
+            self.found.append(f"{operation} answered {status} {code!r} (declared: {declared})")
+
+
 def worker_run_relay_off(worker: Any) -> None:
     """Tests relay explicitly (``Platform.relay``); the worker's own loop would race it."""
     startup = worker.on_startup
@@ -214,13 +261,17 @@ async def start_platform(urls: dict[str, str], redis_url: str, queue_prefix: str
     mounts: dict[str, httpx.AsyncBaseTransport] = {}
     for name, spec in SERVICES.items():
         apps[name] = spec.create_app(settings=settings[name], clock=clock, http_mounts=mounts)
-        mounts[BASE_URLS[name]] = httpx.ASGITransport(app=apps[name])
     platform = Platform(settings=settings, apps=apps, clients={}, clock=clock, mounts=mounts)
+    checked = {
+        name: ProblemCodeCheck(app, platform.undeclared_problems) for name, app in apps.items()
+    }
+    for name in apps:
+        mounts[BASE_URLS[name]] = httpx.ASGITransport(app=checked[name])
     for name, app in apps.items():
         await platform._stack.enter_async_context(app.router.lifespan_context(app))
         app.state.arq = await create_arq_pool(redis_url)
         platform._stack.push_async_callback(app.state.arq.aclose)
         platform.clients[name] = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url=BASE_URLS[name]
+            transport=httpx.ASGITransport(app=checked[name]), base_url=BASE_URLS[name]
         )
     return platform

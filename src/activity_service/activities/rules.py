@@ -49,6 +49,17 @@ class TaskType(StrEnum):
     enterprise_certification = "enterprise_certification"
 
 
+class TeamTask(StrEnum):
+    """The tasks of team grants: the initiator's reward and each helper's (SPEC §1.8)."""
+
+    team_initiator = "team_initiator"
+    team_assist = "team_assist"
+
+
+# The task a grant records: a rule's task, or a team role's.
+GrantTask = TaskType | TeamTask
+
+
 class BasicAttribute(StrEnum):
     """SPEC §1.6."""
 

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from activity_service.activities.rules import TaskType
+from activity_service.activities.rules import GrantTask
 
 
 class GrantRead(BaseModel):
@@ -17,7 +17,7 @@ class GrantRead(BaseModel):
     rule_id: str = Field(examples=["r1"])
     user_id: str
     counterpart_id: str | None
-    task: TaskType = Field(examples=["net_deposit"])
+    task: GrantTask = Field(examples=["net_deposit"])
     achieved_at: datetime
     prize_id: uuid.UUID
     record_status: Literal[

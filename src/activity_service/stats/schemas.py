@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from activity_service.activities.rules import ActivityKind, ActivityStatus, TaskType
+from activity_service.activities.rules import ActivityKind, ActivityStatus, GrantTask
 
 PRIZE_TYPES = ("coupon", "physical", "cash")
 RECORD_STATUSES = ("pending", "issuing", "issued", "failed", "cancelled", "locked")
@@ -51,7 +51,7 @@ class TeamCounts(BaseModel):
 
 
 class TaskCompletions(BaseModel):
-    task: TaskType = Field(examples=["register"], description="Task type (SPEC §1.4)")
+    task: GrantTask = Field(examples=["register"], description="Task type (SPEC §1.4)")
     users: int = Field(
         examples=[57],
         description="Distinct users who completed the task inside the window. Referral: "

@@ -12,7 +12,7 @@ from reward_service.prizes.usage import rule_usage
 from service_kit.auth import RIGHTS_READ, RIGHTS_WRITE, Authenticator, CallerKind, Principal
 from service_kit.db import SessionDep
 from service_kit.deps import ClockDep, HttpDep
-from service_kit.errors import PROBLEM_RESPONSES
+from service_kit.errors import PROBLEM_RESPONSES, problems
 from service_kit.idempotency import IdempotencyDep
 from service_kit.pagination import Page, PageParamsDep
 from service_kit.preconditions import (
@@ -46,7 +46,7 @@ PRIZE_ETAG = etag_header("prize")
     "",
     status_code=status.HTTP_201_CREATED,
     summary="Create a prize",
-    responses={201: {"headers": PRIZE_ETAG}},
+    responses={201: {"headers": PRIZE_ETAG}, **problems({422: ["cost_currency_required"]})},
 )
 async def create_prize(
     body: PrizeCreate,
@@ -61,7 +61,7 @@ async def create_prize(
     return PrizeRead.model_validate(prize)
 
 
-@router.get("", summary="List prizes")
+@router.get("", summary="List prizes", responses=problems({422: ["invalid_cursor"]}))
 async def list_prizes(
     principal: PrizeReadAccess,
     session: SessionDep,
@@ -74,7 +74,11 @@ async def list_prizes(
     return Page(items=[PrizeRead.model_validate(r) for r in rows], next_cursor=cursor)
 
 
-@router.get("/{prize_id}", summary="Get a prize", responses={200: {"headers": PRIZE_ETAG}})
+@router.get(
+    "/{prize_id}",
+    summary="Get a prize",
+    responses={200: {"headers": PRIZE_ETAG}, **problems({404: ["prize_not_found"]})},
+)
 async def get_prize(
     prize_id: uuid.UUID, principal: PrizeReadAccess, session: SessionDep, response: Response
 ) -> PrizeRead:
@@ -92,7 +96,17 @@ async def get_prize(
     "operators cannot overwrite each other's changes. The ETag versions the prize's "
     "definition: a `stock_delta` alone (which applies to the live stock and composes with any "
     "other change) needs no If-Match and, like items taken by issuing, leaves the ETag as is.",
-    responses={200: {"headers": PRIZE_ETAG}, **PRECONDITION_RESPONSES},
+    responses={
+        200: {"headers": PRIZE_ETAG},
+        **PRECONDITION_RESPONSES,
+        **problems(
+            {
+                404: ["prize_not_found"],
+                409: ["stock_would_be_negative"],
+                422: ["field_not_applicable", "cost_currency_required"],
+            }
+        ),
+    },
 )
 async def update_prize(
     prize_id: uuid.UUID,
@@ -116,12 +130,17 @@ async def update_prize(
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Delete a prize nothing uses",
     responses={
-        409: {
-            "description": "`prize_in_use`: named by an activity's rules or limits, a "
-            "reward record or a manual issuance (`activity_codes`, `used_by`)"
-        },
-        503: {"description": "`prize_usage_unknown`: the activity service did not answer"},
         **PRECONDITION_RESPONSES,
+        **problems(
+            {
+                404: ["prize_not_found"],
+                # prize_in_use: named by an activity's rules or limits, a reward record or a
+                # manual issuance (the problem lists `activity_codes`, `used_by`)
+                409: ["prize_in_use"],
+                # prize_usage_unknown: the activity service did not answer
+                503: ["prize_usage_unknown"],
+            }
+        ),
     },
 )
 async def delete_prize(

@@ -38,3 +38,13 @@ export const eventAmount: Equals<Activity["schemas"]["EventIn"]["amount"], strin
 export const costOut: Equals<Activity["schemas"]["PrizeCost"]["amount"], string> = true;
 // @ts-expect-error a number is not an amount
 export const floatAmount: Reward["schemas"]["CashPrizeCreate"]["amount"] = 10.5;
+
+// Each error's `code` is the union of what that operation answers at that status.
+import type { operations as RewardOperations } from "./reward";
+type DeletePrizeProblem<S extends 404 | 409 | 503> =
+  RewardOperations["delete_prize"]["responses"][S]["content"]["application/problem+json"];
+export const inUse: Equals<DeletePrizeProblem<409>["code"], "prize_in_use"> = true;
+export const notFound: Equals<DeletePrizeProblem<404>["code"], "prize_not_found"> = true;
+export const detail: Equals<DeletePrizeProblem<503>["detail"], string> = true;
+// @ts-expect-error a code the operation does not answer at that status does not compile
+export const notAtThatStatus: DeletePrizeProblem<409>["code"] = "prize_not_found";
