@@ -9,7 +9,7 @@ from referral_service.invite_codes.attempts import CodeAttemptLimiter
 from referral_service.invite_codes.schemas import InviteCodeRead
 from service_kit.auth import Authenticator, CallerKind, Principal
 from service_kit.db import SessionDep
-from service_kit.errors import PROBLEM_JSON, PROBLEM_RESPONSES
+from service_kit.errors import PROBLEM_JSON, PROBLEM_RESPONSES, problems
 from service_kit.routing import ServiceRoute
 
 router = APIRouter(route_class=ServiceRoute, tags=["invite codes"], responses=PROBLEM_RESPONSES)
@@ -61,7 +61,16 @@ async def get_my_invite_code(principal: AppUser, session: SessionDep) -> InviteC
 
 
 @router.get(
-    "/v1/invite-codes/{code}", summary="Resolve an invite code to its user", responses=TOO_MANY
+    "/v1/invite-codes/{code}",
+    summary="Resolve an invite code to its user",
+    responses=problems(
+        {
+            404: ["invite_code_not_found"],
+            422: ["invalid_invite_code"],
+            # Too many wrong codes from this caller; see `Retry-After`
+            429: ["too_many_attempts"],
+        }
+    ),
 )
 async def resolve_invite_code(
     code: Annotated[
