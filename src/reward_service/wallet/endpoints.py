@@ -15,13 +15,18 @@ from reward_service.wallet.schemas import CouponRead, CouponUse
 from service_kit.auth import RIGHTS_READ, Authenticator, CallerKind, Principal
 from service_kit.db import SessionDep
 from service_kit.deps import ClockDep
-from service_kit.errors import PROBLEM_RESPONSES, Unprocessable
+from service_kit.errors import PROBLEM_RESPONSES, Unprocessable, problems
 from service_kit.i18n import AcceptLanguage, say_served, served_for
 from service_kit.idempotency import IdempotencyDep
 from service_kit.pagination import Page, PageParamsDep
 from service_kit.routing import ServiceRoute
 
 router = APIRouter(route_class=ServiceRoute, tags=["wallet"], responses=PROBLEM_RESPONSES)
+
+# Using a coupon: none such, or refused as it stands (changing nothing).
+USE_PROBLEMS = problems(
+    {404: ["coupon_not_found"], 409: ["coupon_used", "coupon_expired", "coupon_not_yet_valid"]}
+)
 
 AppUser = Annotated[Principal, Depends(Authenticator(kinds={CallerKind.user}))]
 RightsReader = Annotated[
@@ -39,7 +44,7 @@ CouponRedeemer = Annotated[Principal, Depends(Authenticator(kinds={CallerKind.se
 CouponCode = Annotated[str, Path(min_length=1, max_length=40, examples=["7KQ2M9XDHR4P"])]
 
 
-@router.get("/v1/me/coupons", summary="My coupons")
+@router.get("/v1/me/coupons", summary="My coupons", responses=problems({422: ["invalid_cursor"]}))
 async def list_my_coupons(
     principal: AppUser,
     session: SessionDep,
@@ -58,7 +63,9 @@ async def list_my_coupons(
     return Page(items=items, next_cursor=cursor)
 
 
-@router.post("/v1/me/coupons/{coupon_id}/use", summary="Mark one of my coupons used")
+@router.post(
+    "/v1/me/coupons/{coupon_id}/use", summary="Mark one of my coupons used", responses=USE_PROBLEMS
+)
 async def use_my_coupon(
     coupon_id: uuid.UUID,
     principal: AppUser,
@@ -105,7 +112,11 @@ USE_DOC = (
 )
 
 
-@router.get("/v1/coupons/by-code/{code}", summary="A coupon and its status, by code")
+@router.get(
+    "/v1/coupons/by-code/{code}",
+    summary="A coupon and its status, by code",
+    responses=problems({404: ["coupon_not_found"]}),
+)
 async def get_coupon_by_code(
     code: CouponCode,
     principal: CouponReader,
@@ -120,7 +131,10 @@ async def get_coupon_by_code(
 
 
 @router.post(
-    "/v1/coupons/by-code/{code}/use", summary="Mark a coupon used, by code", description=USE_DOC
+    "/v1/coupons/by-code/{code}/use",
+    summary="Mark a coupon used, by code",
+    description=USE_DOC,
+    responses=USE_PROBLEMS,
 )
 async def use_coupon_by_code(
     code: CouponCode,
@@ -140,7 +154,11 @@ async def use_coupon_by_code(
     return await _read(session, used, now, response, accept_language)
 
 
-@router.get("/v1/coupons/{coupon_id}", summary="A coupon and its status")
+@router.get(
+    "/v1/coupons/{coupon_id}",
+    summary="A coupon and its status",
+    responses=problems({404: ["coupon_not_found"]}),
+)
 async def get_coupon(
     coupon_id: uuid.UUID,
     principal: CouponReader,
@@ -154,7 +172,12 @@ async def get_coupon(
     return await _read(session, coupon, clock.now(), response, accept_language)
 
 
-@router.post("/v1/coupons/{coupon_id}/use", summary="Mark a coupon used", description=USE_DOC)
+@router.post(
+    "/v1/coupons/{coupon_id}/use",
+    summary="Mark a coupon used",
+    description=USE_DOC,
+    responses=USE_PROBLEMS,
+)
 async def use_coupon(
     coupon_id: uuid.UUID,
     principal: CouponRedeemer,
@@ -173,7 +196,11 @@ async def use_coupon(
     return await _read(session, used, now, response, accept_language)
 
 
-@router.get("/v1/coupons", summary="Find a customer's coupons")
+@router.get(
+    "/v1/coupons",
+    summary="Find a customer's coupons",
+    responses=problems({422: ["customer_required", "phone_invalid", "invalid_cursor"]}),
+)
 async def list_customer_coupons(
     principal: RightsReader,
     session: SessionDep,
