@@ -19,7 +19,7 @@ from reward_service.shipments.schemas import (
 from service_kit.auth import RIGHTS_READ, RIGHTS_WRITE, Authenticator, CallerKind, Principal
 from service_kit.db import SessionDep
 from service_kit.deps import ClockDep
-from service_kit.errors import PROBLEM_RESPONSES, Unprocessable
+from service_kit.errors import PROBLEM_RESPONSES, Unprocessable, problems
 from service_kit.i18n import AcceptLanguage, say_served, served_for
 from service_kit.idempotency import IdempotencyDep
 from service_kit.pagination import Page, PageParamsDep
@@ -37,7 +37,11 @@ ShipmentWriter = Annotated[
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
 
 
-@router.get("/v1/me/shipments", summary="My physical prizes and their tracking numbers")
+@router.get(
+    "/v1/me/shipments",
+    summary="My physical prizes and their tracking numbers",
+    responses=problems({422: ["invalid_cursor"]}),
+)
 async def list_my_shipments(
     principal: AppUser,
     session: SessionDep,
@@ -59,6 +63,7 @@ async def list_my_shipments(
     "/v1/me/shipments/{shipment_id}/address",
     summary="Give or change my shipping address",
     description="Refused with `shipment_address_locked` once the item is shipping.",
+    responses=problems({404: ["shipment_not_found"], 409: ["shipment_address_locked"]}),
 )
 async def put_my_shipment_address(
     shipment_id: uuid.UUID,
@@ -78,7 +83,11 @@ async def put_my_shipment_address(
     return read
 
 
-@router.get("/v1/shipments", summary="The fulfilment queue")
+@router.get(
+    "/v1/shipments",
+    summary="The fulfilment queue",
+    responses=problems({422: ["invalid_cursor"]}),
+)
 async def list_shipments(
     principal: ShipmentReader,
     session: SessionDep,
@@ -138,7 +147,11 @@ async def mark_shipments_shipping(
     return await service.mark_shipping(session, principal.tenant_id, body.shipment_ids, clock.now())
 
 
-@router.put("/v1/shipments/{shipment_id}/tracking", summary="Enter a tracking number")
+@router.put(
+    "/v1/shipments/{shipment_id}/tracking",
+    summary="Enter a tracking number",
+    responses=problems({404: ["shipment_not_found"], 409: ["address_missing"]}),
+)
 async def put_shipment_tracking(
     shipment_id: uuid.UUID,
     body: TrackingWrite,
