@@ -181,6 +181,35 @@ class LockCheckAnswer(BaseModel):
     reason: str | None = Field(None, description="Why the condition was not held, if it was not")
 
 
+# The most lock-ups one ``POST /v1/positions/lock-checks`` answers.
+MAX_LOCK_CHECKS = 500
+
+
+class LockCheckQuery(BaseModel):
+    """One lock-up to check (the batch form of ``GET …/lock-check``)."""
+
+    model_config = ConfigDict(populate_by_name=True, frozen=True)
+
+    user_id: str = Field(min_length=1, max_length=128)
+    currency: str = Field(pattern=r"^[A-Z]{3}$", examples=["HKD"])
+    amount: Decimal = Field(gt=0, examples=["10000"], description="Locked amount")
+    since: datetime = Field(alias="from", description="Lock start (reward arrival), with offset")
+    until: datetime = Field(description="Lock expiry, with offset")
+
+
+class LockCheckBatch(BaseModel):
+    """reward → activity over HTTP (``POST /v1/positions/lock-checks``): the lock-ups of one
+    tenant falling due together, answered in one round trip."""
+
+    checks: list[LockCheckQuery] = Field(min_length=1, max_length=MAX_LOCK_CHECKS)
+
+
+class LockCheckAnswers(BaseModel):
+    """The verdicts of a ``LockCheckBatch``, in the order of its checks."""
+
+    answers: list[LockCheckAnswer]
+
+
 class SandboxClockSync(Contract):
     """The activity service (owner of sandbox clocks) to reward/referral: a sandbox tenant's
     time is now ``now``; ``create`` on the tenant's first sync (refused if the service
@@ -194,9 +223,11 @@ class SandboxClockSync(Contract):
 
 class SandboxClockState(BaseModel):
     """The answer: the service's copy of the clock, how much of the tenant's work it still
-    owes (queued messages and jobs), and the next time something falls due there."""
+    owes (queued messages and jobs), the next time something falls due there, and (after a
+    ``settle``) how many records the settling moved or re-drove."""
 
     tenant_id: str
     now: datetime
     owed: int = 0
     next_due: datetime | None = None
+    settled: int = 0

@@ -5,7 +5,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import Integer, String, Table, column, func, select, update, values
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -89,6 +89,40 @@ class GrantRepository:
                 updated_at=func.now(),
             ).execution_options(synchronize_session=False)
         )
+
+    async def set_record_statuses(
+        self, changes: list[tuple[str, str, str, str, int | None]]
+    ) -> None:
+        """``set_record_status`` of many grants in one statement: (tenant, grant key,
+        status, record number, record version) each, at most one per grant."""
+        if not changes:
+            return
+        rows = values(
+            column("tenant_id", String),
+            column("grant_key", String),
+            column("status", String),
+            column("number", String),
+            column("version", Integer),
+            name="change",
+        ).data(changes)
+        stmt = (
+            update(Grant)
+            .where(
+                Grant.tenant_id == rows.c.tenant_id,
+                Grant.grant_key == rows.c.grant_key,
+                rows.c.version.is_(None)
+                | Grant.record_version.is_(None)
+                | (Grant.record_version < rows.c.version),
+            )
+            .values(
+                record_status=rows.c.status,
+                record_number=rows.c.number,
+                record_version=rows.c.version,
+                updated_at=func.now(),
+            )
+            .execution_options(synchronize_session=False)
+        )
+        await self.session.execute(stmt)
 
     async def take_back_cancelled(
         self, tenant_id: str, grant_key: str, at: datetime

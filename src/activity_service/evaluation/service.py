@@ -6,7 +6,8 @@ Three entry points, all idempotent through deterministic grant keys:
 - ``run_daily``: the daily run of a tenant's local day — cumulative amount tasks of
   real-time activities (each tier once) and the T+1 settlement of at-end activities (the
   highest tier only); resumable after a crash from its saved progress;
-- ``follow_record_status``: the grant ledger follows the reward records.
+- ``follow_record_status`` / ``follow_record_statuses``: the grant ledger follows the
+  reward records.
 """
 
 from __future__ import annotations
@@ -853,6 +854,35 @@ async def follow_record_status(session: AsyncSession, change: RecordStatusChange
     )
     if change.to_status == "cancelled":
         await give_back(session, change.tenant_id, change.grant_key, change.at)
+
+
+async def follow_record_statuses(
+    session: AsyncSession, changes: Sequence[RecordStatusChanged]
+) -> None:
+    """``follow_record_status`` of a delivery's messages: the grants follow their records
+    in one statement (per grant, the newest record version among the messages wins, as
+    one after the other would), then each Cancelled record gives back what its grant
+    held."""
+    latest: dict[tuple[str, str], RecordStatusChanged] = {}
+    for change in changes:
+        key = (change.tenant_id, change.grant_key)
+        kept = latest.get(key)
+        if (
+            kept is None
+            or change.record_version is None
+            or kept.record_version is None
+            or change.record_version > kept.record_version
+        ):
+            latest[key] = change
+    await GrantRepository.from_session(session).set_record_statuses(
+        [
+            (c.tenant_id, c.grant_key, c.to_status, c.record_number, c.record_version)
+            for c in latest.values()
+        ]
+    )
+    for change in changes:
+        if change.to_status == "cancelled":
+            await give_back(session, change.tenant_id, change.grant_key, change.at)
 
 
 async def give_back(session: AsyncSession, tenant_id: str, grant_key: str, at: datetime) -> None:

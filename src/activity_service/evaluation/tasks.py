@@ -124,11 +124,21 @@ async def daily_tick(ctx: dict[str, Any]) -> int:
     return started
 
 
-@message_job(jobs.ACTIVITY_RECORD_STATUS_CHANGED, "activity")
+# Where a unit of work collects its record status messages (applied at its end).
+_STATUS_CHANGES = "record_status_changes"
+
+
+async def _follow_statuses(ctx: dict[str, Any], session: AsyncSession) -> None:
+    await service.follow_record_statuses(session, session.info.pop(_STATUS_CHANGES, []))
+
+
+@message_job(jobs.ACTIVITY_RECORD_STATUS_CHANGED, "activity", finish=_follow_statuses)
 async def record_status_changed(
     ctx: dict[str, Any], session: AsyncSession, payload: dict[str, Any]
 ) -> None:
-    await service.follow_record_status(session, RecordStatusChanged.model_validate(payload))
+    """Collected, and followed in one statement for the whole delivery (``finish``)."""
+    change = RecordStatusChanged.model_validate(payload)
+    session.info.setdefault(_STATUS_CHANGES, []).append(change)
 
 
 @message_job(jobs.ACTIVITY_BINDING_CHANGED, "activity", finish=_write_outcomes)

@@ -9,7 +9,7 @@ from pydantic import BeforeValidator
 
 from activity_service.progress import service
 from activity_service.progress.schemas import UserFlows
-from contracts.payloads import LockCheckAnswer
+from contracts.payloads import LockCheckAnswer, LockCheckAnswers, LockCheckBatch
 from service_kit.auth import ACTIVITY_READ, Authenticator, CallerKind, Principal
 from service_kit.db import SessionDep
 from service_kit.errors import PROBLEM_RESPONSES, Unprocessable
@@ -87,3 +87,16 @@ async def lock_check(
         since=since,
         until=until,
     )
+
+
+@router.post("/lock-checks", summary="Did each user keep a locked amount? (many lock-ups)")
+async def lock_checks(
+    body: LockCheckBatch, principal: ServiceCaller, session: SessionDep
+) -> LockCheckAnswers:
+    """The batch form of `GET /v1/positions/{user_id}/lock-check`, for reward_service
+    settling the lock-ups of a tenant that fall due together (up to 500 per call): one
+    answer per check, in their order, each as the single check would give it. 422
+    `invalid_period` when any check's `until` is before its `from` or either has no
+    offset. Reads only: a retry is harmless."""
+    answers = await service.check_locks(session, principal.tenant_id, body.checks)
+    return LockCheckAnswers(answers=answers)

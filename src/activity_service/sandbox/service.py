@@ -60,8 +60,10 @@ LEASE_MARGIN = timedelta(seconds=60)
 # Waiting for queued work: how often to look, and how many calm looks in a row mean done.
 POLL_SECONDS = 0.05
 CALM_LOOKS = 2
-# Calls to the other services' sandbox endpoint: settling lock-ups asks about each one.
+# Calls to the other services' sandbox endpoint (settling a step's lock-ups may take long).
 SYNC_TIMEOUT_SECONDS = 60.0
+# The services keeping a copy of the clock.
+OTHER_SERVICES = ("referral", "reward")
 
 
 @dataclass
@@ -182,12 +184,14 @@ async def _settle(
     state = SandboxClockSync(now=now)
     # The other services' copies first: records created from this step's grants arrive at
     # this time, and their lock-ups start at it.
-    await _sync(sandbox, "referral", tenant_id, state)
-    await _sync(sandbox, "reward", tenant_id, state)
+    await asyncio.gather(*(_sync(sandbox, s, tenant_id, state) for s in OTHER_SERVICES))
     await _daily_run(sandbox, tenant, now)
     if not await _quiet(sandbox, tenant_id, now, deadline):
         return False, None
     settled = await _sync(sandbox, "reward", tenant_id, state.model_copy(update={"settle": True}))
+    if settled.settled == 0 and settled.owed == 0:
+        # The settling moved nothing, so nothing new is owed since the services were calm.
+        return True, settled.next_due
     return await _quiet(sandbox, tenant_id, now, deadline), settled.next_due
 
 
@@ -217,10 +221,11 @@ async def _quiet(sandbox: Sandbox, tenant_id: str, now: datetime, deadline: floa
         owed = await work_owed(
             sandbox.db, OutboxMessage, sandbox.redis, sandbox.settings.queue_prefix, tenant_id
         )
-        for service in ("reward", "referral"):
-            if owed:
-                break  # still busy here: the others are asked once this is done
-            owed += (await _sync(sandbox, service, tenant_id, state)).owed
+        if not owed:  # still busy here: the others are asked once this is done
+            answers = await asyncio.gather(
+                *(_sync(sandbox, s, tenant_id, state) for s in OTHER_SERVICES)
+            )
+            owed = sum(answer.owed for answer in answers)
         if owed == 0:
             calm += 1
             continue

@@ -19,7 +19,8 @@ async def sync(
 ) -> SandboxClockState:
     async with db.session() as session:
         clocks = SandboxClockRepository(session, SandboxClock)
-        if await clocks.get(tenant_id) is None:
+        clock = await clocks.get(tenant_id)
+        if clock is None:
             if not body.create:
                 raise NotFound("This tenant is not a sandbox.", code="not_sandbox")
             if await SandboxRepository.from_session(session).holds_data(tenant_id):
@@ -28,6 +29,8 @@ async def sync(
                     "a sandbox.",
                     code="tenant_not_empty",
                 )
-        now = (await clocks.copy(tenant_id, body.now)).now
+        if clock is None or clock.now < body.now:  # a look at the same time writes nothing
+            clock = await clocks.copy(tenant_id, body.now)
+        now = clock.now
     owed = await work_owed(db, OutboxMessage, redis, settings.queue_prefix, tenant_id)
     return SandboxClockState(tenant_id=tenant_id, now=now, owed=owed)

@@ -13,16 +13,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
-from urllib.parse import quote
 
 from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from contracts.payloads import LockCheckAnswer
+from contracts.payloads import LockCheckAnswer, LockCheckAnswers
 from reward_service.config import RewardSettings
 from reward_service.records.lockup import BROKEN, HELD
 from reward_service.records.models import RewardRecord
 from reward_service.records.repository import RecordRepository, TenantScope
-from reward_service.records.service import SYSTEM_ACTOR, move, queue_issuance
+from reward_service.records.service import SYSTEM_ACTOR, move, queue_issuance, submit_released
 from reward_service.records.state import Action, InvalidTransition, RecordStatus
 from service_kit.db import Database
 from service_kit.errors import UpstreamUnavailable
@@ -32,7 +32,9 @@ log = logging.getLogger(__name__)
 
 # The longest a record stuck in Issuing waits between two re-drives.
 MAX_REDRIVE_GAP = timedelta(minutes=10)
-LOCK_CHECKS_IN_FLIGHT = 8
+# Lock-ups asked about in one call (one tenant's), and calls in flight at once.
+LOCK_CHECKS_PER_CALL = 200
+LOCK_CHECKS_IN_FLIGHT = 4
 
 
 @dataclass
@@ -42,6 +44,8 @@ class ReconcileReport:
     released: int = 0
     broken: int = 0
     lock_checks_deferred: int = 0
+    # Lock-ups found due in this pass (at most the batch size: more wait for the next).
+    locks_due: int = 0
 
 
 async def redrive_stuck(
@@ -82,35 +86,47 @@ async def redrive_stuck(
     return len(stuck), submitted
 
 
-async def ask_lock_check(
-    http: ServiceClient, settings: RewardSettings, record: RewardRecord
-) -> LockCheckAnswer | None:
-    """activity_service's verdict on the lock-up, or None when it cannot answer now."""
-    assert record.lock_amount is not None and record.lock_expires_at is not None
-    started = record.lock_started_at or record.lock_expires_at - timedelta(
-        days=record.lock_days or 0
-    )
-    try:
-        response = await http.get(
-            settings.activity_url,
-            f"/v1/positions/{quote(record.user_id, safe='')}/lock-check",
-            tenant_id=record.tenant_id,
-            params={
+async def ask_lock_checks(
+    http: ServiceClient, settings: RewardSettings, tenant_id: str, records: list[RewardRecord]
+) -> list[LockCheckAnswer] | None:
+    """activity_service's verdicts on lock-ups of one tenant (one round trip for them all),
+    in the records' order; None when it cannot answer now."""
+    checks = []
+    for record in records:
+        assert record.lock_amount is not None and record.lock_expires_at is not None
+        started = record.lock_started_at or record.lock_expires_at - timedelta(
+            days=record.lock_days or 0
+        )
+        checks.append(
+            {
+                "user_id": record.user_id,
                 "currency": record.lock_currency,
                 "amount": format(Decimal(record.lock_amount), "f"),
                 "from": started.isoformat(),
                 "until": record.lock_expires_at.isoformat(),
-            },
+            }
+        )
+    try:
+        response = await http.ask(
+            settings.activity_url,
+            "/v1/positions/lock-checks",
+            tenant_id=tenant_id,
+            json={"checks": checks},
         )
     except UpstreamUnavailable:
         return None
     if response.status_code != 200:
+        log.warning("lock-checks of %d lock-ups answered %s", len(records), response.status_code)
         return None
     try:
-        return LockCheckAnswer.model_validate(response.json())
+        answers = LockCheckAnswers.model_validate(response.json()).answers
     except (ValueError, ValidationError):
-        log.warning("lock-check answer for %s is not a LockCheckAnswer", record.number)
+        log.warning("lock-checks answer is not a LockCheckAnswers")
         return None
+    if len(answers) != len(records):
+        log.warning("lock-checks answered %d of %d lock-ups", len(answers), len(records))
+        return None
+    return answers
 
 
 def break_reason(record: RewardRecord, answer: LockCheckAnswer) -> str:
@@ -124,63 +140,64 @@ def break_reason(record: RewardRecord, answer: LockCheckAnswer) -> str:
 
 
 async def settle_lock(
-    db: Database, record: RewardRecord, answer: LockCheckAnswer, now: datetime
+    session: AsyncSession, record: RewardRecord, answer: LockCheckAnswer, now: datetime
 ) -> str | None:
-    """The lock-up verdict at expiry (SPEC §3.3), for both ways of issuing:
+    """The lock-up verdict at expiry (SPEC §3.3), for both ways of issuing, in the caller's
+    unit of work:
 
     - issued only after the lock-up (the record is Locked): Pending (→ Issuing when
-      automatic) if the condition held, else Cancelled with the reason;
+      automatic, → Issued at once for a coupon or physical item) if the condition held,
+      else Cancelled with the reason;
     - issued at once (the record is Issued): the reward has reached the user and stays
       Issued; the verdict is kept on the record (``lock_result``), and a broken lock is
       flagged for the operator (``lock_result`` "broken" with ``lock_detail``), who decides
       what to do — cash cannot be taken back, and the prize may have been used.
 
-    Returns "released" / "broken" / "held", or None when the record had already moved or
-    was settled by another pass."""
+    ``record`` may be stale: every write is a compare-and-set on what it read. Returns
+    "released" / "broken" / "held", or None when the record had already moved or was
+    settled by another pass."""
     detail = None if answer.held else break_reason(record, answer)
     verdict: dict[str, Any] = {
         "lock_result": HELD if answer.held else BROKEN,
         "lock_settled_at": now,
         "lock_detail": detail,
     }
-    async with db.session() as session:
-        repo = RecordRepository.from_session(session)
-        fresh = await repo.get_by_id(record.id)
-        if fresh is None or fresh.lock_result is not None:
+    repo = RecordRepository.from_session(session)
+    if record.lock_result is not None:
+        return None
+    if record.status == RecordStatus.issued.value:
+        settled = await repo.settle_issued_lock(record.id, verdict)
+        if not settled:
             return None
-        if fresh.status == RecordStatus.issued.value:
-            settled = await repo.settle_issued_lock(fresh.id, verdict)
-            if not settled:
-                return None
-            return "held" if answer.held else "broken"
-        if fresh.status != RecordStatus.locked.value:
-            return None
-        try:
-            if not answer.held:
-                await move(
-                    session,
-                    fresh,
-                    Action.break_lock,
-                    actor=SYSTEM_ACTOR,
-                    at=now,
-                    reason=detail,
-                    extra=verdict,
-                )
-                return "broken"
-            released = await move(
+        return "held" if answer.held else "broken"
+    if record.status != RecordStatus.locked.value:
+        return None
+    try:
+        if not answer.held:
+            await move(
                 session,
-                fresh,
-                Action.release_lock,
+                record,
+                Action.break_lock,
                 actor=SYSTEM_ACTOR,
                 at=now,
-                reason="lock-up condition held",
+                reason=detail,
                 extra=verdict,
             )
-            if released.issuance_form == "automatic":
-                await move(session, released, Action.submit, actor=SYSTEM_ACTOR, at=now)
-            return "released"
-        except InvalidTransition:
-            return None
+            return "broken"
+        released = await move(
+            session,
+            record,
+            Action.release_lock,
+            actor=SYSTEM_ACTOR,
+            at=now,
+            reason="lock-up condition held",
+            extra=verdict,
+        )
+        if released.issuance_form == "automatic":
+            await submit_released(session, released, now)
+        return "released"
+    except InvalidTransition:
+        return None
 
 
 async def settle_due_locks(
@@ -189,40 +206,53 @@ async def settle_due_locks(
     settings: RewardSettings,
     now: datetime,
     tenants: TenantScope = (None, ()),
-) -> tuple[int, int, int]:
+) -> tuple[int, int, int, int]:
     """Settle every lock-up that has expired by ``now`` (``settle_lock``): records waiting
     Locked and rewards issued at once alike. The HTTP question is asked outside any
     transaction; an unanswered question leaves the record as it is and is asked again later.
-    Returns (released, broken, deferred); a broken lock of an issued reward counts as
-    broken, a held one is not counted (nothing moved)."""
+    Returns (released, broken, deferred, due); a broken lock of an issued reward counts as
+    broken, a held one is not counted (nothing moved). At most the batch size is settled
+    per pass (``due`` tells whether more may be waiting)."""
     checked_before = now - timedelta(seconds=settings.lock_recheck_seconds)
     async with db.session() as session:
         due = await RecordRepository.from_session(session).due_locks(
             now, checked_before, settings.reconcile_batch_size, tenants
         )
     released = broken = deferred = 0
+    by_tenant: dict[str, list[RewardRecord]] = {}
+    for record in due:
+        by_tenant.setdefault(record.tenant_id, []).append(record)
+    chunks = [
+        records[start : start + LOCK_CHECKS_PER_CALL]
+        for records in by_tenant.values()
+        for start in range(0, len(records), LOCK_CHECKS_PER_CALL)
+    ]
     # A few questions in flight at once: a pass over many expiring locks fits its timeout.
     gate = asyncio.Semaphore(LOCK_CHECKS_IN_FLIGHT)
 
-    async def settle(record: RewardRecord) -> str | None:
+    async def settle(records: list[RewardRecord]) -> list[str | None]:
         async with gate:
-            answer = await ask_lock_check(http, settings, record)
-            if answer is None:
-                async with db.session() as session:
-                    await RecordRepository.from_session(session).touch(
-                        record.id, {"lock_checked_at": now}
-                    )
-                return "deferred"
-            return await settle_lock(db, record, answer, now)
+            answers = await ask_lock_checks(http, settings, records[0].tenant_id, records)
+            async with db.session() as session:
+                repo = RecordRepository.from_session(session)
+                if answers is None:
+                    await repo.touch_many([r.id for r in records], {"lock_checked_at": now})
+                    return ["deferred"] * len(records)
+                # The chunk's verdicts in one unit of work (each move is a compare-and-set).
+                return [
+                    await settle_lock(session, record, answer, now)
+                    for record, answer in zip(records, answers, strict=True)
+                ]
 
-    for outcome in await asyncio.gather(*(settle(r) for r in due)):
-        if outcome == "released":
-            released += 1
-        elif outcome == "broken":
-            broken += 1
-        elif outcome == "deferred":
-            deferred += 1
-    return released, broken, deferred
+    for outcomes in await asyncio.gather(*(settle(chunk) for chunk in chunks)):
+        for outcome in outcomes:
+            if outcome == "released":
+                released += 1
+            elif outcome == "broken":
+                broken += 1
+            elif outcome == "deferred":
+                deferred += 1
+    return released, broken, deferred, len(due)
 
 
 async def reconcile_once(
@@ -236,7 +266,10 @@ async def reconcile_once(
     the system clock), or over one sandbox tenant at its own time (its clock's advance)."""
     report = ReconcileReport()
     report.redriven, report.submitted = await redrive_stuck(db, settings, now, tenants)
-    report.released, report.broken, report.lock_checks_deferred = await settle_due_locks(
-        db, http, settings, now, tenants
-    )
+    (
+        report.released,
+        report.broken,
+        report.lock_checks_deferred,
+        report.locks_due,
+    ) = await settle_due_locks(db, http, settings, now, tenants)
     return report

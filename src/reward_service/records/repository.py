@@ -118,6 +118,17 @@ class RecordRepository:
             .execution_options(synchronize_session=False)
         )
 
+    async def touch_many(
+        self, record_ids: builtins.list[uuid.UUID], values: dict[str, Any]
+    ) -> None:
+        """``touch`` of many records in one statement."""
+        await self.session.execute(
+            update(RewardRecord)
+            .where(RewardRecord.id.in_(record_ids))
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+
     def add_transition(self, transition: RecordTransition) -> None:
         self.session.add(transition)
 

@@ -396,6 +396,24 @@ async def _fulfil_and_mark(
     return await mark_issued(session, record, now)
 
 
+async def submit_released(session: AsyncSession, record: RewardRecord, now: datetime) -> None:
+    """Submit an automatic record whose lock-up just released it. A coupon or physical item
+    is fulfilled inside this database, so it is issued in the same transaction, as at a
+    record's creation (a queued hop would buy nothing); cash goes through ``reward.issue``."""
+    at_once = record.prize_type in ("coupon", "physical")
+    submitted = await move(
+        session, record, Action.submit, actor=SYSTEM_ACTOR, at=now, queue=not at_once
+    )
+    if not at_once:
+        return
+    # The compare-and-set of the submit holds the row lock until commit.
+    prize = await _prize_of(session, submitted.tenant_id, submitted.prize_id)
+    if prize is None:
+        await fail(session, submitted, "prize_missing", now)
+        return
+    await _fulfil_and_mark(session, submitted, prize, now)
+
+
 async def _prize_of(session: AsyncSession, tenant_id: str, prize_id: uuid.UUID) -> Prize | None:
     """A prize read once per unit of work (a delivery of grants names the same few)."""
     cache: dict[tuple[str, uuid.UUID], Prize | None] = session.info.setdefault("prizes", {})

@@ -27,7 +27,8 @@ async def sync(
 ) -> SandboxClockState:
     async with db.session() as session:
         clocks = SandboxClockRepository(session, SandboxClock)
-        if await clocks.get(tenant_id) is None:
+        clock = await clocks.get(tenant_id)
+        if clock is None:
             if not body.create:
                 raise NotFound("This tenant is not a sandbox.", code="not_sandbox")
             if await SandboxRepository.from_session(session).holds_data(tenant_id):
@@ -36,13 +37,23 @@ async def sync(
                     "become a sandbox.",
                     code="tenant_not_empty",
                 )
-        clock = await clocks.copy(tenant_id, body.now)
+        if clock is None or clock.now < body.now:  # a look at the same time writes nothing
+            clock = await clocks.copy(tenant_id, body.now)
         now = clock.now
+    settled = 0
     if body.settle:
         # Outside the copy's transaction: the pass opens its own, and asks the activity
-        # service about lock-ups over HTTP with none held.
-        await reconcile_once(db, http, settings, now, (tenant_id, ()))
+        # service about lock-ups over HTTP with none held. Everything due at this time, also
+        # past one pass's batch (a deferred lock-up is not due again until its recheck
+        # interval, so this ends).
+        while True:
+            report = await reconcile_once(db, http, settings, now, (tenant_id, ()))
+            settled += report.redriven + report.submitted + report.locks_due
+            if report.locks_due < settings.reconcile_batch_size:
+                break
     async with db.session() as session:
         next_due = await SandboxRepository.from_session(session).next_lock_expiry(tenant_id, now)
     owed = await work_owed(db, OutboxMessage, redis, settings.queue_prefix, tenant_id)
-    return SandboxClockState(tenant_id=tenant_id, now=now, owed=owed, next_due=next_due)
+    return SandboxClockState(
+        tenant_id=tenant_id, now=now, owed=owed, next_due=next_due, settled=settled
+    )

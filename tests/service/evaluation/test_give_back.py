@@ -154,3 +154,60 @@ async def test_cancelled_record_frees_its_cap_slot_once(platform: Platform) -> N
         ("c", "pending"),
     ]
     assert await cap_count(platform, act["id"], "inv") == 1
+
+
+async def test_a_delivery_of_status_messages_is_followed_as_one_after_the_other(
+    platform: Platform,
+) -> None:
+    (prize,) = await prizes(platform, 1)
+    act = await manual_activity(
+        platform,
+        {
+            "kind": "referral",
+            "attribute": "marketing",
+            "reward_type": "fixed",
+            "rules": [{"id": "reg", "task": "register", "prize_id": prize}],
+            "prize_limits": [{"prize_id": prize, "max_per_user": 1}],
+        },
+    )
+    code = await invite_code(platform, "inv")
+    await post(
+        platform, event("user.registered", "a", "2026-12-02T10:00:00+08:00", invite_code=code)
+    )
+    await platform.drain()
+    (grant,) = await grants(platform, act["id"])
+    assert await cap_count(platform, act["id"], "inv") == 1
+    version = grant.record_version or 0
+
+    def change(status: str, bump: int, key: str | None = None) -> RecordStatusChanged:
+        return RecordStatusChanged(
+            tenant_id=grant.tenant_id,
+            grant_key=key or grant.grant_key,
+            record_id=str(uuid.uuid4()),
+            record_number="RR-y",
+            from_status="pending",
+            to_status=status,
+            at=platform.clock.now(),
+            record_version=version + bump,
+        )
+
+    # out of order and repeated within one delivery; one for a grant that does not exist
+    delivery = [
+        change("cancelled", 2),
+        change("issuing", 1),
+        change("cancelled", 2),
+        change("issued", 5, key="no-such-grant"),
+    ]
+    async with platform.db("activity").session() as session:
+        await evaluation.follow_record_statuses(session, delivery)
+    (after,) = await grants(platform, act["id"])
+    assert (after.record_status, after.record_version) == ("cancelled", version + 2)
+    assert await cap_count(platform, act["id"], "inv") == 0  # given back once
+    # an older message arriving later changes nothing
+    async with platform.db("activity").session() as session:
+        await evaluation.follow_record_statuses(session, [change("issued", 1)])
+    (still,) = await grants(platform, act["id"])
+    assert (still.record_status, still.record_version) == ("cancelled", version + 2)
+    # an empty delivery is nothing to do
+    async with platform.db("activity").session() as session:
+        await evaluation.follow_record_statuses(session, [])

@@ -128,6 +128,55 @@ async def test_lock_check_answers_from_flows(platform: Platform) -> None:
     assert backwards.status_code == 422 and backwards.json()["code"] == "invalid_period"
 
 
+async def test_lock_checks_in_one_call_answer_as_each_single_check(platform: Platform) -> None:
+    await post(
+        platform,
+        money("cash.deposited", "u1", "2026-12-01T10:00:00+00:00", "8000"),
+        money("cash.withdrawn", "u1", "2026-12-10T10:00:00+00:00", "6000"),
+        money("cash.deposited", "u2", "2026-12-01T10:00:00+00:00", "50000"),
+    )
+    # the same user in another tenant: never counted here
+    await post(
+        platform, money("cash.deposited", "u3", "2026-12-01T10:00:00+00:00", "90000"), tenant="t-b"
+    )
+    span = {"from": "2026-12-03T00:00:00Z", "until": "2026-12-15T00:00:00Z"}
+    checks = [
+        {"user_id": "u1", "currency": "HKD", "amount": "5000", **span},
+        {"user_id": "u2", "currency": "HKD", "amount": "10000", **span},
+        {"user_id": "u1", "currency": "HKD", "amount": "1000", **span},
+        {"user_id": "u3", "currency": "HKD", "amount": "1", **span},
+        {"user_id": "u2", "currency": "EUR", "amount": "1", **span},
+    ]
+    response = await platform.activity.post(
+        "/v1/positions/lock-checks", json={"checks": checks}, headers=platform.service()
+    )
+    assert response.status_code == 200, response.text
+    answers = response.json()["answers"]
+    assert [a["held"] for a in answers] == [False, True, True, False, False]
+    for check, answer in zip(checks, answers, strict=True):
+        single = await platform.activity.get(
+            f"/v1/positions/{check['user_id']}/lock-check",
+            params={k: v for k, v in check.items() if k != "user_id"},
+            headers=platform.service(),
+        )
+        assert single.json() == answer
+
+    async def batch(body: dict, headers: dict[str, str] | None = None) -> tuple[int, str]:
+        got = await platform.activity.post(
+            "/v1/positions/lock-checks", json=body, headers=headers or platform.service()
+        )
+        return got.status_code, got.json().get("code", "")
+
+    backwards = {**checks[0], "from": span["until"], "until": span["from"]}
+    assert await batch({"checks": [checks[1], backwards]}) == (422, "invalid_period")
+    naive = {**checks[0], "from": "2026-12-03T00:00:00"}
+    assert await batch({"checks": [naive]}) == (422, "invalid_period")
+    assert (await batch({"checks": []}))[0] == 422
+    assert (await batch({"checks": [checks[0]] * 501}))[0] == 422
+    assert (await batch({"checks": [{**checks[0], "amount": "0"}]}))[0] == 422
+    assert (await batch({"checks": [checks[0]]}, platform.operator()))[0] == 403
+
+
 DAY_EVENTS = [
     ("cash.deposited", "09:00", "30000"),
     ("cash.withdrawn", "10:00", "12000"),

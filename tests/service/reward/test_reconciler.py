@@ -117,23 +117,30 @@ async def test_an_automatic_record_whose_submit_was_lost_is_submitted(platform: 
 
 
 class Positions:
-    """Stand-in for activity_service's lock-check endpoint (its contract: LockCheckAnswer)."""
+    """Stand-in for activity_service's lock-check endpoint (its contract: LockCheckBatch in,
+    LockCheckAnswers out). An int answer for a user fails the whole call with that status."""
 
     def __init__(self) -> None:
         self.answers: dict[str, Any] = {}
         self.calls: list[tuple[str, dict[str, str]]] = []
+        self.batches: list[int] = []
         self.app = FastAPI()
 
-        @self.app.get("/v1/positions/{user_id}/lock-check")
-        async def lock_check(user_id: str, request: Request) -> JSONResponse:
+        @self.app.post("/v1/positions/lock-checks")
+        async def lock_checks(request: Request) -> JSONResponse:
             assert request.headers["authorization"].startswith("Bearer ")
-            self.calls.append((user_id, dict(request.query_params)))
-            answer = self.answers.get(user_id)
-            if isinstance(answer, int):
-                return JSONResponse({"code": "unavailable"}, status_code=answer)
-            if answer is None:
-                return JSONResponse({"code": "not_found"}, status_code=404)
-            return JSONResponse(answer)
+            checks = (await request.json())["checks"]
+            self.batches.append(len(checks))
+            answers = []
+            for check in checks:
+                self.calls.append((check["user_id"], check))
+                answer = self.answers.get(check["user_id"])
+                if isinstance(answer, int):
+                    return JSONResponse({"code": "unavailable"}, status_code=answer)
+                if answer is None:
+                    return JSONResponse({"code": "not_found"}, status_code=404)
+                answers.append(answer)
+            return JSONResponse({"answers": answers})
 
 
 @pytest.fixture
@@ -173,6 +180,7 @@ async def test_lock_held_releases_and_issues_automatic_records(
     platform.clock.advance(timedelta(days=1))
     report = await reconcile(platform, settings)
     assert report.released == 2
+    assert positions.batches == [2]  # the tenant's lock-ups falling due: one question
     user, params = next(c for c in positions.calls if c[0] == "u-auto")
     assert params["currency"] == "HKD" and Decimal(params["amount"]) == Decimal("10000")
     assert params["from"].startswith("2026-11-23") and params["until"].startswith("2026-12-23")

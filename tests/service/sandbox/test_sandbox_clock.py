@@ -3,6 +3,12 @@ in time order across the three services (SPEC §1.5, §1.8, §1.9, §3.3 in seco
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from activity_service.sandbox import service as sandbox_service
 from tests.service.harness import Platform
 from tests.service.sandbox.steps import (
     activity,
@@ -251,3 +257,66 @@ async def test_a_segment_member_counts_only_after_the_next_refresh(platform: Pla
     await advanced(platform, T, "2026-12-01T10:07:00+08:00")
     assert await records(platform, T, "early") == []
     assert await rules_rewarded(platform, T, "late") == {"reg": "issued"}
+
+
+@pytest.fixture
+def steps(monkeypatch: pytest.MonkeyPatch) -> list[datetime]:
+    """The times an advance stopped at, in order (each stop does what is due then)."""
+    seen: list[datetime] = []
+    settle = sandbox_service._settle
+
+    async def counted(sandbox: Any, tenant: Any, now: datetime, deadline: float) -> Any:
+        seen.append(now)
+        return await settle(sandbox, tenant, now, deadline)
+
+    monkeypatch.setattr(sandbox_service, "_settle", counted)
+    return seen
+
+
+async def test_thirty_quiet_days_stop_only_at_each_daily_run(
+    platform: Platform, steps: list[datetime]
+) -> None:
+    await sandbox(platform, T, "2026-12-01T09:00:00+08:00")
+    await advanced(platform, T, "2026-12-31T09:00:00+08:00")
+    # the start, the 30 daily runs (00:30 local, 16:30 UTC) and the target: in time order
+    assert len(steps) == 32
+    assert steps == sorted(set(steps))
+    assert all((s.hour, s.minute) == (16, 30) for s in steps[1:-1])
+    steps.clear()
+    await advanced(platform, T, "2026-12-31T09:00:00+08:00")  # nothing left to do
+    assert len(steps) == 1
+
+
+async def test_lock_ups_falling_due_together_past_one_pass_all_settle_at_their_expiry(
+    platform: Platform, steps: list[datetime], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # one settling pass takes 2 lock-ups: the other 3 due at the same time must not wait
+    # for a later step
+    monkeypatch.setattr(platform.settings["reward"], "reconcile_batch_size", 2)
+    await sandbox(platform, T, "2026-12-01T09:00:00+08:00")
+    p = await prize(platform, T)
+    lock = {"lock_up": {"amount": "10000", "currency": "HKD", "days": 3}}
+    rules = [tier("d10k", "10000", p, **lock)]
+    await activity(platform, T, {"kind": "basic", **DEC, "timing": "real_time", "rules": rules})
+    users = [f"u{n}" for n in range(5)]
+    for user in users:
+        await deposit(platform, T, user, "2026-12-01T10:00:00+08:00", "20000")
+    await advanced(platform, T, "2026-12-02T09:00:00+08:00")
+    expiry = (await records(platform, T, "u0"))[0]["lock_expires_at"]
+    await post_event(
+        platform,
+        T,
+        "cash.withdrawn",
+        "u4",
+        "2026-12-03T10:00:00+08:00",
+        amount="15000",
+        currency="HKD",
+    )
+    await advanced(platform, T, "2026-12-10T09:00:00+08:00")
+    for user in users:
+        (record,) = await records(platform, T, user)
+        assert record["lock_settled_at"] == expiry
+        assert record["status"] == ("cancelled" if user == "u4" else "issued")
+        if user != "u4":
+            assert record["issued_at"] == expiry  # issued at once when released
+    assert expiry in [s.isoformat().replace("+00:00", "Z") for s in steps]
