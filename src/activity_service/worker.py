@@ -8,7 +8,7 @@ import httpx
 from arq import Worker
 
 from activity_service.config import ActivitySettings
-from activity_service.db import OutboxMessage, SandboxClock
+from activity_service.db import IdempotencyKey, OutboxMessage, SandboxClock
 from activity_service.evaluation.tasks import CRON_JOBS as EVALUATION_CRON_JOBS
 from activity_service.evaluation.tasks import FUNCTIONS as EVALUATION_FUNCTIONS
 from activity_service.events.tasks import CRON_JOBS as EVENTS_CRON_JOBS
@@ -16,10 +16,16 @@ from activity_service.segments.tasks import CRON_JOBS as SEGMENT_CRON_JOBS
 from activity_service.segments.tasks import FUNCTIONS as SEGMENT_FUNCTIONS
 from service_kit.clock import Clock
 from service_kit.http import ServiceClient
+from service_kit.idempotency.expiry import expire_keys_cron
 from service_kit.worker import build_worker
 
 FUNCTIONS = [*EVALUATION_FUNCTIONS, *SEGMENT_FUNCTIONS]
-CRON_JOBS = [*SEGMENT_CRON_JOBS, *EVALUATION_CRON_JOBS, *EVENTS_CRON_JOBS]
+CRON_JOBS = [
+    *SEGMENT_CRON_JOBS,
+    *EVALUATION_CRON_JOBS,
+    *EVENTS_CRON_JOBS,
+    expire_keys_cron(IdempotencyKey),
+]
 
 
 def create_worker(

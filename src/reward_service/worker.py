@@ -12,12 +12,13 @@ from arq import Worker
 from arq.cron import CronJob, cron
 
 from reward_service.config import RewardSettings
-from reward_service.db import OutboxMessage, SandboxClock
+from reward_service.db import IdempotencyKey, OutboxMessage, SandboxClock
 from reward_service.profiles.tasks import FUNCTIONS as PROFILE_FUNCTIONS
 from reward_service.records.tasks import FUNCTIONS as RECORD_FUNCTIONS
 from reward_service.records.tasks import reconcile
 from service_kit.clock import Clock
 from service_kit.http import ServiceClient
+from service_kit.idempotency.expiry import expire_keys_cron
 from service_kit.worker import build_worker
 
 FUNCTIONS = [*RECORD_FUNCTIONS, *PROFILE_FUNCTIONS]
@@ -62,7 +63,10 @@ def create_worker(
         functions=functions,
         outbox_model=OutboxMessage,
         sandbox_model=SandboxClock,
-        cron_jobs=[reconciler_cron(settings)] if run_cron else (),
+        cron_jobs=[
+            *([reconciler_cron(settings)] if run_cron else []),
+            expire_keys_cron(IdempotencyKey),
+        ],
         clock=clock,
         burst=burst,
         extra_context=extra_context,

@@ -105,6 +105,12 @@ class ServiceSettings(BaseSettings):
     # no request or job even looks for a sandbox clock.
     sandbox_enabled: bool = Field(False, validation_alias=_shared("SANDBOX_ENABLED"))
 
+    # How long an Idempotency-Key answers retries with its stored response; after that the
+    # key may name a new request, and the worker's hourly ``idempotency.expire`` job deletes it.
+    idempotency_key_retention_hours: int = Field(
+        24, ge=1, validation_alias=_shared("IDEMPOTENCY_KEY_RETENTION_HOURS")
+    )
+
     log_level: str = Field("INFO", validation_alias=_shared("LOG_LEVEL"))
     log_json: bool = Field(True, validation_alias=_shared("LOG_JSON"))
     # One line per request (method, path, status, duration, request id).

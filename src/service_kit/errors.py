@@ -183,6 +183,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:
+            # The framework's own 400s are all about a body it could not parse (JSON that is
+            # not UTF-8, a broken multipart form, too many form fields): invalid input, which
+            # this API answers with 422 like every other invalid input.
+            return problem_response(
+                Unprocessable(f"The request body cannot be read: {exc.detail}", code="invalid_body")
+            )
         codes = {
             404: "not_found",
             405: "method_not_allowed",
@@ -220,7 +227,7 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
         403: "The caller lacks the permission (`forbidden`)",
         404: "Not found in the caller's tenant (`not_found`)",
         409: "Conflicts with the current state (see `code`)",
-        422: "Invalid input (`validation_error` or a specific `code`)",
+        422: "Invalid input (`validation_error`, `invalid_body` or a specific `code`)",
     }.items()
 }
 

@@ -107,10 +107,26 @@ class ServiceClient:
                     return response
             except httpx.TransportError as exc:
                 if attempt == self.retries:
-                    raise UpstreamUnavailable(f"{url} is unreachable: {exc!r}") from exc
+                    # The caller is told which service, never where it lives or why the
+                    # connection failed: those are for the log.
+                    service = self.service_at(base_url)
+                    log.warning("%s at %s is unreachable: %r", service or "a service", url, exc)
+                    which = f"The {service} service" if service else "A service this needs"
+                    raise UpstreamUnavailable(
+                        f"{which} is unavailable; retry later.", service=service
+                    ) from exc
             await asyncio.sleep(delay)
             delay *= 3
         raise AssertionError("unreachable")
+
+    def service_at(self, base_url: str) -> str | None:
+        """The platform service ``base_url`` is the address of (``activity``, ``referral``,
+        ``reward``), or None for an address that is none of them."""
+        wanted = base_url.rstrip("/")
+        for name in ("activity", "referral", "reward"):
+            if getattr(self.settings, f"{name}_url").rstrip("/") == wanted:
+                return name
+        return None
 
     async def get_external(
         self, url: str, *, params: dict[str, Any] | None = None

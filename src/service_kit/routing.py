@@ -10,7 +10,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
 from service_kit.auth import Authenticator
-from service_kit.idempotency.dependency import settle
+from service_kit.idempotency.dependency import HEADER, settle
 from service_kit.ratelimit import RATE_LIMITED_RESPONSE, WRITE_METHODS, RateLimits
 
 
@@ -34,6 +34,10 @@ class ServiceRoute(APIRoute):
     2. a write counts towards the caller's rate limit (429 ``rate_limited`` past it);
     3. the endpoint runs, then its Idempotency-Key claim is settled in the same transaction
        (the handler returns inside the request's unit of work, which commits after this).
+
+    A request with an Idempotency-Key has its body read first, once: the claim fingerprints
+    the raw bytes, and a form parsed before the dependencies run (``File``/``Form``
+    parameters) would otherwise have consumed them.
     """
 
     settles_idempotency = True
@@ -58,6 +62,8 @@ class ServiceRoute(APIRoute):
                 limits: RateLimits | None = getattr(request.app.state, "rate_limits", None)
                 if limited and limits is not None:
                     await limits.write(principal)
+            if HEADER in request.headers:
+                await request.body()  # kept on the request for the form parser and the claim
             response = await handler(request)
             await settle(request, response)
             return response

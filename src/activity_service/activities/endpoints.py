@@ -30,7 +30,12 @@ from service_kit.errors import PROBLEM_RESPONSES, NotFound
 from service_kit.i18n import content_language
 from service_kit.idempotency import IdempotencyDep
 from service_kit.pagination import Page, PageParamsDep
-from service_kit.preconditions import IfMatch, etag_header
+from service_kit.preconditions import (
+    OPTIONAL_PRECONDITION_RESPONSES,
+    PRECONDITION_RESPONSES,
+    IfMatch,
+    etag_header,
+)
 from service_kit.routing import ServiceRoute
 
 router = APIRouter(
@@ -203,8 +208,7 @@ async def get_activity(
             "description": "`activity_not_editable` (ended/closed), `kind_frozen`, "
             "`reward_type_frozen`, `task_types_frozen`, `team_form_frozen` (running)"
         },
-        412: {"description": "`version_mismatch`: the If-Match ETag is stale"},
-        428: {"description": "`precondition_required`: If-Match missing"},
+        **PRECONDITION_RESPONSES,
         422: {
             "description": "Same codes as creation, plus `rules_required_on_reward_type_change`, "
             "`field_not_applicable`, `code_immutable`, `ends_at_in_past`"
@@ -239,7 +243,7 @@ async def update_activity(
     responses={
         200: {"headers": ETAG_HEADER},
         409: {"description": "`activity_not_draft`, `window_ended`, `version_conflict`"},
-        412: {"description": "`version_mismatch` (only when If-Match is sent)"},
+        **OPTIONAL_PRECONDITION_RESPONSES,
     },
 )
 async def publish_activity(
@@ -271,7 +275,7 @@ async def publish_activity(
     responses={
         200: {"headers": ETAG_HEADER},
         409: {"description": "`activity_not_closable` (ended or closed), `version_conflict`"},
-        412: {"description": "`version_mismatch` (only when If-Match is sent)"},
+        **OPTIONAL_PRECONDITION_RESPONSES,
     },
 )
 async def close_activity(
@@ -300,7 +304,7 @@ async def close_activity(
     summary="Delete a draft",
     responses={
         409: {"description": "`activity_not_deletable` (published or closed), `version_conflict`"},
-        412: {"description": "`version_mismatch` (only when If-Match is sent)"},
+        **OPTIONAL_PRECONDITION_RESPONSES,
     },
 )
 async def delete_activity(

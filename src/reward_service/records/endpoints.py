@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -159,7 +160,9 @@ async def export_reward_records(
                     line = {"enterprise_name": service.enterprise_of(record, enterprises)}
                     yield csv_line([line.get(c, getattr(record, c)) for c in EXPORT_COLUMNS])
 
-    name = filters.get("activity_code") or "all"
+    # The code as the client sent it may hold any character; a header carries Latin-1 only
+    # (and a quote or a line break would break it), so the file name keeps the safe ones.
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", filters.get("activity_code") or "all")
     return StreamingResponse(
         lines(),
         media_type="text/csv; charset=utf-8",

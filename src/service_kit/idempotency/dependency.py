@@ -4,6 +4,7 @@ claim once the endpoint has answered."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Request, Response
@@ -75,7 +76,11 @@ async def _claim(
         body,
     )
     repo = IdempotencyRepository(
-        session, request.app.state.idempotency_model, principal.tenant_id, principal.actor
+        session,
+        request.app.state.idempotency_model,
+        principal.tenant_id,
+        principal.actor,
+        keep=timedelta(hours=request.app.state.settings.idempotency_key_retention_hours),
     )
     if await repo.claim(idempotency_key, print_):
         setattr(request.state, _CLAIM, _Claim(repo, idempotency_key))

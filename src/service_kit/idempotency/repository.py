@@ -2,26 +2,34 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service_kit.idempotency.models import IdempotencyKeyMixin
 
-# A key answers retries this long; after that it may name a new request.
-KEEP = "24 hours"
+# A key answers retries this long by default (``IDEMPOTENCY_KEY_RETENTION_HOURS``); after
+# that it may name a new request, and the expiry job deletes it.
+DEFAULT_KEEP = timedelta(hours=24)
 
 
 class IdempotencyRepository:
     def __init__(
-        self, session: AsyncSession, model: type[IdempotencyKeyMixin], tenant_id: str, caller: str
+        self,
+        session: AsyncSession,
+        model: type[IdempotencyKeyMixin],
+        tenant_id: str,
+        caller: str,
+        keep: timedelta = DEFAULT_KEEP,
     ) -> None:
         self.session = session
         self.model = model
         self.tenant_id = tenant_id
         self.caller = caller
+        self.keep = keep
 
     def _this(self, key: str) -> Any:
         m = self.model
@@ -45,7 +53,7 @@ class IdempotencyRepository:
                     "body": None,
                     "created_at": func.now(),
                 },
-                where=m.created_at < func.now() - text(f"interval '{KEEP}'"),
+                where=m.created_at < func.now() - self.keep,
             )
             .returning(m.key)
         )
@@ -64,3 +72,25 @@ class IdempotencyRepository:
 
     async def release(self, key: str) -> None:
         await self.session.execute(delete(self.model).where(self._this(key)))
+
+
+async def delete_expired(
+    session: AsyncSession, model: type[IdempotencyKeyMixin], keep: timedelta, limit: int
+) -> int:
+    """Delete up to ``limit`` keys older than ``keep``, oldest first, in one statement (all
+    tenants). A key whose row is locked — being taken over by a new request right now — is
+    skipped, not waited for: the next pass sees it again if it is still expired."""
+    m = model
+    expired = (
+        select(m.tenant_id, m.caller, m.key)
+        .where(m.created_at < func.now() - keep)
+        .order_by(m.created_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    result = await session.execute(
+        delete(m)
+        .where(tuple_(m.tenant_id, m.caller, m.key).in_(expired))
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
