@@ -256,7 +256,7 @@ _DESCRIPTIONS: dict[int, str] = {
 COMMON_CODES: dict[int, tuple[str, ...]] = {
     401: ("unauthenticated", "invalid_token", "token_expired"),
     403: ("forbidden",),
-    422: ("validation_error", "invalid_value"),
+    422: ("validation_error", "invalid_value", "invalid_body"),
     429: ("rate_limited",),
 }
 # Operations with an Idempotency-Key; with an If-Match (412/428 documented).

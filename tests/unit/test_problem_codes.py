@@ -60,7 +60,7 @@ def test_declared_codes_become_an_enum_with_the_common_ones() -> None:
     assert "`thing_not_found`" in responses["404"]["description"]
     codes = declared_problem_codes(schema, "get_thing_things__name__get")
     assert codes is not None
-    assert codes[422] == {"validation_error", "invalid_value"}
+    assert codes[422] == {"validation_error", "invalid_value", "invalid_body"}
     # The common codes go only where their status is documented (no 401 without a token).
     assert 401 not in codes
     # An operation that declares nothing keeps `code` a plain string.
