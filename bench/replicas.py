@@ -23,12 +23,11 @@ import argparse
 import asyncio
 import os
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
-from tests.e2e.replicas import SERVICES, Stack, set_up_campaign, settle, stream
+from tests.e2e.replicas import Stack, run
+from tests.pipeline_kit import invitations, set_up_campaign
 
 from bench.support import drop_databases, drop_redis_keys, require_local
 
@@ -44,39 +43,34 @@ def measure(args: argparse.Namespace, replicas: int, kill: bool) -> dict[str, ob
     )
     try:
         stack.start()
-        codes = set_up_campaign(stack, inviters=50)
-        inviters = sorted(codes)
-        invitations = {
-            f"invitee-{i:06d}": inviters[i % len(inviters)] for i in range(args.registrations)
-        }
+        codes = set_up_campaign(stack, inviters=50, cash=True)
+        invited = invitations(args.registrations, codes)
         killed: list[int] = []
-
-        def kill_one_of_each() -> None:
-            for service in SERVICES:
-                killed.append(stack.kill_one("serve", service))
-                killed.append(stack.kill_one("worker", service))
-
-        started = time.monotonic()
-        sent = asyncio.run(
-            stream(stack, invitations, codes, args.rate, kill_one_of_each if kill else None)
+        sent, found, took = asyncio.run(
+            run(
+                stack,
+                invited,
+                codes,
+                args.rate,
+                killed=killed if kill else None,
+                settle_seconds=args.settle_seconds,
+            )
         )
-        found = asyncio.run(settle(stack, invitations, timeout=args.settle_seconds))
-        seconds = time.monotonic() - started - 3.0  # settle's final re-count
+        seconds = sent.seconds + took  # first send until every registration is complete
         twice = {job: n for job, n in stack.cron_starts().items() if n > 1}
         return {
             "replicas": replicas,
             "killed": len(killed),
-            "send_s": sent["seconds"],
-            "retries": sent["retries"],
+            "send_s": sent.seconds,
+            "retries": sent.retries,
             "capacity": args.registrations / seconds,
-            "problems": found.problems(),
+            "problems": found.problems() if found else ["no count"],
             "cron_twice": twice,
             "log": str(stack.log_path),
         }
     finally:
         stack.stop()
-        urls = [*stack.databases.values(), stack.cash_database]
-        drop_databases(args.pg_url, [str(make_url(url).database) for url in urls])
+        drop_databases(args.pg_url, stack.all_databases())
         drop_redis_keys(args.redis_url, stack.prefix)
 
 

