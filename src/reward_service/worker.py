@@ -52,6 +52,8 @@ def create_worker(
     run_cron = (not burst) if with_reconciler is None else with_reconciler
 
     async def extra_context(ctx: dict[str, Any]) -> None:
+        # Deliveries stop at half of these shorter jobs' timeout (see message_job).
+        ctx["delivery_budget_seconds"] = settings.job_timeout_seconds / 2
         if http_mounts:
             # In-process tests reach the other apps and the cash system over ASGI.
             await ctx["http"].aclose()

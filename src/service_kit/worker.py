@@ -13,11 +13,12 @@ import contextlib
 import dataclasses
 import functools
 import logging
+import math
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import Any, NoReturn
 
 from arq import Retry, Worker
 from arq.cron import CronJob
@@ -56,9 +57,9 @@ PendingFn = Callable[
     [dict[str, Any], AsyncSession, list[dict[str, Any]]], Awaitable[list[dict[str, Any]]]
 ]
 JOB_TIMEOUT_SECONDS = 20
-# An isolated delivery takes no new message after this long and asks arq to run it again at
-# once (``Retry``), its applied messages skipped by ``pending``: a try never reaches the job
-# timeout, whose failure would send every message of the delivery again (see message_job).
+# A delivery takes no new message after this long, commits the ones handled and asks arq to
+# run it again at once (``Retry``), its applied messages skipped by ``pending``: a try never
+# reaches the job timeout, whose failure would send every message of it again (message_job).
 DELIVERY_BUDGET_SECONDS = JOB_TIMEOUT_SECONDS / 2
 _UNTRACED: contextlib.nullcontext[None] = contextlib.nullcontext()
 # How often a worker refreshes its health key (which expires a second after that).
@@ -166,28 +167,38 @@ def message_job(
     transaction would hold against the other deliveries. A job enqueued with a single
     payload (not a list) is handled as a delivery of one.
 
-    An isolated delivery has a time budget (``DELIVERY_BUDGET_SECONDS``): once spent, the
-    messages handled so far stay committed and the job is run again at once (``Retry``).
+    A delivery has a time budget (half the job timeout): once spent, the messages handled so
+    far are committed (with ``finish``) and the job is run again at once (``Retry``).
     ``pending(ctx, session, payloads)`` then returns, in one query, the messages not applied
     yet, so a try starts where the last one stopped. Without the budget a slow delivery (a
-    hundred messages, each with its own transaction and locks, on busy cores) reaches the
-    job timeout, the sweep sends all its messages again, and a consumer whose re-run of an
-    applied message costs as much as applying it never gets past the same first ones."""
+    hundred messages on busy cores, twenty jobs at once in a worker) reaches the job
+    timeout, the sweep sends all its messages again, and a consumer whose re-run of an
+    applied message costs as much as applying it never gets past the same first ones. (The
+    one-by-one fallback after a message failed for good has no budget.)"""
 
     def wrap(fn: MessageFn) -> Function:
         async def all_at_once(ctx: dict[str, Any], items: list[dict[str, Any]]) -> None:
+            deadline = time.monotonic() + _budget(ctx)
             async with ctx["db"].session() as session:
+                if pending is not None:
+                    items = await pending(ctx, session, items)
+                handled = len(items)
                 if prepare is not None:
                     await prepare(ctx, session, items)
                 # New rows (outbox messages, transitions) wait for one flush at commit, one
                 # statement per table, instead of being flushed one by one before every
                 # query of the next message.
                 with session.no_autoflush:
-                    for payload in items:
+                    for index, payload in enumerate(items):
+                        if index and time.monotonic() >= deadline:
+                            handled = index
+                            break
                         with message_context(payload):
                             await fn(ctx, session, payload)
                 if finish is not None:
                     await finish(ctx, session)
+            if handled < len(items):  # the handled ones are committed: the rest next try
+                _stopped(name, handled, len(items))
 
         async def separately(
             ctx: dict[str, Any],
@@ -202,13 +213,7 @@ def message_job(
             failures: list[str] = []
             for index, payload in enumerate(items):
                 if deadline is not None and index and time.monotonic() >= deadline:
-                    log.info(
-                        "%s: %d of %d messages handled within the budget; the rest next try",
-                        name,
-                        index,
-                        len(items),
-                    )
-                    raise Retry(defer=0)
+                    _stopped(name, index, len(items))
                 try:
                     with message_context(payload):
                         async with unit() as session:
@@ -232,7 +237,7 @@ def message_job(
                 return await separately(ctx, items, lambda: _savepoint(session))
 
         async def each_committed(ctx: dict[str, Any], items: list[dict[str, Any]]) -> list[str]:
-            deadline = time.monotonic() + DELIVERY_BUDGET_SECONDS
+            deadline = time.monotonic() + _budget(ctx)
             if pending is not None:
                 async with ctx["db"].session() as session:
                     items = await pending(ctx, session, items)
@@ -262,6 +267,19 @@ def message_job(
         return job(name, service)(handle)
 
     return wrap
+
+
+def _budget(ctx: dict[str, Any]) -> float:
+    """Seconds a delivery may take before it stops and hands the rest to its next try: half
+    the job timeout (a worker with shorter jobs says so in ``delivery_budget_seconds``)."""
+    return float(min(DELIVERY_BUDGET_SECONDS, ctx.get("delivery_budget_seconds", math.inf)))
+
+
+def _stopped(name: str, handled: int, total: int) -> NoReturn:
+    log.info(
+        "%s: %d of %d messages handled within the budget; the rest next try", name, handled, total
+    )
+    raise Retry(defer=0)
 
 
 @contextlib.asynccontextmanager

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Collection
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import DateTime, Select, and_, func, literal, or_, select, true, update
+from sqlalchemy import DateTime, Select, and_, func, literal, or_, select, true, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -33,6 +33,17 @@ class RecordRepository:
     async def next_number_seqs(self, count: int) -> list[int]:
         stmt = select(record_number_seq.next_value()).select_from(func.generate_series(1, count))
         return [int(n) for n in (await self.session.scalars(stmt)).all()]
+
+    async def recorded_grants(self, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of the (tenant, grant key) pairs already have a record (one probe of the
+        unique index each)."""
+        if not keys:
+            return set()
+        r = RewardRecord
+        stmt = select(r.tenant_id, r.grant_key).where(
+            tuple_(r.tenant_id, r.grant_key).in_(sorted(set(keys)))
+        )
+        return {(t, k) for t, k in (await self.session.execute(stmt)).all()}
 
     async def insert_if_new(self, values: dict[str, Any]) -> RewardRecord | None:
         """Insert unless the grant already has a record; None when it did."""

@@ -172,6 +172,14 @@ _COUPON_AT_ONCE = (
 RESERVED_NUMBERS = "reserved_record_numbers"
 
 
+async def recorded_grants(
+    session: AsyncSession, keys: list[tuple[str, str]]
+) -> set[tuple[str, str]]:
+    """Which (tenant, grant key) grants already have their record: creating it again would
+    do nothing (the record is idempotent on the grant key)."""
+    return await RecordRepository.from_session(session).recorded_grants(keys)
+
+
 async def reserve_numbers(session: AsyncSession, count: int) -> None:
     """Draw the record numbers a unit of work will need in one round trip."""
     numbers = await RecordRepository.from_session(session).next_number_seqs(count)

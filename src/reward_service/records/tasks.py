@@ -33,7 +33,21 @@ async def _reserve_numbers(
     await service.reserve_numbers(session, len(payloads))
 
 
-@message_job(jobs.REWARD_CREATE_FROM_GRANT, "reward", prepare=_reserve_numbers)
+async def _not_recorded(
+    ctx: dict[str, Any], session: AsyncSession, payloads: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The grants of a delivery without a record yet (a delivery sent again, or a try that
+    stopped at its time budget, skips the others in one query)."""
+    keys = [(p.get("tenant_id"), p.get("grant_key")) for p in payloads]
+    recorded = await service.recorded_grants(
+        session, [(t, k) for t, k in keys if isinstance(t, str) and isinstance(k, str)]
+    )
+    return [p for p, key in zip(payloads, keys, strict=True) if key not in recorded]
+
+
+@message_job(
+    jobs.REWARD_CREATE_FROM_GRANT, "reward", prepare=_reserve_numbers, pending=_not_recorded
+)
 async def create_from_grant(
     ctx: dict[str, Any], session: AsyncSession, payload: dict[str, Any]
 ) -> str | None:

@@ -1,0 +1,82 @@
+"""A delivery of grants bigger than its time budget: the records made so far are committed
+and the rest come in the next tries; a delivery sent again skips the grants that have
+their record in one query."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from contracts import jobs
+from reward_service.records.models import RewardRecord
+from reward_service.worker import create_worker
+from service_kit import worker as service_worker
+from service_kit.queue import enqueue
+from tests.service.harness import Platform, worker_run_relay_off
+from tests.service.reward.helpers import coupon_prize, grant
+
+
+async def _deliver(platform: Platform, payloads: list[dict[str, Any]]) -> Any:
+    """One delivery carrying ``payloads``, run by a real reward worker (burst)."""
+    await enqueue(
+        platform.apps["reward"].state.arq,
+        platform.settings["reward"].queue_prefix,
+        "reward",
+        jobs.REWARD_CREATE_FROM_GRANT,
+        payloads,  # type: ignore[arg-type]  # a delivery is a list of payloads
+        f"batch:{uuid.uuid4().hex}",
+    )
+    worker = create_worker(
+        platform.settings["reward"],  # type: ignore[arg-type]
+        clock=platform.clock,
+        burst=True,
+        http_mounts=platform.mounts,
+    )
+    worker_run_relay_off(worker)
+    try:
+        await worker.async_run()
+    finally:
+        await worker.close()
+    return worker
+
+
+async def _records(platform: Platform) -> list[tuple[str, str]]:
+    async with platform.db("reward").session() as session:
+        rows = await session.execute(
+            select(RewardRecord.grant_key, RewardRecord.number).order_by(RewardRecord.number)
+        )
+        return [(k, n) for k, n in rows.all()]
+
+
+async def test_a_delivery_over_its_budget_commits_what_it_made_and_goes_on(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prize = await coupon_prize(platform)
+    grants = [grant(prize["id"], f"u-{i}", key=f"g-{i}") for i in range(3)]
+    payloads = [g.model_dump(mode="json") for g in grants]
+
+    # No time at all: each try makes one record (at least one is always made), commits it
+    # and hands the rest to the next try.
+    monkeypatch.setattr(service_worker, "DELIVERY_BUDGET_SECONDS", 0.0)
+    worker = await _deliver(platform, payloads)
+    assert (worker.jobs_retried, worker.jobs_complete, worker.jobs_failed) == (2, 1, 0)
+    made = await _records(platform)
+    assert sorted(k for k, _ in made) == ["g-0", "g-1", "g-2"]
+
+    # Sent again whole (as the sweep does after a failure): nothing made twice, and the
+    # grants with a record are skipped.
+    monkeypatch.setattr(service_worker, "DELIVERY_BUDGET_SECONDS", 10.0)
+    again = await _deliver(platform, payloads)
+    assert (again.jobs_retried, again.jobs_complete, again.jobs_failed) == (0, 1, 0)
+    assert await _records(platform) == made
+    # One new grant among the three old ones: only its record is made.
+    fresh = grant(prize["id"], "u-9", key="g-9").model_dump(mode="json")
+    last = await _deliver(platform, [*payloads, fresh])
+    assert (last.jobs_retried, last.jobs_complete, last.jobs_failed) == (0, 1, 0)
+    after = await _records(platform)
+    assert after[:3] == made and [k for k, _ in after[3:]] == ["g-9"]
+    async with platform.db("reward").session() as session:
+        assert await session.scalar(select(func.count()).select_from(RewardRecord)) == 4
