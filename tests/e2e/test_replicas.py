@@ -9,7 +9,6 @@ workers schedule it. ``bench/replicas.py`` is the large one (throughput of one a
 from __future__ import annotations
 
 import asyncio
-import tempfile
 import time
 from pathlib import Path
 
@@ -40,10 +39,10 @@ def _drop_keys(redis_url: str, prefix: str) -> None:
 
 
 def test_two_replicas_of_everything_one_of_each_killed_nothing_lost_or_twice(
-    infra: Infra,
+    infra: Infra, tmp_path: Path
 ) -> None:
     started = time.monotonic()
-    log_dir = Path(tempfile.mkdtemp(prefix="e2e-replicas-"))
+    log_dir = tmp_path
     stack = Stack(
         server_url=infra.pg_server_url,
         redis_url=infra.redis_url,
