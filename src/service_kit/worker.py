@@ -167,18 +167,20 @@ def message_job(
     transaction would hold against the other deliveries. A job enqueued with a single
     payload (not a list) is handled as a delivery of one.
 
-    A delivery has a time budget (half the job timeout): once spent, the messages handled so
-    far are committed (with ``finish``) and the job is run again at once (``Retry``).
-    ``pending(ctx, session, payloads)`` then returns, in one query, the messages not applied
-    yet, so a try starts where the last one stopped. Without the budget a slow delivery (a
-    hundred messages on busy cores, twenty jobs at once in a worker) reaches the job
-    timeout, the sweep sends all its messages again, and a consumer whose re-run of an
-    applied message costs as much as applying it never gets past the same first ones. (The
-    one-by-one fallback after a message failed for good has no budget.)"""
+    A consumer with ``pending(ctx, session, payloads)`` (the messages not applied yet, in
+    one query) has a time budget per delivery (half the job timeout): once spent, the
+    messages handled so far are committed (with ``finish``) and the job is run again at
+    once (``Retry``), its next try starting where this one stopped. Without the budget a
+    slow delivery (a hundred messages on busy cores, twenty jobs at once in a worker)
+    reaches the job timeout, the sweep sends all its messages again, and a consumer whose
+    re-run of an applied message costs as much as applying it never gets past the same
+    first ones. (The one-by-one fallback after a message failed for good has no budget.)"""
 
     def wrap(fn: MessageFn) -> Function:
         async def all_at_once(ctx: dict[str, Any], items: list[dict[str, Any]]) -> None:
-            deadline = time.monotonic() + _budget(ctx)
+            # Only a consumer that can tell the applied messages stops at the budget: the
+            # next try of any other would redo them all.
+            deadline = time.monotonic() + delivery_budget(ctx) if pending else math.inf
             async with ctx["db"].session() as session:
                 if pending is not None:
                     items = await pending(ctx, session, items)
@@ -198,7 +200,7 @@ def message_job(
                 if finish is not None:
                     await finish(ctx, session)
             if handled < len(items):  # the handled ones are committed: the rest next try
-                _stopped(name, handled, len(items))
+                stop_delivery(name, handled, len(items))
 
         async def separately(
             ctx: dict[str, Any],
@@ -213,7 +215,7 @@ def message_job(
             failures: list[str] = []
             for index, payload in enumerate(items):
                 if deadline is not None and index and time.monotonic() >= deadline:
-                    _stopped(name, index, len(items))
+                    stop_delivery(name, index, len(items))
                 try:
                     with message_context(payload):
                         async with unit() as session:
@@ -237,10 +239,11 @@ def message_job(
                 return await separately(ctx, items, lambda: _savepoint(session))
 
         async def each_committed(ctx: dict[str, Any], items: list[dict[str, Any]]) -> list[str]:
-            deadline = time.monotonic() + _budget(ctx)
-            if pending is not None:
-                async with ctx["db"].session() as session:
-                    items = await pending(ctx, session, items)
+            if pending is None:
+                return await separately(ctx, items, ctx["db"].session)
+            deadline = time.monotonic() + delivery_budget(ctx)
+            async with ctx["db"].session() as session:
+                items = await pending(ctx, session, items)
             return await separately(ctx, items, ctx["db"].session, deadline)
 
         async def handle(ctx: dict[str, Any], payloads: Any) -> dict[str, int]:
@@ -269,13 +272,13 @@ def message_job(
     return wrap
 
 
-def _budget(ctx: dict[str, Any]) -> float:
+def delivery_budget(ctx: dict[str, Any]) -> float:
     """Seconds a delivery may take before it stops and hands the rest to its next try: half
     the job timeout (a worker with shorter jobs says so in ``delivery_budget_seconds``)."""
     return float(min(DELIVERY_BUDGET_SECONDS, ctx.get("delivery_budget_seconds", math.inf)))
 
 
-def _stopped(name: str, handled: int, total: int) -> NoReturn:
+def stop_delivery(name: str, handled: int, total: int) -> NoReturn:
     log.info(
         "%s: %d of %d messages handled within the budget; the rest next try", name, handled, total
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -17,7 +18,7 @@ from reward_service.records.reconciler import reconcile_once
 from reward_service.records.repository import RecordRepository
 from reward_service.records.state import RecordStatus
 from service_kit.correlation import message_context
-from service_kit.worker import as_list, job, message_job
+from service_kit.worker import as_list, delivery_budget, job, message_job, stop_delivery
 
 MAX_RETRY_DELAY_SECONDS = 30.0
 
@@ -79,9 +80,15 @@ async def issue(ctx: dict[str, Any], payloads: dict[str, Any] | list[dict[str, A
     """Issue the records of one delivery one after another: cash calls another system with
     no transaction open, so each record is its own unit of work. A re-run after a transient
     failure finds the records already issued and leaves them alone."""
+    items = as_list(payloads)
+    deadline = time.monotonic() + delivery_budget(ctx)
     try:
         issued = 0
-        for payload in as_list(payloads):
+        for index, payload in enumerate(items):
+            if issued and time.monotonic() >= deadline:
+                # The next try finds the records issued so far already issued (one read
+                # each) and goes on with the rest, before the job timeout cuts a payment.
+                stop_delivery(jobs.REWARD_ISSUE, index, len(items))
             with message_context(payload):
                 if await issue_record(ctx, uuid.UUID(payload["record_id"])) is not None:
                     issued += 1

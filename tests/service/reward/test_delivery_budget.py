@@ -1,6 +1,6 @@
-"""A delivery of grants bigger than its time budget: the records made so far are committed
-and the rest come in the next tries; a delivery sent again skips the grants that have
-their record in one query."""
+"""A delivery bigger than its time budget (grants to record, records to issue): what was
+done so far is committed and the rest comes in the next tries; a delivery of grants sent
+again skips the grants that have their record in one query."""
 
 from __future__ import annotations
 
@@ -16,16 +16,18 @@ from reward_service.worker import create_worker
 from service_kit import worker as service_worker
 from service_kit.queue import enqueue
 from tests.service.harness import Platform, worker_run_relay_off
-from tests.service.reward.helpers import coupon_prize, grant
+from tests.service.reward.helpers import coupon_prize, grant, issuing_record
 
 
-async def _deliver(platform: Platform, payloads: list[dict[str, Any]]) -> Any:
+async def _deliver(
+    platform: Platform, payloads: list[dict[str, Any]], job: str = jobs.REWARD_CREATE_FROM_GRANT
+) -> Any:
     """One delivery carrying ``payloads``, run by a real reward worker (burst)."""
     await enqueue(
         platform.apps["reward"].state.arq,
         platform.settings["reward"].queue_prefix,
         "reward",
-        jobs.REWARD_CREATE_FROM_GRANT,
+        job,
         payloads,  # type: ignore[arg-type]  # a delivery is a list of payloads
         f"batch:{uuid.uuid4().hex}",
     )
@@ -80,3 +82,20 @@ async def test_a_delivery_over_its_budget_commits_what_it_made_and_goes_on(
     assert after[:3] == made and [k for k, _ in after[3:]] == ["g-9"]
     async with platform.db("reward").session() as session:
         assert await session.scalar(select(func.count()).select_from(RewardRecord)) == 4
+
+
+async def test_an_issuance_over_its_budget_goes_on_in_the_next_try(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prize = await coupon_prize(platform)
+    made = [await issuing_record(platform, grant(prize["id"], f"u-{i}")) for i in range(3)]
+    payloads = [{"tenant_id": "tenant-a", "record_id": str(r.id)} for r in made]
+    monkeypatch.setattr(service_worker, "DELIVERY_BUDGET_SECONDS", 0.0)
+    worker = await _deliver(platform, payloads, jobs.REWARD_ISSUE)
+    # One record issued per try; the last try finds the others issued and issues its own.
+    assert (worker.jobs_retried, worker.jobs_complete, worker.jobs_failed) == (2, 1, 0)
+    async with platform.db("reward").session() as session:
+        statuses = await session.scalars(
+            select(RewardRecord.status).where(RewardRecord.id.in_([r.id for r in made]))
+        )
+        assert list(statuses) == ["issued"] * 3
