@@ -56,6 +56,7 @@ class Stack(DevStack):
         self.redis_url = redis_url
         self.run_id = run_id
         self.prefix = f"rp-{run_id}"
+        self.killed_at = 0.0  # wall clock of the kill (``kill_at``)
         self.databases = {
             name: database_url(server_url, f"rp_{run_id}_{name}") for name in SERVICES
         }
@@ -132,6 +133,7 @@ def kill_at(stack: Stack, at: int, killed: list[int]) -> Callable[[int], Awaitab
     async def before_send(i: int) -> None:
         if i != at:
             return
+        stack.killed_at = time.time()
         for service in SERVICES:
             for kind in ("serve", "worker"):
                 pid = stack.kill_one(kind, service)
