@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -30,21 +31,34 @@ class BindingRepository:
     # --- locks -------------------------------------------------------------------------
 
     async def lock(self, keys: list[str], *, shared: bool = False) -> None:
-        """Take transaction-scoped advisory locks on ``keys`` in one statement, in the order
-        of their lock ids (the sorted DISTINCT subquery is not flattened by the planner, so
-        the locks are taken in that order), so overlapping sets never deadlock. Shared locks
-        only exclude the exclusive ones of the same keys."""
-        if not keys:
+        """Take transaction-scoped advisory locks on ``keys``, all shared or all exclusive
+        (see ``lock_modes``)."""
+        if shared:
+            await self.lock_modes(shared=keys)
+        else:
+            await self.lock_modes(exclusive=keys)
+
+    async def lock_modes(
+        self, *, exclusive: Collection[str] = (), shared: Collection[str] = ()
+    ) -> None:
+        """Take transaction-scoped advisory locks in one statement, each key in its mode, in
+        the order of their lock ids (the sorted DISTINCT subquery is not flattened by the
+        planner, so the locks are taken in that order), so overlapping sets never deadlock.
+        Shared locks only exclude the exclusive ones of the same keys; a key asked for in
+        both modes is taken exclusively."""
+        wanted = dict.fromkeys(shared, False) | dict.fromkeys(exclusive, True)
+        if not wanted:
             return
-        function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
         try:
             await self.session.execute(
                 text(
-                    f"SELECT {function}(h) FROM ("
-                    " SELECT DISTINCT hashtextextended(k, 0) AS h"
-                    " FROM unnest(CAST(:keys AS text[])) AS k ORDER BY h) AS ordered"
+                    "SELECT CASE WHEN x THEN pg_advisory_xact_lock(h)"
+                    " ELSE pg_advisory_xact_lock_shared(h) END FROM ("
+                    " SELECT DISTINCT ON (h) hashtextextended(k, 0) AS h, x"
+                    " FROM unnest(CAST(:keys AS text[]), CAST(:exclusive AS boolean[]))"
+                    " AS t(k, x) ORDER BY h, x DESC) AS ordered"
                 ),
-                {"keys": keys},
+                {"keys": list(wanted), "exclusive": list(wanted.values())},
             )
         except DBAPIError as exc:
             # Only possible when a chain grew while its locks were being taken and a second
@@ -79,22 +93,43 @@ class BindingRepository:
         )
     """
 
-    async def effective_ancestors(self, tenant_id: str, node: str, start_user: str) -> list[str]:
-        """The effective inviters above ``start_user`` at ``node``, nearest first. A loop
-        already in the data ends the walk where it repeats."""
+    async def effective_ancestors_at(
+        self, tenant_id: str, nodes: Collection[str], start_user: str
+    ) -> dict[str, list[str]]:
+        """The effective inviters above ``start_user`` at each of ``nodes``, nearest first,
+        walked in one statement. A loop already in the data ends a walk where it repeats."""
         rows = await self.session.execute(
             text(
-                self._EFFECTIVE_CHAIN
-                + " SELECT user_id FROM chain WHERE depth > 0 ORDER BY depth LIMIT :limit"
+                f"""
+                WITH RECURSIVE chain(node, user_id, depth) AS (
+                    SELECT n, CAST(:start AS varchar), 0 FROM unnest(CAST(:nodes AS text[])) n
+                    UNION ALL
+                    SELECT chain.node, step.inviter_id, chain.depth + 1
+                    FROM chain
+                    CROSS JOIN LATERAL (
+                        SELECT b.inviter_id FROM bindings b
+                        WHERE b.tenant_id = :tenant AND b.invitee_id = chain.user_id
+                          AND b.node IN (chain.node, 'registration')
+                        ORDER BY b.node = chain.node DESC
+                        LIMIT 1
+                    ) AS step
+                    WHERE chain.depth < {MAX_CHAIN_DEPTH}
+                )
+                SELECT node, user_id FROM chain WHERE depth > 0 ORDER BY node, depth
+                """
             ),
-            {"tenant": tenant_id, "node": node, "start": start_user, "limit": MAX_CHAIN_DEPTH},
+            {"tenant": tenant_id, "nodes": list(nodes), "start": start_user},
         )
-        seen: dict[str, None] = {}
-        for (user_id,) in rows.all():
-            if user_id in seen:
-                break
-            seen[user_id] = None
-        return list(seen)
+        chains: dict[str, dict[str, None]] = {node: {} for node in nodes}
+        looped: set[str] = set()
+        for node, user_id in rows.all():
+            if node in looped:
+                continue
+            if user_id in chains[node]:  # a loop already in the data ends the walk
+                looped.add(node)
+                continue
+            chains[node][user_id] = None
+        return {node: list(users) for node, users in chains.items()}
 
     async def effectively_reaches(
         self, tenant_id: str, node: str, start_user: str, target_user: str

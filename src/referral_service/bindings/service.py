@@ -64,41 +64,55 @@ async def _effective_cycle(
     return None
 
 
-async def _nodes_following_registration(
-    repo: BindingRepository, tenant_id: str, invitee_id: str
-) -> list[Node]:
+def _nodes_following_registration(own: list[Binding]) -> list[Node]:
     """The nodes whose effective inviter a registration binding of the invitee sets: the
-    registration node and every node without an inviter of its own."""
-    own = {b.node for b in await repo.for_invitee(tenant_id, invitee_id)}
-    return [Node.registration, *(n for n in rules.CHANGEABLE_NODES_IN_ORDER if n.value not in own)]
+    registration node and every node without an inviter of its own (``own``: the
+    invitee's bindings)."""
+    taken = {b.node for b in own}
+    return [
+        Node.registration,
+        *(n for n in rules.CHANGEABLE_NODES_IN_ORDER if n.value not in taken),
+    ]
 
 
 async def _lock_registration_bind(
     repo: BindingRepository, tenant_id: str, invitee_id: str, inviter_id: str
-) -> None:
+) -> list[Binding]:
     """Serialise a registration bind with every change that could close a cycle with it,
-    then refuse it if it would close one at any node it sets.
+    then refuse it if it would close one at any node it sets. Returns the invitee's
+    bindings, read under the locks.
 
     Operator changes of the other nodes are kept out by a shared lock on their graphs (they
-    take it exclusively). Registration binds lock the invitee and every user on the
-    inviter's effective chains, then prove the chains did not grow meanwhile: a concurrent
-    registration bind that could close a cycle with this one binds a user on those chains
-    as its invitee, so the two are serialised and the later one sees the earlier.
+    take it exclusively). A registration bind locks its invitee exclusively and every user
+    on the inviter's effective chains shared, then proves the chains did not grow meanwhile.
+    A chain only grows when the user at its top is bound as an invitee, which takes that
+    user's lock exclusively: so a concurrent bind that could close a cycle with this one is
+    serialised with it and the later one sees the earlier, while the binds of many invitees
+    under one inviter (which only read the same chain) go on side by side.
     """
-    await repo.lock(
-        [rules.graph_lock_key(tenant_id, n) for n in rules.CHANGEABLE_NODES], shared=True
+    # The inviter is on every chain: locked in the first statement, two binds crossing
+    # (each invitee the other's inviter) queue up in lock order instead of deadlocking.
+    await repo.lock_modes(
+        exclusive=rules.lock_keys(tenant_id, Node.registration, [invitee_id]),
+        shared=[
+            *(rules.graph_lock_key(tenant_id, n) for n in rules.CHANGEABLE_NODES),
+            *rules.lock_keys(tenant_id, Node.registration, [inviter_id]),
+        ],
     )
-    locked: set[str] = set()
+    # Stable from here: the invitee's other nodes change only under the graph locks, its
+    # registration binding only under its own lock.
+    own = await repo.for_invitee(tenant_id, invitee_id)
+    nodes = _nodes_following_registration(own)
+    locked: set[str] = {invitee_id, inviter_id}
     for _ in range(MAX_LOCK_ROUNDS):
-        nodes = await _nodes_following_registration(repo, tenant_id, invitee_id)
-        chains = {n: await repo.effective_ancestors(tenant_id, n.value, inviter_id) for n in nodes}
-        closing = next((n for n in nodes if invitee_id in chains[n]), None)
+        chains = await repo.effective_ancestors_at(tenant_id, [n.value for n in nodes], inviter_id)
+        closing = next((n for n in nodes if invitee_id in chains[n.value]), None)
         if closing is not None:
             raise _cycle(inviter_id, invitee_id, closing)
-        wanted = {invitee_id, inviter_id}.union(*chains.values())
+        wanted = {inviter_id}.union(*chains.values())
         if wanted <= locked:
-            return
-        await repo.lock(rules.lock_keys(tenant_id, Node.registration, wanted - locked))
+            return own
+        await repo.lock(rules.lock_keys(tenant_id, Node.registration, wanted - locked), shared=True)
         locked |= wanted
     raise Conflict("The inviter's chain kept changing; try again.", code="concurrent_change")
 
@@ -217,12 +231,13 @@ async def bind(
     _refuse_self(invitee_id, inviter_id)
     repo = BindingRepository.from_session(session)
     if node is Node.registration:
-        await _lock_registration_bind(repo, tenant_id, invitee_id, inviter_id)
+        own = await _lock_registration_bind(repo, tenant_id, invitee_id, inviter_id)
+        existing = next((b for b in own if b.node == node.value), None)
     else:
         await _lock_changeable_node(repo, tenant_id, node, invitee_id)
+        existing = await repo.get(tenant_id, invitee_id, node.value)
     if not (node is Node.registration and channel is Channel.operator):
         await _refuse_frozen(repo, tenant_id, invitee_id, node, at, registration_grace)
-    existing = await repo.get(tenant_id, invitee_id, node.value)
     if existing is not None:
         raise Conflict(
             f"The invitee already has a {node.value} inviter.",

@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from contracts.payloads import Node
+from referral_service.bindings import service
+from referral_service.bindings.models import Binding
+from referral_service.bindings.schemas import Channel
 from tests.service.harness import Platform
 from tests.service.referral.steps import chain, invite_code, op_bind, op_change, self_bind
 
@@ -67,3 +75,48 @@ async def test_concurrent_crossing_changes_at_a_node_cannot_both_win(platform: P
             op_change(platform, a, "deposit", b), op_change(platform, b, "deposit", a)
         )
         assert sorted(r.status_code for r in responses) == [200, 409]
+
+
+async def _registration_bind(session: AsyncSession, invitee: str, inviter: str) -> Binding:
+    return await service.bind(
+        session,
+        tenant_id="tenant-a",
+        invitee_id=invitee,
+        inviter_id=inviter,
+        node=Node.registration,
+        channel=Channel.invite_code,
+        actor="system:registration",
+        at=datetime.now(UTC),
+        registration_grace=timedelta(hours=24),
+    )
+
+
+async def test_invitees_of_one_inviter_bind_side_by_side(platform: Platform) -> None:
+    """A registration bind only reads its inviter's chain, so it takes the chain's locks
+    shared: a second invitee of the same inviter binds while the first bind's transaction
+    is still open, instead of every invitee of a popular inviter queueing behind the others."""
+    await chain(platform, ["s-top", "s-inviter"])
+    db = platform.db("referral")
+    async with db.session() as first:
+        await _registration_bind(first, "s-new-1", "s-inviter")
+        async with db.session() as second:
+            # ``first`` commits only after this returns: it must not wait for it.
+            await asyncio.wait_for(_registration_bind(second, "s-new-2", "s-inviter"), 10)
+    body = (await platform.referral.get("/v1/bindings/s-new-2", headers=platform.operator())).json()
+    registration = next(n for n in body["nodes"] if n["node"] == "registration")
+    assert registration["binding"]["inviter_id"] == "s-inviter"
+
+
+async def test_binding_a_chain_top_waits_for_the_binds_reading_the_chain(
+    platform: Platform,
+) -> None:
+    """The one way a chain grows is binding the user at its top: that bind waits for the
+    open binds that read the chain, so none of them can miss a cycle it would close."""
+    await chain(platform, ["t-top", "t-inviter"])
+    db = platform.db("referral")
+    async with db.session() as first:
+        await _registration_bind(first, "t-new", "t-inviter")  # reads t-inviter → t-top
+        async with db.session() as second:
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(_registration_bind(second, "t-top", "t-other"), 1.5)
+            await second.rollback()
