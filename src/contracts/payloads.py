@@ -192,7 +192,7 @@ class LockCheckQuery(BaseModel):
 
     user_id: str = Field(min_length=1, max_length=128)
     currency: str = Field(pattern=r"^[A-Z]{3}$", examples=["HKD"])
-    amount: Decimal = Field(gt=0, examples=["10000"], description="Locked amount")
+    amount: Amount = Field(description="Locked amount")
     since: datetime = Field(alias="from", description="Lock start (reward arrival), with offset")
     until: datetime = Field(description="Lock expiry, with offset")
 

@@ -13,6 +13,7 @@ from contracts.payloads import LockCheckAnswer, LockCheckAnswers, LockCheckBatch
 from service_kit.auth import ACTIVITY_READ, Authenticator, CallerKind, Principal
 from service_kit.db import SessionDep
 from service_kit.errors import PROBLEM_RESPONSES, Unprocessable
+from service_kit.idempotency import IdempotencyDep
 from service_kit.money import decimal_string, decimal_text
 from service_kit.routing import ServiceRoute
 
@@ -91,7 +92,10 @@ async def lock_check(
 
 @router.post("/lock-checks", summary="Did each user keep a locked amount? (many lock-ups)")
 async def lock_checks(
-    body: LockCheckBatch, principal: ServiceCaller, session: SessionDep
+    body: LockCheckBatch,
+    principal: ServiceCaller,
+    idempotency: IdempotencyDep,
+    session: SessionDep,
 ) -> LockCheckAnswers:
     """The batch form of `GET /v1/positions/{user_id}/lock-check`, for reward_service
     settling the lock-ups of a tenant that fall due together (up to 500 per call): one

@@ -345,11 +345,11 @@ async def test_daily_run_resumes_after_a_crash_midway(
     real = daily_run.decide_basic
     seen: list[str] = []
 
-    def crash_on_third(scope, facts, tenant):  # type: ignore[no-untyped-def]
+    def crash_on_third(scope, facts, tenant, shared=None):  # type: ignore[no-untyped-def]
         seen.append(facts.user_id)
         if len(seen) == 3:
             raise RuntimeError("worker killed")
-        return real(scope, facts, tenant)
+        return real(scope, facts, tenant, shared)
 
     # users are decided in chunks of two, one transaction each: the second chunk dies
     monkeypatch.setattr(daily_run, "decide_basic", crash_on_third)
