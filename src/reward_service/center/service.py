@@ -136,8 +136,8 @@ def _grant(issuance: ManualIssuance, n: int, now: datetime) -> Grant:
 
 async def _create_records(session: AsyncSession, issuance: ManualIssuance, now: datetime) -> None:
     """Records now, in this transaction (automatic ones are submitted for issuing at once)."""
-    for n in range(1, issuance.quantity + 1):
-        await records.create_from_grant(session, _grant(issuance, n, now), now)
+    grants = [(_grant(issuance, n, now), now) for n in range(1, issuance.quantity + 1)]
+    await records.create_from_grants(session, grants)
 
 
 def _queue_records(session: AsyncSession, issuance: ManualIssuance, now: datetime) -> None:

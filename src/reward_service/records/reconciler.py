@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -22,7 +23,14 @@ from reward_service.config import RewardSettings
 from reward_service.records.lockup import BROKEN, HELD
 from reward_service.records.models import RewardRecord
 from reward_service.records.repository import RecordRepository, TenantScope
-from reward_service.records.service import SYSTEM_ACTOR, move, queue_issuance, submit_released
+from reward_service.records.service import (
+    SYSTEM_ACTOR,
+    cancel_broken_locks,
+    issue_released_coupons,
+    move,
+    queue_issuance,
+    submit_released,
+)
 from reward_service.records.state import Action, InvalidTransition, RecordStatus
 from service_kit.db import Database
 from service_kit.errors import UpstreamUnavailable
@@ -200,6 +208,53 @@ async def settle_lock(
         return None
 
 
+async def settle_locks(
+    session: AsyncSession, checked: list[tuple[RewardRecord, LockCheckAnswer]], now: datetime
+) -> list[str | None]:
+    """``settle_lock`` of many records, their outcomes in the same order, the common moves
+    made together: the verdicts kept on issued rewards, the broken lock-ups of Locked
+    records cancelled, the held ones of automatic coupons issued, each a compare-and-set of
+    them all (the rest one by one)."""
+    outcomes: dict[uuid.UUID, str | None] = {}
+    issued: dict[uuid.UUID, tuple[str, str | None]] = {}
+    broken: dict[uuid.UUID, str] = {}
+    coupons: list[RewardRecord] = []
+    alone: list[tuple[RewardRecord, LockCheckAnswer]] = []
+    for record, answer in checked:
+        if record.lock_result is not None:
+            continue
+        if record.status == RecordStatus.issued.value:
+            detail = None if answer.held else break_reason(record, answer)
+            issued[record.id] = (HELD if answer.held else BROKEN, detail)
+        elif record.status != RecordStatus.locked.value:
+            continue
+        elif not answer.held:
+            broken[record.id] = break_reason(record, answer)
+        elif record.issuance_form == "automatic" and record.prize_type == "coupon":
+            coupons.append(record)
+        else:
+            alone.append((record, answer))
+    repo = RecordRepository.from_session(session)
+    for record_id in await repo.settle_issued_locks(issued, now):
+        outcomes[record_id] = "held" if issued[record_id][0] == HELD else "broken"
+    verdict = {"lock_settled_at": now}
+    for record in await cancel_broken_locks(
+        session, broken, {**verdict, "lock_result": BROKEN}, now
+    ):
+        outcomes[record.id] = "broken"
+    released = await issue_released_coupons(
+        session, coupons, {**verdict, "lock_result": HELD, "lock_detail": None}, now
+    )
+    for record in released:
+        outcomes[record.id] = "released"
+    # A coupon not moved had its prize gone, or moved meanwhile: ``settle_lock`` tells which.
+    left = {record.id for record in coupons} - {record.id for record in released}
+    alone.extend((r, a) for r, a in checked if r.id in left)
+    for record, answer in alone:
+        outcomes[record.id] = await settle_lock(session, record, answer, now)
+    return [outcomes.get(record.id) for record, _ in checked]
+
+
 async def settle_due_locks(
     db: Database,
     http: ServiceClient,
@@ -238,11 +293,12 @@ async def settle_due_locks(
                 if answers is None:
                     await repo.touch_many([r.id for r in records], {"lock_checked_at": now})
                     return ["deferred"] * len(records)
-                # The chunk's verdicts in one unit of work (each move is a compare-and-set).
-                return [
-                    await settle_lock(session, record, answer, now)
-                    for record, answer in zip(records, answers, strict=True)
-                ]
+                # The chunk's verdicts in one unit of work, its new rows (transitions,
+                # status messages, wallet entries) written together at commit.
+                with session.no_autoflush:
+                    return await settle_locks(
+                        session, list(zip(records, answers, strict=True)), now
+                    )
 
     for outcomes in await asyncio.gather(*(settle(chunk) for chunk in chunks)):
         for outcome in outcomes:

@@ -6,7 +6,19 @@ from collections.abc import AsyncIterator, Collection
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import DateTime, Select, and_, func, literal, or_, select, true, tuple_, update
+from sqlalchemy import (
+    DateTime,
+    Select,
+    and_,
+    case,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,6 +29,8 @@ from service_kit.pagination import PageParams, paginate
 
 # Which tenants' records a reconciler pass looks at: (only this one, or all but these).
 TenantScope = tuple[str | None, Collection[str]]
+# Records per INSERT statement: their parameters stay far below the driver's 32,767.
+INSERT_ROWS = 500
 
 
 class RecordRepository:
@@ -45,15 +59,24 @@ class RecordRepository:
         )
         return {(t, k) for t, k in (await self.session.execute(stmt)).all()}
 
-    async def insert_if_new(self, values: dict[str, Any]) -> RewardRecord | None:
-        """Insert unless the grant already has a record; None when it did."""
-        stmt = (
-            insert(RewardRecord)
-            .values(**values)
-            .on_conflict_do_nothing(index_elements=["tenant_id", "grant_key"])
-            .returning(RewardRecord)
-        )
-        return (await self.session.scalars(stmt)).one_or_none()
+    async def insert_new(
+        self, rows: builtins.list[dict[str, Any]]
+    ) -> dict[tuple[str, str], RewardRecord]:
+        """Insert many records in one statement, each unless its grant already has one;
+        the inserted ones by (tenant, grant key). Rows go in key order, so two deliveries
+        inserting some of the same grants wait on each other rather than deadlock."""
+        ordered = sorted(rows, key=lambda row: (row["tenant_id"], row["grant_key"]))
+        inserted: dict[tuple[str, str], RewardRecord] = {}
+        for start in range(0, len(ordered), INSERT_ROWS):
+            stmt = (
+                insert(RewardRecord)
+                .values(ordered[start : start + INSERT_ROWS])
+                .on_conflict_do_nothing(index_elements=["tenant_id", "grant_key"])
+                .returning(RewardRecord)
+            )
+            for record in await self.session.scalars(stmt):
+                inserted[(record.tenant_id, record.grant_key)] = record
+        return inserted
 
     async def get(self, tenant_id: str, record_id: uuid.UUID) -> RewardRecord | None:
         return await self.session.scalar(
@@ -119,6 +142,55 @@ class RecordRepository:
             .execution_options(synchronize_session=False, populate_existing=True)
         )
         return (await self.session.scalars(stmt)).one_or_none()
+
+    async def move_locked(
+        self,
+        record_ids: Collection[uuid.UUID],
+        values: dict[str, Any],
+        at: datetime,
+        *,
+        moves: int = 1,
+        per_record: dict[str, dict[uuid.UUID, Any]] | None = None,
+    ) -> builtins.list[RewardRecord]:
+        """``compare_and_set`` of many records still Locked, in one statement: ``values``
+        for all, ``per_record`` column → (record → value), the version up by ``moves``.
+        Returns the records moved (the others had moved meanwhile)."""
+        if not record_ids:
+            return []
+        r = RewardRecord
+        each = {
+            column: case(by_record, value=r.id, else_=getattr(r, column))
+            for column, by_record in (per_record or {}).items()
+        }
+        stmt = (
+            update(r)
+            .where(r.id.in_(record_ids), r.status == "locked")
+            .values(**values, **each, version=r.version + moves, updated_at=at)
+            .returning(r)
+            .execution_options(synchronize_session=False, populate_existing=True)
+        )
+        return list((await self.session.scalars(stmt)).all())
+
+    async def settle_issued_locks(
+        self, verdicts: dict[uuid.UUID, tuple[str, str | None]], at: datetime
+    ) -> set[uuid.UUID]:
+        """``settle_issued_lock`` of many records in one statement: record → (result,
+        detail). Returns the records settled."""
+        if not verdicts:
+            return set()
+        r = RewardRecord
+        stmt = (
+            update(r)
+            .where(r.id.in_(verdicts), r.status == "issued", r.lock_result.is_(None))
+            .values(
+                lock_result=case({k: v[0] for k, v in verdicts.items()}, value=r.id),
+                lock_detail=case({k: v[1] for k, v in verdicts.items()}, value=r.id),
+                lock_settled_at=at,
+            )
+            .returning(r.id)
+            .execution_options(synchronize_session=False)
+        )
+        return set((await self.session.scalars(stmt)).all())
 
     async def touch(self, record_id: uuid.UUID, values: dict[str, Any]) -> None:
         """Bookkeeping columns that are not a state move (no version bump)."""

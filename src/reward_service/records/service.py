@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -31,6 +32,7 @@ __all__ = [
     "SYSTEM_ACTOR",
     "FulfilmentFailed",
     "create_from_grant",
+    "create_from_grants",
     "get_record",
     "issue",
     "move",
@@ -201,11 +203,52 @@ async def create_from_grant(
     session: AsyncSession, grant: Grant, now: datetime
 ) -> RewardRecord | None:
     """Insert the record of a grant (idempotent on the grant key); None if it existed.
+    ``create_from_grants`` for one grant."""
+    return (await create_from_grants(session, [(grant, now)])).get(grant.grant_key)
+
+
+async def create_from_grants(
+    session: AsyncSession, grants: Sequence[tuple[Grant, datetime]]
+) -> dict[str, RewardRecord]:
+    """Insert the records of grants (each at its own time) in one statement, idempotent on
+    the grant key; the new ones by grant key (a grant that already had its record, or came
+    twice, has one entry at most).
 
     Automatic records are submitted at once; records whose reward is issued only after a
     lock-up wait in Locked until the lock expires (SPEC §3.3); a reward issued at once
     starts its lock when it is Issued (``records.lockup``).
     """
+    missing = len(grants) - len(session.info.get(RESERVED_NUMBERS) or ())
+    if missing > 1:
+        await reserve_numbers(session, missing)
+    planned: dict[tuple[str, str], _NewRecord] = {}
+    for grant, now in grants:
+        key = (grant.tenant_id, grant.grant_key)
+        if key not in planned:
+            planned[key] = await _plan_record(session, grant, now)
+    inserted = await RecordRepository.from_session(session).insert_new(
+        [plan.values for plan in planned.values()]
+    )
+    created: dict[str, RewardRecord] = {}
+    for plan in planned.values():
+        record = inserted.get((plan.grant.tenant_id, plan.grant.grant_key))
+        if record is not None:
+            created[plan.grant.grant_key] = await _after_creation(session, record, plan)
+    return created
+
+
+@dataclass
+class _NewRecord:
+    """A grant's record as it will be inserted, and what its creation does next."""
+
+    grant: Grant
+    prize: Prize
+    now: datetime
+    values: dict[str, Any]
+    coupon_at_once: bool
+
+
+async def _plan_record(session: AsyncSession, grant: Grant, now: datetime) -> _NewRecord:
     try:
         prize_id = uuid.UUID(grant.prize_id)
     except ValueError as exc:
@@ -213,7 +256,6 @@ async def create_from_grant(
     prize = await _prize_of(session, grant.tenant_id, prize_id)
     if prize is None:
         raise NotFound(f"grant {grant.grant_key} names unknown prize {grant.prize_id}")
-    repo = RecordRepository.from_session(session)
     lock = grant.lock_up
     status = RecordStatus.locked if _waits_for_lock(grant) else RecordStatus.pending
     # A coupon issued automatically is created Issued in one insert: the record is new and
@@ -226,42 +268,46 @@ async def create_from_grant(
     )
     if coupon_at_once:
         status = RecordStatus.issued
-    record = await repo.insert_if_new(
-        {
-            "id": uuid.uuid4(),
-            "number": format_number(await _next_number(session), now),
-            "tenant_id": grant.tenant_id,
-            "grant_key": grant.grant_key,
-            "activity_code": grant.activity_code,
-            "activity_name": grant.activity_name,
-            "activity_names": texts_of(grant.activity_names),
-            "rule_id": grant.rule_id,
-            "user_id": grant.user_id,
-            "app_id": grant.app_id,
-            "counterpart_id": grant.counterpart_id,
-            "referral_role": grant.referral_role.value if grant.referral_role else None,
-            "enterprise_name": grant.enterprise_name,
-            "task": grant.task,
-            "achieved_at": grant.achieved_at,
-            "prize_id": prize.id,
-            "prize_type": prize.type,
-            "prize_name": prize.name,
-            "prize_title": texts_of(prize.details.get("title")),
-            "issuance_form": grant.issuance_form.value,
-            "status": status.value,
-            # Lock expiry = the reward's arrival + the lock period (SPEC §3.3): from now when
-            # the record waits Locked, from its issue when it is issued at once.
-            **terms_at_creation(lock, now),
-            **(terms_at_arrival(lock.days, False, None, now) if coupon_at_once and lock else {}),
-            "issued_at": now if coupon_at_once else None,
-            "issued_to": grant.user_id if coupon_at_once else None,
-            "version": len(_COUPON_AT_ONCE) if coupon_at_once else 1,
-            "updated_at": now,
-        }
-    )
-    if record is None:
-        return None
-    if coupon_at_once:
+    values = {
+        "id": uuid.uuid4(),
+        "number": format_number(await _next_number(session), now),
+        "tenant_id": grant.tenant_id,
+        "grant_key": grant.grant_key,
+        "activity_code": grant.activity_code,
+        "activity_name": grant.activity_name,
+        "activity_names": texts_of(grant.activity_names),
+        "rule_id": grant.rule_id,
+        "user_id": grant.user_id,
+        "app_id": grant.app_id,
+        "counterpart_id": grant.counterpart_id,
+        "referral_role": grant.referral_role.value if grant.referral_role else None,
+        "enterprise_name": grant.enterprise_name,
+        "task": grant.task,
+        "achieved_at": grant.achieved_at,
+        "prize_id": prize.id,
+        "prize_type": prize.type,
+        "prize_name": prize.name,
+        "prize_title": texts_of(prize.details.get("title")),
+        "issuance_form": grant.issuance_form.value,
+        "status": status.value,
+        # Lock expiry = the reward's arrival + the lock period (SPEC §3.3): from now when
+        # the record waits Locked, from its issue when it is issued at once.
+        **terms_at_creation(lock, now),
+        **(terms_at_arrival(lock.days, False, None, now) if coupon_at_once and lock else {}),
+        "issued_at": now if coupon_at_once else None,
+        "issued_to": grant.user_id if coupon_at_once else None,
+        "version": len(_COUPON_AT_ONCE) if coupon_at_once else 1,
+        "updated_at": now,
+    }
+    return _NewRecord(grant, prize, now, values, coupon_at_once)
+
+
+async def _after_creation(
+    session: AsyncSession, record: RewardRecord, plan: _NewRecord
+) -> RewardRecord:
+    """The transitions, status message and first moves of a record just inserted."""
+    grant, prize, now = plan.grant, plan.prize, plan.now
+    if plan.coupon_at_once:
         for from_status, to_status, action in _COUPON_AT_ONCE:
             _record_transition(
                 session, record, from_status, action, SYSTEM_ACTOR, now, to_status=to_status
@@ -269,7 +315,9 @@ async def create_from_grant(
         put_coupon_of_new_record(session, record, prize, now)
         return record
     _record_transition(session, record, None, "create", SYSTEM_ACTOR, now)
-    if status is RecordStatus.pending and grant.issuance_form is IssuanceForm.automatic:
+    if record.status == RecordStatus.pending.value and (
+        grant.issuance_form is IssuanceForm.automatic
+    ):
         # A physical item is fulfilled inside this database too (stock, shipment): issue it
         # in the same transaction (a queued hop would buy nothing). Cash calls another
         # system with no transaction open, so it goes through ``reward.issue``.
@@ -420,6 +468,74 @@ async def submit_released(session: AsyncSession, record: RewardRecord, now: date
         await fail(session, submitted, "prize_missing", now)
         return
     await _fulfil_and_mark(session, submitted, prize, now)
+
+
+# The moves of an automatic coupon released by its lock-up, made in one compare-and-set.
+_RELEASED_COUPON = (
+    (RecordStatus.locked.value, RecordStatus.pending.value, Action.release_lock.value),
+    (RecordStatus.pending.value, RecordStatus.issuing.value, Action.submit.value),
+    (RecordStatus.issuing.value, RecordStatus.issued.value, Action.fulfil.value),
+)
+LOCK_HELD_REASON = "lock-up condition held"
+
+
+async def issue_released_coupons(
+    session: AsyncSession, records: Sequence[RewardRecord], verdict: dict[str, Any], now: datetime
+) -> list[RewardRecord]:
+    """Locked → Issued for automatic coupon records whose lock-up held, all in one
+    compare-and-set: released, submitted and put in the wallet as ``submit_released`` would
+    one by one (a coupon is fulfilled inside this database), the three moves recorded as
+    transitions. Returns those moved; a record whose prize is gone, or that moved
+    meanwhile, is not (the caller takes the first one by one)."""
+    prizes = {r.id: await _prize_of(session, r.tenant_id, r.prize_id) for r in records}
+    moved = await RecordRepository.from_session(session).move_locked(
+        [record_id for record_id, prize in prizes.items() if prize is not None],
+        {
+            **verdict,
+            "status": RecordStatus.issued.value,
+            "failure_reason": None,
+            "redriven_at": None,
+            "issued_at": now,
+            "issued_to": RewardRecord.user_id,
+        },
+        now,
+        moves=len(_RELEASED_COUPON),
+    )
+    for record in moved:
+        for from_status, to_status, action in _RELEASED_COUPON:
+            reason = LOCK_HELD_REASON if action == Action.release_lock.value else None
+            _record_transition(
+                session, record, from_status, action, SYSTEM_ACTOR, now, reason, to_status
+            )
+        prize = prizes[record.id]
+        assert prize is not None
+        # Locked until this compare-and-set, so it has no wallet entry yet.
+        put_coupon_of_new_record(session, record, prize, now)
+    return moved
+
+
+async def cancel_broken_locks(
+    session: AsyncSession, reasons: dict[uuid.UUID, str], verdict: dict[str, Any], now: datetime
+) -> list[RewardRecord]:
+    """Locked → Cancelled for records whose lock-up broke, in one compare-and-set, each with
+    its reason (on the record and its transition). Returns those moved."""
+    moved = await RecordRepository.from_session(session).move_locked(
+        reasons,
+        {**verdict, "status": RecordStatus.cancelled.value},
+        now,
+        per_record={"failure_reason": reasons, "lock_detail": reasons},
+    )
+    for record in moved:
+        _record_transition(
+            session,
+            record,
+            RecordStatus.locked.value,
+            Action.break_lock.value,
+            SYSTEM_ACTOR,
+            now,
+            reasons[record.id],
+        )
+    return moved
 
 
 async def _prize_of(session: AsyncSession, tenant_id: str, prize_id: uuid.UUID) -> Prize | None:

@@ -46,17 +46,29 @@ async def _not_recorded(
     return [p for p, key in zip(payloads, keys, strict=True) if key not in recorded]
 
 
+# Where a unit of work collects the grants of its messages (recorded at its end).
+_GRANTS = "grants_to_record"
+
+
+async def _record_grants(ctx: dict[str, Any], session: AsyncSession) -> None:
+    await service.create_from_grants(session, session.info.pop(_GRANTS, []))
+
+
 @message_job(
-    jobs.REWARD_CREATE_FROM_GRANT, "reward", prepare=_reserve_numbers, pending=_not_recorded
+    jobs.REWARD_CREATE_FROM_GRANT,
+    "reward",
+    prepare=_reserve_numbers,
+    pending=_not_recorded,
+    finish=_record_grants,
 )
 async def create_from_grant(
     ctx: dict[str, Any], session: AsyncSession, payload: dict[str, Any]
-) -> str | None:
+) -> None:
+    """Collected, and the delivery's records inserted in one statement (``finish``)."""
     grant = Grant.model_validate(payload)
     # The reward arrives at the tenant's time: a sandbox's lock-up starts on its own clock.
     now = await ctx["clocks"].now(grant.tenant_id, session)
-    record = await service.create_from_grant(session, grant, now)
-    return str(record.id) if record else None
+    session.info.setdefault(_GRANTS, []).append((grant, now))
 
 
 async def issue_record(ctx: dict[str, Any], record_id: uuid.UUID) -> str | None:
