@@ -18,7 +18,7 @@ class RewardSettings(ServiceSettings):
     # First retry delay of a payout after a transient error; doubled per try, capped at 30 s.
     cash_retry_base_seconds: float = 1.0
 
-    # Jobs one worker runs at once (each holds at most one database connection at a time).
+    # Issuance jobs mostly wait on other services: more of them at once.
     worker_max_jobs: int = 20
     # Issuance jobs are short; a killed worker's job is re-run by arq after this + 10 s.
     job_timeout_seconds: float = 10.0

@@ -57,6 +57,9 @@ class ServiceSettings(BaseSettings):
     service_name: str = "service"
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
     db_pool_size: int = 10
+    # Jobs one worker runs at once. Its connection pool holds one per job plus the relay's
+    # and the sweeps', so no job ever opens (and closes) a connection of its own.
+    worker_max_jobs: int = 10
     # No request body may be larger (413 body_too_large); some routes set a smaller limit.
     max_body_bytes: int = 16 * 1024 * 1024
     # The worker serves its Prometheus metrics (jobs, outbox backlog, queue depth) on this

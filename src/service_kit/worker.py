@@ -64,6 +64,8 @@ DELIVERY_BUDGET_SECONDS = JOB_TIMEOUT_SECONDS / 2
 _UNTRACED: contextlib.nullcontext[None] = contextlib.nullcontext()
 # How often a worker refreshes its health key (which expires a second after that).
 HEALTH_INTERVAL_SECONDS = 10
+# Connections a worker keeps beyond one per job: the relay, the sweeps, a cron job.
+WORKER_SPARE_CONNECTIONS = 3
 
 
 def worker_health_key(prefix: str, service: str) -> str:
@@ -339,7 +341,11 @@ async def open_context(
     # No ping before each checkout (three round trips with asyncpg, a tenth of a busy
     # worker's time): a connection that died with the server fails its job, which is
     # retried as transient, and the disconnect makes the pool replace all its connections.
-    ctx["db"] = Database(settings.database_url, pool_size=settings.db_pool_size, pre_ping=False)
+    # A connection per job and a few for the relay and sweeps: a job that found the pool
+    # empty would open an overflow connection and close it afterwards, and a new connection
+    # costs a TLS probe, authentication and every statement prepared again.
+    pool_size = max(settings.db_pool_size, settings.worker_max_jobs + WORKER_SPARE_CONNECTIONS)
+    ctx["db"] = Database(settings.database_url, pool_size=pool_size, pre_ping=False)
     ctx["http"] = ServiceClient(settings)
     ctx["clock"] = clock or SystemClock()
     ctx["clocks"] = TenantClocks(ctx["clock"], ctx["db"], sandbox_model, settings.sandbox_enabled)
@@ -421,6 +427,7 @@ def build_worker(
         on_startup=on_startup,
         on_shutdown=on_shutdown,
         job_timeout=JOB_TIMEOUT_SECONDS,
+        max_jobs=settings.worker_max_jobs,
         max_tries=10,
         keep_result=3600,
         burst=burst,
