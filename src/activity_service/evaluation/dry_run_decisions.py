@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -35,6 +37,7 @@ from activity_service.evaluation.daily_run import SharedFlows
 from activity_service.evaluation.dry_run_repository import DryRunRepository
 from activity_service.evaluation.engine import (
     Achievement,
+    Certification,
     MissingRate,
     UserFacts,
     Window,
@@ -47,10 +50,9 @@ from activity_service.evaluation.service import (
     ACTION_EVENT_TYPES,
     FACT_TYPES,
     MONEY_TYPES,
-    facts_of,
 )
 from activity_service.events.repository import EventRepository
-from activity_service.progress.flows import CUMULATIVE_TASKS
+from activity_service.progress.flows import CUMULATIVE_TASKS, EVENT_FLOWS, Flow
 from activity_service.progress.repository import DeviceRepository
 from activity_service.segments.repository import SegmentRepository
 from activity_service.segments.snapshot import snapshot_at
@@ -136,13 +138,46 @@ async def load_facts(
     session: AsyncSession, tenant_id: str, users: list[str], downloads: bool
 ) -> dict[str, UserFacts]:
     """The facts of a chunk of users (whole history; devices only for download tasks)."""
-    events = await DryRunRepository.from_session(session).fact_rows(tenant_id, users, FACT_TYPES)
+    records = await DryRunRepository.from_session(session).fact_records(
+        tenant_id, users, FACT_TYPES
+    )
     logins = (
         await DeviceRepository.from_session(session).first_new_device_logins(tenant_id, users)
         if downloads
         else {}
     )
-    return {user: facts_of(user, events.get(user, []), logins.get(user)) for user in users}
+    events = {user: list(rows) for user, rows in groupby(records, key=itemgetter(0))}
+    return {user: facts_of_records(user, events.get(user, ()), logins.get(user)) for user in users}
+
+
+def facts_of_records(
+    user_id: str, records: Iterable[Sequence[Any]], new_device_login_at: datetime | None = None
+) -> UserFacts:
+    """``service.facts_of`` over the dry-run's event records (``fact_records``), oldest
+    first: the same facts, without an event object per record (a dry-run reads hundreds of
+    thousands)."""
+    facts = UserFacts(user_id=user_id, new_device_login_at=new_device_login_at)
+    flows = facts.flows
+    for _, kind, event_id, app_id, at, amount, currency, enterprise_id, enterprise in records:
+        if kind in EVENT_FLOWS:
+            flows.append(Flow(at, event_id, EVENT_FLOWS[kind], Decimal(amount), currency))
+        elif kind == "user.registered":
+            if facts.registered_at is None:
+                facts.registered_at = at
+                facts.app_id = app_id
+        elif kind == "account.opened":
+            if facts.opened_at is None:
+                facts.opened_at = at
+        elif kind == "app.login":
+            if facts.first_login_at is None:
+                facts.first_login_at = at
+        elif kind == "enterprise.certified":
+            # The name counts only with an id, as the event's payload is read.
+            name = enterprise if enterprise_id is not None else None
+            facts.certifications.append(Certification(at, event_id, str(enterprise_id), name))
+        if facts.app_id is None:
+            facts.app_id = app_id
+    return facts
 
 
 async def _read(
@@ -393,10 +428,12 @@ async def _referral_chunk(
             if reached is not None:
                 done.append((user, n, rule, reached))
     nodes = await inviters.effective_inviters(tenant.tenant_id, sorted({user for user, *_ in done}))
+    # The node whose inviter a rule's task credits (one lookup per rule, not per invitee).
+    task_nodes = [node_of(TaskType(rule["task"])).value for rule in rules]
     found: list[_Qualifying] = []
     for user, n, rule, reached in done:
         bound = nodes.get(user, {})
-        inviter = bound.get(node_of(reached.task).value) or bound.get(Node.registration.value)
+        inviter = bound.get(task_nodes[n]) or bound.get(Node.registration.value)
         if inviter is None or inviter == user:
             report.refuse(
                 Candidate(
@@ -408,7 +445,7 @@ async def _referral_chunk(
                     order=2 * n,
                 ),
                 "no_inviter",
-                f"node {node_of(reached.task).value}",
+                f"node {task_nodes[n]}",
             )
             continue
         if rule.get("invitee_prize_id"):

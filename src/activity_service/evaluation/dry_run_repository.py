@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -53,16 +53,6 @@ ORDER BY u.n, e.occurred_at, e.event_id
 """
 
 
-class FactRow(NamedTuple):
-    """An event as ``service.facts_of`` reads it."""
-
-    type: str
-    event_id: str
-    app_id: str | None
-    occurred_at: datetime
-    payload: dict[str, Any]
-
-
 class DryRunRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -71,26 +61,19 @@ class DryRunRepository:
     def from_session(cls, session: AsyncSession) -> DryRunRepository:
         return cls(session)
 
-    async def fact_rows(
+    async def fact_records(
         self, tenant_id: str, user_ids: Sequence[str], types: Sequence[str]
-    ) -> dict[str, list[FactRow]]:
-        """The users' events of these types (whole history), each user's oldest first with
+    ) -> list[Any]:
+        """The users' events of these types (whole history) as the driver's records —
+        (user, type, event id, app id, occurred at, amount, currency, enterprise id,
+        enterprise name) — user by user in the order given, each user's oldest first with
         ties broken by event id, like ``EventRepository.of_users``."""
         if not user_ids:
-            return {}
+            return []
         conn = await self.session.connection()
         raw = await conn.get_raw_connection()
         driver: Any = raw.driver_connection
-        rows = await driver.fetch(_FACT_ROWS, tenant_id, list(user_ids), list(types))
-        grouped: dict[str, list[FactRow]] = {}
-        for user, kind, event_id, app_id, at, amount, currency, ent_id, ent_name in rows:
-            payload: dict[str, Any] = {}
-            if amount is not None:
-                payload["amount"], payload["currency"] = amount, currency
-            if ent_id is not None:
-                payload["enterprise_id"], payload["enterprise_name"] = ent_id, ent_name
-            grouped.setdefault(user, []).append(FactRow(kind, event_id, app_id, at, payload))
-        return grouped
+        return list(await driver.fetch(_FACT_ROWS, tenant_id, list(user_ids), list(types)))
 
     async def other_regular_spans(
         self, tenant_id: str, activity_id: uuid.UUID, inviter_ids: Sequence[str]
