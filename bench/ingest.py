@@ -239,6 +239,18 @@ def issued(stack: Stack) -> int:
     return asyncio.run(_issued(support.plain_dsn(stack.urls["reward"])))
 
 
+def wait_for_first_issue(stack: Stack, timeout: float) -> float:
+    """Seconds until the workers issued their first record: the drain window must start
+    with workers draining, not importing (a worker starts in seconds on an idle machine,
+    in tens of seconds on a busy one)."""
+    started = time.monotonic()
+    while issued(stack) == 0:
+        if time.monotonic() - started > timeout:
+            raise RuntimeError(f"no record Issued {timeout:.0f} s after the workers started")
+        time.sleep(0.5)
+    return time.monotonic() - started
+
+
 def worker_cpu(stack: Stack) -> dict[str, float]:
     cpu = {}
     for name, process in stack.workers.items():
@@ -286,6 +298,8 @@ def orchestrate(args: argparse.Namespace) -> None:
         print(f"posting a backlog of {args.backlog} events in batches …", flush=True)
         batch = post_backlog(stack, args, backend, codes)
         stack.start_workers()
+        started = wait_for_first_issue(stack, timeout=180.0)
+        print(f"   workers issuing after {started:.1f} s", flush=True)
         time.sleep(args.drain_start)
         issued_before, cpu_before, wall_before = issued(stack), worker_cpu(stack), time.time()
         print("wrk while the workers drain the backlog …", flush=True)

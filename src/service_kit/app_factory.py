@@ -185,6 +185,7 @@ def create_service_app(
                 await on_shutdown(app)
             await app.state.http.aclose()
             await app.state.redis.aclose()
+            await app.state.outbox_notifier.close()
             await app.state.db.dispose()
 
     app = FastAPI(

@@ -189,10 +189,12 @@ class TokenVerifier:
         )
 
     async def verify(self, token: str) -> Principal:
-        try:
-            algorithm = str(jwt.get_unverified_header(token).get("alg", ""))
-        except jwt.PyJWTError as exc:
-            raise Unauthenticated("The bearer token is invalid.", code="invalid_token") from exc
+        algorithm = self.hmac_algorithm
+        if self.jwks is not None:  # which key verifies it: the token's header says
+            try:
+                algorithm = str(jwt.get_unverified_header(token).get("alg", ""))
+            except jwt.PyJWTError as exc:
+                raise Unauthenticated("The bearer token is invalid.", code="invalid_token") from exc
         if self.jwks is None or algorithm.upper().startswith("HS"):
             try:
                 principal, expires_at = _verified(
@@ -255,13 +257,11 @@ class Authenticator:
     async def authenticate(self, request: Request) -> Principal:
         """The caller of ``request``, or 401 / 403. Reads only the headers, so a route can
         ask before the body is read (``service_kit.routing.ServiceRoute``)."""
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthenticated("Send `Authorization: Bearer <token>`.")
-        verifier = getattr(request.app.state, "tokens", None)
-        if verifier is None:  # an app not built by ``create_service_app``
-            verifier = request.app.state.tokens = TokenVerifier(request.app.state.settings)
-        principal = await verifier.verify(token.strip())
+        # Verified once per request: the route asks before the body is read, the endpoint's
+        # dependency asks again.
+        principal: Principal | None = getattr(request.state, "principal", None)
+        if principal is None:
+            principal = await self._verify(request)
         if principal.kind not in self.kinds:
             allowed = ", ".join(sorted(k.value for k in self.kinds))
             raise Forbidden(f"This operation is for callers of kind: {allowed}.")
@@ -275,3 +275,13 @@ class Authenticator:
         # For what runs after the caller is known (Idempotency-Key claims).
         request.state.principal = principal
         return principal
+
+    @staticmethod
+    async def _verify(request: Request) -> Principal:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthenticated("Send `Authorization: Bearer <token>`.")
+        verifier = getattr(request.app.state, "tokens", None)
+        if verifier is None:  # an app not built by ``create_service_app``
+            verifier = request.app.state.tokens = TokenVerifier(request.app.state.settings)
+        return await verifier.verify(token.strip())

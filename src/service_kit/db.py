@@ -12,6 +12,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy import DateTime, MetaData, func
 from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -43,6 +44,12 @@ class TimestampedMixin:
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), nullable=False
     )
+
+
+def plain_dsn(database_url: str) -> str:
+    """The URL as asyncpg itself takes it (``postgresql://``), for connections made outside
+    SQLAlchemy's pool."""
+    return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 class Database:

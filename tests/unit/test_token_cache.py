@@ -1,18 +1,14 @@
-"""Tokens are verified once and remembered, but expiry is checked on every use; the outbox
-notifier sends one NOTIFY for many commits."""
+"""Tokens are verified once and remembered, but expiry is checked on every use."""
 
 from __future__ import annotations
 
-import asyncio
 import time
-from typing import Any
 
 import pytest
 
 from service_kit import auth
 from service_kit.auth import CallerKind, decode_token, encode_token
 from service_kit.errors import Unauthenticated
-from service_kit.outbox import OutboxNotifier
 
 SECRET = "a-test-secret-that-is-long-enough-for-hs256"
 
@@ -34,45 +30,3 @@ def test_a_token_signed_with_another_secret_is_refused_even_after_a_good_one() -
     with pytest.raises(Unauthenticated) as refused:
         decode_token("another-secret-that-is-long-enough-for-hs256", token)
     assert refused.value.code == "invalid_token"
-
-
-class _Conn:
-    def __init__(self, sent: list[str]) -> None:
-        self.sent = sent
-
-    async def __aenter__(self) -> _Conn:
-        return self
-
-    async def __aexit__(self, *_: Any) -> None:
-        return None
-
-    async def execute(self, statement: Any) -> None:
-        self.sent.append(str(statement))
-
-    async def commit(self) -> None:
-        return None
-
-
-class _Engine:
-    def __init__(self) -> None:
-        self.sent: list[str] = []
-
-    def connect(self) -> _Conn:
-        return _Conn(self.sent)
-
-
-class _Db:
-    def __init__(self) -> None:
-        self.engine = _Engine()
-
-
-async def test_many_commits_make_one_notify() -> None:
-    db = _Db()
-    notifier = OutboxNotifier(db, delay=0.01)  # type: ignore[arg-type]
-    for _ in range(100):
-        notifier.poke()
-    await asyncio.sleep(0.05)
-    assert db.engine.sent == ["NOTIFY outbox"]
-    notifier.poke()  # a later commit is told again
-    await asyncio.sleep(0.05)
-    assert db.engine.sent == ["NOTIFY outbox", "NOTIFY outbox"]

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncpg
 from fastapi import FastAPI, Request
-from sqlalchemy.engine import make_url
+
+from service_kit.db import plain_dsn
 
 
 class IngestConnection(asyncpg.Connection):  # type: ignore[misc]
@@ -23,17 +24,13 @@ class IngestConnection(asyncpg.Connection):  # type: ignore[misc]
         return ""
 
 
-def _dsn(database_url: str) -> str:
-    return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
 async def open_ingest_pool(app: FastAPI) -> None:
     """Opens no connection yet (``min_size=0``), so the service starts while PostgreSQL is
     down; a connection that cannot be made or is lost surfaces as a connection error, which
     the API answers with 503 and ``Retry-After`` (``service_kit.errors``)."""
     settings = app.state.settings
     app.state.ingest_pool = await asyncpg.create_pool(
-        _dsn(settings.database_url),
+        plain_dsn(settings.database_url),
         min_size=0,
         max_size=settings.db_pool_size,
         max_inactive_connection_lifetime=300,
