@@ -110,9 +110,10 @@ UPDATE activity_budget_spend SET spent = GREATEST(spent - :amount, 0)
 WHERE tenant_id = :tenant_id AND activity_id = :activity_id
 """
 
-# One activity's new grants of a chunk, each with its outbox message. The payload (the
-# ``reward.create_from_grant`` contract) is its rule's template, validated once per rule,
-# with the grant's own values set in SQL, so no per-grant document crosses the wire twice.
+# One activity's new grants of a chunk, each with its outbox message. The message's payload
+# (the ``reward.create_from_grant`` contract) is its rule's template, validated once per rule,
+# with the grant's own values set in SQL, so no per-grant document crosses the wire; the grant
+# row keeps only its columns.
 _INSERT_GRANTS = """
 WITH batch AS (
     SELECT * FROM unnest(
@@ -124,34 +125,34 @@ WITH batch AS (
         CAST(:budget_costs AS numeric[])
     ) AS r(grant_key, user_id, app_id, rule_index, task, achieved_at, achieved_at_text,
            enterprise_name, settlement, cap_slot, total_slot, budget_cost)
-), rows AS (
-    SELECT b.*, t.template ->> 'rule_id' AS rule_id,
-           CAST(t.template ->> 'prize_id' AS uuid) AS prize_id,
+), rules AS (
+    SELECT n, template, template ->> 'rule_id' AS rule_id,
+           CAST(template ->> 'prize_id' AS uuid) AS prize_id
+    FROM unnest(CAST(:templates AS jsonb[])) WITH ORDINALITY AS t(template, n)
+), inserted AS (
+    INSERT INTO grants (id, tenant_id, grant_key, activity_id, activity_code, rule_id, user_id,
+                        counterpart_id, task, achieved_at, prize_id, source_event_id,
+                        new_user_reward, settlement, record_status, cap_slot, total_slot,
+                        budget_cost)
+    SELECT gen_random_uuid(), CAST(:tenant_id AS text), b.grant_key,
+           CAST(:activity_id AS uuid), CAST(:activity_code AS text), t.rule_id, b.user_id, NULL,
+           b.task, b.achieved_at, t.prize_id, NULL, CAST(:new_user_reward AS boolean),
+           b.settlement, 'granted', COALESCE(b.cap_slot, false),
+           COALESCE(b.total_slot, false), b.budget_cost
+    FROM batch AS b JOIN rules AS t ON t.n = b.rule_index
+    -- a key already granted, or an at-end settlement whose one tier is already paid
+    ON CONFLICT DO NOTHING
+    RETURNING grant_key
+), messages AS (
+    INSERT INTO outbox_messages (id, queue, job_name, job_id, payload, attempts)
+    SELECT gen_random_uuid(), CAST(:queue AS text), CAST(:job_name AS text), b.grant_key,
            t.template || jsonb_build_object(
                'grant_key', b.grant_key, 'user_id', b.user_id, 'app_id', b.app_id,
                'task', b.task, 'achieved_at', b.achieved_at_text,
-               'enterprise_name', b.enterprise_name) AS payload
-    FROM batch AS b
-    JOIN unnest(CAST(:templates AS jsonb[])) WITH ORDINALITY AS t(template, n)
-      ON t.n = b.rule_index
-), inserted AS (
-    INSERT INTO grants (id, tenant_id, grant_key, activity_id, activity_code, rule_id, user_id,
-                        counterpart_id, task, achieved_at, prize_id, source_event_id, payload,
-                        new_user_reward, settlement, record_status, cap_slot, total_slot,
-                        budget_cost)
-    SELECT gen_random_uuid(), CAST(:tenant_id AS text), grant_key,
-           CAST(:activity_id AS uuid), CAST(:activity_code AS text), rule_id, user_id, NULL,
-           task, achieved_at, prize_id, NULL, payload, CAST(:new_user_reward AS boolean),
-           settlement, 'granted', cap_slot, total_slot, budget_cost
-    FROM rows
-    -- a key already granted, or an at-end settlement whose one tier is already paid
-    ON CONFLICT DO NOTHING
-    RETURNING grant_key, payload
-), messages AS (
-    INSERT INTO outbox_messages (id, queue, job_name, job_id, payload, attempts)
-    SELECT gen_random_uuid(), CAST(:queue AS text), CAST(:job_name AS text), grant_key,
-           payload || CAST(:meta AS jsonb), 0
-    FROM inserted
+               'enterprise_name', b.enterprise_name), 0
+    FROM inserted AS i
+    JOIN batch AS b ON b.grant_key = i.grant_key
+    JOIN rules AS t ON t.n = b.rule_index
 )
 SELECT grant_key FROM inserted
 """
@@ -171,6 +172,12 @@ DO UPDATE SET outcome = excluded.outcome, detail = excluded.detail, at = exclude
 
 
 _TIME = TypeAdapter(datetime)
+
+
+def _sparse(values: list[Any]) -> list[Any]:
+    """A column most chunks leave empty is sent as an empty array when it is: ``unnest``
+    of several arrays pads the shorter ones with nulls, so nothing is encoded for it."""
+    return values if any(v is not None for v in values) else []
 
 
 def _json_time(at: datetime) -> str:
@@ -197,8 +204,8 @@ class NewGrant(NamedTuple):
 @dataclass
 class NewGrants:
     """One activity's new grants of a chunk. ``templates`` are the rules' grant payloads
-    (JSON-ready, ``rule_id`` and ``prize_id`` included); each grant's payload is its
-    template with its key, user, app, task, achieved time and enterprise name set."""
+    (JSON-ready, ``rule_id`` and ``prize_id`` included); each grant's message payload is
+    its template with its key, user, app, task, achieved time and enterprise name set."""
 
     tenant_id: str
     activity_id: uuid.UUID
@@ -378,7 +385,8 @@ class DailyRunRepository:
         job_name: str,
     ) -> set[str]:
         """Insert the grants whose keys are new, each with its outbox message (job id = grant
-        key, payload = the grant's payload), in one statement. Returns the keys inserted."""
+        key, payload = its rule's template with the grant's values), in one statement. Returns
+        the keys inserted."""
         rows = grants.rows
         if not rows:
             return set()
@@ -389,7 +397,11 @@ class DailyRunRepository:
                 "activity_id": grants.activity_id,
                 "activity_code": grants.activity_code,
                 "new_user_reward": grants.new_user_reward,
-                "templates": [json.dumps(t, separators=(",", ":")) for t in grants.templates],
+                # The messages carry the run's request id, as ``OutboxRepository.add`` does
+                # (in the template: it is the same for every message of the run).
+                "templates": [
+                    json.dumps(stamp(t), separators=(",", ":")) for t in grants.templates
+                ],
                 "grant_keys": [r.grant_key for r in rows],
                 "user_ids": [r.user_id for r in rows],
                 "app_ids": [r.app_id for r in rows],
@@ -397,15 +409,13 @@ class DailyRunRepository:
                 "tasks": [r.task for r in rows],
                 "achieved_ats": [r.achieved_at for r in rows],
                 "achieved_at_texts": [_json_time(r.achieved_at) for r in rows],
-                "enterprise_names": [r.enterprise_name for r in rows],
-                "settlements": [r.settlement for r in rows],
-                "cap_slots": [r.cap_slot for r in rows],
-                "total_slots": [r.total_slot for r in rows],
-                "budget_costs": [r.budget_cost for r in rows],
+                "enterprise_names": _sparse([r.enterprise_name for r in rows]),
+                "settlements": _sparse([r.settlement for r in rows]),
+                "cap_slots": _sparse([r.cap_slot or None for r in rows]),
+                "total_slots": _sparse([r.total_slot or None for r in rows]),
+                "budget_costs": _sparse([r.budget_cost for r in rows]),
                 "queue": queue,
                 "job_name": job_name,
-                # The messages carry the run's request id, as ``OutboxRepository.add`` does.
-                "meta": json.dumps(stamp({})),
             },
         )
         return {row[0] for row in result.all()}

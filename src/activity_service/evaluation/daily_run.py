@@ -56,6 +56,7 @@ from activity_service.evaluation.daily_repository import (
     NewGrant,
     NewGrants,
 )
+from activity_service.evaluation.dry_run_repository import DryRunRepository
 from activity_service.evaluation.engine import (
     LOOKBACK,
     Achievement,
@@ -208,12 +209,15 @@ class SharedFlows:
     activity and tier of the pass reads its answer from them; the flows are converted once
     per currency. Other tasks are decided by ``engine.achievement`` itself."""
 
-    __slots__ = ("facts", "_converted", "_day_ends")
+    __slots__ = ("facts", "_converted", "_day_ends", "_reached")
 
     def __init__(self, facts: UserFacts) -> None:
         self.facts = facts
         self._converted: dict[str, list[Flow] | MissingRate] = {}
         self._day_ends: dict[tuple[Any, ...], list[tuple[datetime, Decimal]]] = {}
+        # Activities of a pass often ask the same question (task, currency, threshold,
+        # window): answered once per user.
+        self._reached: dict[tuple[Any, ...], Achievement | None] = {}
 
     def converted(self, currency: str, rates: RateTable) -> list[Flow]:
         found = self._converted.get(currency)
@@ -267,14 +271,33 @@ class SharedFlows:
         task = TaskType(rule["task"])
         if task not in CUMULATIVE_TASKS or task in FIRST_TASKS:
             return achievement(rule, self.facts, window, zone=zone, rates=rates, until=until)
-        threshold = Decimal(str(rule["threshold"]))
         limit = min(until, window.ends_at)
+        question = (task, rule["currency"], rule["threshold"], window.starts_at, limit, zone)
+        if question in self._reached:
+            return self._reached[question]
+        threshold = _threshold(rule["threshold"])
+        answer = None
         for at, value in self.day_ends(
             task, rule["currency"], window.starts_at, limit, zone, rates
         ):
             if value >= threshold:
-                return Achievement(task, at, value)
-        return None
+                answer = Achievement(task, at, value)
+                break
+        self._reached[question] = answer
+        return answer
+
+
+_THRESHOLDS: dict[Any, Decimal] = {}
+
+
+def _threshold(value: Any) -> Decimal:
+    """A rule's threshold as a decimal, parsed once per distinct value."""
+    found = _THRESHOLDS.get(value)
+    if found is None:
+        found = Decimal(str(value))
+        if len(_THRESHOLDS) < 10_000:
+            _THRESHOLDS[value] = found
+    return found
 
 
 # --------------------------------------------------------------------------- pure decisions
@@ -567,8 +590,9 @@ class _BasicChunk:
         for key, (user, c) in fresh.items():
             prize_id = str(c.rule["prize_id"])
             if key in inserted:
+                # The grant is the record of this decision: no "granted" outcome row next
+                # to it (explain reads a grant newer than a rule's outcome as its outcome).
                 self.granted += 1
-                self.outcome(activity, user, c.rule["id"], "granted", key)
                 if activity.attribute == "new_user" and user in self.new_user_rewards:
                     self.new_user_rewards[user].append((activity.id, c.done.achieved_at))
                 continue
@@ -740,7 +764,8 @@ async def _prepare(
     the next chunk is prepared while the current one is written: events are never changed,
     and everything that depends on what the run writes is decided when writing."""
     async with db.session() as session:
-        events = await EventRepository.from_session(session).of_users(
+        # only the payload fields the rules read, as text: no JSON decoded per event
+        events = await DryRunRepository.from_session(session).fact_rows(
             tenant.tenant_id, users, FACT_TYPES
         )
         first_logins = (

@@ -11,6 +11,11 @@ daily run. Explain therefore reads the stored outcomes against what arrived sinc
 - amount tasks whose flows arrived after the rule was last decided (or never decided) get
   an ``awaiting_daily_run`` outcome saying which run decides them and when it is due.
 
+The daily run stores no ``granted`` outcome next to the grants it makes (the grant is the
+record of that decision, one row per grant is enough): a grant of a rule whose stored
+outcome is older than the grant, or that has none, reads as that rule's ``granted`` outcome,
+as the outcome the real-time path stores with its grants reads.
+
 The order of outcomes and facts is the database's (``recorded_at`` against the events'
 ``received_at`` and the grants' ``created_at``), not the service clock, which a sandbox
 tenant may have moved.
@@ -93,6 +98,29 @@ def _read(outcome: EvaluationOutcome, superseded_by: str | None = None) -> Outco
     return read
 
 
+def with_grants(
+    outcomes: Sequence[EvaluationOutcome], grants: Sequence[Grant]
+) -> list[EvaluationOutcome]:
+    """The stored outcomes, each rule's replaced by its ``granted`` outcome when a grant of
+    the rule was made after it (or the rule has none): the grant decided it last."""
+    by_rule = {o.rule_id: o for o in outcomes}
+    for grant in grants:
+        stored = by_rule.get(grant.rule_id)
+        if stored is not None and stored.recorded_at >= grant.created_at:
+            continue
+        by_rule[grant.rule_id] = EvaluationOutcome(
+            tenant_id=grant.tenant_id,
+            activity_id=grant.activity_id,
+            user_id=grant.user_id,
+            rule_id=grant.rule_id,
+            outcome="granted",
+            detail=grant.grant_key,
+            at=grant.created_at,
+            recorded_at=grant.created_at,
+        )
+    return [by_rule[rule_id] for rule_id in sorted(by_rule)]
+
+
 def supersede(
     outcomes: Sequence[EvaluationOutcome],
     grants: Sequence[Grant],
@@ -141,7 +169,7 @@ async def explain_user(
     # Rewards this user's tasks earned their inviter (referral activities).
     credited = await grant_repo.crediting(tenant_id, activity_id, user_id)
     repo = EvaluationRepository.from_session(session)
-    stored = await repo.outcomes(tenant_id, activity_id, user_id)
+    stored = with_grants(await repo.outcomes(tenant_id, activity_id, user_id), grants)
     config = activity.config or {}
     rules: list[dict[str, Any]] = list(config.get("rules", []))
     events = await EventRepository.from_session(session).of_user(

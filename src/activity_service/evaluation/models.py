@@ -56,7 +56,6 @@ class Grant(Base):
     achieved_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     prize_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
     source_event_id: Mapped[str | None] = mapped_column(String(128))
-    payload: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
     # A reward of a new-user basic activity: what the new/old user attribute looks at.
     new_user_reward: Mapped[bool] = mapped_column(
         Boolean, nullable=False, default=False, server_default="false"

@@ -305,7 +305,6 @@ async def write_grant(
         "achieved_at": achieved_at,
         "prize_id": uuid.UUID(prize_id),
         "source_event_id": ev.source_event_id,
-        "payload": payload,
         "new_user_reward": activity.kind == "basic" and activity.attribute == "new_user",
     }
     outbox = OutboxRepository.from_session(ev.session, OutboxMessage)

@@ -17,10 +17,11 @@ import pytest
 from sqlalchemy import func, select, text
 
 from activity_service.evaluation import daily_run
+from activity_service.evaluation.dry_run_repository import DryRunRepository
 from activity_service.evaluation.models import Grant, PrizeCapCounter
 from activity_service.evaluation.repository import EvaluationRepository
-from activity_service.events.repository import EventRepository
 from contracts import jobs
+from service_kit.correlation import META_KEY
 from tests.service.evaluation.steps import activity, explain, grants, money, post, prizes, table
 from tests.service.harness import Platform
 
@@ -258,13 +259,13 @@ async def test_activities_share_one_pass_with_segments_attributes_and_caps(
     )
     await platform.drain()
     reads: list[int] = []
-    real_of_users = EventRepository.of_users
+    real_fact_rows = DryRunRepository.fact_rows
 
     async def counted(self, tenant_id, user_ids, types):  # type: ignore[no-untyped-def]
         reads.append(len(user_ids))
-        return await real_of_users(self, tenant_id, user_ids, types)
+        return await real_fact_rows(self, tenant_id, user_ids, types)
 
-    monkeypatch.setattr(EventRepository, "of_users", counted)
+    monkeypatch.setattr(DryRunRepository, "fact_rows", counted)
     result = await daily_run.run_daily(
         platform.db("activity"), "tenant-a", DAY, platform.clock, None
     )
@@ -351,11 +352,12 @@ asyncio.run(daily_run.run_daily(db, "tenant-a", day, FrozenClock(now), None, chu
 
 
 async def _ledger(platform: Platform) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    """Every grant (activity, user, rule, achieved at, payload, cap slot) and outcome."""
+    """Every grant (activity, user, rule, achieved at, cap slot, message payload) and
+    outcome."""
     async with platform.db("activity").session() as session:
         granted = await session.execute(
             text(
-                "SELECT g.activity_id, g.user_id, g.rule_id, g.achieved_at, g.payload, g.cap_slot,"
+                "SELECT g.activity_id, g.user_id, g.rule_id, g.achieved_at, g.cap_slot,"
                 " m.payload FROM grants g JOIN outbox_messages m ON m.job_id = g.grant_key "
                 "ORDER BY 1, 2, 3"
             )
@@ -428,13 +430,13 @@ async def test_activities_in_one_pass_grant_what_each_alone_grants(
     await platform.drain()
     await _forget_the_day(platform)
     reads: list[int] = []
-    real_of_users = EventRepository.of_users
+    real_fact_rows = DryRunRepository.fact_rows
 
     async def counted(self, tenant_id, user_ids, types):  # type: ignore[no-untyped-def]
         reads.append(len(user_ids))
-        return await real_of_users(self, tenant_id, user_ids, types)
+        return await real_fact_rows(self, tenant_id, user_ids, types)
 
-    monkeypatch.setattr(EventRepository, "of_users", counted)
+    monkeypatch.setattr(DryRunRepository, "fact_rows", counted)
     db = platform.db("activity")
     shared = await daily_run.run_daily(db, "tenant-a", DAY, platform.clock, None)
     assert shared.done and reads == [3]  # ann, bob, cid: once for the ten activities
@@ -461,8 +463,10 @@ async def test_activities_in_one_pass_grant_what_each_alone_grants(
 
     def comparable(ledger: tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]) -> Any:
         granted, outcomes = ledger
-        # payloads equal but for the grant's request id stamp, if any
-        return [g[:4] + (g[4], g[5]) for g in granted], outcomes
+        # message payloads equal but for their request id stamp, if any
+        return [g[:5] + ({k: v for k, v in g[5].items() if k != META_KEY},) for g in granted], (
+            outcomes
+        )
 
     assert comparable(together) == comparable(separately)
 
