@@ -4,12 +4,15 @@ target segment, caps of the daily run, and the T+1 settlement."""
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from activity_service.evaluation import daily_run
 from activity_service.evaluation import service as evaluation
 from activity_service.evaluation.referral_client import ReferralLookup
+from activity_service.models import OutboxMessage
 from tests.service.evaluation.steps import (
     activity,
     event,
@@ -21,6 +24,16 @@ from tests.service.evaluation.steps import (
     table,
 )
 from tests.service.harness import Platform
+
+
+async def sent_payload(platform: Platform, grant_key: str) -> dict[str, Any]:
+    """The payload of the grant's ``reward.create_from_grant`` message."""
+    async with platform.db("activity").session() as session:
+        payload = await session.scalar(
+            select(OutboxMessage.payload).where(OutboxMessage.job_id == grant_key)
+        )
+    assert payload is not None
+    return payload
 
 
 def lookup(platform: Platform) -> ReferralLookup:
@@ -79,7 +92,7 @@ async def test_real_time_action_tasks_in_window_only(platform: Platform) -> None
         ("u1", "reg", p_reg),
     ]
     certified = next(g for g in rows if g.rule_id == "any-ent")
-    assert certified.payload["enterprise_name"] == "Seven Ltd"
+    assert (await sent_payload(platform, certified.grant_key))["enterprise_name"] == "Seven Ltd"
     records = await platform.reward.get(
         "/v1/reward-records",
         params={"activity_code": act["activity_code"]},
@@ -175,8 +188,8 @@ async def test_first_deposit_in_real_time_with_fx_and_history(platform: Platform
     assert [(g.user_id, g.achieved_at.isoformat()) for g in rows] == [
         ("u1", "2026-12-05T14:00:00+00:00")
     ]
-    # the lock-up terms travel in the grant; the reward record waits in Locked
-    assert rows[0].payload["lock_up"] == {
+    # the lock-up terms travel with the grant; the reward record waits in Locked
+    assert (await sent_payload(platform, rows[0].grant_key))["lock_up"] == {
         "amount": "1000",
         "currency": "HKD",
         "days": 30,
