@@ -44,6 +44,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -87,7 +89,6 @@ from activity_service.evaluation.service import (
     MONEY_TYPES,
     _activity_name,
     _activity_names,
-    facts_of,
     window_of,
 )
 from activity_service.events.repository import EventRepository
@@ -150,10 +151,12 @@ class Scope:
     def referral(self) -> bool:
         return self.activity.kind == "referral"
 
-    def covers(self, events: Iterable[Any]) -> bool:
-        """Does the user have an event that brings them into this activity's run?"""
+    def covers(self, records: Iterable[Sequence[Any]]) -> bool:
+        """Does the user have an event that brings them into this activity's run? Reads
+        the user's event records (``DryRunRepository.fact_records``: type second, time
+        fifth)."""
         since, until, types = self.window.starts_at, self.until, self.types
-        return any(e.type in types and since <= e.occurred_at < until for e in events)
+        return any(r[1] in types and since <= r[4] < until for r in records)
 
     @property
     def needs_devices(self) -> bool:
@@ -769,9 +772,13 @@ async def _prepare(
     settled) and decide its basic activities. Only reads, in a transaction of its own, so
     the next chunk is prepared while the current one is written: events are never changed,
     and everything that depends on what the run writes is decided when writing."""
+    # Built by the dry-run's reader of the same records (it imports this module's
+    # SharedFlows, so it is imported here, once it is loaded).
+    from activity_service.evaluation.dry_run_decisions import facts_of_records
+
     async with db.session() as session:
         # only the payload fields the rules read, as text: no JSON decoded per event
-        events = await DryRunRepository.from_session(session).fact_rows(
+        records = await DryRunRepository.from_session(session).fact_records(
             tenant.tenant_id, users, FACT_TYPES
         )
         first_logins = (
@@ -782,7 +789,8 @@ async def _prepare(
             else {}
         )
     with collector_paused():
-        facts = {u: facts_of(u, events.get(u, []), first_logins.get(u)) for u in users}
+        events = {user: list(rows) for user, rows in groupby(records, key=itemgetter(0))}
+        facts = {u: facts_of_records(u, events.get(u, ()), first_logins.get(u)) for u in users}
         shared = {u: SharedFlows(f) for u, f in facts.items()}
         # Activities with the same window and event types cover the same users: found once.
         covered: dict[tuple[Any, ...], list[str]] = {}

@@ -259,13 +259,13 @@ async def test_activities_share_one_pass_with_segments_attributes_and_caps(
     )
     await platform.drain()
     reads: list[int] = []
-    real_fact_rows = DryRunRepository.fact_rows
+    real_fact_records = DryRunRepository.fact_records
 
     async def counted(self, tenant_id, user_ids, types):  # type: ignore[no-untyped-def]
         reads.append(len(user_ids))
-        return await real_fact_rows(self, tenant_id, user_ids, types)
+        return await real_fact_records(self, tenant_id, user_ids, types)
 
-    monkeypatch.setattr(DryRunRepository, "fact_rows", counted)
+    monkeypatch.setattr(DryRunRepository, "fact_records", counted)
     result = await daily_run.run_daily(
         platform.db("activity"), "tenant-a", DAY, platform.clock, None
     )
@@ -430,13 +430,13 @@ async def test_activities_in_one_pass_grant_what_each_alone_grants(
     await platform.drain()
     await _forget_the_day(platform)
     reads: list[int] = []
-    real_fact_rows = DryRunRepository.fact_rows
+    real_fact_records = DryRunRepository.fact_records
 
     async def counted(self, tenant_id, user_ids, types):  # type: ignore[no-untyped-def]
         reads.append(len(user_ids))
-        return await real_fact_rows(self, tenant_id, user_ids, types)
+        return await real_fact_records(self, tenant_id, user_ids, types)
 
-    monkeypatch.setattr(DryRunRepository, "fact_rows", counted)
+    monkeypatch.setattr(DryRunRepository, "fact_records", counted)
     db = platform.db("activity")
     shared = await daily_run.run_daily(db, "tenant-a", DAY, platform.clock, None)
     assert shared.done and reads == [3]  # ann, bob, cid: once for the ten activities
