@@ -503,6 +503,17 @@ class Snapshot:
                 lines.append(f"missing {label} (first): {', '.join(examples)}")
         return "\n".join(lines)
 
+    def counts(self) -> tuple[int, ...]:
+        """Everything counted, as one value: it changes whenever the pipeline moved."""
+        per_user = tuple(sum(self.per_user.get(what, Counter()).values()) for what in self.wanted())
+        return (
+            self.events_stored,
+            self.bindings_right,
+            self.ledger_status.get("issued", 0),
+            self.record_status.get("issued", 0),
+            *per_user,
+        )
+
     def progress(self) -> str:
         users = {what: len(self.per_user.get(what, ())) for what in self.wanted()}
         return (
@@ -631,15 +642,19 @@ async def settle(
     timeout: float,
     recheck_seconds: float = 3.0,
     report: Callable[[Snapshot], None] | None = None,
+    stall_seconds: float | None = None,
 ) -> tuple[Snapshot | None, float]:
-    """Counts until everything is there (or the time is up), then once more
-    ``recheck_seconds`` later: a duplicate arriving late must be seen too. Returns the last
-    count (None if the databases never answered) and the seconds until complete (or until
-    the time was up). ``report`` sees a count every ten seconds."""
+    """Counts until everything is there (or the time is up, or, with ``stall_seconds``,
+    nothing moved for that long), then once more ``recheck_seconds`` later: a duplicate
+    arriving late must be seen too. Returns the last count (None if the databases never
+    answered) and the seconds until complete (or until the wait ended). ``report`` sees a
+    count every ten seconds."""
     started = time.monotonic()
     deadline = started + timeout
     last_report = started
     shot: Snapshot | None = None
+    last_counts: tuple[int, ...] = ()
+    moved = started
     while True:
         try:
             shot = await snapshot(dsns, tenant, invited, expected)
@@ -649,7 +664,12 @@ async def settle(
             took = time.monotonic() - started
             await asyncio.sleep(recheck_seconds)
             return await snapshot(dsns, tenant, invited, expected), took
-        if time.monotonic() >= deadline:
+        if shot is not None and shot.counts() != last_counts:
+            last_counts, moved = shot.counts(), time.monotonic()
+        stalled = stall_seconds is not None and time.monotonic() - moved >= stall_seconds
+        if stalled or time.monotonic() >= deadline:
+            if stalled:
+                print(f"  nothing moved for {stall_seconds:.0f} s", flush=True)
             return shot, time.monotonic() - started
         if report is not None and shot is not None and time.monotonic() - last_report >= 10:
             last_report = time.monotonic()

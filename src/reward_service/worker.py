@@ -46,8 +46,8 @@ def create_worker(
     with_reconciler: bool | None = None,
 ) -> Worker:
     settings = settings or RewardSettings()
-    # Short timeouts: arq re-runs a killed worker's job once its in-progress key expires
-    # (largest timeout + 10 s), so issuance recovers from a crash within seconds.
+    # Short timeouts: a killed worker's job is re-run once its in-progress lease expires
+    # (this timeout + 10 s, see service_kit.worker), so issuance recovers within seconds.
     functions = [dataclasses.replace(f, timeout_s=settings.job_timeout_seconds) for f in FUNCTIONS]
     run_cron = (not burst) if with_reconciler is None else with_reconciler
 

@@ -2,8 +2,9 @@
 
 Each worker listens on its service's queue, runs the outbox relay in the background and
 gives every job a ``ctx`` with ``settings``, ``db``, ``http``, ``clock`` and ``redis``.
-Job timeouts stay short: a killed worker's job is re-run once its in-progress key expires
-(the largest ``job_timeout`` + 10 s), so short timeouts mean seconds of delay, not minutes.
+A killed worker's job is re-run by another once its in-progress key expires; that key is a
+lease of ``IN_PROGRESS_LEASE_SECONDS`` which the running worker renews (``keep_leases``), so
+the delay is seconds, not minutes, whatever the longest job's timeout.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import dataclasses
 import functools
 import logging
 import math
+import os
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -21,6 +23,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, NoReturn
 
 from arq import Retry, Worker
+from arq.constants import in_progress_key_prefix
 from arq.cron import CronJob
 from arq.worker import Function, func
 from prometheus_client import start_http_server
@@ -61,6 +64,14 @@ JOB_TIMEOUT_SECONDS = 20
 # run it again at once (``Retry``), its applied messages skipped by ``pending``: a try never
 # reaches the job timeout, whose failure would send every message of it again (message_job).
 DELIVERY_BUDGET_SECONDS = JOB_TIMEOUT_SECONDS / 2
+# A job's in-progress key tells arq's workers "running, do not start it". arq gives it the
+# largest timeout of all the worker's functions + 10 s: one hourly cron job allowed 600 s
+# kept every delivery a killed worker held "running" for ten minutes — the sweep waits on
+# a running job, and arq starts it again only when the key expires. Instead the key is a
+# lease of the delivery timeout + 10 s, renewed every third of it while the job runs: a
+# live worker's long job is never started twice, a dead worker's jobs are started again
+# by another within this many seconds.
+IN_PROGRESS_LEASE_SECONDS = JOB_TIMEOUT_SECONDS + 10
 _UNTRACED: contextlib.nullcontext[None] = contextlib.nullcontext()
 # How often a worker refreshes its health key (which expires a second after that).
 HEALTH_INTERVAL_SECONDS = 10
@@ -357,6 +368,28 @@ async def close_context(ctx: dict[str, Any]) -> None:
     await ctx["db"].dispose()
 
 
+async def keep_leases(worker: Worker) -> None:
+    """Renew the in-progress keys of the jobs ``worker`` is running, every third of its
+    lease (``worker.in_progress_timeout_s``, which arq sets when it starts a job), for as
+    long as the worker lives. A renewal that fails (Redis away) is tried again next time;
+    the job itself notices Redis when it finishes."""
+    while True:
+        lease = float(worker.in_progress_timeout_s)
+        await asyncio.sleep(lease / 3)
+        # ``job_tasks`` holds the jobs whose function is running; arq drops one before it
+        # records the job's end, so a finished job's key is not renewed.
+        running = list(worker.job_tasks)
+        if not running:
+            continue
+        try:
+            pipe = worker.pool.pipeline(transaction=False)
+            for job_id in running:
+                pipe.pexpire(in_progress_key_prefix + job_id, int(lease * 1000))
+            await pipe.execute()
+        except Exception as exc:
+            log.warning("in-progress leases of %d jobs not renewed: %r", len(running), exc)
+
+
 def prefixed_cron(cron_job: CronJob, prefix: str) -> CronJob:
     """A copy of ``cron_job`` named under the platform's key prefix. arq gives each due time
     of a cron job the id ``<name>:<time>`` and runs an id once, which is what makes a tick
@@ -380,6 +413,7 @@ def build_worker(
     extra_context: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
 ) -> Worker:
     async def on_startup(ctx: dict[str, Any]) -> None:
+        ctx["lease_task"] = asyncio.create_task(keep_leases(worker))
         # Before the context is opened: its service client is then instrumented.
         tracing.configure(service, "worker")
         if settings.worker_metrics_port and not burst:
@@ -410,16 +444,20 @@ def build_worker(
                     wakeup=wakeup,
                 )
             )
+        # The worker takes jobs from here on (arq's own "Starting worker" line comes
+        # before this start-up): what a supervisor or a test waits for.
+        log.info("worker ready", extra={"fields": {"pid": os.getpid()}})
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
-        task = ctx.get("relay_task")
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for name in ("relay_task", "lease_task"):
+            task = ctx.get(name)
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await close_context(ctx)
 
-    return Worker(
+    worker = Worker(
         functions=list(functions),
         cron_jobs=[prefixed_cron(job, settings.queue_prefix) for job in cron_jobs] or None,
         redis_settings=redis_settings(settings.redis_url),
@@ -439,3 +477,6 @@ def build_worker(
         health_check_key=worker_health_key(settings.queue_prefix, service),
         health_check_interval=HEALTH_INTERVAL_SECONDS,
     )
+    # Not arq's largest timeout + 10 s: a lease that ``keep_leases`` renews.
+    worker.in_progress_timeout_s = IN_PROGRESS_LEASE_SECONDS
+    return worker

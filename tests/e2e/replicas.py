@@ -19,6 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.engine import make_url
 
@@ -76,14 +77,32 @@ class Stack(DevStack):
         )
 
     def start(self) -> None:
-        """Up when every API answers and every worker runs its loop (killing a worker that
-        is still importing would prove little)."""
+        """Up when every API answers and every worker of every service has finished its
+        start-up (killing a worker that is still importing would prove little, and a
+        service with one worker up is not two replicas)."""
         super().start()
         deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
-        while self.workers_started() < len(SERVICES) * self.replicas:
+        while missing := self.workers_not_ready():
             if time.monotonic() > deadline:
-                raise RuntimeError(f"workers not started:\n{self.log_tail()}")
+                raise RuntimeError(f"workers not ready: {missing}\n{self.log_tail()}")
             time.sleep(0.3)
+
+    def workers_not_ready(self) -> dict[str, str]:
+        """Per service whose workers are not all up: how many of ``replicas`` are. A worker
+        is up when it is one of dev's children and has logged "worker ready" (at the end of
+        its start-up) under its own pid, so a worker that started and died is not counted."""
+        ready: dict[int, str] = {}
+        for entry in self._entries():
+            if entry.get("msg") == "worker ready" and isinstance(entry.get("pid"), int):
+                ready[entry["pid"]] = str(entry.get("service"))
+        children = self.children()
+        missing = {}
+        for service in SERVICES:
+            pids = [pid for pid, cmd in children.items() if f" worker {service}" in cmd]
+            up = sum(1 for pid in pids if ready.get(pid) == service)
+            if up < self.replicas:
+                missing[service] = f"{up} of {self.replicas} ready ({len(pids)} running)"
+        return missing
 
     def workers_started(self, marker: str = "") -> int:
         """How many worker starts the log shows (arq's "Starting worker" line at INFO),
@@ -114,15 +133,25 @@ class Stack(DevStack):
         it); every run of a job logs one line naming its id (``job <name> ok|error|retry``)."""
         due_time = re.compile(rf"^{re.escape(self.prefix)}:[a-z_]+\.[a-z_.]+:\d+$")
         starts: Counter[str] = Counter()
+        for entry in self._entries():
+            job_id = entry.get("job_id")
+            if isinstance(job_id, str) and due_time.match(job_id):
+                starts[job_id] += 1
+        return starts
+
+    def _entries(self) -> list[dict[str, Any]]:
+        """The JSON lines of the log (dev's own lines are plain text)."""
+        found = []
         for line in self._log_lines():
+            if not line.startswith("{"):
+                continue
             try:
                 entry = json.loads(line)
             except ValueError:
                 continue
-            job_id = entry.get("job_id") if isinstance(entry, dict) else None
-            if isinstance(job_id, str) and due_time.match(job_id):
-                starts[job_id] += 1
-        return starts
+            if isinstance(entry, dict):
+                found.append(entry)
+        return found
 
 
 def kill_at(stack: Stack, at: int, killed: list[int]) -> Callable[[int], Awaitable[None]]:
@@ -151,11 +180,21 @@ async def run(
     *,
     killed: list[int] | None,
     settle_seconds: float,
+    stall_seconds: float | None = None,
 ) -> tuple[Sent, Snapshot | None, float]:
     """Stream (with ``killed`` given, a replica of each API and worker is SIGKILLed when
-    half were sent), then count until complete: (what was sent, the final count, seconds
-    from the end of the stream until complete)."""
+    half were sent), then count until complete (giving up after ``settle_seconds``, or
+    after ``stall_seconds`` without any progress): (what was sent, the final count,
+    seconds from the end of the stream until complete)."""
     kill = None if killed is None else kill_at(stack, len(invited) // 2, killed)
     sent = await stream_registrations(stack, invited, codes, rate, before_send=kill)
-    shot, took = await settle(stack.dsns, TENANT, invited, EXPECTED, timeout=settle_seconds)
+    shot, took = await settle(
+        stack.dsns,
+        TENANT,
+        invited,
+        EXPECTED,
+        timeout=settle_seconds,
+        stall_seconds=stall_seconds,
+        report=lambda shot: print(f"  {shot.progress()}", flush=True),
+    )
     return sent, shot, took

@@ -15,21 +15,26 @@ from pathlib import Path
 import pytest
 import redis
 
+from service_kit.worker import IN_PROGRESS_LEASE_SECONDS, JOB_TIMEOUT_SECONDS
 from tests.e2e.replicas import Stack, run
 from tests.infra import Infra, drop_databases
 from tests.pipeline_kit import invitations, set_up_campaign
 
 pytestmark = [
     pytest.mark.e2e,
-    # Open: on a loaded 2-core machine, after the kill, the registrations of one evaluation
-    # delivery (20 of 150) were still without grants 240 s later; until that is explained
-    # the test is not part of the suite.
-    pytest.mark.skip(reason="a delivery of evaluations left unfinished after the kill"),
 ]
 
 REGISTRATIONS = 150
 RATE = 50.0
 INVITERS = 20
+# After the stream the count must keep moving until complete: the jobs the killed workers
+# were running are started again by the others when their in-progress lease expires, and
+# a try of a delivery commits what it handled within its budget (half the 20 s timeout),
+# so nothing may stand still longer than the lease and one such try (and the sweep's few
+# seconds). A delivery held longer has been lost. How long the whole backlog takes depends
+# on the cores' load (1–2 minutes on a loaded 2-core machine): the overall cap is generous.
+STALL_SECONDS = IN_PROGRESS_LEASE_SECONDS + JOB_TIMEOUT_SECONDS + 10
+SETTLE_SECONDS = 300
 
 
 def _drop_keys(redis_url: str, prefix: str) -> None:
@@ -62,7 +67,15 @@ def test_two_replicas_of_everything_one_of_each_killed_nothing_lost_or_twice(
         invited = invitations(REGISTRATIONS, codes)
         killed: list[int] = []
         sent, shot, took = asyncio.run(
-            run(stack, invited, codes, RATE, killed=killed, settle_seconds=240)
+            run(
+                stack,
+                invited,
+                codes,
+                RATE,
+                killed=killed,
+                settle_seconds=SETTLE_SECONDS,
+                stall_seconds=STALL_SECONDS,
+            )
         )
         report = (
             f"sent in {sent.seconds:.1f}s ({sent.retries} retries), complete {took:.1f}s "
@@ -91,29 +104,20 @@ def test_two_replicas_of_everything_one_of_each_killed_nothing_lost_or_twice(
 
         # Cron: both reward workers (and the one started again) schedule the reconciler
         # every 2 s; a due time's job id is <prefix>:reward.reconcile:<ms>, and each run
-        # logs its id once. Every due time ran exactly once, and there were many of them —
-        # except one the killed worker held: arq re-runs a job whose worker died before
-        # recording its result once its in-progress key expires (job timeout + 10 s), so a
-        # due time of the 20 s before the kill may have run twice, never more.
+        # logs its id once. Every due time ran once, and there were many of them, the
+        # kill included: arq enqueues an id once, and a run the killed worker held is not
+        # run again when its lease expires (the reconciler has one try; the next tick
+        # does its work).
         schedulers = stack.workers_started(f"{stack.prefix}:reward.reconcile")
         assert schedulers >= 3, schedulers
         ticks = {job: n for job, n in stack.cron_starts().items() if ":reward.reconcile:" in job}
-        killed_at_ms = stack.killed_at * 1000
-        twice = {
-            job: n
-            for job, n in ticks.items()
-            if n > 2 or (n == 2 and not killed_at_ms - 25_000 <= _due_ms(job) <= killed_at_ms)
-        }
-        assert not twice, f"due times run more than once: {twice} (kill at {killed_at_ms})"
+        twice = {job: n for job, n in ticks.items() if n > 1}
+        assert not twice, f"due times run more than once: {twice} (kill at {stack.killed_at})"
         assert len(ticks) >= 5, ticks
         print(f"reconciler: {len(ticks)} due times, each run once, by {schedulers} schedulers")
     finally:
         stack.stop()
         _cleanup(infra, stack)
-
-
-def _due_ms(job_id: str) -> int:
-    return int(job_id.rsplit(":", 1)[1])
 
 
 def _cleanup(infra: Infra, stack: Stack) -> None:
