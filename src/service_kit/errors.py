@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
+from http import HTTPStatus
 from typing import Any
 
 import asyncpg
@@ -212,30 +214,8 @@ def install_error_handlers(app: FastAPI) -> None:
         return internal_error_response()
 
 
-# Reusable OpenAPI description of problem responses, for `responses=` on routes.
-PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {
-        "description": desc,
-        "content": {
-            PROBLEM_JSON: {
-                "schema": {"$ref": "#/components/schemas/Problem"},
-            }
-        },
-    }
-    for status, desc in {
-        401: "Missing or invalid bearer token (`unauthenticated`)",
-        403: "The caller lacks the permission (`forbidden`)",
-        404: "Not found in the caller's tenant (`not_found`)",
-        409: "Conflicts with the current state (see `code`)",
-        422: "Invalid input (`validation_error`, `invalid_body` or a specific `code`)",
-    }.items()
-}
-
-
-# Key under which a route's ``responses=`` carry the problem codes it answers per status;
-# turned into an enum on ``code`` when the document is built (``document_problem_codes``).
-PROBLEM_CODES = "x-problem-codes"
-
+# What an error status means, said on each error response of the documents (a route may
+# say it more precisely in its own ``responses=``, e.g. the If-Match statuses).
 _DESCRIPTIONS: dict[int, str] = {
     400: "Bad request",
     401: "Missing or invalid bearer token",
@@ -252,7 +232,35 @@ _DESCRIPTIONS: dict[int, str] = {
     503: "A service this request needs is down",
 }
 
-# Codes an operation that declares its own may answer besides them, by status.
+
+def status_description(status: int) -> str:
+    try:
+        return _DESCRIPTIONS.get(status) or HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def _problem_response(status: int) -> dict[str, Any]:
+    return {
+        "description": status_description(status),
+        "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+
+
+# Reusable OpenAPI description of problem responses, for `responses=` on routers; each
+# operation then declares the codes it answers (``problems``), which drops the statuses it
+# cannot answer.
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: _problem_response(status) for status in (401, 403, 404, 409, 422)
+}
+
+
+# Key under which a route's ``responses=`` carry the problem codes it answers per status
+# (each with what it means, or ""); turned into an enum on ``code`` when the document is
+# built (``document_problem_codes``).
+PROBLEM_CODES = "x-problem-codes"
+
+# Codes an operation may answer besides its own, by status.
 COMMON_CODES: dict[int, tuple[str, ...]] = {
     401: ("unauthenticated", "invalid_token", "token_expired"),
     403: ("forbidden",),
@@ -261,53 +269,88 @@ COMMON_CODES: dict[int, tuple[str, ...]] = {
 }
 # Operations with an Idempotency-Key; with an If-Match (412/428 documented).
 IDEMPOTENCY_CODES: dict[int, tuple[str, ...]] = {
-    409: ("idempotency_key_busy", "idempotency_key_reused")
+    409: ("idempotency_key_busy",),
+    422: ("idempotency_key_reused",),
 }
 PRECONDITION_CODES: dict[int, tuple[str, ...]] = {
     412: ("version_mismatch",),
     428: ("precondition_required",),
 }
+# Operations paged by a ``cursor`` query parameter (``service_kit.pagination``).
+PAGINATION_CODES: dict[int, tuple[str, ...]] = {422: ("invalid_cursor",)}
+# What the codes above mean, said where they are listed.
+_COMMON_MEANINGS: dict[str, str] = {
+    "unauthenticated": "no bearer token",
+    "invalid_token": "the token cannot be verified",
+    "token_expired": "the token has expired",
+    "forbidden": "the caller's kind or permissions do not allow it",
+    "rate_limited": "too many writes from this caller",
+    "validation_error": "a field is invalid; see `errors`",
+    "invalid_value": "a value cannot be stored",
+    "invalid_body": "the body cannot be read",
+    "idempotency_key_busy": "a request with this key is in progress",
+    "idempotency_key_reused": "the key was used for another request",
+    "invalid_cursor": "the cursor is not one this API returned",
+}
+
+# A status's codes: a list, or each code with what it means (said in the document).
+Codes = Sequence[str] | Mapping[str, str]
 
 
-def problems(codes: dict[int, tuple[str, ...] | list[str]]) -> dict[int | str, dict[str, Any]]:
+def problems(codes: Mapping[int, Codes]) -> dict[int | str, dict[str, Any]]:
     """``responses=`` of a route that declares the problem codes it answers, by status:
     the document lists them as an enum on ``code`` (with the ones every operation may
     answer), so a generated client gets a union type, and the service tests check that
-    every problem an operation answers is one it declares."""
+    every problem an operation answers is one it declares. An operation with no code of
+    its own declares ``problems({})``: it answers only the common ones."""
+    declared = dict(codes) or {401: ()}
     return {
-        status: {
-            "description": _DESCRIPTIONS.get(status, "Error"),
-            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
-            PROBLEM_CODES: sorted(set(listed)),
-        }
-        for status, listed in codes.items()
+        status: {**_problem_response(status), PROBLEM_CODES: _meanings(listed)}
+        for status, listed in declared.items()
     }
 
 
-def _codes_of(operation: dict[str, Any]) -> dict[int, set[str]] | None:
+def _meanings(listed: Codes) -> dict[str, str]:
+    if isinstance(listed, Mapping):
+        return dict(listed)
+    return {code: "" for code in listed}
+
+
+def _codes_of(operation: dict[str, Any]) -> dict[int, dict[str, str]] | None:
     responses = operation.get("responses", {})
     if not any(PROBLEM_CODES in response for response in responses.values()):
         return None
-    codes: dict[int, set[str]] = {}
+    codes: dict[int, dict[str, str]] = {}
     for status, response in responses.items():
         if str(status)[:1] in ("4", "5"):
-            codes[int(status)] = set(response.pop(PROBLEM_CODES, ()))
-    headers = {p.get("name") for p in operation.get("parameters", []) if p.get("in") == "header"}
+            codes[int(status)] = dict(response.pop(PROBLEM_CODES, {}))
+    parameters = {(p.get("in"), p.get("name")) for p in operation.get("parameters", [])}
     extra = [COMMON_CODES]
-    if "Idempotency-Key" in headers:
+    if ("header", "Idempotency-Key") in parameters:
         extra.append(IDEMPOTENCY_CODES)
+    if ("query", "cursor") in parameters:
+        extra.append(PAGINATION_CODES)
     if "412" in responses or 412 in responses:
         extra.append(PRECONDITION_CODES)
     for table in extra:
         for status, listed in table.items():
-            codes.setdefault(status, set()).update(listed)
+            for code in listed:
+                codes.setdefault(status, {}).setdefault(code, _COMMON_MEANINGS.get(code, ""))
     return codes
+
+
+def _listing(meanings: dict[str, str]) -> str:
+    return "; ".join(
+        f"`{code}` ({meanings[code]})" if meanings[code] else f"`{code}`"
+        for code in sorted(meanings)
+    )
 
 
 def document_problem_codes(schema: dict[str, Any]) -> None:
     """An operation that declares its problem codes (``problems``) gets, on each error
-    response, ``code`` as an enum of exactly what it may answer at that status; a status
-    with no code left is not documented for it. Other operations keep ``code`` a string."""
+    response, ``code`` as an enum of exactly what it may answer at that status, and a
+    description that says what the status and each code mean; a status with no code left
+    is not documented for it. Other operations keep ``code`` a string."""
     problem = {"$ref": "#/components/schemas/Problem"}
     for operations in schema.get("paths", {}).values():
         for operation in operations.values():
@@ -318,10 +361,10 @@ def document_problem_codes(schema: dict[str, Any]) -> None:
             documented = {int(k) for k in responses if str(k)[:1] in ("4", "5")}
             for status in sorted(set(codes) - documented - set(COMMON_CODES)):
                 # e.g. the Idempotency-Key's 409 on a route that had none of its own
-                responses[str(status)] = {"description": _DESCRIPTIONS.get(status, "Error")}
+                responses[str(status)] = {"description": status_description(status)}
             for key in [k for k in responses if str(k)[:1] in ("4", "5")]:
-                listed = sorted(codes.get(int(key), ()))
-                if not listed:
+                meanings = codes.get(int(key), {})
+                if not meanings:
                     del responses[key]
                     continue
                 response = responses[key]
@@ -333,12 +376,14 @@ def document_problem_codes(schema: dict[str, Any]) -> None:
                         {
                             "type": "object",
                             "required": ["code"],
-                            "properties": {"code": {"type": "string", "enum": listed}},
+                            "properties": {"code": {"type": "string", "enum": sorted(meanings)}},
                         },
                     ]
                 }
-                what = _DESCRIPTIONS.get(int(key)) or response.get("description") or "Error"
-                response["description"] = what + ": " + ", ".join(f"`{c}`" for c in listed)
+                # The route's own words for the status (e.g. which If-Match problem), else
+                # what the status means; then each code.
+                what = response.get("description") or status_description(int(key))
+                response["description"] = f"{what}: {_listing(meanings)}"
 
 
 def declared_problem_codes(schema: dict[str, Any], operation_id: str) -> dict[int, set[str]] | None:

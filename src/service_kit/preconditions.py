@@ -79,13 +79,13 @@ def etag_header(what: str) -> dict[str, Any]:
 
 
 PRECONDITION_RESPONSES: dict[int | str, dict[str, Any]] = {
-    412: {"description": "`version_mismatch`: the If-Match ETag is stale"},
-    428: {"description": "`precondition_required`: If-Match missing or not an ETag of this API"},
+    412: {"description": "The If-Match ETag is stale"},
+    428: {"description": "If-Match missing or not an ETag of this API"},
 }
 
 # Of an operation where If-Match is optional: a stale one is a 412, one that is no ETag of
 # this API (``parse_if_match``) a 428.
 OPTIONAL_PRECONDITION_RESPONSES: dict[int | str, dict[str, Any]] = {
-    412: {"description": "`version_mismatch` (only when If-Match is sent)"},
-    428: {"description": "`precondition_required`: If-Match is not an ETag of this API"},
+    412: {"description": "The If-Match ETag, when sent, is stale"},
+    428: {"description": "If-Match is not an ETag of this API"},
 }

@@ -112,7 +112,7 @@ class RateLimits:
 
 RATE_LIMITED_RESPONSE: dict[int | str, dict[str, Any]] = {
     429: {
-        "description": "Too many requests from this caller (`rate_limited`); see `Retry-After`",
+        "description": "Too many requests from this caller; see `Retry-After`",
         "headers": {
             "Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}
         },

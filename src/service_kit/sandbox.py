@@ -25,8 +25,17 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from service_kit.clock import Clock, FrozenClock
 from service_kit.db import Database
+from service_kit.errors import problems
 from service_kit.outbox import OutboxRepository
 from service_kit.queue import arq_job_id, queue_name
+
+# What the referral and reward services answer the activity service's clock sync with.
+CLOCK_SYNC_PROBLEMS = problems(
+    {
+        404: ["sandbox_disabled", "not_sandbox"],
+        409: {"tenant_not_empty": "the tenant has data here; it cannot become a sandbox"},
+    }
+)
 
 
 class SandboxClockMixin:

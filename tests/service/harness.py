@@ -7,13 +7,13 @@ import contextlib
 import importlib
 import inspect
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 from fastapi import FastAPI
 from sqlalchemy import text
-from starlette.routing import Match
 
 from activity_platform.services import SERVICES
 from service_kit.auth import CallerKind, encode_token
@@ -183,9 +183,10 @@ class Platform:
 
 
 class ProblemCodeCheck:
-    """Around an app: every problem an operation that declares its codes (``problems`` on
-    the route) answers must be among them, at that status; what is not is noted in
-    ``found`` (the service tests fail on it), so the documents cannot drift from the code."""
+    """Around an app: every problem an operation answers must be among the codes it
+    declares (``problems`` on the route) at that status; what is not, and a problem from an
+    operation that declares none, is noted in ``found`` (the service tests fail on it), so
+    the documents cannot drift from the code."""
 
     def __init__(self, app: FastAPI, found: list[str]) -> None:
         self.app = app
@@ -210,18 +211,33 @@ class ProblemCodeCheck:
         media = answer.get("headers", {}).get(b"content-type", b"").decode()
         if status < 400 or not media.startswith(PROBLEM_JSON):
             return
-        route = next((r for r in self.app.routes if r.matches(dict(scope))[0] is Match.FULL), None)
-        if route is None:
-            return
-        operation = str(getattr(route, "operation_id", None) or getattr(route, "unique_id", ""))
+        operation = operation_of(self.app.openapi(), scope["method"], scope["path"])
+        if operation is None:
+            return  # no operation of the document (an unknown path or method)
         declared = declared_problem_codes(self.app.openapi(), operation)
-        if declared is None:
-            return
         code = json.loads(answer["body"]).get("code")
         if code in ("dependency_unavailable", "internal_error", "body_too_large"):
             return  # not the operation's doing: an outage, a bug (failing on its own), a limit
-        if code not in declared.get(status, set()):
+        if declared is None:
+            self.found.append(f"{operation} answered {status} {code!r} but declares no codes")
+        elif code not in declared.get(status, set()):
             self.found.append(f"{operation} answered {status} {code!r} (declared: {declared})")
+
+
+def operation_of(schema: dict[str, Any], method: str, path: str) -> str | None:
+    """The operationId of the document's operation that answers ``method path``: of the
+    path templates that match, the most literal one (``/export`` before ``/{record_id}``),
+    as the routes are declared."""
+    found: list[tuple[int, str]] = []
+    for template, operations in schema.get("paths", {}).items():
+        operation = operations.get(method.lower())
+        if operation is None:
+            continue
+        literal = re.split(r"\{[^}]+\}", template)
+        pattern = "[^/]+".join(re.escape(part) for part in literal)
+        if re.fullmatch(pattern, path):
+            found.append((sum(len(part) for part in literal), operation["operationId"]))
+    return max(found)[1] if found else None
 
 
 def worker_run_relay_off(worker: Any) -> None:

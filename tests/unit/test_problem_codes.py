@@ -19,7 +19,7 @@ from service_kit.errors import (
     install_error_handlers,
     problems,
 )
-from tests.service.harness import ProblemCodeCheck
+from tests.service.harness import ProblemCodeCheck, operation_of
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -69,7 +69,7 @@ def test_declared_codes_become_an_enum_with_the_common_ones() -> None:
 
 @pytest.mark.parametrize(
     ("path", "undeclared"),
-    [("/things/missing", 0), ("/things/fine", 0), ("/things/other", 1), ("/open", 0)],
+    [("/things/missing", 0), ("/things/fine", 0), ("/things/other", 1), ("/open", 1)],
 )
 async def test_the_check_notes_a_code_the_operation_did_not_declare(
     path: str, undeclared: int
@@ -79,8 +79,72 @@ async def test_the_check_notes_a_code_the_operation_did_not_declare(
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         await client.get(path)
     assert len(found) == undeclared, found
-    if undeclared:
+    if path == "/things/other":
         assert "'shelf_not_found'" in found[0]
+    if path == "/open":
+        # An operation that declares nothing fails the check too.
+        assert "declares no codes" in found[0]
+
+
+def test_the_check_finds_the_operation_by_the_documents_paths() -> None:
+    schema = {
+        "paths": {
+            "/records/{record_id}": {"get": {"operationId": "get_record"}},
+            "/records/export": {"get": {"operationId": "export_records"}},
+            "/records/{record_id}/cancel": {"post": {"operationId": "cancel_record"}},
+        }
+    }
+    assert operation_of(schema, "GET", "/records/export") == "export_records"
+    assert operation_of(schema, "GET", "/records/42") == "get_record"
+    assert operation_of(schema, "POST", "/records/42/cancel") == "cancel_record"
+    assert operation_of(schema, "POST", "/records/42") is None
+
+
+def _documents() -> dict[str, dict[str, Any]]:
+    return {
+        name: json.loads((ROOT / "openapi" / f"{name}.json").read_text())
+        for name in ("activity", "referral", "reward")
+    }
+
+
+def test_every_operation_declares_its_codes() -> None:
+    undeclared = [
+        f"{name}: {method.upper()} {path}"
+        for name, document in _documents().items()
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+        if declared_problem_codes(document, operation["operationId"]) is None
+    ]
+    assert not undeclared, "operations without `responses=problems(...)`:\n" + "\n".join(undeclared)
+
+
+def test_every_error_response_says_what_its_codes_mean() -> None:
+    for document in _documents().values():
+        for operations in document["paths"].values():
+            for operation in operations.values():
+                for status, response in operation["responses"].items():
+                    if status[:1] in ("4", "5"):
+                        assert "`" in response["description"], (operation["operationId"], status)
+    prizes = _documents()["reward"]["paths"]["/v1/prizes/{prize_id}"]
+    delete = prizes["delete"]["responses"]
+    assert "the activity service" in delete["503"]["description"]
+    # A route's own words for a status stay (which If-Match problem it is).
+    assert delete["428"]["description"].startswith("If-Match missing or not an ETag")
+    assert "`precondition_required`" in delete["428"]["description"]
+
+
+def test_a_reused_idempotency_key_is_declared_at_422() -> None:
+    """The product answers a key reused for another request with 422 (docs/architecture.md,
+    tests/service/test_idempotency.py); the key still in use by another request is a 409."""
+    reward = _documents()["reward"]
+    codes = declared_problem_codes(reward, "create_prize")
+    assert codes is not None
+    assert "idempotency_key_reused" in codes[422]
+    assert codes[409] == {"idempotency_key_busy"}
+    # An operation without the header declares neither.
+    plain = declared_problem_codes(reward, "get_prize")
+    assert plain is not None
+    assert "idempotency_key_reused" not in plain.get(422, set()) and 409 not in plain
 
 
 def test_prize_operations_list_their_codes() -> None:
@@ -94,5 +158,6 @@ def test_prize_operations_list_their_codes() -> None:
     assert enum("404") == ["prize_not_found"]
     assert enum("409") == ["prize_in_use"]
     assert enum("503") == ["prize_usage_unknown"]
+    assert enum("422") == ["invalid_body", "invalid_value", "validation_error"]
     assert enum("412") == ["version_mismatch"]
     assert enum("401") == ["invalid_token", "token_expired", "unauthenticated"]

@@ -26,7 +26,7 @@ from activity_service.prizes_client import PrizeChecker
 from service_kit.auth import ACTIVITY_READ, ACTIVITY_WRITE, Authenticator, CallerKind, Principal
 from service_kit.db import SessionDep
 from service_kit.deps import ClockDep, HttpDep
-from service_kit.errors import PROBLEM_RESPONSES, NotFound
+from service_kit.errors import PROBLEM_RESPONSES, NotFound, problems
 from service_kit.i18n import content_language
 from service_kit.idempotency import IdempotencyDep
 from service_kit.pagination import Page, PageParamsDep
@@ -70,18 +70,45 @@ def _prize_checker(request: Request, http: HttpDep) -> PrizeChecker:
 PrizeCheckerDep = Annotated[PrizeChecker, Depends(_prize_checker)]
 
 ETAG_HEADER = etag_header("activity")
-CREATE_ERRORS = (
-    "`name_required`, `window_invalid`, `window_incomplete`, `segment_refresh_required`, "
-    "`segment_not_found`, `prize_not_found`, `rules_required`, `duplicate_rule_id`, "
-    "`threshold_required`, `currency_required`, `threshold_not_applicable`, "
-    "`enterprise_id_not_applicable`, `lock_up_incomplete`, `prize_required`, "
-    "`prize_not_applicable`, `tiers_required`, `tiers_not_applicable`, `tier_range_invalid`, "
-    "`tier_ranges_overlap`, `tier_ranges_gap`, `prize_limit_invalid`, `duplicate_prize_limit`, "
-    "`prize_limit_unknown_prize`, `team_form_not_available`, `helpers_needed_out_of_range`, "
-    "`limit_out_of_range`, `prize_total_invalid`, `duplicate_prize_total`, "
-    "`prize_total_unknown_prize`, `budget_currency_not_base`, `prize_cost_missing`, or "
-    "`validation_error` for shape errors"
+# What a configuration may be refused for (``validation``, and the references and budget
+# checked by the service), at creation and on every edit.
+CONFIG_CODES = (
+    "name_required",
+    "window_invalid",
+    "window_incomplete",
+    "segment_refresh_required",
+    "segment_not_found",
+    "prize_not_found",
+    "rules_required",
+    "duplicate_rule_id",
+    "threshold_required",
+    "currency_required",
+    "threshold_not_applicable",
+    "enterprise_id_not_applicable",
+    "lock_up_incomplete",
+    "prize_required",
+    "prize_not_applicable",
+    "tiers_required",
+    "tiers_not_applicable",
+    "tier_range_invalid",
+    "tier_ranges_overlap",
+    "tier_ranges_gap",
+    "prize_limit_invalid",
+    "duplicate_prize_limit",
+    "prize_limit_unknown_prize",
+    "team_form_not_available",
+    "helpers_needed_out_of_range",
+    "limit_out_of_range",
+    "prize_total_invalid",
+    "duplicate_prize_total",
+    "prize_total_unknown_prize",
+    "budget_currency_not_base",
+    "prize_cost_missing",
 )
+# The prizes are checked with the reward service.
+PRIZES_UNREACHABLE = {"upstream_unavailable": "the reward service cannot check the prizes"}
+NOT_FOUND = {404: ["activity_not_found"]}
+CHANGED_MEANWHILE = "another change was saved meanwhile"
 
 
 @router.post(
@@ -90,8 +117,7 @@ CREATE_ERRORS = (
     summary="Create an activity (referral, basic, team or non-standard)",
     responses={
         201: {"headers": ETAG_HEADER},
-        422: {"description": CREATE_ERRORS},
-        503: {"description": "reward_service unreachable (`upstream_unavailable`)"},
+        **problems({422: CONFIG_CODES, 503: PRIZES_UNREACHABLE}),
     },
 )
 async def create_activity(
@@ -120,7 +146,11 @@ async def create_activity(
     return service.to_read(activity, clock.now())
 
 
-@router.get("", summary="The full activity list (standard and non-standard)")
+@router.get(
+    "",
+    summary="The full activity list (standard and non-standard)",
+    responses=problems({422: {"window_invalid": "`window_to` is not after `window_from`"}}),
+)
 async def list_activities(
     principal: ActivityLookup,
     session: SessionDep,
@@ -168,7 +198,7 @@ async def list_activities(
 @router.get(
     "/by-code/{activity_code}",
     summary="Look an activity up by its code",
-    responses={200: {"headers": ETAG_HEADER}},
+    responses={200: {"headers": ETAG_HEADER}, **problems(NOT_FOUND)},
 )
 async def get_activity_by_code(
     activity_code: str,
@@ -186,7 +216,11 @@ async def get_activity_by_code(
     return service.to_read(activity, clock.now())
 
 
-@router.get("/{activity_id}", summary="Activity details", responses={200: {"headers": ETAG_HEADER}})
+@router.get(
+    "/{activity_id}",
+    summary="Activity details",
+    responses={200: {"headers": ETAG_HEADER}, **problems(NOT_FOUND)},
+)
 async def get_activity(
     activity_id: uuid.UUID,
     principal: ActivityReader,
@@ -204,15 +238,27 @@ async def get_activity(
     summary="Edit an activity (If-Match required)",
     responses={
         200: {"headers": ETAG_HEADER},
-        409: {
-            "description": "`activity_not_editable` (ended/closed), `kind_frozen`, "
-            "`reward_type_frozen`, `task_types_frozen`, `team_form_frozen` (running)"
-        },
         **PRECONDITION_RESPONSES,
-        422: {
-            "description": "Same codes as creation, plus `rules_required_on_reward_type_change`, "
-            "`field_not_applicable`, `code_immutable`, `ends_at_in_past`"
-        },
+        **problems(
+            {
+                **NOT_FOUND,
+                409: {
+                    "activity_not_editable": "the activity has ended or is closed",
+                    "kind_frozen": "a running activity keeps its kind",
+                    "reward_type_frozen": "a running activity keeps its reward type",
+                    "task_types_frozen": "a running activity keeps its task types",
+                    "team_form_frozen": "a running team activity keeps its form",
+                },
+                422: [
+                    *CONFIG_CODES,
+                    "rules_required_on_reward_type_change",
+                    "field_not_applicable",
+                    "code_immutable",
+                    "ends_at_in_past",
+                ],
+                503: PRIZES_UNREACHABLE,
+            }
+        ),
     },
 )
 async def update_activity(
@@ -242,8 +288,21 @@ async def update_activity(
     summary="Publish a draft",
     responses={
         200: {"headers": ETAG_HEADER},
-        409: {"description": "`activity_not_draft`, `window_ended`, `version_conflict`"},
         **OPTIONAL_PRECONDITION_RESPONSES,
+        **problems(
+            {
+                **NOT_FOUND,
+                409: {
+                    "activity_not_draft": "only a draft is published",
+                    "window_ended": "the window has already ended",
+                    "activity_config_invalid": "the stored configuration no longer validates",
+                    "version_conflict": CHANGED_MEANWHILE,
+                },
+                # The prizes are checked again at go-live.
+                422: ["segment_not_found", "prize_not_found", "prize_cost_missing"],
+                503: PRIZES_UNREACHABLE,
+            }
+        ),
     },
 )
 async def publish_activity(
@@ -274,8 +333,16 @@ async def publish_activity(
     summary="Close a draft or running activity",
     responses={
         200: {"headers": ETAG_HEADER},
-        409: {"description": "`activity_not_closable` (ended or closed), `version_conflict`"},
         **OPTIONAL_PRECONDITION_RESPONSES,
+        **problems(
+            {
+                **NOT_FOUND,
+                409: {
+                    "activity_not_closable": "the activity has ended or is closed",
+                    "version_conflict": CHANGED_MEANWHILE,
+                },
+            }
+        ),
     },
 )
 async def close_activity(
@@ -303,8 +370,16 @@ async def close_activity(
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Delete a draft",
     responses={
-        409: {"description": "`activity_not_deletable` (published or closed), `version_conflict`"},
         **OPTIONAL_PRECONDITION_RESPONSES,
+        **problems(
+            {
+                **NOT_FOUND,
+                409: {
+                    "activity_not_deletable": "only a draft is deleted",
+                    "version_conflict": CHANGED_MEANWHILE,
+                },
+            }
+        ),
     },
 )
 async def delete_activity(
@@ -326,7 +401,11 @@ async def delete_activity(
     )
 
 
-@router.get("/{activity_id}/audit", summary="Who changed what in an activity, and when")
+@router.get(
+    "/{activity_id}/audit",
+    summary="Who changed what in an activity, and when",
+    responses=problems(NOT_FOUND),
+)
 async def list_activity_audit(
     activity_id: uuid.UUID,
     principal: ActivityReader,
@@ -343,7 +422,9 @@ async def list_activity_audit(
     return Page(items=[audit.to_read(r) for r in rows], next_cursor=cursor)
 
 
-@me_router.get("/activities", summary="Running activities for me, in my language")
+@me_router.get(
+    "/activities", summary="Running activities for me, in my language", responses=problems({})
+)
 async def list_my_activities(
     principal: AppUser,
     session: SessionDep,

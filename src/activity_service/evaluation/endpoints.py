@@ -28,7 +28,7 @@ from activity_service.evaluation.schemas import (
 from service_kit.auth import ACTIVITY_READ, ACTIVITY_WRITE, Authenticator, CallerKind, Principal
 from service_kit.db import SessionDep
 from service_kit.deps import ClockDep
-from service_kit.errors import PROBLEM_RESPONSES, Unprocessable
+from service_kit.errors import PROBLEM_RESPONSES, Unprocessable, problems
 from service_kit.idempotency import IdempotencyDep
 from service_kit.routing import ServiceRoute
 
@@ -48,7 +48,11 @@ Reader = Annotated[
 ]
 
 
-@router.get("/{activity_id}/explain", summary="Why a user did or did not earn")
+@router.get(
+    "/{activity_id}/explain",
+    summary="Why a user did or did not earn",
+    responses=problems({404: ["activity_not_found"]}),
+)
 async def explain_user(
     activity_id: uuid.UUID,
     principal: Reader,
@@ -90,7 +94,9 @@ async def _totals(
 
 
 @inviters_router.get(
-    "/v1/inviters/{inviter_id}/invitation-totals", summary="An inviter's invitation totals"
+    "/v1/inviters/{inviter_id}/invitation-totals",
+    summary="An inviter's invitation totals",
+    responses=problems({}),
 )
 async def get_invitation_totals(
     inviter_id: str, principal: TotalsReader, session: SessionDep, clock: ClockDep
@@ -100,7 +106,9 @@ async def get_invitation_totals(
     return await _totals(session, principal.tenant_id, inviter_id, clock)
 
 
-@inviters_router.get("/v1/me/invitation-totals", summary="My invitation totals")
+@inviters_router.get(
+    "/v1/me/invitation-totals", summary="My invitation totals", responses=problems({})
+)
 async def get_my_invitation_totals(
     principal: AppUser, session: SessionDep, clock: ClockDep
 ) -> InvitationTotals:
@@ -116,6 +124,7 @@ Writer = Annotated[
     "/v1/daily-runs/{day}",
     tags=["evaluation"],
     summary="Re-run a past day's daily run (after late or corrected events)",
+    responses=problems({409: {"day_not_over": "the day's run is not due yet"}}),
 )
 async def rerun_daily_run(
     day: date, principal: Writer, idempotency: IdempotencyDep, request: Request, clock: ClockDep
@@ -138,7 +147,22 @@ async def rerun_daily_run(
 
 
 @router.post(
-    "/{activity_id}/dry-run", summary="What a draft or running activity would have granted"
+    "/{activity_id}/dry-run",
+    summary="What a draft or running activity would have granted",
+    responses=problems(
+        {
+            404: ["activity_not_found"],
+            409: {"activity_closed": "a closed activity is not dry-run"},
+            422: {
+                "dry_run_unsupported": "a team or non-standard activity",
+                "invalid_period": "`ends_at` is not after `starts_at`",
+                "period_not_over": "the period has not ended yet",
+                "period_too_long": "the period is longer than 92 days",
+                "invalid_cursor": "the cursor is not one this endpoint gave",
+            },
+            503: {"upstream_unavailable": "the reward or referral service cannot answer"},
+        }
+    ),
 )
 async def dry_run(
     activity_id: uuid.UUID,

@@ -10,9 +10,8 @@ from activity_service.events.schemas import EventAck, EventBatchIn, EventBatchRe
 from contracts.payloads import NodeCompletions
 from service_kit.auth import ACTIVITY_READ, Authenticator, CallerKind, Principal
 from service_kit.db import SessionDep
-from service_kit.errors import PROBLEM_RESPONSES
+from service_kit.errors import PROBLEM_RESPONSES, problems
 from service_kit.idempotency import IdempotencyDep
-from service_kit.ratelimit import RATE_LIMITED_RESPONSE
 from service_kit.routing import ServiceRoute
 
 router = APIRouter(
@@ -50,7 +49,18 @@ async def _limit_logins(request: Request, principal: Principal, count: int) -> N
     status_code=status.HTTP_202_ACCEPTED,
     summary="Post a business event",
     max_body_size=EVENT_BODY_BYTES,
-    responses=RATE_LIMITED_RESPONSE,
+    responses=problems(
+        {
+            403: {
+                "event_not_own": "an app user posts only its own events",
+                "event_not_allowed": "this event type is posted by trusted back ends only",
+            },
+            409: {
+                "event_id_conflict": "an event with this id and other content is stored",
+                "event_in_flight": "the event is being stored concurrently; retry",
+            },
+        }
+    ),
 )
 async def post_event(body: EventIn, principal: EventPoster, request: Request) -> EventAck:
     """Trusted back ends (service tokens) post every type; an app user may post only its own
@@ -71,7 +81,8 @@ async def post_event(body: EventIn, principal: EventPoster, request: Request) ->
     "/batch",
     summary="Post up to 1,000 business events",
     max_body_size=BATCH_BODY_BYTES,
-    responses=RATE_LIMITED_RESPONSE,
+    # Each item's own problem is in its result.
+    responses=problems({}),
 )
 async def post_event_batch(
     body: EventBatchIn,
@@ -90,6 +101,7 @@ async def post_event_batch(
 @users_router.get(
     "/v1/users/{user_id}/node-completions",
     summary="Referral nodes a user completed, by the events stored",
+    responses=problems({}),
 )
 async def get_node_completions(
     user_id: Annotated[str, Path(min_length=1, max_length=128, examples=["u-2002"])],

@@ -12,7 +12,7 @@ from activity_service.progress.schemas import UserFlows
 from contracts.payloads import LockCheckAnswer, LockCheckAnswers, LockCheckBatch
 from service_kit.auth import ACTIVITY_READ, Authenticator, CallerKind, Principal
 from service_kit.db import SessionDep
-from service_kit.errors import PROBLEM_RESPONSES, Unprocessable
+from service_kit.errors import PROBLEM_RESPONSES, Unprocessable, problems
 from service_kit.idempotency import IdempotencyDep
 from service_kit.money import decimal_string, decimal_text
 from service_kit.routing import ServiceRoute
@@ -32,8 +32,14 @@ FlowReader = Annotated[
     ),
 ]
 
+INVALID_PERIOD = {"invalid_period": "`until` is before `from`, or either has no time zone offset"}
 
-@router.get("/{user_id}/daily-flows", summary="A user's money flows per day")
+
+@router.get(
+    "/{user_id}/daily-flows",
+    summary="A user's money flows per day",
+    responses=problems({422: {"no_fx_rate": "a flow cannot be converted into the currency"}}),
+)
 async def daily_flows(
     user_id: str,
     principal: FlowReader,
@@ -55,7 +61,11 @@ async def daily_flows(
     )
 
 
-@router.get("/{user_id}/lock-check", summary="Did the user keep a locked amount?")
+@router.get(
+    "/{user_id}/lock-check",
+    summary="Did the user keep a locked amount?",
+    responses=problems({422: INVALID_PERIOD}),
+)
 async def lock_check(
     user_id: str,
     principal: ServiceCaller,
@@ -90,7 +100,11 @@ async def lock_check(
     )
 
 
-@router.post("/lock-checks", summary="Did each user keep a locked amount? (many lock-ups)")
+@router.post(
+    "/lock-checks",
+    summary="Did each user keep a locked amount? (many lock-ups)",
+    responses=problems({422: INVALID_PERIOD}),
+)
 async def lock_checks(
     body: LockCheckBatch,
     principal: ServiceCaller,

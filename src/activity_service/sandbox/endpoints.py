@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Request, Response, status
 from activity_service.sandbox import service
 from activity_service.sandbox.schemas import SandboxAdvance, SandboxClockRead, SandboxCreate
 from service_kit.auth import ACTIVITY_READ, ACTIVITY_WRITE, Authenticator, CallerKind, Principal
-from service_kit.errors import PROBLEM_RESPONSES
+from service_kit.errors import PROBLEM_RESPONSES, problems
 from service_kit.idempotency import IdempotencyDep
 from service_kit.routing import ServiceRoute
 
@@ -26,6 +26,9 @@ SandboxReader = Annotated[
 ]
 
 
+SANDBOX_DISABLED, TENANT_NOT_EMPTY = "sandbox_disabled", "tenant_not_empty"
+
+
 def _sandbox(request: Request) -> service.Sandbox:
     state = request.app.state
     return service.Sandbox(state.db, state.redis, state.http, state.settings)
@@ -35,7 +38,16 @@ def _sandbox(request: Request) -> service.Sandbox:
     "",
     status_code=status.HTTP_201_CREATED,
     summary="Make this new tenant a sandbox with its own clock",
-    responses={200: {"description": "The tenant already was a sandbox: its clock as it is"}},
+    responses={
+        200: {"description": "The tenant already was a sandbox: its clock as it is"},
+        **problems(
+            {
+                404: [SANDBOX_DISABLED],
+                409: {TENANT_NOT_EMPTY: "the tenant has data in a service"},
+                503: {"upstream_unavailable": "another service could not take the clock"},
+            }
+        ),
+    },
 )
 async def create_sandbox(
     body: SandboxCreate,
@@ -55,7 +67,11 @@ async def create_sandbox(
     return service.to_read(clock)
 
 
-@router.get("/clock", summary="The sandbox tenant's clock")
+@router.get(
+    "/clock",
+    summary="The sandbox tenant's clock",
+    responses=problems({404: [SANDBOX_DISABLED, "not_sandbox"]}),
+)
 async def get_sandbox_clock(principal: SandboxReader, request: Request) -> SandboxClockRead:
     return service.to_read(await service.read(_sandbox(request), principal.tenant_id))
 
@@ -63,7 +79,21 @@ async def get_sandbox_clock(principal: SandboxReader, request: Request) -> Sandb
 @router.post(
     "/clock",
     summary="Advance the sandbox tenant's clock, doing everything due on the way",
-    responses={202: {"description": "Still advancing: call again with the same `to`, or poll"}},
+    responses={
+        202: {"description": "Still advancing: call again with the same `to`, or poll"},
+        **problems(
+            {
+                404: [SANDBOX_DISABLED, "not_sandbox"],
+                409: {
+                    "clock_backwards": "`to` is before the clock",
+                    "advance_in_progress": "another advance of this clock is under way",
+                    TENANT_NOT_EMPTY: "another service now holds data of the tenant",
+                },
+                422: {"advance_too_far": "one advance covers at most the days allowed"},
+                503: {"upstream_unavailable": "another service could not take the clock"},
+            }
+        ),
+    },
 )
 async def advance_sandbox_clock(
     body: SandboxAdvance,

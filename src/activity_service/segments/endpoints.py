@@ -18,7 +18,7 @@ from activity_service.segments.upload import parse_member_ids
 from service_kit.auth import ACTIVITY_READ, ACTIVITY_WRITE, Authenticator, CallerKind, Principal
 from service_kit.db import SessionDep
 from service_kit.deps import ClockDep, HttpDep
-from service_kit.errors import PROBLEM_RESPONSES
+from service_kit.errors import PROBLEM_RESPONSES, problems
 from service_kit.idempotency import IdempotencyDep
 from service_kit.pagination import Page, PageParamsDep
 from service_kit.routing import ServiceRoute
@@ -56,11 +56,20 @@ UPLOAD_BODY: dict[str, Any] = {
         },
     }
 }
-UPLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
-    409: {"description": "`segment_is_external`: an external segment is refreshed, not uploaded"},
-    415: {"description": "`unsupported_media_type`"},
-    422: {"description": "`invalid_member_upload`, `invalid_member_id`, `upload_too_large`"},
-}
+NOT_FOUND = {404: ["segment_not_found"]}
+UPLOAD_RESPONSES = problems(
+    {
+        **NOT_FOUND,
+        409: {"segment_is_external": "an external segment is refreshed, not uploaded"},
+        415: {"unsupported_media_type": "send application/json, text/csv or text/plain"},
+        422: {
+            "invalid_member_upload": "the body is not a list of user ids",
+            "invalid_member_id": "a user id is empty or too long",
+            "upload_too_large": "too many user ids in one upload",
+            "invalid_csv": "the CSV cannot be read (see `line`)",
+        },
+    }
+)
 
 
 async def _upload(
@@ -77,7 +86,17 @@ async def _upload(
     )
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, summary="Create a segment")
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    summary="Create a segment",
+    responses=problems(
+        {
+            409: {"segment_name_taken": "the tenant has a segment of that name"},
+            422: {"url_not_allowed": "`external_url` is not one the platform may call"},
+        }
+    ),
+)
 async def create_segment(
     body: SegmentCreate,
     principal: SegmentWriter,
@@ -92,7 +111,7 @@ async def create_segment(
     return await service.to_read(session, segment, 0)
 
 
-@router.get("", summary="List segments")
+@router.get("", summary="List segments", responses=problems({}))
 async def list_segments(
     principal: SegmentReader, session: SessionDep, page: PageParamsDep
 ) -> Page[SegmentRead]:
@@ -105,7 +124,7 @@ async def list_segments(
     )
 
 
-@router.get("/{segment_id}", summary="Get a segment")
+@router.get("/{segment_id}", summary="Get a segment", responses=problems(NOT_FOUND))
 async def get_segment(
     segment_id: uuid.UUID, principal: SegmentReader, session: SessionDep
 ) -> SegmentRead:
@@ -165,7 +184,9 @@ async def remove_segment_members(
 
 
 @router.get(
-    "/{segment_id}/members/{user_id}", summary="Is a user a member (as eligibility sees it)"
+    "/{segment_id}/members/{user_id}",
+    summary="Is a user a member (as eligibility sees it)",
+    responses=problems(NOT_FOUND),
 )
 async def check_segment_member(
     segment_id: uuid.UUID,
@@ -188,10 +209,17 @@ async def check_segment_member(
 @router.post(
     "/{segment_id}/refresh",
     summary="Pull an external segment's members now",
-    responses={
-        409: {"description": "`segment_not_external`"},
-        502: {"description": "`external_segment_unavailable` (membership unchanged)"},
-    },
+    responses=problems(
+        {
+            **NOT_FOUND,
+            409: {"segment_not_external": "only an external segment is refreshed"},
+            422: {"external_segment_invalid": "the source answered pages of another shape"},
+            502: {
+                "external_segment_unavailable": "the source failed or is not allowed "
+                "(membership unchanged)"
+            },
+        }
+    ),
 )
 async def refresh_segment(
     segment_id: uuid.UUID,

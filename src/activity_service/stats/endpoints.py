@@ -11,7 +11,7 @@ from activity_service.stats.schemas import ActivityStats, CampaignReport
 from service_kit.auth import ACTIVITY_READ, Authenticator, CallerKind, Principal
 from service_kit.db import SessionDep
 from service_kit.deps import ClockDep, HttpDep
-from service_kit.errors import PROBLEM_RESPONSES
+from service_kit.errors import PROBLEM_RESPONSES, problems
 from service_kit.routing import ServiceRoute
 
 router = APIRouter(
@@ -30,7 +30,11 @@ def reward_stats_client(request: Request, http: HttpDep) -> RewardStatsClient:
 RewardStatsDep = Annotated[RewardStatsClient, Depends(reward_stats_client)]
 
 
-@router.get("/{activity_id}/stats", summary="How is the campaign doing?")
+@router.get(
+    "/{activity_id}/stats",
+    summary="How is the campaign doing?",
+    responses=problems({404: ["activity_not_found"]}),
+)
 async def get_activity_stats(
     activity_id: uuid.UUID,
     principal: Reader,
@@ -53,7 +57,11 @@ async def get_activity_stats(
     )
 
 
-@router.get("/{activity_id}/report", summary="Campaign report: funnel, inflow and cost")
+@router.get(
+    "/{activity_id}/report",
+    summary="Campaign report: funnel, inflow and cost",
+    responses=problems({404: ["activity_not_found"]}),
+)
 async def get_campaign_report(
     activity_id: uuid.UUID,
     principal: Reader,

@@ -15,7 +15,7 @@ from activity_service.teams.schemas import AssistRead, TeamPage, TeamRead, TeamS
 from service_kit.auth import ACTIVITY_READ, Authenticator, CallerKind, Principal
 from service_kit.db import SessionDep
 from service_kit.deps import ClockDep
-from service_kit.errors import PROBLEM_RESPONSES
+from service_kit.errors import PROBLEM_RESPONSES, problems
 from service_kit.idempotency import IdempotencyDep
 from service_kit.pagination import PageParamsDep
 from service_kit.routing import ServiceRoute
@@ -40,29 +40,28 @@ AcceptLanguage = Annotated[
     ),
 ]
 
-START_ERRORS = (
-    "`activity_not_found` (404), `activity_not_team`, `activity_not_running`, "
-    "`activity_not_started`, `team_forming_exists` (with `team_id`), "
-    "`initiation_limit_reached` (with `limit`) (409), `not_in_segment` (403), "
-    "`idempotency_key_reused` (422)"
-)
-ASSIST_ERRORS = (
-    "`team_not_found` (404), `own_team`, `already_assisted`, `assist_limit_reached` (with "
-    "`limit`), `team_full`, `team_not_forming` (the activity ended or was closed before the "
-    "team filled), `activity_not_running`, `activity_not_started` (409), "
-    "`idempotency_key_reused` (422)"
-)
+NOT_RUNNING = {
+    "activity_not_running": "the activity is not running",
+    "activity_not_started": "the activity has not started yet",
+}
 
 
 @activity_teams_router.post(
     "/{activity_id}/teams",
     status_code=status.HTTP_201_CREATED,
     summary="Start a team in a running team activity",
-    responses={
-        403: {"description": "`not_in_segment`: only the target segment may initiate"},
-        404: {"description": "`activity_not_found`"},
-        409: {"description": START_ERRORS},
-    },
+    responses=problems(
+        {
+            403: {"not_in_segment": "only the target segment may start a team"},
+            404: ["activity_not_found"],
+            409: {
+                "activity_not_team": "not a team activity",
+                **NOT_RUNNING,
+                "team_forming_exists": "the user's team is still forming (see `team_id`)",
+                "initiation_limit_reached": "the user started as many teams as allowed",
+            },
+        }
+    ),
 )
 async def start_team(
     activity_id: uuid.UUID,
@@ -90,10 +89,9 @@ async def start_team(
 @activity_teams_router.get(
     "/{activity_id}/teams",
     summary="Teams of a team activity with their stats",
-    responses={
-        404: {"description": "`activity_not_found`"},
-        409: {"description": "`activity_not_team`"},
-    },
+    responses=problems(
+        {404: ["activity_not_found"], 409: {"activity_not_team": "not a team activity"}}
+    ),
 )
 async def list_teams(
     activity_id: uuid.UUID,
@@ -122,7 +120,7 @@ async def list_teams(
 @router.get(
     "/{team_id}",
     summary="One team with its members",
-    responses={404: {"description": "`team_not_found` (also for a team the user is not in)"}},
+    responses=problems({404: {"team_not_found": "no such team, or the user is not in it"}}),
 )
 async def get_team(
     team_id: uuid.UUID,
@@ -143,10 +141,20 @@ async def get_team(
     "/{team_id}/assists",
     status_code=status.HTTP_201_CREATED,
     summary="Help a team",
-    responses={
-        404: {"description": "`team_not_found`"},
-        409: {"description": ASSIST_ERRORS},
-    },
+    responses=problems(
+        {
+            404: ["team_not_found", "activity_not_found"],
+            409: {
+                "own_team": "the user started this team",
+                "already_assisted": "the user already helped this team",
+                "assist_limit_reached": "the user helped as many teams as allowed",
+                "team_full": "the team has all the helpers it needs",
+                "team_not_forming": "the activity ended or was closed before the team filled",
+                "activity_not_team": "not a team activity",
+                **NOT_RUNNING,
+            },
+        }
+    ),
 )
 async def assist_team(
     team_id: uuid.UUID,

@@ -14,7 +14,7 @@ from activity_service.tenants.schemas import (
 )
 from service_kit.auth import ACTIVITY_READ, ACTIVITY_WRITE, Authenticator, CallerKind, Principal
 from service_kit.db import SessionDep
-from service_kit.errors import PROBLEM_RESPONSES
+from service_kit.errors import PROBLEM_RESPONSES, problems
 from service_kit.idempotency import IdempotencyDep
 from service_kit.pagination import Page, PageParamsDep
 from service_kit.preconditions import (
@@ -47,7 +47,7 @@ SETTINGS_ETAG = etag_header("tenant settings")
 @router.get(
     "/tenant-settings",
     summary="The tenant's time zone and base currency",
-    responses={200: {"headers": SETTINGS_ETAG}},
+    responses={200: {"headers": SETTINGS_ETAG}, **problems({})},
 )
 async def get_tenant_settings(
     principal: SettingsReader, session: SessionDep, response: Response
@@ -61,7 +61,7 @@ async def get_tenant_settings(
 @router.put(
     "/tenant-settings",
     summary="Set the tenant's time zone and base currency (If-Match required)",
-    responses={200: {"headers": SETTINGS_ETAG}, **PRECONDITION_RESPONSES},
+    responses={200: {"headers": SETTINGS_ETAG}, **PRECONDITION_RESPONSES, **problems({})},
 )
 async def put_tenant_settings(
     body: TenantSettingsIn,
@@ -79,7 +79,17 @@ async def put_tenant_settings(
 
 
 @router.post(
-    "/fx-rates", status_code=status.HTTP_201_CREATED, summary="Add FX rates (with effective time)"
+    "/fx-rates",
+    status_code=status.HTTP_201_CREATED,
+    summary="Add FX rates (with effective time)",
+    responses=problems(
+        {
+            422: {
+                "fx_same_currency": "a rate needs two different currencies",
+                "fx_duplicate_rate": "the pair already has a rate from that time",
+            }
+        }
+    ),
 )
 async def post_fx_rates(
     body: FxRatesIn,
@@ -94,7 +104,7 @@ async def post_fx_rates(
     return [FxRateRead.model_validate(r) for r in rows]
 
 
-@router.get("/fx-rates", summary="The tenant's FX rates")
+@router.get("/fx-rates", summary="The tenant's FX rates", responses=problems({}))
 async def list_fx_rates(
     principal: SettingsReader, session: SessionDep, page: PageParamsDep
 ) -> Page[FxRateRead]:

@@ -22,13 +22,13 @@ from referral_service.bindings.schemas import (
     SelfBindRequest,
     UserBindingRead,
 )
-from referral_service.invite_codes.endpoints import TOO_MANY, LimiterDep
+from referral_service.invite_codes.endpoints import CODE_PROBLEMS, LimiterDep
 from referral_service.invite_codes.service import resolve_code_throttled
 from referral_service.tenant_settings.service import registration_grace
 from service_kit.auth import ACTIVITY_READ, ACTIVITY_WRITE, Authenticator, CallerKind, Principal
 from service_kit.db import SessionDep
 from service_kit.deps import ClockDep
-from service_kit.errors import PROBLEM_RESPONSES, Unprocessable
+from service_kit.errors import PROBLEM_RESPONSES, Unprocessable, problems
 from service_kit.idempotency import IdempotencyDep
 from service_kit.pagination import Page, PageParamsDep
 from service_kit.routing import ServiceRoute
@@ -63,6 +63,19 @@ def _completions(request: Request) -> ActivityCompletions:
 
 CompletionsDep = Annotated[ActivityCompletions, Depends(_completions)]
 
+# What binding or changing an inviter may be refused for.
+ALREADY_BOUND = {"already_bound": "the invitee already has an inviter at this node"}
+BIND_CONFLICTS = {
+    "node_completed": "the invitee completed the node: its inviter is frozen",
+    "binding_cycle": "the inviter is (effectively) invited by the invitee",
+    "concurrent_change": "a concurrent change touched the same users; retry",
+}
+SELF_INVITATION = {"self_invitation": "a user cannot invite themselves"}
+NOT_CHANGEABLE = {"node_not_changeable": "the registration inviter is never changed or removed"}
+COMPLETION_UNKNOWN = {
+    503: {"completion_unknown": "the activity service cannot say whether the node is completed"}
+}
+
 
 async def _grace(request: Request, session: AsyncSession, tenant_id: str) -> timedelta:
     default = request.app.state.settings.registration_bind_grace_hours
@@ -73,7 +86,14 @@ async def _grace(request: Request, session: AsyncSession, tenant_id: str) -> tim
     "/v1/me/binding",
     status_code=status.HTTP_201_CREATED,
     summary="Bind me to an inviter",
-    responses=TOO_MANY,
+    responses=problems(
+        {
+            **CODE_PROBLEMS,
+            409: {**ALREADY_BOUND, **BIND_CONFLICTS},
+            422: {**CODE_PROBLEMS[422], **SELF_INVITATION},
+            **COMPLETION_UNKNOWN,
+        }
+    ),
 )
 async def bind_me(
     body: SelfBindRequest,
@@ -107,7 +127,7 @@ async def bind_me(
     return BindingRead.model_validate(binding)
 
 
-@router.get("/v1/me/invitees", summary="My invitees and their progress")
+@router.get("/v1/me/invitees", summary="My invitees and their progress", responses=problems({}))
 async def list_my_invitees(
     principal: AppUser, session: SessionDep, page: PageParamsDep
 ) -> Page[MyInvitee]:
@@ -117,7 +137,22 @@ async def list_my_invitees(
     return await service.my_invitees(session, principal.tenant_id, principal.sub, page)
 
 
-@router.post("/v1/bindings", status_code=status.HTTP_201_CREATED, summary="Bind an invitee by hand")
+@router.post(
+    "/v1/bindings",
+    status_code=status.HTTP_201_CREATED,
+    summary="Bind an invitee by hand",
+    responses=problems(
+        {
+            409: {**ALREADY_BOUND, **BIND_CONFLICTS},
+            422: {
+                **SELF_INVITATION,
+                "channel_not_allowed": "the channel is not the caller's (operators bind by "
+                "`operator`)",
+            },
+            **COMPLETION_UNKNOWN,
+        }
+    ),
+)
 async def create_binding(
     body: BindingCreate,
     request: Request,
@@ -168,7 +203,11 @@ async def create_binding(
     return BindingRead.model_validate(binding)
 
 
-@router.get("/v1/bindings", summary="Bindings per node, searchable by invitee or inviter")
+@router.get(
+    "/v1/bindings",
+    summary="Bindings per node, searchable by invitee or inviter",
+    responses=problems({}),
+)
 async def list_bindings(
     principal: OperatorReader,
     session: SessionDep,
@@ -183,7 +222,17 @@ async def list_bindings(
     )
 
 
-@router.put("/v1/bindings/{invitee_id}/{node}", summary="Bind or change a node's inviter")
+@router.put(
+    "/v1/bindings/{invitee_id}/{node}",
+    summary="Bind or change a node's inviter",
+    responses=problems(
+        {
+            409: BIND_CONFLICTS,
+            422: {**SELF_INVITATION, **NOT_CHANGEABLE},
+            **COMPLETION_UNKNOWN,
+        }
+    ),
+)
 async def change_binding(
     invitee_id: UserIdPath,
     node: Node,
@@ -221,6 +270,13 @@ async def change_binding(
     "/v1/bindings/{invitee_id}/{node}",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Remove a node's inviter",
+    responses=problems(
+        {
+            404: {"binding_not_found": "the node has no inviter of its own"},
+            409: {**BIND_CONFLICTS, **NOT_CHANGEABLE},
+            **COMPLETION_UNKNOWN,
+        }
+    ),
 )
 async def delete_binding(
     invitee_id: UserIdPath,
@@ -252,6 +308,7 @@ async def delete_binding(
 @router.post(
     "/v1/bindings/effective-inviters",
     summary="The inviter that applies at each node, for many invitees",
+    responses=problems({}),
 )
 async def lookup_effective_inviters(
     body: EffectiveInvitersQuery,
@@ -267,7 +324,11 @@ async def lookup_effective_inviters(
     return EffectiveInvitersList(items=items)
 
 
-@router.get("/v1/bindings/{invitee_id}", summary="All nodes of one invitee, with history")
+@router.get(
+    "/v1/bindings/{invitee_id}",
+    summary="All nodes of one invitee, with history",
+    responses=problems({}),
+)
 async def get_invitee_bindings(
     invitee_id: UserIdPath,
     request: Request,
@@ -286,7 +347,11 @@ async def get_invitee_bindings(
     )
 
 
-@router.get("/v1/users/{user_id}/bindings", summary="Bindings where a user is invitee or inviter")
+@router.get(
+    "/v1/users/{user_id}/bindings",
+    summary="Bindings where a user is invitee or inviter",
+    responses=problems({}),
+)
 async def get_user_bindings(
     user_id: UserIdPath, principal: OperatorReader, session: SessionDep, page: PageParamsDep
 ) -> Page[UserBindingRead]:
@@ -294,7 +359,18 @@ async def get_user_bindings(
     return await service.user_bindings(session, principal.tenant_id, user_id, page)
 
 
-@router.get("/v1/inviters/{inviter_id}/stats", summary="Invitee counts of an inviter per node")
+@router.get(
+    "/v1/inviters/{inviter_id}/stats",
+    summary="Invitee counts of an inviter per node",
+    responses=problems(
+        {
+            422: {
+                "invalid_window": "`from` is not before `until`",
+                "naive_datetime": "a time without a time zone offset",
+            }
+        }
+    ),
+)
 async def get_inviter_stats(
     inviter_id: UserIdPath,
     principal: BindingReader,

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 
@@ -9,7 +9,7 @@ from referral_service.invite_codes.attempts import CodeAttemptLimiter
 from referral_service.invite_codes.schemas import InviteCodeRead
 from service_kit.auth import Authenticator, CallerKind, Principal
 from service_kit.db import SessionDep
-from service_kit.errors import PROBLEM_JSON, PROBLEM_RESPONSES, problems
+from service_kit.errors import PROBLEM_RESPONSES, problems
 from service_kit.routing import ServiceRoute
 
 router = APIRouter(route_class=ServiceRoute, tags=["invite codes"], responses=PROBLEM_RESPONSES)
@@ -17,12 +17,11 @@ router = APIRouter(route_class=ServiceRoute, tags=["invite codes"], responses=PR
 AppUser = Annotated[Principal, Depends(Authenticator(kinds={CallerKind.user}))]
 TrustedService = Annotated[Principal, Depends(Authenticator(kinds={CallerKind.service}))]
 
-TOO_MANY: dict[int | str, dict[str, Any]] = {
-    429: {
-        "description": "Too many wrong codes from this caller (`too_many_attempts`); "
-        "see `Retry-After`",
-        "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
-    }
+# What resolving a code may answer (here and when a user binds with one).
+CODE_PROBLEMS: dict[int, dict[str, str]] = {
+    404: {"invite_code_not_found": "no user has this code"},
+    422: {"invalid_invite_code": "not the shape of an invite code"},
+    429: {"too_many_attempts": "too many wrong codes from this caller; see `Retry-After`"},
 }
 
 
@@ -50,7 +49,7 @@ LimiterDep = Annotated[CodeAttemptLimiter, Depends(user_code_limiter)]
 ServiceLimiterDep = Annotated[CodeAttemptLimiter, Depends(service_code_limiter)]
 
 
-@router.get("/v1/me/invite-code", summary="My invite code for my app")
+@router.get("/v1/me/invite-code", summary="My invite code for my app", responses=problems({}))
 async def get_my_invite_code(principal: AppUser, session: SessionDep) -> InviteCodeRead:
     """Created on the first call; the same code forever after."""
     assert principal.app_id is not None
@@ -63,14 +62,7 @@ async def get_my_invite_code(principal: AppUser, session: SessionDep) -> InviteC
 @router.get(
     "/v1/invite-codes/{code}",
     summary="Resolve an invite code to its user",
-    responses=problems(
-        {
-            404: ["invite_code_not_found"],
-            422: ["invalid_invite_code"],
-            # Too many wrong codes from this caller; see `Retry-After`
-            429: ["too_many_attempts"],
-        }
-    ),
+    responses=problems(CODE_PROBLEMS),
 )
 async def resolve_invite_code(
     code: Annotated[

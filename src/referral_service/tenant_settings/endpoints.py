@@ -12,7 +12,7 @@ from referral_service.tenant_settings.schemas import (
 from service_kit.auth import ACTIVITY_READ, ACTIVITY_WRITE, Authenticator, CallerKind, Principal
 from service_kit.db import SessionDep
 from service_kit.deps import ClockDep
-from service_kit.errors import PROBLEM_RESPONSES
+from service_kit.errors import PROBLEM_RESPONSES, problems
 from service_kit.preconditions import (
     PRECONDITION_RESPONSES,
     IfMatch,
@@ -38,7 +38,7 @@ SETTINGS_ETAG = etag_header("referral settings")
 @router.get(
     "/v1/settings",
     summary="The tenant's referral settings",
-    responses={200: {"headers": SETTINGS_ETAG}},
+    responses={200: {"headers": SETTINGS_ETAG}, **problems({})},
 )
 async def get_referral_settings(
     request: Request, principal: SettingsReader, session: SessionDep, response: Response
@@ -52,7 +52,7 @@ async def get_referral_settings(
 @router.put(
     "/v1/settings",
     summary="Change the tenant's referral settings (If-Match required)",
-    responses={200: {"headers": SETTINGS_ETAG}, **PRECONDITION_RESPONSES},
+    responses={200: {"headers": SETTINGS_ETAG}, **PRECONDITION_RESPONSES, **problems({})},
 )
 async def put_referral_settings(
     body: ReferralTenantSettingsUpdate,

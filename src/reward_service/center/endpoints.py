@@ -16,7 +16,7 @@ from reward_service.exports import csv_line
 from service_kit.auth import RIGHTS_READ, RIGHTS_WRITE, Authenticator, CallerKind, Principal
 from service_kit.db import SessionDep
 from service_kit.deps import ClockDep, HttpDep
-from service_kit.errors import PROBLEM_RESPONSES, Unprocessable
+from service_kit.errors import PROBLEM_RESPONSES, Unprocessable, problems
 from service_kit.idempotency import IdempotencyDep
 from service_kit.pagination import Page, PageParamsDep
 from service_kit.routing import ServiceRoute
@@ -39,9 +39,17 @@ ISSUE_DOC = (
     "The activity (usually non-standard) is looked up in activity_service; its review mode "
     "and issuance form apply. Without review the reward records are created at once "
     "(automatic: submitted for issuing; manual: Pending). With review the issuance waits in "
-    "`awaiting_review` until another operator approves it. Codes: `activity_not_found`, "
-    "`activity_closed`, `prize_not_found`, `idempotency_key_reused` (422)."
+    "`awaiting_review` until another operator approves it."
 )
+
+ACTIVITY_UNREACHABLE = {
+    503: {
+        "upstream_unavailable": "the activity service cannot be reached",
+        "activity_service_unavailable": "the activity service answered the look-up badly",
+    }
+}
+SELF_APPROVAL = {403: {"self_approval": "another operator than the submitter approves"}}
+REASON_REQUIRED = {"reason_required": "a rejection needs a reason"}
 
 
 def _lookup(request: Request, http: HttpDep, principal: Principal) -> service.ActivityLookup:
@@ -60,6 +68,16 @@ async def _issuance_read(session: SessionDep, principal: Principal, issuance: An
     status_code=status.HTTP_201_CREATED,
     summary="Issue a reward by hand to one user",
     description=ISSUE_DOC,
+    responses=problems(
+        {
+            422: {
+                "activity_not_found": "no activity of that code in the tenant",
+                "activity_closed": "the activity is closed",
+                "prize_not_found": "no such prize in the tenant",
+            },
+            **ACTIVITY_UNREACHABLE,
+        }
+    ),
 )
 async def create_issuance(
     body: IssuanceCreate,
@@ -81,7 +99,7 @@ async def create_issuance(
     return await _issuance_read(session, principal, issuance)
 
 
-@router.get("/issuances", summary="Manual issuances")
+@router.get("/issuances", summary="Manual issuances", responses=problems({}))
 async def list_issuances(
     principal: CenterReader,
     session: SessionDep,
@@ -105,7 +123,11 @@ async def list_issuances(
     return Page(items=items, next_cursor=cursor)
 
 
-@router.get("/issuances/{issuance_id}", summary="One manual issuance and its records")
+@router.get(
+    "/issuances/{issuance_id}",
+    summary="One manual issuance and its records",
+    responses=problems({404: ["issuance_not_found"]}),
+)
 async def get_issuance(
     issuance_id: uuid.UUID, principal: CenterReader, session: SessionDep
 ) -> IssuanceRead:
@@ -119,12 +141,20 @@ REVIEW_DOC = (
     "`self_approval`). Lines of a batch are reviewed with their batch (409 `review_the_batch`). "
     "Repeating one's own decision answers with the issuance."
 )
+ISSUANCE_REVIEW: dict[int, dict[str, str]] = {
+    404: {"issuance_not_found": "no such issuance in the tenant"},
+    409: {
+        "issuance_not_awaiting_review": "the issuance was decided (or another review won)",
+        "review_the_batch": "a line of a batch is reviewed with its batch",
+    },
+}
 
 
 @router.post(
     "/issuances/{issuance_id}/approve",
     summary="Approve an issuance (review mode); creates its reward records",
     description=REVIEW_DOC,
+    responses=problems({**SELF_APPROVAL, **ISSUANCE_REVIEW}),
 )
 async def approve_issuance(
     issuance_id: uuid.UUID,
@@ -148,6 +178,7 @@ async def approve_issuance(
     "/issuances/{issuance_id}/reject",
     summary="Reject an issuance (review mode); no record is created",
     description=REVIEW_DOC + " A reason is required (422 `reason_required`).",
+    responses=problems({**ISSUANCE_REVIEW, 422: REASON_REQUIRED}),
 )
 async def reject_issuance(
     issuance_id: uuid.UUID,
@@ -239,6 +270,23 @@ async def _read_upload(request: Request) -> tuple[bytes, str | None, str | None]
     summary="Issue rewards from a batch file (CSV) with per-line results",
     description=BATCH_DOC,
     openapi_extra=CSV_BODY,
+    responses=problems(
+        {
+            # The whole file refused (nothing stored); a line's own problem is in its result.
+            422: {
+                "file_missing": "the form has no `file` part",
+                "file_too_large": "the file is too large",
+                "empty_file": "the file has no lines",
+                "invalid_csv": "not UTF-8 CSV with the required header",
+                "too_many_lines": "too many lines in one file",
+                "activity_code_required": "no activity code for the batch or its lines",
+                "too_many_activity_codes": "too many activity codes in one batch",
+                "activity_not_found": "no activity of the batch's code in the tenant",
+                "activity_closed": "the batch's activity is closed",
+            },
+            **ACTIVITY_UNREACHABLE,
+        }
+    ),
 )
 async def create_batch(
     request: Request,
@@ -266,7 +314,9 @@ async def create_batch(
     return await service.batch_view(session, batch)
 
 
-@router.get("/batches", summary="Batch files, newest first (without their lines)")
+@router.get(
+    "/batches", summary="Batch files, newest first (without their lines)", responses=problems({})
+)
 async def list_batches(
     principal: CenterReader,
     session: SessionDep,
@@ -279,7 +329,11 @@ async def list_batches(
     return Page(items=[service.batch_summary(b) for b in rows], next_cursor=cursor)
 
 
-@router.get("/batches/{batch_id}", summary="A batch with its per-line results")
+@router.get(
+    "/batches/{batch_id}",
+    summary="A batch with its per-line results",
+    responses=problems({404: ["batch_not_found"]}),
+)
 async def get_batch(batch_id: uuid.UUID, principal: CenterReader, session: SessionDep) -> BatchRead:
     batch = await service.get_batch(session, principal.tenant_id, batch_id)
     return await service.batch_view(session, batch)
@@ -289,7 +343,10 @@ async def get_batch(batch_id: uuid.UUID, principal: CenterReader, session: Sessi
     "/batches/{batch_id}/results",
     summary="Per-line results of a batch (CSV)",
     response_class=Response,
-    responses={200: {"content": {"text/csv": {}}, "description": "CSV with a header row"}},
+    responses={
+        200: {"content": {"text/csv": {}}, "description": "CSV with a header row"},
+        **problems({404: ["batch_not_found"]}),
+    },
 )
 async def export_batch_results(
     batch_id: uuid.UUID, principal: CenterReader, session: SessionDep
@@ -310,12 +367,17 @@ BATCH_REVIEW_DOC = (
     "(409 `batch_not_awaiting_review` for the loser of a race); not by its submitter (403 "
     "`self_approval`)."
 )
+BATCH_REVIEW: dict[int, dict[str, str]] = {
+    404: {"batch_not_found": "no such batch in the tenant"},
+    409: {"batch_not_awaiting_review": "the batch was decided (or another review won)"},
+}
 
 
 @router.post(
     "/batches/{batch_id}/approve",
     summary="Approve a batch (review mode); its records are created by the worker",
     description=BATCH_REVIEW_DOC,
+    responses=problems({**SELF_APPROVAL, **BATCH_REVIEW}),
 )
 async def approve_batch(
     batch_id: uuid.UUID,
@@ -339,6 +401,7 @@ async def approve_batch(
     "/batches/{batch_id}/reject",
     summary="Reject a batch (review mode)",
     description=BATCH_REVIEW_DOC + " A reason is required (422 `reason_required`).",
+    responses=problems({**BATCH_REVIEW, 422: REASON_REQUIRED}),
 )
 async def reject_batch(
     batch_id: uuid.UUID,

@@ -10,7 +10,7 @@ from reward_service.payouts.schemas import PayoutEndpointRead, PayoutEndpointWri
 from service_kit.auth import RIGHTS_READ, RIGHTS_WRITE, Authenticator, CallerKind, Principal
 from service_kit.db import SessionDep
 from service_kit.deps import ClockDep, HttpDep
-from service_kit.errors import PROBLEM_RESPONSES
+from service_kit.errors import PROBLEM_RESPONSES, problems
 from service_kit.routing import ServiceRoute
 
 router = APIRouter(
@@ -45,14 +45,18 @@ async def _read(
     )
 
 
-@router.get("", summary="The tenant's cash system endpoint")
+@router.get("", summary="The tenant's cash system endpoint", responses=problems({}))
 async def get_payout_endpoint(
     request: Request, principal: PayoutReader, session: SessionDep
 ) -> PayoutEndpointRead:
     return await _read(request, session, principal.tenant_id)
 
 
-@router.put("", summary="Configure the tenant's cash system endpoint")
+@router.put(
+    "",
+    summary="Configure the tenant's cash system endpoint",
+    responses=problems({422: {"url_not_allowed": "the URL is not one the platform may call"}}),
+)
 async def put_payout_endpoint(
     body: PayoutEndpointWrite,
     request: Request,

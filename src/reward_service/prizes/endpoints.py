@@ -102,8 +102,11 @@ async def get_prize(
         **problems(
             {
                 404: ["prize_not_found"],
-                409: ["stock_would_be_negative"],
-                422: ["field_not_applicable", "cost_currency_required"],
+                409: {"stock_would_be_negative": "`stock_delta` would take the stock below 0"},
+                422: {
+                    "field_not_applicable": "a field of another prize type",
+                    "cost_currency_required": "a cost needs its currency",
+                },
             }
         ),
     },
@@ -134,11 +137,11 @@ async def update_prize(
         **problems(
             {
                 404: ["prize_not_found"],
-                # prize_in_use: named by an activity's rules or limits, a reward record or a
-                # manual issuance (the problem lists `activity_codes`, `used_by`)
-                409: ["prize_in_use"],
-                # prize_usage_unknown: the activity service did not answer
-                503: ["prize_usage_unknown"],
+                409: {
+                    "prize_in_use": "an activity's rules or limits, a reward record or a manual "
+                    "issuance name it (see `activity_codes`, `used_by`)"
+                },
+                503: {"prize_usage_unknown": "the activity service did not say what uses it"},
             }
         ),
     },

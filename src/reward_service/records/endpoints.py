@@ -36,7 +36,7 @@ from reward_service.wallet.repository import WalletRepository
 from service_kit.auth import RIGHTS_READ, RIGHTS_WRITE, Authenticator, CallerKind, Principal
 from service_kit.db import SessionDep
 from service_kit.deps import ClockDep
-from service_kit.errors import PROBLEM_RESPONSES
+from service_kit.errors import PROBLEM_RESPONSES, problems
 from service_kit.i18n import AcceptLanguage, say_served, served_for
 from service_kit.idempotency import IdempotencyDep
 from service_kit.pagination import Page, PageParamsDep
@@ -95,7 +95,7 @@ def _filters(
 Filters = Annotated[dict[str, Any], Depends(_filters)]
 
 
-@router.get("/v1/reward-records", summary="Winners list")
+@router.get("/v1/reward-records", summary="Winners list", responses=problems({}))
 async def list_reward_records(
     principal: RecordReader, session: SessionDep, page: PageParamsDep, filters: Filters
 ) -> Page[RewardRecordRead]:
@@ -142,7 +142,10 @@ EXPORT_COLUMNS = [
     summary="Export the winners list (CSV)",
     description="The same filters as the winners list; every matching record, oldest first.",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/csv": {}}, "description": "CSV with a header row"}},
+    responses={
+        200: {"content": {"text/csv": {}}, "description": "CSV with a header row"},
+        **problems({}),
+    },
 )
 async def export_reward_records(
     request: Request, principal: RecordReader, filters: Filters
@@ -170,7 +173,9 @@ async def export_reward_records(
     )
 
 
-@router.get("/v1/reward-records/stats", summary="Reward record counts per status")
+@router.get(
+    "/v1/reward-records/stats", summary="Reward record counts per status", responses=problems({})
+)
 async def reward_record_stats(
     principal: RecordReader, session: SessionDep, activity_code: str | None = None
 ) -> RecordStats:
@@ -184,7 +189,11 @@ async def reward_record_stats(
     return RecordStats(activity_code=activity_code, **counts, all=every)
 
 
-@router.get("/v1/reward-records/costs", summary="Cost of an activity's issued rewards")
+@router.get(
+    "/v1/reward-records/costs",
+    summary="Cost of an activity's issued rewards",
+    responses=problems({}),
+)
 async def reward_record_costs(
     principal: RecordReader,
     session: SessionDep,
@@ -226,7 +235,9 @@ async def _detail(session: SessionDep, record: RewardRecord, now: datetime) -> R
 
 
 @router.get(
-    "/v1/reward-records/{record_id}", summary="One reward record with its transition history"
+    "/v1/reward-records/{record_id}",
+    summary="One reward record with its transition history",
+    responses=problems({404: ["record_not_found"]}),
 )
 async def get_reward_record(
     record_id: uuid.UUID, principal: RecordReader, session: SessionDep, clock: ClockDep
@@ -269,6 +280,14 @@ def _add_operator_move(action: Action, verb: str, name: str, summary: str) -> No
         summary=summary,
         description=MOVE_DOC,
         name=name,
+        responses=problems(
+            {
+                404: ["record_not_found"],
+                409: {
+                    "invalid_transition": "not a move from the record's status, or it lost a race"
+                },
+            }
+        ),
     )(move_record)
 
 
@@ -283,7 +302,7 @@ _add_operator_move(
 )
 
 
-@router.get("/v1/me/invitation-totals", summary="What I earned by inviting")
+@router.get("/v1/me/invitation-totals", summary="What I earned by inviting", responses=problems({}))
 async def get_my_invitation_totals(principal: AppUser, session: SessionDep) -> InvitationTotals:
     """The caller's rewards as an inviter of referral activities (cancelled ones left out):
     counts and values per prize type and currency, issued or still on their way. Answered
@@ -304,7 +323,7 @@ async def get_my_invitation_totals(principal: AppUser, session: SessionDep) -> I
     )
 
 
-@router.get("/v1/me/rewards", summary="My rewards, in my language")
+@router.get("/v1/me/rewards", summary="My rewards, in my language", responses=problems({}))
 async def list_my_rewards(
     principal: AppUser,
     session: SessionDep,

@@ -8,13 +8,18 @@ from contracts.payloads import SandboxClockState, SandboxClockSync
 from reward_service.sandbox import service
 from service_kit.auth import Authenticator, CallerKind, Principal
 from service_kit.errors import PROBLEM_RESPONSES, NotFound
+from service_kit.sandbox import CLOCK_SYNC_PROBLEMS
 
 router = APIRouter(prefix="/v1/sandbox", tags=["sandbox"], responses=PROBLEM_RESPONSES)
 
 PlatformService = Annotated[Principal, Depends(Authenticator(kinds={CallerKind.service}))]
 
 
-@router.put("/clock", summary="Set a sandbox tenant's time here (from the activity service)")
+@router.put(
+    "/clock",
+    summary="Set a sandbox tenant's time here (from the activity service)",
+    responses=CLOCK_SYNC_PROBLEMS,
+)
 async def sync_sandbox_clock(
     body: SandboxClockSync, principal: PlatformService, request: Request
 ) -> SandboxClockState:

@@ -114,7 +114,10 @@ async def list_shipments(
     description="By default the shipments with an address that are not yet shipping "
     "(`ready`); pass `status` (repeatable) for others.",
     response_class=Response,
-    responses={200: {"content": {"text/csv": {}}, "description": "CSV with a header row"}},
+    responses={
+        200: {"content": {"text/csv": {}}, "description": "CSV with a header row"},
+        **problems({}),
+    },
 )
 async def export_shipments(
     principal: ShipmentReader,
@@ -136,6 +139,8 @@ async def export_shipments(
 @router.post(
     "/v1/shipments/mark-shipping",
     summary="Mark shipments as shipping (locks the address)",
+    # Each shipment's own refusal is in its result.
+    responses=problems({}),
 )
 async def mark_shipments_shipping(
     body: MarkShippingRequest,
@@ -170,6 +175,16 @@ async def put_shipment_tracking(
     summary="Import tracking numbers (CSV)",
     description="Header: `shipment_id` or `record_number`, `logistics_company`, "
     "`tracking_number`. Each line is applied on its own; the answer lists every line.",
+    responses=problems(
+        {
+            # The whole file refused; a line's own problem is in its result.
+            422: {
+                "file_too_large": "the file is larger than 5 MB",
+                "invalid_csv": "not UTF-8 CSV with the required header",
+                "too_many_lines": "too many lines in one file",
+            }
+        }
+    ),
 )
 async def import_shipment_tracking(
     principal: ShipmentWriter,

@@ -25,7 +25,14 @@ router = APIRouter(route_class=ServiceRoute, tags=["wallet"], responses=PROBLEM_
 
 # Using a coupon: none such, or refused as it stands (changing nothing).
 USE_PROBLEMS = problems(
-    {404: ["coupon_not_found"], 409: ["coupon_used", "coupon_expired", "coupon_not_yet_valid"]}
+    {
+        404: ["coupon_not_found"],
+        409: {
+            "coupon_used": "the coupon was used already",
+            "coupon_expired": "the coupon's validity has ended",
+            "coupon_not_yet_valid": "the coupon's validity has not begun",
+        },
+    }
 )
 
 AppUser = Annotated[Principal, Depends(Authenticator(kinds={CallerKind.user}))]
