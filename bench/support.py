@@ -287,44 +287,13 @@ def token(
 def set_up(urls: dict[str, str], tenant: str, inviters: int, app: str = "broker-app") -> list[str]:
     """Over the public APIs: a coupon prize, a published basic activity "register → that
     coupon" (automatic issuance), and the invite codes of ``inviters`` users."""
-    from datetime import UTC, datetime, timedelta
-
     import httpx
+    from tests.e2e.campaign import publish_campaign
 
     operator = token(tenant, "operator", "ops-1", permissions=OPERATOR_PERMISSIONS)
     op = {"Authorization": f"Bearer {operator}"}
-    now = datetime.now(UTC)
     with httpx.Client(timeout=30) as http:
-        prize = http.post(
-            f"{urls['reward']}/v1/prizes",
-            headers=op,
-            json={
-                "type": "coupon",
-                "name": "30-day market data",
-                "coupon_type": "market_data",
-                "title": {"en": "Market data card"},
-                "validity": {"days_from_issue": 30},
-            },
-        )
-        if prize.status_code != 201:
-            raise RuntimeError(f"creating the prize: {prize.status_code} {prize.text}")
-        created = http.post(
-            f"{urls['activity']}/v1/activities",
-            headers=op,
-            json={
-                "kind": "basic",
-                "name": {"en": "Sign-up gift"},
-                "starts_at": (now - timedelta(days=1)).isoformat(),
-                "ends_at": (now + timedelta(days=30)).isoformat(),
-                "rules": [{"task": "register", "prize_id": prize.json()["id"]}],
-            },
-        )
-        if created.status_code != 201:
-            raise RuntimeError(f"creating the activity: {created.status_code} {created.text}")
-        activity_id = created.json()["id"]
-        published = http.post(f"{urls['activity']}/v1/activities/{activity_id}/publish", headers=op)
-        if published.status_code >= 300:
-            raise RuntimeError(f"publishing: {published.status_code} {published.text}")
+        publish_campaign(http, urls, op)
         codes = []
         for n in range(inviters):
             user = {"Authorization": f"Bearer {token(tenant, 'user', f'inviter-{n}', app=app)}"}

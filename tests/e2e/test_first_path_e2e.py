@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.e2e.campaign import OPERATOR_PERMISSIONS, poll, publish_campaign, reward_records
 from tests.e2e.conftest import RunningPlatform
 
 pytestmark = pytest.mark.e2e
-OPERATOR_PERMISSIONS = ("ActivityCenterFull", "RightsSystemFull")
-
-
-def _poll(fetch: Any, done: Any, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fetch()
-        if done(value) or time.monotonic() > deadline:
-            return value
-        time.sleep(0.2)
 
 
 def test_registration_through_invite_code_issues_coupon(running_platform: RunningPlatform) -> None:
@@ -33,36 +24,7 @@ def test_registration_through_invite_code_issues_coupon(running_platform: Runnin
     http = httpx.Client(timeout=10)
     now = datetime.now(UTC)
 
-    prize = http.post(
-        f"{p.urls['reward']}/v1/prizes",
-        headers=op,
-        json={
-            "type": "coupon",
-            "name": "30-day market data",
-            "coupon_type": "market_data",
-            "title": {"en": "Market data card"},
-            "validity": {"days_from_issue": 30},
-        },
-    )
-    assert prize.status_code == 201, prize.text
-
-    created = http.post(
-        f"{p.urls['activity']}/v1/activities",
-        headers=op,
-        json={
-            "kind": "basic",
-            "name": {"en": "Sign-up gift"},
-            "starts_at": (now - timedelta(days=1)).isoformat(),
-            "ends_at": (now + timedelta(days=30)).isoformat(),
-            "rules": [{"task": "register", "prize_id": prize.json()["id"]}],
-        },
-    )
-    assert created.status_code == 201, created.text
-    activity = created.json()
-    published = http.post(
-        f"{p.urls['activity']}/v1/activities/{activity['id']}/publish", headers=op
-    )
-    assert published.json()["status"] == "running", published.text
+    _, activity = publish_campaign(http, p.urls, op)
 
     code = http.get(f"{p.urls['referral']}/v1/me/invite-code", headers=alice).json()["code"]
     event = {
@@ -79,13 +41,9 @@ def test_registration_through_invite_code_issues_coupon(running_platform: Runnin
     assert second.json()["status"] == "duplicate", second.text
 
     def records() -> list[dict[str, Any]]:
-        return http.get(
-            f"{p.urls['reward']}/v1/reward-records",
-            headers=op,
-            params={"activity_code": activity["activity_code"]},
-        ).json()["items"]
+        return reward_records(http, p.urls, op, activity)
 
-    issued = _poll(records, lambda rs: rs and rs[0]["status"] == "issued")
+    issued = poll(records, lambda rs: rs and rs[0]["status"] == "issued")
     assert [r["status"] for r in issued] == ["issued"], p.log_tail()
     assert issued[0]["user_id"] == "bob"
 
@@ -96,7 +54,7 @@ def test_registration_through_invite_code_issues_coupon(running_platform: Runnin
         nodes = http.get(f"{p.urls['referral']}/v1/bindings/bob", headers=op).json()["nodes"]
         return next(n for n in nodes if n["node"] == "registration")
 
-    node = _poll(registration_node, lambda n: n["binding"] is not None)
+    node = poll(registration_node, lambda n: n["binding"] is not None)
     assert node["binding"]["inviter_id"] == "alice"
     assert node["binding"]["channel"] == "invite_code"
 

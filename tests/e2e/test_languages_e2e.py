@@ -3,26 +3,15 @@ registration earned — activity name and prize title — in their own language.
 
 from __future__ import annotations
 
-import time
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime
 
 import httpx
 import pytest
 
+from tests.e2e.campaign import MARKET_DATA_COUPON, OPERATOR_PERMISSIONS, poll, publish_campaign
 from tests.e2e.conftest import RunningPlatform
 
 pytestmark = pytest.mark.e2e
-OPERATOR_PERMISSIONS = ("ActivityCenterFull", "RightsSystemFull")
-
-
-def _poll(fetch: Any, done: Any, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fetch()
-        if done(value) or time.monotonic() > deadline:
-            return value
-        time.sleep(0.2)
 
 
 def test_rewards_coupons_and_activities_in_the_readers_language(
@@ -35,35 +24,15 @@ def test_rewards_coupons_and_activities_in_the_readers_language(
     http = httpx.Client(timeout=10)
     now = datetime.now(UTC)
 
-    prize = http.post(
-        f"{p.urls['reward']}/v1/prizes",
-        headers=op,
-        json={
-            "type": "coupon",
-            "name": "30-day market data",
-            "coupon_type": "market_data",
-            "title": {"en": "Market data card", "zh-Hans": "行情卡", "zh-Hant": "行情卡（繁）"},
-            "validity": {"days_from_issue": 30},
-        },
+    title = {"en": "Market data card", "zh-Hans": "行情卡", "zh-Hant": "行情卡（繁）"}
+    publish_campaign(
+        http,
+        p.urls,
+        op,
+        prize={**MARKET_DATA_COUPON, "title": title},
+        # No Traditional name: a zh-Hant reader falls back to the Simplified one.
+        name={"en": "Sign-up gift", "zh-Hans": "注册礼"},
     )
-    assert prize.status_code == 201, prize.text
-    created = http.post(
-        f"{p.urls['activity']}/v1/activities",
-        headers=op,
-        json={
-            "kind": "basic",
-            # No Traditional name: a zh-Hant reader falls back to the Simplified one.
-            "name": {"en": "Sign-up gift", "zh-Hans": "注册礼"},
-            "starts_at": (now - timedelta(days=1)).isoformat(),
-            "ends_at": (now + timedelta(days=30)).isoformat(),
-            "rules": [{"task": "register", "prize_id": prize.json()["id"]}],
-        },
-    )
-    assert created.status_code == 201, created.text
-    published = http.post(
-        f"{p.urls['activity']}/v1/activities/{created.json()['id']}/publish", headers=op
-    )
-    assert published.json()["status"] == "running", published.text
     event = {
         "event_id": "reg-carol-1",
         "type": "user.registered",
@@ -80,7 +49,7 @@ def test_rewards_coupons_and_activities_in_the_readers_language(
             f"{p.urls['reward']}/v1/me/rewards", headers={**carol, "Accept-Language": language}
         )
 
-    hant = _poll(
+    hant = poll(
         lambda: rewards("zh-TW"),
         lambda r: r.json()["items"] and r.json()["items"][0]["status"] == "issued",
     )
@@ -110,7 +79,7 @@ def test_rewards_coupons_and_activities_in_the_readers_language(
     assert activities.headers["content-language"] == "zh-Hans"
 
     # The phone of the registration reached the reward service: operators find the coupon.
-    by_phone = _poll(
+    by_phone = poll(
         lambda: http.get(
             f"{p.urls['reward']}/v1/coupons", headers=op, params={"phone": "85260001234"}
         ),

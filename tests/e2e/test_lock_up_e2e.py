@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,21 +15,12 @@ import pytest
 from sqlalchemy import text
 
 from service_kit.db import Database
+from tests.e2e.campaign import OPERATOR_PERMISSIONS, poll, publish_campaign, reward_records
 from tests.e2e.conftest import RunningPlatform
 from tests.infra import Infra
 
 pytestmark = pytest.mark.e2e
-OPERATOR_PERMISSIONS = ("ActivityCenterFull", "RightsSystemFull")
 LOCK = {"amount": "10000", "currency": "HKD", "days": 30}
-
-
-def _poll(fetch: Any, done: Any, timeout: float = 45.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fetch()
-        if done(value) or time.monotonic() > deadline:
-            return value
-        time.sleep(0.3)
 
 
 async def _expire_locks(url: str, numbers: list[str], now: datetime) -> None:
@@ -61,49 +51,37 @@ def test_lock_up_both_ways(running_platform: RunningPlatform, infra: Infra) -> N
     http = httpx.Client(timeout=10)
     now = datetime.now(UTC)
 
-    prize = http.post(
-        f"{p.urls['reward']}/v1/prizes",
-        headers=op,
-        json={
+    def rules(prize_id: str) -> list[dict[str, Any]]:
+        return [
+            # Issued at once; the lock is checked at expiry all the same.
+            {
+                "task": "register",
+                "prize_id": prize_id,
+                "lock_up": {**LOCK, "issue_after_lock": False},
+            },
+            # Issued only after the lock-up: waits Locked.
+            {
+                "task": "open_account",
+                "prize_id": prize_id,
+                "lock_up": {**LOCK, "issue_after_lock": True},
+            },
+        ]
+
+    _, activity = publish_campaign(
+        http,
+        p.urls,
+        op,
+        prize={
             "type": "coupon",
             "name": "Commission-free card",
             "coupon_type": "commission_free",
             "title": {"en": "Commission-free card"},
             "validity": {"days_from_issue": 90},
         },
+        name={"en": "Open an account, keep HKD 10k"},
+        rules=rules,
+        started_days_ago=60,
     )
-    assert prize.status_code == 201, prize.text
-    prize_id = prize.json()["id"]
-    created = http.post(
-        f"{p.urls['activity']}/v1/activities",
-        headers=op,
-        json={
-            "kind": "basic",
-            "name": {"en": "Open an account, keep HKD 10k"},
-            "starts_at": (now - timedelta(days=60)).isoformat(),
-            "ends_at": (now + timedelta(days=30)).isoformat(),
-            "rules": [
-                # Issued at once; the lock is checked at expiry all the same.
-                {
-                    "task": "register",
-                    "prize_id": prize_id,
-                    "lock_up": {**LOCK, "issue_after_lock": False},
-                },
-                # Issued only after the lock-up: waits Locked.
-                {
-                    "task": "open_account",
-                    "prize_id": prize_id,
-                    "lock_up": {**LOCK, "issue_after_lock": True},
-                },
-            ],
-        },
-    )
-    assert created.status_code == 201, created.text
-    activity = created.json()
-    published = http.post(
-        f"{p.urls['activity']}/v1/activities/{activity['id']}/publish", headers=op
-    )
-    assert published.status_code == 200, published.text
 
     def event(event_id: str, kind: str, user: str, at: datetime, **extra: Any) -> None:
         body = {
@@ -133,14 +111,14 @@ def test_lock_up_both_ways(running_platform: RunningPlatform, infra: Infra) -> N
     )
 
     def records() -> list[dict[str, Any]]:
-        answer = http.get(
-            f"{p.urls['reward']}/v1/reward-records",
-            headers=op,
-            params={"activity_code": activity["activity_code"]},
-        )
-        return answer.json()["items"]  # type: ignore[no-any-return]
+        return reward_records(http, p.urls, op, activity)
 
-    rows = _poll(records, lambda rs: len(rs) == 3 and all(r["status"] != "pending" for r in rs))
+    rows = poll(
+        records,
+        lambda rs: len(rs) == 3 and all(r["status"] != "pending" for r in rs),
+        timeout=45.0,
+        every=0.3,
+    )
     by_key = {(r["user_id"], r["task"]): r for r in rows}
     assert len(by_key) == 3, p.log_tail()
     waiting = by_key[("keeper", "open_account")]
@@ -169,7 +147,7 @@ def test_lock_up_both_ways(running_platform: RunningPlatform, infra: Infra) -> N
     def settled() -> list[dict[str, Any]]:
         return [r for r in records() if r["task"] == "register" and r["lock_result"]]
 
-    done = _poll(settled, lambda rs: len(rs) == 2)
+    done = poll(settled, lambda rs: len(rs) == 2, timeout=45.0, every=0.3)
     verdicts = {r["user_id"]: (r["status"], r["lock_result"]) for r in done}
     assert verdicts == {"keeper": ("issued", "held"), "spender": ("issued", "broken")}, p.log_tail()
     flagged = http.get(

@@ -10,12 +10,12 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.e2e.campaign import OPERATOR_PERMISSIONS, poll, publish_campaign, reward_records
 from tests.e2e.conftest import RunningPlatform, start_platform
 from tests.infra import Infra
 from tests.otlp import ReceivedSpan, Receiver, otlp_receiver, trace_of
 
 pytestmark = pytest.mark.e2e
-OPERATOR_PERMISSIONS = ("ActivityCenterFull", "RightsSystemFull")
 
 
 @pytest.fixture(scope="module")
@@ -40,15 +40,6 @@ def _server_span(spans: list[ReceivedSpan], service: str, name: str) -> Received
     )
 
 
-def _poll(fetch: Any, done: Any, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fetch()
-        if done(value) or time.monotonic() > deadline:
-            return value
-        time.sleep(0.2)
-
-
 def test_one_trace_from_the_event_request_through_every_job(
     traced: tuple[RunningPlatform, Receiver],
 ) -> None:
@@ -59,36 +50,7 @@ def test_one_trace_from_the_event_request_through_every_job(
     http = httpx.Client(timeout=10)
     now = datetime.now(UTC)
 
-    prize = http.post(
-        f"{p.urls['reward']}/v1/prizes",
-        headers=op,
-        json={
-            "type": "coupon",
-            "name": "30-day market data",
-            "coupon_type": "market_data",
-            "title": {"en": "Market data card"},
-            "validity": {"days_from_issue": 30},
-        },
-    )
-    assert prize.status_code == 201, prize.text
-    prize_id = prize.json()["id"]
-    created = http.post(
-        f"{p.urls['activity']}/v1/activities",
-        headers=op,
-        json={
-            "kind": "basic",
-            "name": {"en": "Sign-up gift"},
-            "starts_at": (now - timedelta(days=1)).isoformat(),
-            "ends_at": (now + timedelta(days=30)).isoformat(),
-            "rules": [{"task": "register", "prize_id": prize_id}],
-        },
-    )
-    assert created.status_code == 201, created.text
-    activity = created.json()
-    published = http.post(
-        f"{p.urls['activity']}/v1/activities/{activity['id']}/publish", headers=op
-    )
-    assert published.status_code == 200, published.text
+    _, activity = publish_campaign(http, p.urls, op)
     code = http.get(f"{p.urls['referral']}/v1/me/invite-code", headers=alice).json()["code"]
 
     # The request's own trace: a caller's traceparent is continued, not replaced.
@@ -109,13 +71,9 @@ def test_one_trace_from_the_event_request_through_every_job(
     assert accepted.json()["status"] == "accepted", accepted.text
 
     def records() -> list[dict[str, Any]]:
-        return http.get(
-            f"{p.urls['reward']}/v1/reward-records",
-            headers=op,
-            params={"activity_code": activity["activity_code"]},
-        ).json()["items"]
+        return reward_records(http, p.urls, op, activity)
 
-    issued = _poll(records, lambda rs: rs and rs[0]["status"] == "issued")
+    issued = poll(records, lambda rs: rs and rs[0]["status"] == "issued")
     assert [r["status"] for r in issued] == ["issued"], p.log_tail()
 
     expected_jobs = {

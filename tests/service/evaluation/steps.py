@@ -89,3 +89,28 @@ async def invite_code(platform: Platform, user: str) -> str:
     response = await platform.referral.get("/v1/me/invite-code", headers=platform.user(user))
     assert response.status_code == 200, response.text
     return str(response.json()["code"])
+
+
+async def register_invitees(
+    platform: Platform, inviter: str, invitees: list[str], when: str = "2026-12-02T10:00:00+08:00"
+) -> None:
+    """Each invitee registers with ``inviter``'s invite code, the platform drained after each."""
+    code = await invite_code(platform, inviter)
+    for invitee in invitees:
+        await post(platform, event("user.registered", invitee, when, invite_code=code))
+        await platform.drain()
+
+
+def invitee_prize_referral(p_inviter: str, p_invitee: str, **extra: Any) -> dict[str, Any]:
+    """A marketing referral activity: an invitee who registers earns ``p_invitee`` and the
+    inviter ``p_inviter``, at most twice per inviter; ``extra`` adds to the configuration."""
+    return {
+        "kind": "referral",
+        "attribute": "marketing",
+        "reward_type": "fixed",
+        "rules": [
+            {"id": "reg", "task": "register", "prize_id": p_inviter, "invitee_prize_id": p_invitee}
+        ],
+        "prize_limits": [{"prize_id": p_inviter, "max_per_user": 2}],
+        **extra,
+    }

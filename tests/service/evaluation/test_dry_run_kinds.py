@@ -18,9 +18,17 @@ from activity_service.evaluation.dry_run import dry_run_activity
 from activity_service.evaluation.engine import Window
 from service_kit.errors import UpstreamUnavailable
 from service_kit.http import ServiceClient
-from tests.service.evaluation.steps import WINDOW, activity, event, grants, post, prizes
+from tests.service.evaluation.steps import (
+    WINDOW,
+    activity,
+    event,
+    grants,
+    invitee_prize_referral,
+    post,
+    prizes,
+    register_invitees,
+)
 from tests.service.evaluation.test_budgets import costed_prize
-from tests.service.evaluation.test_referral import register_invitees
 from tests.service.harness import Platform
 from tests.service.teams.steps import members, team_activity
 
@@ -86,23 +94,9 @@ async def test_a_running_referral_activity_dry_runs_to_what_it_granted(
     platform: Platform,
 ) -> None:
     p_inviter, p_invitee = await prizes(platform, 2)
+    totals = [{"prize_id": p_invitee, "total_quantity": 3}]
     act = await activity(
-        platform,
-        {
-            "kind": "referral",
-            "attribute": "marketing",
-            "reward_type": "fixed",
-            "rules": [
-                {
-                    "id": "reg",
-                    "task": "register",
-                    "prize_id": p_inviter,
-                    "invitee_prize_id": p_invitee,
-                }
-            ],
-            "prize_limits": [{"prize_id": p_inviter, "max_per_user": 2}],
-            "prize_totals": [{"prize_id": p_invitee, "total_quantity": 3}],
-        },
+        platform, invitee_prize_referral(p_inviter, p_invitee, prize_totals=totals)
     )
     await register_invitees(platform, "inv", ["a", "b", "c"])
     await register_invitees(platform, "inv2", ["d"], when="2026-12-03T10:00:00+08:00")

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.service.evaluation.steps import activity, event, post
-from tests.service.evaluation.test_referral import register_invitees
+from tests.service.evaluation.steps import activity, event, post, register_invitees
 from tests.service.harness import Platform
 from tests.service.reward.helpers import coupon_prize
 

@@ -27,43 +27,19 @@ from tests.service.evaluation.steps import (
     event,
     explain,
     grants,
-    invite_code,
+    invitee_prize_referral,
     money,
     post,
     prizes,
+    register_invitees,
     table,
 )
 from tests.service.harness import Platform
 
 
-async def register_invitees(
-    platform: Platform, inviter: str, invitees: list[str], when: str = "2026-12-02T10:00:00+08:00"
-) -> None:
-    code = await invite_code(platform, inviter)
-    for invitee in invitees:
-        await post(platform, event("user.registered", invitee, when, invite_code=code))
-        await platform.drain()
-
-
 async def test_fixed_reward_invitee_reward_and_prize_cap(platform: Platform) -> None:
     p_inviter, p_invitee = await prizes(platform, 2)
-    act = await activity(
-        platform,
-        {
-            "kind": "referral",
-            "attribute": "marketing",
-            "reward_type": "fixed",
-            "rules": [
-                {
-                    "id": "reg",
-                    "task": "register",
-                    "prize_id": p_inviter,
-                    "invitee_prize_id": p_invitee,
-                }
-            ],
-            "prize_limits": [{"prize_id": p_inviter, "max_per_user": 2}],
-        },
-    )
+    act = await activity(platform, invitee_prize_referral(p_inviter, p_invitee))
     await register_invitees(platform, "inv", ["a", "b", "c"])
     names = {p_inviter: "inviter-prize", p_invitee: "invitee-prize"}
     assert table(await grants(platform, act["id"]), names) == [

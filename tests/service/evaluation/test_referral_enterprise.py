@@ -3,8 +3,16 @@ only an invitee certifying that enterprise earns their inviter the reward."""
 
 from __future__ import annotations
 
-from tests.service.evaluation.steps import activity, event, explain, grants, post, prizes, table
-from tests.service.evaluation.test_referral import register_invitees
+from tests.service.evaluation.steps import (
+    activity,
+    event,
+    explain,
+    grants,
+    post,
+    prizes,
+    register_invitees,
+    table,
+)
 from tests.service.harness import Platform
 
 WHEN = "2026-12-04T10:00:00+08:00"

@@ -14,7 +14,14 @@ from activity_service.stats.reward_client import RewardStatsClient
 from contracts.payloads import Grant, IssuanceForm
 from reward_service.records import service as records
 from service_kit.http import ServiceClient
-from tests.service.evaluation.steps import activity, event, invite_code, money, post
+from tests.service.evaluation.steps import (
+    activity,
+    event,
+    invitee_prize_referral,
+    money,
+    post,
+    register_invitees,
+)
 from tests.service.harness import Platform
 from tests.service.stats.conftest import BLOCKED_USER
 from tests.service.teams.steps import assist, started, team_activity
@@ -226,31 +233,9 @@ async def test_referral_activity_stats(platform: Platform) -> None:
     await usd_rate(platform)
     p_inviter = await prize(platform, coupon("5", "HKD"))
     p_invitee = await prize(platform, coupon("2", "USD"))
-    act = await activity(
-        platform,
-        {
-            "kind": "referral",
-            "attribute": "marketing",
-            "reward_type": "fixed",
-            "rules": [
-                {
-                    "id": "reg",
-                    "task": "register",
-                    "prize_id": p_inviter,
-                    "invitee_prize_id": p_invitee,
-                }
-            ],
-            "prize_limits": [{"prize_id": p_inviter, "max_per_user": 2}],
-        },
-    )
-    for inviter, invitees in (("inv", ["a", "b", "c"]), ("inv2", ["d"])):
-        code = await invite_code(platform, inviter)
-        for invitee in invitees:
-            await post(
-                platform,
-                event("user.registered", invitee, "2026-12-02T10:00:00+08:00", invite_code=code),
-            )
-            await platform.drain()
+    act = await activity(platform, invitee_prize_referral(p_inviter, p_invitee))
+    await register_invitees(platform, "inv", ["a", "b", "c"])
+    await register_invitees(platform, "inv2", ["d"])
     # an organic sign-up is no participant of the referral campaign
     await post(platform, event("user.registered", "loner", "2026-12-02T11:00:00+08:00"))
     await platform.drain()
