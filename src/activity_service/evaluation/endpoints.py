@@ -11,7 +11,7 @@ from activity_service.evaluation import explain
 from activity_service.evaluation.dry_run import dry_run_activity
 from activity_service.evaluation.dry_run_decisions import Candidate
 from activity_service.evaluation.engine import Window
-from activity_service.evaluation.referral_client import ReferralLookup
+from activity_service.evaluation.referral_client import ReferralLookup, ReferralUnavailable
 from activity_service.evaluation.repository import ReferralRepository
 from activity_service.evaluation.reruns import LISTED_GRANTS, rerun_day
 from activity_service.evaluation.schemas import (
@@ -28,7 +28,7 @@ from activity_service.evaluation.schemas import (
 from service_kit.auth import ACTIVITY_READ, ACTIVITY_WRITE, Authenticator, CallerKind, Principal
 from service_kit.db import SessionDep
 from service_kit.deps import ClockDep
-from service_kit.errors import PROBLEM_RESPONSES, Unprocessable, problems
+from service_kit.errors import PROBLEM_RESPONSES, Unprocessable, UpstreamUnavailable, problems
 from service_kit.idempotency import IdempotencyDep
 from service_kit.routing import ServiceRoute
 
@@ -124,7 +124,12 @@ Writer = Annotated[
     "/v1/daily-runs/{day}",
     tags=["evaluation"],
     summary="Re-run a past day's daily run (after late or corrected events)",
-    responses=problems({409: {"day_not_over": "the day's run is not due yet"}}),
+    responses=problems(
+        {
+            409: {"day_not_over": "the day's run is not due yet"},
+            503: {"upstream_unavailable": "the referral service cannot say who invited whom"},
+        }
+    ),
 )
 async def rerun_daily_run(
     day: date, principal: Writer, idempotency: IdempotencyDep, request: Request, clock: ClockDep
@@ -135,7 +140,13 @@ async def rerun_daily_run(
     Only days whose run is due on the tenant's clock (`day_not_over` otherwise)."""
     state = request.app.state
     referral = ReferralLookup(state.http, state.settings.referral_url)
-    rerun = await rerun_day(state.db, principal.tenant_id, day, clock, referral)
+    try:
+        rerun = await rerun_day(state.db, principal.tenant_id, day, clock, referral)
+    except ReferralUnavailable as exc:
+        # What the run decided before is kept (its keys); the next re-run adds the rest.
+        raise UpstreamUnavailable(
+            "The referral service cannot answer now; re-run the day later.", service="referral"
+        ) from exc
     return DayRerun(
         day=rerun.day,
         started_at=rerun.started_at,

@@ -5,7 +5,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from tests.service.evaluation.steps import activity, grants, money, post, prizes
+import pytest
+
+from tests.service.evaluation.steps import (
+    activity,
+    grants,
+    money,
+    post,
+    prizes,
+    register_invitees,
+)
 from tests.service.harness import Platform
 
 
@@ -56,3 +65,26 @@ async def test_a_rerun_needs_a_past_day_and_write_permission(platform: Platform)
     assert status == 403
     status, body = await rerun(platform, "2026-12-01", **platform.user("u1"))
     assert status == 403
+
+
+async def test_a_rerun_while_the_referral_service_is_down_is_a_503(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    platform.clock.set(datetime.fromisoformat("2026-12-03T02:00:00+08:00"))
+    (prize,) = await prizes(platform, 1)
+    rule = {"task": "deposit_reached", "threshold": "10000", "currency": "HKD", "prize_id": prize}
+    await activity(
+        platform,
+        {"kind": "referral", "attribute": "marketing", "reward_type": "fixed", "rules": [rule]},
+    )
+    await register_invitees(platform, "inv", ["a"], when="2026-12-01T10:00:00+08:00")
+    # Decided by the day's run: the inviter at the deposit node is asked of the referral service.
+    await post(platform, money("cash.deposited", "a", "2026-12-01T11:00:00+08:00", "20000"))
+    # Nothing listens on the discard port: the inviter lookups fail fast after their retries.
+    settings = platform.apps["activity"].state.settings
+    monkeypatch.setattr(settings, "referral_url", "http://127.0.0.1:9")
+    status, body = await rerun(platform, "2026-12-01")
+    assert (status, body.get("code")) == (503, "upstream_unavailable"), (status, body)
+    monkeypatch.undo()
+    status, body = await rerun(platform, "2026-12-01")
+    assert status == 200, body
