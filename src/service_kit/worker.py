@@ -162,8 +162,8 @@ def message_job(
     prepare: PrepareFn | None = None,
     *,
     finish: FinishFn | None = None,
-    isolated: bool = False,
     pending: PendingFn | None = None,
+    per_transaction: int | None = None,
 ) -> Callable[[MessageFn], Function]:
     """Register the consumer of outbox messages ``name``: the relay sends up to a hundred
     payloads in one job, which ``fn(ctx, session, payload)`` handles one by one in a single
@@ -174,11 +174,12 @@ def message_job(
 
     ``prepare(ctx, session, payloads)``, if given, runs first: reading what the messages
     need in one query instead of one per message; ``finish(ctx, session)`` runs before the
-    commit, writing what the messages left to be written together. ``isolated`` consumers
-    commit each message in its own transaction instead: those that take locks shared by many
-    messages (the referral graph's advisory locks on an inviter's chain), which one long
-    transaction would hold against the other deliveries. A job enqueued with a single
-    payload (not a list) is handled as a delivery of one.
+    commit, writing what the messages left to be written together. ``per_transaction``
+    commits a delivery every that many messages instead: consumers that take locks shared
+    by many messages (the referral graph's advisory locks on an inviter's chain), which one
+    long transaction would hold against the other deliveries, while the round trips of a
+    transaction and the flush of its new rows are still shared. A job enqueued with a
+    single payload (not a list) is handled as a delivery of one.
 
     A consumer with ``pending(ctx, session, payloads)`` (the messages not applied yet, in
     one query) has a time budget per delivery (half the job timeout): once spent, the
@@ -190,10 +191,9 @@ def message_job(
     first ones. (The one-by-one fallback after a message failed for good has no budget.)"""
 
     def wrap(fn: MessageFn) -> Function:
-        async def all_at_once(ctx: dict[str, Any], items: list[dict[str, Any]]) -> None:
-            # Only a consumer that can tell the applied messages stops at the budget: the
-            # next try of any other would redo them all.
-            deadline = time.monotonic() + delivery_budget(ctx) if pending else math.inf
+        async def all_at_once(
+            ctx: dict[str, Any], items: list[dict[str, Any]], deadline: float
+        ) -> None:
             async with ctx["db"].session() as session:
                 if pending is not None:
                     items = await pending(ctx, session, items)
@@ -219,16 +219,12 @@ def message_job(
             ctx: dict[str, Any],
             items: list[dict[str, Any]],
             unit: Callable[[], AbstractAsyncContextManager[AsyncSession]],
-            deadline: float | None = None,
         ) -> list[str]:
-            """Each message in its own ``unit`` (a savepoint or a transaction): a message
-            failing for good is reported and the others go on; a transient failure stops
-            the delivery, to be retried. Past ``deadline`` (monotonic), the next try takes
-            over (the messages of this one are committed: only isolated ones have one)."""
+            """Each message in its own ``unit`` (a savepoint): a message failing for good is
+            reported and the others go on; a transient failure stops the delivery, to be
+            retried."""
             failures: list[str] = []
-            for index, payload in enumerate(items):
-                if deadline is not None and index and time.monotonic() >= deadline:
-                    stop_delivery(name, index, len(items))
+            for payload in items:
                 try:
                     with message_context(payload):
                         async with unit() as session:
@@ -251,30 +247,27 @@ def message_job(
                     await prepare(ctx, session, items)
                 return await separately(ctx, items, lambda: _savepoint(session))
 
-        async def each_committed(ctx: dict[str, Any], items: list[dict[str, Any]]) -> list[str]:
-            if pending is None:
-                return await separately(ctx, items, ctx["db"].session)
-            deadline = time.monotonic() + delivery_budget(ctx)
-            async with ctx["db"].session() as session:
-                items = await pending(ctx, session, items)
-            return await separately(ctx, items, ctx["db"].session, deadline)
-
         async def handle(ctx: dict[str, Any], payloads: Any) -> dict[str, int]:
             items = as_list(payloads)
-            if isolated:
-                if failures := await each_committed(ctx, items):
-                    raise ItemsFailed("; ".join(failures)[:2000])
-                return {"messages": len(items)}
-            try:
-                await all_at_once(ctx, items)
-                return {"messages": len(items)}
-            except Retry:
-                raise
-            except Exception as exc:
-                if len(items) == 1 or is_transient(exc):
+            # Only a consumer that can tell the applied messages stops at the budget: the
+            # next try of any other would redo them all.
+            deadline = time.monotonic() + delivery_budget(ctx) if pending else math.inf
+            size = per_transaction or len(items) or 1
+            failures: list[str] = []
+            for start in range(0, len(items), size):
+                chunk = items[start : start + size]
+                if start and time.monotonic() >= deadline:
+                    stop_delivery(name, start, len(items))
+                try:
+                    await all_at_once(ctx, chunk, deadline)
+                    continue
+                except Retry:
                     raise
-                log.info("%s: a message failed (%r); handling them one by one", name, exc)
-            failures = await one_by_one(ctx, items)
+                except Exception as exc:
+                    if len(items) == 1 or is_transient(exc):
+                        raise
+                    log.info("%s: a message failed (%r); handling them one by one", name, exc)
+                failures += await one_by_one(ctx, chunk)
             if failures:
                 raise ItemsFailed("; ".join(failures)[:2000])
             return {"messages": len(items)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 
 from arq import Retry
@@ -14,6 +15,7 @@ from contracts.payloads import Node, NodeCompleted, UserRegistered
 from referral_service.bindings import service
 from referral_service.bindings.schemas import Channel
 from referral_service.invite_codes.codes import looks_like_code, normalize_code
+from referral_service.invite_codes.models import InviteCode
 from referral_service.invite_codes.repository import InviteCodeRepository
 from referral_service.tenant_settings.service import registration_grace
 from service_kit.errors import ProblemError
@@ -41,46 +43,106 @@ async def _not_applied(
     return [p for p, key in zip(payloads, keys, strict=True) if key not in applied]
 
 
-# Isolated: a bind holds advisory locks on the inviter's chain until its transaction ends.
-@message_job(jobs.REFERRAL_USER_REGISTERED, "referral", isolated=True, pending=_not_applied)
+# Registrations committed a few at a time: a bind holds advisory locks on the inviter's chain
+# until its transaction ends (operators' changes of the graph wait for them), while each
+# transaction and the flush of its rows is shared by the registrations it commits.
+REGISTRATIONS_PER_TRANSACTION = 20
+# session.info: the invite codes a delivery names, read in one query.
+CODE_OWNERS = "registration_code_owners"
+GRACES = "registration_graces"
+
+
+def _code_of(fact: UserRegistered) -> str | None:
+    """The invite code a registration names, when it looks like one."""
+    if not fact.invite_code:
+        return None
+    code = normalize_code(fact.invite_code)
+    return code if looks_like_code(code) else None
+
+
+async def _read_code_owners(
+    ctx: dict[str, Any], session: AsyncSession, payloads: list[dict[str, Any]]
+) -> None:
+    """The owners of every invite code the registrations name, in one query per tenant."""
+    wanted: dict[str, set[str]] = {}
+    for payload in payloads:
+        try:
+            fact = UserRegistered.model_validate(payload)
+        except ValidationError:  # left to the message's own run, which reports it
+            continue
+        if (code := _code_of(fact)) is not None:
+            wanted.setdefault(fact.tenant_id, set()).add(code)
+    repo = InviteCodeRepository.from_session(session)
+    owners: dict[tuple[str, str], list[InviteCode]] = {}
+    for tenant_id, codes in wanted.items():
+        for found in await repo.by_codes(tenant_id, codes):
+            owners.setdefault((tenant_id, found.code), []).append(found)
+    read = {(tenant_id, code) for tenant_id, codes in wanted.items() for code in codes}
+    session.info[CODE_OWNERS] = (read, owners)
+
+
+async def _code_owner(session: AsyncSession, fact: UserRegistered, code: str) -> InviteCode | None:
+    read, owners = session.info.get(CODE_OWNERS, (set(), {}))
+    if (fact.tenant_id, code) not in read:
+        return await InviteCodeRepository.from_session(session).by_code(
+            fact.tenant_id, code, fact.app_id
+        )
+    return next(
+        (c for c in owners.get((fact.tenant_id, code), []) if c.app_id == fact.app_id), None
+    )
+
+
+async def _registration_grace(
+    ctx: dict[str, Any], session: AsyncSession, tenant_id: str
+) -> timedelta:
+    """The tenant's grace, read once per transaction."""
+    graces: dict[str, timedelta] = session.info.setdefault(GRACES, {})
+    if tenant_id not in graces:
+        graces[tenant_id] = await registration_grace(
+            session, tenant_id, ctx["settings"].registration_bind_grace_hours
+        )
+    return graces[tenant_id]
+
+
+@message_job(
+    jobs.REFERRAL_USER_REGISTERED,
+    "referral",
+    prepare=_read_code_owners,
+    pending=_not_applied,
+    per_transaction=REGISTRATIONS_PER_TRANSACTION,
+)
 async def user_registered(
     ctx: dict[str, Any], session: AsyncSession, payload: dict[str, Any]
 ) -> str:
     """Bind the new user to the invite code's owner, then complete the registration node.
 
     Re-running it is harmless: the binding exists (already_bound) and the completion is
-    recorded once. A refused bind (unknown code, cycle, self) still completes the node.
+    recorded once. A refused bind (unknown code, cycle, self) still completes the node; a
+    refusal is decided before the bind writes anything, so it needs no savepoint.
     """
     fact = UserRegistered.model_validate(payload)
     outcome = "no_code"
     if fact.invite_code:
-        code = normalize_code(fact.invite_code)
-        owner = None
-        if looks_like_code(code):
-            owner = await InviteCodeRepository.from_session(session).by_code(
-                fact.tenant_id, code, fact.app_id
-            )
+        code = _code_of(fact)
+        owner = None if code is None else await _code_owner(session, fact, code)
         if owner is None:
             outcome = "unknown_code"
         else:
-            grace = await registration_grace(
-                session, fact.tenant_id, ctx["settings"].registration_bind_grace_hours
-            )
+            grace = await _registration_grace(ctx, session, fact.tenant_id)
             try:
-                async with session.begin_nested():
-                    await service.bind(
-                        session,
-                        tenant_id=fact.tenant_id,
-                        invitee_id=fact.user_id,
-                        inviter_id=owner.user_id,
-                        node=Node.registration,
-                        channel=Channel(fact.channel or Channel.invite_code),
-                        actor="system:registration",
-                        at=fact.registered_at,
-                        registration_grace=grace,
-                        app_id=fact.app_id,
-                        activity_code=fact.activity_code,
-                    )
+                await service.bind(
+                    session,
+                    tenant_id=fact.tenant_id,
+                    invitee_id=fact.user_id,
+                    inviter_id=owner.user_id,
+                    node=Node.registration,
+                    channel=Channel(fact.channel or Channel.invite_code),
+                    actor="system:registration",
+                    at=fact.registered_at,
+                    registration_grace=grace,
+                    app_id=fact.app_id,
+                    activity_code=fact.activity_code,
+                )
                 outcome = "bound"
             except ProblemError as refused:
                 if refused.code == "concurrent_change":

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,6 +33,15 @@ class InviteCodeRepository:
         if app_id is not None:
             stmt = stmt.where(InviteCode.app_id == app_id)
         return (await self.session.scalars(stmt.limit(1))).first()
+
+    async def by_codes(self, tenant_id: str, codes: Collection[str]) -> list[InviteCode]:
+        """Every app's owner of each of ``codes``."""
+        if not codes:
+            return []
+        stmt = select(InviteCode).where(
+            InviteCode.tenant_id == tenant_id, InviteCode.code.in_(sorted(codes))
+        )
+        return list((await self.session.scalars(stmt)).all())
 
     async def insert_if_free(self, tenant_id: str, app_id: str, user_id: str, code: str) -> bool:
         """Insert; False when the user already has a code or the code is taken."""
