@@ -60,7 +60,11 @@ def _record_transition(
     at: datetime,
     reason: str | None = None,
     to_status: str | None = None,
+    *,
+    mirror: bool = True,
 ) -> None:
+    """Record one move of ``record``; ``mirror``: tell the activity service its status
+    (a caller recording several moves at once tells it once, after the last)."""
     to_status = to_status or record.status
     RecordRepository.from_session(session).add_transition(
         RecordTransition(
@@ -74,7 +78,8 @@ def _record_transition(
         )
     )
     STATE_TRANSITIONS.labels(from_status or "none", to_status).inc()
-    mirror_status(session, record, from_status, at)
+    if mirror:
+        mirror_status(session, record, from_status, at)
 
 
 def mirror_status(
@@ -310,8 +315,16 @@ async def _after_creation(
     if plan.coupon_at_once:
         for from_status, to_status, action in _COUPON_AT_ONCE:
             _record_transition(
-                session, record, from_status, action, SYSTEM_ACTOR, now, to_status=to_status
+                session,
+                record,
+                from_status,
+                action,
+                SYSTEM_ACTOR,
+                now,
+                to_status=to_status,
+                mirror=False,
             )
+        mirror_status(session, record, None, now)
         put_coupon_of_new_record(session, record, prize, now)
         return record
     _record_transition(session, record, None, "create", SYSTEM_ACTOR, now)
@@ -505,8 +518,17 @@ async def issue_released_coupons(
         for from_status, to_status, action in _RELEASED_COUPON:
             reason = LOCK_HELD_REASON if action == Action.release_lock.value else None
             _record_transition(
-                session, record, from_status, action, SYSTEM_ACTOR, now, reason, to_status
+                session,
+                record,
+                from_status,
+                action,
+                SYSTEM_ACTOR,
+                now,
+                reason,
+                to_status,
+                mirror=False,
             )
+        mirror_status(session, record, RecordStatus.locked.value, now)
         prize = prizes[record.id]
         assert prize is not None
         # Locked until this compare-and-set, so it has no wallet entry yet.
