@@ -13,11 +13,11 @@ The activity service owns the clock; the referral and reward services keep a cop
 them before anything due at the new time is done. An advance walks from the clock's time
 to the target in *steps*, each the next instant something falls due: the tenant's daily run
 time (each local day's run and T+1 settlement) or the next lock-up expiry (asked of the
-reward service). At each step it runs the day the daily run owes, waits until the grants it
-made have become reward records, asks the reward service to settle what is due (lock-ups
-kept → Pending/Issuing, broken → Cancelled with the reason), and waits again. Derived
-states — an activity ending, a team failing, a coupon expiring, a segment's refresh
-boundary — follow the clock where they are read, with nothing to run.
+reward service). At each step it runs the day the daily run owes, asks the reward service to
+settle what is due (lock-ups kept → Pending/Issuing, broken → Cancelled with the reason),
+and waits until the grants made have become reward records and the settled records' moves
+are done. Derived states — an activity ending, a team failing, a coupon expiring, a
+segment's refresh boundary — follow the clock where they are read, with nothing to run.
 
 An advance is idempotent and resumable: each step's effects are keyed (daily runs, grant
 keys, record moves by compare-and-set), so a repeated call, or one that continues an advance
@@ -186,13 +186,12 @@ async def _settle(
     # this time, and their lock-ups start at it.
     await asyncio.gather(*(_sync(sandbox, s, tenant_id, state) for s in OTHER_SERVICES))
     await _daily_run(sandbox, tenant, now)
-    if not await _quiet(sandbox, tenant_id, now, deadline):
-        return False, None
-    settled = await _sync(sandbox, "reward", tenant_id, state.model_copy(update={"settle": True}))
-    if settled.settled == 0 and settled.owed == 0:
-        # The settling moved nothing, so nothing new is owed since the services were calm.
-        return True, settled.next_due
-    return await _quiet(sandbox, tenant_id, now, deadline), settled.next_due
+    # The lock-ups due now are settled without waiting for this step's grants to become
+    # records: each belongs to a record that exists already (the previous step ended with
+    # nothing owed, and a record made at this step falls due a lock period, a day at least,
+    # later). One wait then covers both: the new records and the settled ones' moves.
+    await _sync(sandbox, "reward", tenant_id, state.model_copy(update={"settle": True}))
+    return await _quiet(sandbox, tenant_id, now, deadline)
 
 
 async def _daily_run(sandbox: Sandbox, tenant: TenantContext, now: datetime) -> None:
@@ -212,11 +211,15 @@ async def _daily_run(sandbox: Sandbox, tenant: TenantContext, now: datetime) -> 
         )
 
 
-async def _quiet(sandbox: Sandbox, tenant_id: str, now: datetime, deadline: float) -> bool:
+async def _quiet(
+    sandbox: Sandbox, tenant_id: str, now: datetime, deadline: float
+) -> tuple[bool, datetime | None]:
     """Wait until no service owes the tenant any queued work (the workers' relays and jobs
-    carry it); False when ``deadline`` passed first."""
+    carry it): (False when ``deadline`` passed first, the next lock-up expiry the reward
+    service saw at the last look)."""
     calm = 0
     state = SandboxClockSync(now=now)
+    next_due: datetime | None = None
     while calm < CALM_LOOKS:
         owed = await work_owed(
             sandbox.db, OutboxMessage, sandbox.redis, sandbox.settings.queue_prefix, tenant_id
@@ -226,14 +229,15 @@ async def _quiet(sandbox: Sandbox, tenant_id: str, now: datetime, deadline: floa
                 *(_sync(sandbox, s, tenant_id, state) for s in OTHER_SERVICES)
             )
             owed = sum(answer.owed for answer in answers)
+            next_due = answers[OTHER_SERVICES.index("reward")].next_due
         if owed == 0:
             calm += 1
             continue
         calm = 0
         if time.monotonic() > deadline:
-            return False
+            return False, None
         await asyncio.sleep(POLL_SECONDS)
-    return True
+    return True, next_due
 
 
 async def _sync(
