@@ -141,7 +141,7 @@ WITH batch AS (
            COALESCE(b.total_slot, false), b.budget_cost
     FROM batch AS b JOIN rules AS t ON t.n = b.rule_index
     -- a key already granted, or an at-end settlement whose one tier is already paid
-    ON CONFLICT DO NOTHING
+    ON CONFLICT {arbiter} DO NOTHING
     RETURNING grant_key
 ), messages AS (
     INSERT INTO outbox_messages (id, queue, job_name, job_id, payload, attempts)
@@ -156,6 +156,11 @@ WITH batch AS (
 )
 SELECT grant_key FROM inserted
 """
+
+# Grants without a settlement can only conflict on their key: naming that one arbiter
+# spares the other unique indexes' checks (the random id's above all) for every row.
+_INSERT_KEYED = text(_INSERT_GRANTS.format(arbiter="(tenant_id, grant_key)"))
+_INSERT_SETTLEMENTS = text(_INSERT_GRANTS.format(arbiter=""))
 
 _RECORD_OUTCOMES = """
 INSERT INTO evaluation_outcomes AS o (tenant_id, activity_id, user_id, rule_id, outcome, detail,
@@ -391,7 +396,7 @@ class DailyRunRepository:
         if not rows:
             return set()
         result = await self.session.execute(
-            text(_INSERT_GRANTS),
+            _INSERT_SETTLEMENTS if any(r.settlement for r in rows) else _INSERT_KEYED,
             {
                 "tenant_id": grants.tenant_id,
                 "activity_id": grants.activity_id,
