@@ -57,6 +57,7 @@ def measure(args: argparse.Namespace, replicas: int, kill: bool) -> dict[str, ob
             )
         )
         seconds = sent.seconds + took  # first send until every registration is complete
+        load = os.getloadavg()  # the machine is shared: the numbers mean little without it
         twice = {job: n for job, n in stack.cron_starts().items() if n > 1}
         return {
             "replicas": replicas,
@@ -67,6 +68,7 @@ def measure(args: argparse.Namespace, replicas: int, kill: bool) -> dict[str, ob
             "problems": found.problems() if found else ["no count"],
             "cron_twice": twice,
             "log": str(stack.log_path),
+            "load": " ".join(f"{x:.1f}" for x in load),
         }
     finally:
         stack.stop()
@@ -87,7 +89,10 @@ def main() -> None:
     require_local(args.pg_url, args.redis_url)
     rows = [measure(args, n, args.kill and n > 1) for n in args.replicas]
     print(f"\n{os.cpu_count()} cores; {args.registrations} registrations sent at {args.rate}/s")
-    print(f"{'replicas':>8} {'capacity/s':>11} {'vs 1':>6} {'killed':>6} {'retries':>8} problems")
+    print(
+        f"{'replicas':>8} {'capacity/s':>11} {'vs 1':>6} {'killed':>6} {'retries':>8} "
+        f"{'load 1/5/15 min':>16} problems"
+    )
     base = float(rows[0]["capacity"])  # type: ignore[arg-type]
     for row in rows:
         capacity = float(row["capacity"])  # type: ignore[arg-type]
@@ -96,7 +101,8 @@ def main() -> None:
         )
         print(
             f"{row['replicas']:>8} {capacity:11.1f} {capacity / base:6.2f} {row['killed']:>6} "
-            f"{row['retries']:>8} {'; '.join(problems) or 'none (0 lost, 0 duplicated)'}"
+            f"{row['retries']:>8} {row['load']:>16} "
+            f"{'; '.join(problems) or 'none (0 lost, 0 duplicated)'}"
         )
 
 

@@ -655,13 +655,16 @@ async def settle(
     shot: Snapshot | None = None
     last_counts: tuple[int, ...] = ()
     moved = started
+    longest_still = 0.0
     while True:
         try:
             shot = await snapshot(dsns, tenant, invited, expected)
         except (OSError, asyncpg.PostgresError) as exc:
             print(f"  counting failed: {exc!r}", flush=True)
+        longest_still = max(longest_still, time.monotonic() - moved)
         if shot is not None and shot.complete():
             took = time.monotonic() - started
+            print(f"  complete; the count stood still {longest_still:.0f} s at most", flush=True)
             await asyncio.sleep(recheck_seconds)
             return await snapshot(dsns, tenant, invited, expected), took
         if shot is not None and shot.counts() != last_counts:

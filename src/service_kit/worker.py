@@ -72,6 +72,9 @@ DELIVERY_BUDGET_SECONDS = JOB_TIMEOUT_SECONDS / 2
 # live worker's long job is never started twice, a dead worker's jobs are started again
 # by another within this many seconds.
 IN_PROGRESS_LEASE_SECONDS = JOB_TIMEOUT_SECONDS + 10
+# How long the result of a cron job's due time is kept: while it is, no worker can enqueue
+# that due time again (``prefixed_cron``).
+CRON_RESULT_SECONDS = 3600
 _UNTRACED: contextlib.nullcontext[None] = contextlib.nullcontext()
 # How often a worker refreshes its health key (which expires a second after that).
 HEALTH_INTERVAL_SECONDS = 10
@@ -388,8 +391,19 @@ def prefixed_cron(cron_job: CronJob, prefix: str) -> CronJob:
     of a cron job the id ``<name>:<time>`` and runs an id once, which is what makes a tick
     run once whatever the number of workers; without the prefix two stacks sharing a Redis
     would also share ticks (one stack's pass skipping the other's). A copy, too, because
-    arq keeps its schedule (``next_run``) on the object."""
-    return dataclasses.replace(cron_job, name=f"{prefix}:{cron_job.name}", next_run=None)
+    arq keeps its schedule (``next_run``) on the object.
+
+    arq enqueues an id only while neither the job nor its result exists, and keeps no
+    result of a cron job by default: once a due time had run, a worker whose loop lagged
+    behind (it enqueues every due time it missed, one per poll) enqueued it again and it ran
+    a second time. The result is kept (``CRON_RESULT_SECONDS``), so a due time that ran is
+    refused for that long."""
+    return dataclasses.replace(
+        cron_job,
+        name=f"{prefix}:{cron_job.name}",
+        next_run=None,
+        keep_result_s=max(cron_job.keep_result_s or 0, CRON_RESULT_SECONDS),
+    )
 
 
 def build_worker(
