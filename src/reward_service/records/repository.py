@@ -4,11 +4,12 @@ import builtins
 import uuid
 from collections.abc import AsyncIterator, Collection
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     DateTime,
     Select,
+    Table,
     and_,
     case,
     func,
@@ -27,10 +28,15 @@ from reward_service.prizes.models import Prize
 from reward_service.records.models import RecordTransition, RewardRecord, record_number_seq
 from service_kit.pagination import PageParams, paginate
 
+_RECORDS = cast(Table, RewardRecord.__table__)
+_INSERT_RECORD = (
+    insert(_RECORDS)
+    .on_conflict_do_nothing(index_elements=["tenant_id", "grant_key"])
+    .returning(*_RECORDS.columns)
+)
+
 # Which tenants' records a reconciler pass looks at: (only this one, or all but these).
 TenantScope = tuple[str | None, Collection[str]]
-# Records per INSERT statement: their parameters stay far below the driver's 32,767.
-INSERT_ROWS = 500
 
 
 class RecordRepository:
@@ -62,19 +68,22 @@ class RecordRepository:
     async def insert_new(
         self, rows: builtins.list[dict[str, Any]]
     ) -> dict[tuple[str, str], RewardRecord]:
-        """Insert many records in one statement, each unless its grant already has one;
-        the inserted ones by (tenant, grant key). Rows go in key order, so two deliveries
-        inserting some of the same grants wait on each other rather than deadlock."""
+        """Insert many records, each unless its grant already has one; the inserted ones by
+        (tenant, grant key), as detached copies of their rows. Rows go in key order, so two
+        deliveries inserting some of the same grants wait on each other rather than
+        deadlock. One statement built once, its rows sent as multi-row VALUES batches
+        (SQLAlchemy's insertmanyvalues): compiling a new multi-row insert per delivery cost
+        more than running it. Rows naming other columns (lock-up terms) go in their own
+        batch."""
         ordered = sorted(rows, key=lambda row: (row["tenant_id"], row["grant_key"]))
+        by_columns: dict[tuple[str, ...], builtins.list[dict[str, Any]]] = {}
+        for row in ordered:
+            by_columns.setdefault(tuple(sorted(row)), []).append(row)
         inserted: dict[tuple[str, str], RewardRecord] = {}
-        for start in range(0, len(ordered), INSERT_ROWS):
-            stmt = (
-                insert(RewardRecord)
-                .values(ordered[start : start + INSERT_ROWS])
-                .on_conflict_do_nothing(index_elements=["tenant_id", "grant_key"])
-                .returning(RewardRecord)
-            )
-            for record in await self.session.scalars(stmt):
+        for same_columns in by_columns.values():
+            result = await self.session.execute(_INSERT_RECORD, same_columns)
+            for returned in result.all():
+                record = RewardRecord(**returned._asdict())
                 inserted[(record.tenant_id, record.grant_key)] = record
         return inserted
 
