@@ -185,9 +185,20 @@ def _sparse(values: list[Any]) -> list[Any]:
     return values if any(v is not None for v in values) else []
 
 
+_JSON_TIMES: dict[tuple[datetime, Any], str] = {}
+
+
 def _json_time(at: datetime) -> str:
-    """A time as the payload contract writes it (pydantic's JSON form)."""
-    return str(_TIME.dump_python(at, mode="json"))
+    """A time as the payload contract writes it (pydantic's JSON form); the activities of
+    a pass grant a user at the same times, so recent ones are kept (by instant and zone:
+    equal instants in other zones are written otherwise)."""
+    key = (at, at.tzinfo)
+    found = _JSON_TIMES.get(key)
+    if found is None:
+        if len(_JSON_TIMES) >= 50_000:
+            _JSON_TIMES.clear()
+        found = _JSON_TIMES[key] = str(_TIME.dump_python(at, mode="json"))
+    return found
 
 
 class NewGrant(NamedTuple):

@@ -276,10 +276,10 @@ class SharedFlows:
         task = _TASKS[rule["task"]]
         if task not in CUMULATIVE_TASKS or task in FIRST_TASKS:
             return achievement(rule, self.facts, window, zone=zone, rates=rates, until=until)
-        limit = min(until, window.ends_at)
-        question = (task, rule["currency"], rule["threshold"], window.starts_at, limit, zone)
+        question = (task, rule["currency"], rule["threshold"], window, until, zone)
         if question in self._reached:
             return self._reached[question]
+        limit = min(until, window.ends_at)
         threshold = _threshold(rule["threshold"])
         answer = None
         for at, value in self.day_ends(
@@ -294,6 +294,8 @@ class SharedFlows:
 
 _TASKS = {task.value: task for task in TaskType}
 """A rule's task by its name: looked up per user and rule, cheaper than ``TaskType(…)``."""
+_TASK_NAMES = {task: task.value for task in TaskType}
+"""A task's name, per grant: cheaper than the enum's ``.value``."""
 
 _THRESHOLDS: dict[Any, Decimal] = {}
 
@@ -423,10 +425,10 @@ class _Payloads:
                 user_id=user_id,
                 app_id=app_id,
                 rule_index=index,
-                task=done.task.value,
+                task=_TASK_NAMES[done.task],
                 achieved_at=done.achieved_at,
                 enterprise_name=done.enterprise_name,
-                settlement=done.task.value if candidate.settles else None,
+                settlement=_TASK_NAMES[done.task] if candidate.settles else None,
                 cap_slot=cap_slot,
                 total_slot=total_slot,
                 budget_cost=budget_cost,
