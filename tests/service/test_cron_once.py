@@ -16,7 +16,8 @@ from tests.service.harness import Platform
 
 
 async def test_a_due_time_that_ran_is_refused_to_a_late_scheduler(platform: Platform) -> None:
-    prefix = f"cron-{uuid.uuid4().hex[:8]}"
+    # Under the platform's prefix: the next test's clean-up takes its keys too.
+    prefix = f"{platform.settings['referral'].queue_prefix}:cron-{uuid.uuid4().hex[:8]}"
     runs: list[str] = []
 
     async def tick(ctx: dict[str, Any]) -> None:

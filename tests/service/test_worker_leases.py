@@ -21,6 +21,12 @@ from tests.service.harness import Platform
 JOB = "test.hold"
 
 
+def _prefix(platform: Platform) -> str:
+    """A queue of the test's own, under the platform's prefix (the next test's clean-up takes
+    its keys too)."""
+    return f"{platform.settings['referral'].queue_prefix}:lease-{uuid.uuid4().hex[:8]}"
+
+
 def _worker(
     platform: Platform,
     prefix: str,
@@ -49,7 +55,7 @@ def _worker(
 
 
 async def test_the_lease_is_short_whatever_the_longest_cron_job(platform: Platform) -> None:
-    prefix = f"lease-{uuid.uuid4().hex[:8]}"
+    prefix = _prefix(platform)
     runs: list[float] = []
     started = asyncio.Event()
     worker = _worker(platform, prefix, runs, hold=1.0, started=started)
@@ -72,7 +78,7 @@ async def test_the_lease_is_short_whatever_the_longest_cron_job(platform: Platfo
 async def test_a_running_job_keeps_its_lease_and_a_dead_workers_job_is_run_again(
     platform: Platform,
 ) -> None:
-    prefix = f"lease-{uuid.uuid4().hex[:8]}"
+    prefix = _prefix(platform)
     redis = platform.apps["referral"].state.arq
     lease = 0.6
 
