@@ -256,6 +256,11 @@ def message_job(
             # next try of any other would redo them all.
             deadline = time.monotonic() + delivery_budget(ctx) if pending else math.inf
             size = per_transaction or len(items) or 1
+            if pending is not None and len(items) > size:
+                # Chunks of what is left: a try after a stop at the budget must not spend
+                # a transaction per chunk already applied.
+                async with ctx["db"].session() as session:
+                    items = await pending(ctx, session, items)
             failures: list[str] = []
             for start in range(0, len(items), size):
                 chunk = items[start : start + size]

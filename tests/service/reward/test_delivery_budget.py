@@ -4,6 +4,7 @@ again skips the grants that have their record in one query."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from contracts import jobs
+from reward_service.records import tasks
 from reward_service.records.models import RewardRecord
 from reward_service.worker import create_worker
 from service_kit import worker as service_worker
@@ -99,3 +101,32 @@ async def test_an_issuance_over_its_budget_goes_on_in_the_next_try(
             select(RewardRecord.status).where(RewardRecord.id.in_([r.id for r in made]))
         )
         assert list(statuses) == ["issued"] * 3
+
+
+async def test_records_of_a_big_delivery_are_committed_a_transaction_at_a_time(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The records are written after the last message of a transaction (``finish``): the
+    budget can stop a delivery only between transactions, so a transaction holds at most
+    ``GRANTS_PER_TRANSACTION`` grants and a delivery whose writes outlast the budget goes
+    on in its next try instead of running into the job timeout."""
+    prize = await coupon_prize(platform)
+    payloads = [
+        grant(prize["id"], f"u-{i}", key=f"g-{i}").model_dump(mode="json") for i in range(60)
+    ]
+    written: list[int] = []
+    create_from_grants = tasks.service.create_from_grants
+
+    async def slow_writes(session: Any, grants: Any) -> Any:
+        written.append(len(grants))
+        created = await create_from_grants(session, grants)
+        await asyncio.sleep(2.1)  # the writes outlast the budget
+        return created
+
+    monkeypatch.setattr(tasks.service, "create_from_grants", slow_writes)
+    monkeypatch.setattr(service_worker, "DELIVERY_BUDGET_SECONDS", 2.0)
+    worker = await _deliver(platform, payloads)
+    assert worker.jobs_failed == 0 and worker.jobs_retried >= 2
+    assert max(written) <= tasks.GRANTS_PER_TRANSACTION and sum(written) == 60
+    made = await _records(platform)
+    assert sorted(k for k, _ in made) == sorted(f"g-{i}" for i in range(60))
