@@ -313,19 +313,7 @@ async def _after_creation(
     """The transitions, status message and first moves of a record just inserted."""
     grant, prize, now = plan.grant, plan.prize, plan.now
     if plan.coupon_at_once:
-        for from_status, to_status, action in _COUPON_AT_ONCE:
-            _record_transition(
-                session,
-                record,
-                from_status,
-                action,
-                SYSTEM_ACTOR,
-                now,
-                to_status=to_status,
-                mirror=False,
-            )
-        mirror_status(session, record, None, now)
-        put_coupon_of_new_record(session, record, prize, now)
+        _issue_coupon_in_moves(session, record, prize, _COUPON_AT_ONCE, now)
         return record
     _record_transition(session, record, None, "create", SYSTEM_ACTOR, now)
     if record.status == RecordStatus.pending.value and (
@@ -515,25 +503,40 @@ async def issue_released_coupons(
         moves=len(_RELEASED_COUPON),
     )
     for record in moved:
-        for from_status, to_status, action in _RELEASED_COUPON:
-            reason = LOCK_HELD_REASON if action == Action.release_lock.value else None
-            _record_transition(
-                session,
-                record,
-                from_status,
-                action,
-                SYSTEM_ACTOR,
-                now,
-                reason,
-                to_status,
-                mirror=False,
-            )
-        mirror_status(session, record, RecordStatus.locked.value, now)
         prize = prizes[record.id]
         assert prize is not None
         # Locked until this compare-and-set, so it has no wallet entry yet.
-        put_coupon_of_new_record(session, record, prize, now)
+        _issue_coupon_in_moves(
+            session, record, prize, _RELEASED_COUPON, now, reason=LOCK_HELD_REASON
+        )
     return moved
+
+
+def _issue_coupon_in_moves(
+    session: AsyncSession,
+    record: RewardRecord,
+    prize: Prize,
+    moves: tuple[tuple[str | None, str, str], ...],
+    now: datetime,
+    reason: str | None = None,
+) -> None:
+    """A coupon record's ``moves`` made by one write (its creation, or its lock's
+    release): a transition each (``reason`` on the first), the activity service told the
+    last status once, and the coupon put in the wallet (the record had none)."""
+    for index, (from_status, to_status, action) in enumerate(moves):
+        _record_transition(
+            session,
+            record,
+            from_status,
+            action,
+            SYSTEM_ACTOR,
+            now,
+            reason if index == 0 else None,
+            to_status,
+            mirror=False,
+        )
+    mirror_status(session, record, moves[0][0], now)
+    put_coupon_of_new_record(session, record, prize, now)
 
 
 async def cancel_broken_locks(
