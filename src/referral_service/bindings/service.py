@@ -391,13 +391,17 @@ async def complete_node(
     node: Node,
     at: datetime,
     event_id: str | None = None,
+    *,
+    locked: bool = False,
 ) -> bool:
     """Record that the user completed ``node`` (idempotent); True the first time.
 
-    Takes the invitee's lock of that node, so a bind that checked "not completed" commits
-    before the completion lands, never after it."""
+    Takes the invitee's lock of that node (unless this transaction holds it: ``locked``),
+    so a bind that checked "not completed" commits before the completion lands, never
+    after it."""
     repo = BindingRepository.from_session(session)
-    await repo.lock(rules.lock_keys(tenant_id, node, [user_id]))
+    if not locked:
+        await repo.lock(rules.lock_keys(tenant_id, node, [user_id]))
     return await repo.mark_completed(tenant_id, user_id, node.value, at, event_id)
 
 

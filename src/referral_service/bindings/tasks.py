@@ -157,6 +157,8 @@ async def user_registered(
         Node.registration,
         fact.registered_at,
         fact.event_id,
+        # A bind that wrote took the invitee's registration lock, which is this one.
+        locked=outcome == "bound",
     )
     log.info("registration of %s: %s", fact.user_id, outcome)
     return outcome
