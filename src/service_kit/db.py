@@ -4,14 +4,14 @@ error. Services and repositories never commit."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any, cast
 
 from fastapi import Depends, Request
-from sqlalchemy import DateTime, MetaData, func
-from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy import DateTime, MetaData, Table, func
+from sqlalchemy.dialects.postgresql import UUID, insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql.dml import ReturningInsert
 
 # Stable constraint names, so migrations name what the models name.
 NAMING_CONVENTION = {
@@ -44,6 +45,14 @@ class TimestampedMixin:
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), nullable=False
     )
+
+
+def insert_unless_present(model: type[Any], key: Sequence[str]) -> ReturningInsert[Any]:
+    """An INSERT of ``model``'s rows, to build once and bind to values: a row whose ``key``
+    exists is skipped, the inserted ones come back with every column. For hot paths, where
+    building an ORM insert per row cost more than running it."""
+    table = cast(Table, model.__table__)
+    return insert(table).on_conflict_do_nothing(index_elements=list(key)).returning(*table.columns)
 
 
 def plain_dsn(database_url: str) -> str:

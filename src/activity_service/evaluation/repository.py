@@ -3,9 +3,9 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Integer, String, Table, column, func, select, update, values
+from sqlalchemy import Integer, String, column, func, select, update, values
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,13 +21,9 @@ from activity_service.evaluation.models import (
     ReferralQualification,
     RegularParticipation,
 )
+from service_kit.db import insert_unless_present
 
-_GRANTS = cast(Table, Grant.__table__)
-_INSERT_GRANT = (
-    insert(_GRANTS)
-    .on_conflict_do_nothing(index_elements=["tenant_id", "grant_key"])
-    .returning(*_GRANTS.columns)
-)
+_INSERT_GRANT = insert_unless_present(Grant, ("tenant_id", "grant_key"))
 
 
 class GrantRepository:

@@ -4,12 +4,11 @@ import builtins
 import uuid
 from collections.abc import AsyncIterator, Collection
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import (
     DateTime,
     Select,
-    Table,
     and_,
     case,
     func,
@@ -20,20 +19,15 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from reward_service.payouts.models import CashPayout
 from reward_service.prizes.models import Prize
 from reward_service.records.models import RecordTransition, RewardRecord, record_number_seq
+from service_kit.db import insert_unless_present
 from service_kit.pagination import PageParams, paginate
 
-_RECORDS = cast(Table, RewardRecord.__table__)
-_INSERT_RECORD = (
-    insert(_RECORDS)
-    .on_conflict_do_nothing(index_elements=["tenant_id", "grant_key"])
-    .returning(*_RECORDS.columns)
-)
+_INSERT_RECORD = insert_unless_present(RewardRecord, ("tenant_id", "grant_key"))
 
 # Which tenants' records a reconciler pass looks at: (only this one, or all but these).
 TenantScope = tuple[str | None, Collection[str]]
