@@ -114,10 +114,21 @@ async def count_grants(db: Database) -> tuple[int, int, int]:
         pairs = await session.scalar(
             text("SELECT count(*) FROM (SELECT DISTINCT activity_id, user_id FROM grants) p")
         )
-        outbox = await session.scalar(
-            text("SELECT count(*) FROM outbox_messages WHERE job_name = 'reward.create_from_grant'")
-        )
+        outbox = await session.scalar(text(_ANNOUNCED))
     return int(grants or 0), int(pairs or 0), int(outbox or 0)
+
+
+# The grant keys the run's messages announce: each bundle's rows (key first), or the key
+# of a message of one grant.
+_ANNOUNCED = """
+SELECT count(DISTINCT k) FROM (
+    SELECT jsonb_array_elements(payload -> 'grants') ->> 0 AS k FROM outbox_messages
+    WHERE job_name = 'reward.create_from_grant' AND payload ? 'grants'
+    UNION ALL
+    SELECT payload ->> 'grant_key' FROM outbox_messages
+    WHERE job_name = 'reward.create_from_grant' AND NOT payload ? 'grants'
+) AS announced
+"""
 
 
 async def run_day(db: Database, day: date, clock: FrozenClock, chunk: int) -> tuple[float, int]:
@@ -171,7 +182,7 @@ async def one(
     print(
         f"users {users:>7} x activities {activities:>2}: {elapsed:6.2f} s  "
         f"{users / elapsed:8.0f} users/s  {expected / elapsed:8.0f} decisions/s  "
-        f"grants {granted} (stored {grants}, outbox {outbox})  "
+        f"grants {granted} (stored {grants}, announced {outbox})  "
         + (f"re-run from scratch {redo_elapsed:.2f} s grants {redo}  " if rerun else "")
         + f"1M users at this rate: {1_000_000 / (users / elapsed) / 60:4.1f} min (goal < 5)  "
         f"load average {load_before} -> {load_after}  "

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -131,6 +132,46 @@ class Grant(Contract):
     lock_up: LockUp | None = None
     enterprise_name: str | None = None
     referral_role: ReferralRole | None = None
+
+
+# activity → reward: the grants of one activity decided by a daily-run chunk, in one
+# ``reward.create_from_grant`` message instead of one message each (a message row, its
+# index entries and a kilobyte of JSON per grant were most of a big run's writes). The
+# message is ``{"tenant_id", "columns", "templates", "grants", …}``: each row of
+# ``grants`` holds the ``columns`` of one grant (``rule`` is an index into ``templates``),
+# and each template holds the ``Grant`` fields its rule's grants share. A message without
+# ``grants`` is one grant (the real-time path, and messages queued before bundles).
+GRANT_BUNDLE_ROWS = "grants"
+GRANT_BUNDLE_RULE = "rule"
+GRANT_BUNDLE_COLUMNS = (
+    "grant_key",
+    "user_id",
+    "app_id",
+    GRANT_BUNDLE_RULE,
+    "task",
+    "achieved_at",
+    "enterprise_name",
+)
+
+
+def grants_of_message(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``Grant`` payloads a ``reward.create_from_grant`` message carries: itself, or
+    each row of a bundle on its rule's template (with the bundle's tenant and ``_meta``,
+    so each grant keeps the request that caused it)."""
+    rows = payload.get(GRANT_BUNDLE_ROWS)
+    if not isinstance(rows, list):
+        return [payload]
+    shared = {k: v for k, v in payload.items() if k not in _BUNDLE_ONLY}
+    columns, templates = payload["columns"], payload["templates"]
+    grants = []
+    for row in rows:
+        values = dict(zip(columns, row, strict=True))
+        grant = {**templates[values.pop(GRANT_BUNDLE_RULE)], **shared, **values}
+        grants.append(grant)
+    return grants
+
+
+_BUNDLE_ONLY = frozenset({GRANT_BUNDLE_ROWS, "columns", "templates"})
 
 
 class RecordStatusChanged(Contract):

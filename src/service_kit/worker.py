@@ -56,6 +56,7 @@ JobFn = Callable[..., Awaitable[Any]]
 MessageFn = Callable[[dict[str, Any], AsyncSession, dict[str, Any]], Awaitable[Any]]
 FinishFn = Callable[[dict[str, Any], AsyncSession], Awaitable[None]]
 PrepareFn = Callable[[dict[str, Any], AsyncSession, list[dict[str, Any]]], Awaitable[None]]
+UnpackFn = Callable[[dict[str, Any]], list[dict[str, Any]]]
 PendingFn = Callable[
     [dict[str, Any], AsyncSession, list[dict[str, Any]]], Awaitable[list[dict[str, Any]]]
 ]
@@ -167,6 +168,7 @@ def message_job(
     finish: FinishFn | None = None,
     pending: PendingFn | None = None,
     per_transaction: int | None = None,
+    unpack: UnpackFn | None = None,
 ) -> Callable[[MessageFn], Function]:
     """Register the consumer of outbox messages ``name``: the relay sends up to a hundred
     payloads in one job, which ``fn(ctx, session, payload)`` handles one by one in a single
@@ -191,7 +193,12 @@ def message_job(
     slow delivery (a hundred messages on busy cores, twenty jobs at once in a worker)
     reaches the job timeout, the sweep sends all its messages again, and a consumer whose
     re-run of an applied message costs as much as applying it never gets past the same
-    first ones. (The one-by-one fallback after a message failed for good has no budget.)"""
+    first ones. (The one-by-one fallback after a message failed for good has no budget.)
+
+    ``unpack(payload)``, if given, turns each message into the items it carries (a message
+    may bundle many): the items are what ``fn`` handles, what ``pending`` filters and what
+    ``per_transaction`` and the budget count, so a bundled delivery commits and stops as
+    often as the same items sent one message each."""
 
     def wrap(fn: MessageFn) -> Function:
         async def all_at_once(
@@ -252,6 +259,8 @@ def message_job(
 
         async def handle(ctx: dict[str, Any], payloads: Any) -> dict[str, int]:
             items = as_list(payloads)
+            if unpack is not None:
+                items = [item for payload in items for item in unpack(payload)]
             # Only a consumer that can tell the applied messages stops at the budget: the
             # next try of any other would redo them all.
             deadline = time.monotonic() + delivery_budget(ctx) if pending else math.inf

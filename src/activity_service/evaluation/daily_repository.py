@@ -19,6 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from activity_service.evaluation.limits import fit_in_budget
+from contracts.payloads import GRANT_BUNDLE_COLUMNS
 from service_kit.correlation import stamp
 
 OutcomeRow = tuple[uuid.UUID, str, str, str, str | None]
@@ -110,10 +111,12 @@ UPDATE activity_budget_spend SET spent = GREATEST(spent - :amount, 0)
 WHERE tenant_id = :tenant_id AND activity_id = :activity_id
 """
 
-# One activity's new grants of a chunk, each with its outbox message. The message's payload
-# (the ``reward.create_from_grant`` contract) is its rule's template, validated once per rule,
-# with the grant's own values set in SQL, so no per-grant document crosses the wire; the grant
-# row keeps only its columns.
+# One activity's new grants of a chunk, announced by outbox messages that each carry up to
+# ``GRANTS_PER_MESSAGE`` of them (``contracts.payloads.grants_of_message``): the bundle's
+# head (tenant, columns, the rules' templates, validated once per rule) is sent once, and
+# each inserted grant adds one row of its own values, built in SQL, so no per-grant
+# document crosses the wire and no message row is written per grant. The grant row keeps
+# only its columns.
 _INSERT_GRANTS = """
 WITH batch AS (
     SELECT * FROM unnest(
@@ -123,12 +126,14 @@ WITH batch AS (
         CAST(:enterprise_names AS text[]), CAST(:settlements AS text[]),
         CAST(:cap_slots AS boolean[]), CAST(:total_slots AS boolean[]),
         CAST(:budget_costs AS numeric[])
-    ) AS r(grant_key, user_id, app_id, rule_index, task, achieved_at, achieved_at_text,
-           enterprise_name, settlement, cap_slot, total_slot, budget_cost)
+    ) WITH ORDINALITY AS r(grant_key, user_id, app_id, rule_index, task, achieved_at,
+                           achieved_at_text, enterprise_name, settlement, cap_slot, total_slot,
+                           budget_cost, n)
 ), rules AS (
-    SELECT n, template, template ->> 'rule_id' AS rule_id,
+    SELECT n - 1 AS rule_index, template ->> 'rule_id' AS rule_id,
            CAST(template ->> 'prize_id' AS uuid) AS prize_id
-    FROM unnest(CAST(:templates AS jsonb[])) WITH ORDINALITY AS t(template, n)
+    FROM jsonb_array_elements(CAST(:bundle AS jsonb) -> 'templates') WITH ORDINALITY
+         AS t(template, n)
 ), inserted AS (
     INSERT INTO grants (id, tenant_id, grant_key, activity_id, activity_code, rule_id, user_id,
                         counterpart_id, task, achieved_at, prize_id, source_event_id,
@@ -139,23 +144,31 @@ WITH batch AS (
            b.task, b.achieved_at, t.prize_id, NULL, CAST(:new_user_reward AS boolean),
            b.settlement, 'granted', COALESCE(b.cap_slot, false),
            COALESCE(b.total_slot, false), b.budget_cost
-    FROM batch AS b JOIN rules AS t ON t.n = b.rule_index
+    FROM batch AS b JOIN rules AS t ON t.rule_index = b.rule_index
     -- a key already granted, or an at-end settlement whose one tier is already paid
     ON CONFLICT {arbiter} DO NOTHING
     RETURNING grant_key
+), bundles AS (
+    -- only the grants inserted are announced, in the chunk's order
+    SELECT gen_random_uuid() AS id, min(b.grant_key) AS first_key,
+           jsonb_agg(jsonb_build_array(b.grant_key, b.user_id, b.app_id, b.rule_index,
+                                       b.task, b.achieved_at_text, b.enterprise_name)
+                     ORDER BY b.n) AS grants
+    FROM inserted AS i JOIN batch AS b ON b.grant_key = i.grant_key
+    GROUP BY (b.n - 1) / CAST(:per_message AS int)
 ), messages AS (
     INSERT INTO outbox_messages (id, queue, job_name, job_id, payload, attempts)
-    SELECT gen_random_uuid(), CAST(:queue AS text), CAST(:job_name AS text), b.grant_key,
-           t.template || jsonb_build_object(
-               'grant_key', b.grant_key, 'user_id', b.user_id, 'app_id', b.app_id,
-               'task', b.task, 'achieved_at', b.achieved_at_text,
-               'enterprise_name', b.enterprise_name), 0
-    FROM inserted AS i
-    JOIN batch AS b ON b.grant_key = i.grant_key
-    JOIN rules AS t ON t.n = b.rule_index
+    SELECT id, CAST(:queue AS text), CAST(:job_name AS text), left('grants:' || first_key, 200),
+           CAST(:bundle AS jsonb) || jsonb_build_object('grants', grants), 0
+    FROM bundles
 )
 SELECT grant_key FROM inserted
 """
+
+GRANTS_PER_MESSAGE = 100
+"""Grants announced per outbox message. A relay delivery takes up to a hundred messages,
+so this bounds a reward job to ten thousand grants (about 1.5 MB in Redis); the reward
+consumer commits and checks its time budget per 25 grants, whatever the message count."""
 
 # Grants without a settlement can only conflict on their key: naming that one arbiter
 # spares the other unique indexes' checks (the random id's above all) for every row.
@@ -199,6 +212,19 @@ def _json_time(at: datetime) -> str:
             _JSON_TIMES.clear()
         found = _JSON_TIMES[key] = str(_TIME.dump_python(at, mode="json"))
     return found
+
+
+def _bundle_head(grants: NewGrants) -> str:
+    """The part of the chunk's grant messages every message shares, as JSON: the tenant,
+    the row columns, the rules' templates without the values each row sets, and the run's
+    request id (as ``OutboxRepository.add`` stamps a message)."""
+    per_row = set(GRANT_BUNDLE_COLUMNS)
+    head = {
+        "tenant_id": grants.tenant_id,
+        "columns": list(GRANT_BUNDLE_COLUMNS),
+        "templates": [{k: v for k, v in t.items() if k not in per_row} for t in grants.templates],
+    }
+    return json.dumps(stamp(head), separators=(",", ":"))
 
 
 class NewGrant(NamedTuple):
@@ -400,9 +426,9 @@ class DailyRunRepository:
         queue: str,
         job_name: str,
     ) -> set[str]:
-        """Insert the grants whose keys are new, each with its outbox message (job id = grant
-        key, payload = its rule's template with the grant's values), in one statement. Returns
-        the keys inserted."""
+        """Insert the grants whose keys are new and announce them in ``reward.create_from_grant``
+        messages of up to ``GRANTS_PER_MESSAGE`` grants each (job id ``grants:`` + the first
+        key), in one statement. Returns the keys inserted."""
         rows = grants.rows
         if not rows:
             return set()
@@ -413,15 +439,12 @@ class DailyRunRepository:
                 "activity_id": grants.activity_id,
                 "activity_code": grants.activity_code,
                 "new_user_reward": grants.new_user_reward,
-                # The messages carry the run's request id, as ``OutboxRepository.add`` does
-                # (in the template: it is the same for every message of the run).
-                "templates": [
-                    json.dumps(stamp(t), separators=(",", ":")) for t in grants.templates
-                ],
+                "bundle": _bundle_head(grants),
+                "per_message": GRANTS_PER_MESSAGE,
                 "grant_keys": [r.grant_key for r in rows],
                 "user_ids": [r.user_id for r in rows],
                 "app_ids": [r.app_id for r in rows],
-                "rule_indexes": [r.rule_index + 1 for r in rows],
+                "rule_indexes": [r.rule_index for r in rows],
                 "tasks": [r.task for r in rows],
                 "achieved_ats": [r.achieved_at for r in rows],
                 "achieved_at_texts": [_json_time(r.achieved_at) for r in rows],

@@ -10,7 +10,7 @@ from arq import Retry
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts import jobs
-from contracts.payloads import Grant
+from contracts.payloads import Grant, grants_of_message
 from reward_service.payouts.service import issue_cash
 from reward_service.records import service
 from reward_service.records.fulfilment import TransientFulfilmentError
@@ -66,6 +66,8 @@ async def _record_grants(ctx: dict[str, Any], session: AsyncSession) -> None:
     pending=_not_recorded,
     finish=_record_grants,
     per_transaction=GRANTS_PER_TRANSACTION,
+    # a daily run announces a chunk's grants of an activity in one message
+    unpack=grants_of_message,
 )
 async def create_from_grant(
     ctx: dict[str, Any], session: AsyncSession, payload: dict[str, Any]

@@ -7,7 +7,10 @@ from typing import Any
 
 from sqlalchemy import select
 
+from activity_service.db import OutboxMessage
 from activity_service.evaluation.models import Grant
+from contracts import jobs
+from contracts.payloads import grants_of_message
 from tests.service.flows import create_coupon_prize
 from tests.service.harness import Platform
 
@@ -67,6 +70,22 @@ async def grants(platform: Platform, activity_id: str) -> list[Grant]:
             .order_by(Grant.created_at, Grant.grant_key)
         )
         return list(rows.all())
+
+
+async def announced(platform: Platform) -> dict[str, list[dict[str, Any]]]:
+    """The ``reward.create_from_grant`` payloads in the activity service's outbox by grant
+    key, as the reward service reads them (a daily run's messages carry many grants each)."""
+    async with platform.db("activity").session() as session:
+        payloads = await session.scalars(
+            select(OutboxMessage.payload)
+            .where(OutboxMessage.job_name == jobs.REWARD_CREATE_FROM_GRANT)
+            .order_by(OutboxMessage.created_at, OutboxMessage.id)
+        )
+        found: dict[str, list[dict[str, Any]]] = {}
+        for payload in payloads.all():
+            for grant in grants_of_message(payload):
+                found.setdefault(grant["grant_key"], []).append(grant)
+    return found
 
 
 def table(rows: list[Grant], names: dict[str, str] | None = None) -> list[tuple[str, str, str]]:

@@ -7,14 +7,13 @@ from datetime import date
 from typing import Any
 
 import pytest
-from sqlalchemy import select
 
 from activity_service.evaluation import daily_run
 from activity_service.evaluation import service as evaluation
 from activity_service.evaluation.referral_client import ReferralLookup
-from activity_service.models import OutboxMessage
 from tests.service.evaluation.steps import (
     activity,
+    announced,
     event,
     explain,
     grants,
@@ -27,12 +26,9 @@ from tests.service.harness import Platform
 
 
 async def sent_payload(platform: Platform, grant_key: str) -> dict[str, Any]:
-    """The payload of the grant's ``reward.create_from_grant`` message."""
-    async with platform.db("activity").session() as session:
-        payload = await session.scalar(
-            select(OutboxMessage.payload).where(OutboxMessage.job_id == grant_key)
-        )
-    assert payload is not None
+    """The payload the grant's ``reward.create_from_grant`` message gives the reward
+    service."""
+    (payload,) = (await announced(platform))[grant_key]
     return payload
 
 

@@ -20,9 +20,17 @@ from activity_service.evaluation import daily_run
 from activity_service.evaluation.dry_run_repository import DryRunRepository
 from activity_service.evaluation.models import Grant, PrizeCapCounter
 from activity_service.evaluation.repository import EvaluationRepository
-from contracts import jobs
 from service_kit.correlation import META_KEY
-from tests.service.evaluation.steps import activity, explain, grants, money, post, prizes, table
+from tests.service.evaluation.steps import (
+    activity,
+    announced,
+    explain,
+    grants,
+    money,
+    post,
+    prizes,
+    table,
+)
 from tests.service.harness import Platform
 
 DAY = date(2026, 12, 2)
@@ -93,7 +101,7 @@ async def cap_prize(platform: Platform, activity_id: str, prize_id: str, cap: in
 
 
 async def stored(platform: Platform, activity_id: str) -> tuple[int, int, int]:
-    """(grants, distinct (user, rule), outbox messages announcing them)."""
+    """(grants, distinct (user, rule), grants announced by exactly one outbox message)."""
     async with platform.db("activity").session() as session:
         act = uuid.UUID(activity_id)
         count = await session.scalar(
@@ -107,15 +115,10 @@ async def stored(platform: Platform, activity_id: str) -> tuple[int, int, int]:
                 .subquery()
             )
         )
-        messages = await session.scalar(
-            text(
-                "SELECT count(DISTINCT m.job_id) FROM outbox_messages m "
-                "JOIN grants g ON g.grant_key = m.job_id "
-                "WHERE m.job_name = :job AND g.activity_id = :act"
-            ),
-            {"job": jobs.REWARD_CREATE_FROM_GRANT, "act": act},
-        )
-    return int(count or 0), int(pairs or 0), int(messages or 0)
+        keys = set(await session.scalars(select(Grant.grant_key).where(Grant.activity_id == act)))
+    sent = await announced(platform)
+    messages = sum(1 for key in keys if len(sent.get(key, ())) == 1)
+    return int(count or 0), int(pairs or 0), messages
 
 
 async def progress(platform: Platform) -> tuple[str | None, dict[str, Any], int]:
@@ -306,6 +309,7 @@ async def test_two_runs_racing_grant_each_decision_once(platform: Platform) -> N
     act = await deposit_activity(platform, cap=True)
     await seed_deposits(platform, 600)
     db = platform.db("activity")
+
     first, second = await asyncio.gather(
         daily_run.run_daily(db, "tenant-a", DAY, platform.clock, None, chunk_size=100),
         daily_run.run_daily(db, "tenant-a", DAY, platform.clock, None, chunk_size=150),
@@ -358,8 +362,7 @@ async def _ledger(platform: Platform) -> tuple[list[tuple[Any, ...]], list[tuple
         granted = await session.execute(
             text(
                 "SELECT g.activity_id, g.user_id, g.rule_id, g.achieved_at, g.cap_slot,"
-                " m.payload FROM grants g JOIN outbox_messages m ON m.job_id = g.grant_key "
-                "ORDER BY 1, 2, 3"
+                " g.grant_key FROM grants g ORDER BY 1, 2, 3"
             )
         )
         outcomes = await session.execute(
@@ -368,7 +371,11 @@ async def _ledger(platform: Platform) -> tuple[list[tuple[Any, ...]], list[tuple
                 "ORDER BY 1, 2, 3"
             )
         )
-        return [tuple(r) for r in granted.all()], [tuple(r) for r in outcomes.all()]
+        ledger = granted.all()
+        decided = [tuple(r) for r in outcomes.all()]
+    sent = await announced(platform)
+    assert all(len(sent[r[-1]]) == 1 for r in ledger)  # each grant announced once
+    return [(*r[:-1], sent[r[-1]][0]) for r in ledger], decided
 
 
 async def _forget_the_day(platform: Platform) -> None:

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from contracts import jobs
+from contracts.payloads import GRANT_BUNDLE_COLUMNS
 from reward_service.records import tasks
 from reward_service.records.models import RewardRecord
 from reward_service.worker import create_worker
@@ -130,3 +131,62 @@ async def test_records_of_a_big_delivery_are_committed_a_transaction_at_a_time(
     assert max(written) <= tasks.GRANTS_PER_TRANSACTION and sum(written) == 60
     made = await _records(platform)
     assert sorted(k for k, _ in made) == sorted(f"g-{i}" for i in range(60))
+
+
+def _bundle(payloads: list[dict[str, Any]]) -> dict[str, Any]:
+    """The grants in one message, as a daily run announces them: the shared fields once,
+    a row of the per-grant columns each (``contracts.payloads.grants_of_message``)."""
+    columns = list(GRANT_BUNDLE_COLUMNS)
+    template = {k: v for k, v in payloads[0].items() if k not in columns}
+    return {
+        "tenant_id": payloads[0]["tenant_id"],
+        "columns": columns,
+        "templates": [template],
+        "grants": [[0 if c == "rule" else p[c] for c in columns] for p in payloads],
+    }
+
+
+async def test_a_message_carrying_many_grants_records_each_once(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A daily run's message carries many grants: each gets its record, as if each had its
+    message; the budget and the transactions count grants, not messages; a message of one
+    grant (queued before bundles, or from the real-time path) is read beside it, and the
+    delivery sent again records nothing twice."""
+    prize = await coupon_prize(platform)
+    singles = [
+        grant(prize["id"], f"u-{i}", key=f"g-{i}").model_dump(mode="json") for i in range(60)
+    ]
+    bundled = [_bundle(singles[:30]), _bundle(singles[30:59])]
+    delivery = [*bundled, singles[59]]
+    written: list[int] = []
+    create_from_grants = tasks.service.create_from_grants
+
+    async def counted(session: Any, grants: Any) -> Any:
+        written.append(len(grants))
+        return await create_from_grants(session, grants)
+
+    monkeypatch.setattr(tasks.service, "create_from_grants", counted)
+    worker = await _deliver(platform, delivery)
+    assert (worker.jobs_retried, worker.jobs_complete, worker.jobs_failed) == (0, 1, 0)
+    assert written == [25, 25, 10]  # 25 grants a transaction, across the messages
+    made = await _records(platform)
+    assert sorted(k for k, _ in made) == sorted(f"g-{i}" for i in range(60))
+    async with platform.db("reward").session() as session:
+        users = dict(
+            (await session.execute(select(RewardRecord.grant_key, RewardRecord.user_id))).all()
+        )
+    assert all(users[f"g-{i}"] == f"u-{i}" for i in range(60))
+
+    # No time at all: one grant per try, each try starting after the last one recorded.
+    monkeypatch.setattr(service_worker, "DELIVERY_BUDGET_SECONDS", 0.0)
+    fresh = [grant(prize["id"], f"v-{i}", key=f"h-{i}").model_dump(mode="json") for i in range(3)]
+    worker = await _deliver(platform, [_bundle(fresh)])
+    assert (worker.jobs_retried, worker.jobs_complete, worker.jobs_failed) == (2, 1, 0)
+
+    # Sent again whole: nothing recorded twice.
+    monkeypatch.setattr(service_worker, "DELIVERY_BUDGET_SECONDS", 10.0)
+    again = await _deliver(platform, [*delivery, _bundle(fresh)])
+    assert (again.jobs_retried, again.jobs_complete, again.jobs_failed) == (0, 1, 0)
+    async with platform.db("reward").session() as session:
+        assert await session.scalar(select(func.count()).select_from(RewardRecord)) == 63
