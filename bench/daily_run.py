@@ -157,7 +157,8 @@ async def one(
     await ensure_database(url)
     try:
         await asyncio.to_thread(upgrade, "activity", url)
-        db = Database(url, pool_size=2)
+        # the run reads the next chunk while it writes two: one connection each
+        db = Database(url, pool_size=3)
         try:
             clock = FrozenClock(datetime.now(UTC))
             day = clock.now().astimezone(ZONE).date() - timedelta(days=1)

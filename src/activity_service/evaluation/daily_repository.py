@@ -278,6 +278,12 @@ class DailyRunRepository:
         wrong about how many rows an array brings."""
         await self.session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
 
+    async def hold_order_lock(self, key: int) -> None:
+        """Take (or wait for) an advisory lock held until this transaction ends: a daily-run
+        chunk holds its own, and the chunk after it waits for it before saving the cursor,
+        so chunks written at once commit in order (and PostgreSQL sees that wait)."""
+        await self.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
     async def lock_users(self, tenant_id: str, user_ids: Sequence[str]) -> None:
         """``GrantRepository.lock_user`` for many users (the same advisory lock keys), taken
         in sorted order so two runs locking overlapping sets cannot deadlock."""

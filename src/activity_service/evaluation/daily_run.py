@@ -40,7 +40,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -885,6 +885,124 @@ def _passes(progress: dict[str, Any], scopes: Sequence[Scope]) -> list[dict[str,
     return passes
 
 
+WRITERS = 2
+"""Chunks of a basic pass written at once, each on its own connection: the grant inserts
+are most of a run, and one transaction stream keeps one of PostgreSQL's cores busy."""
+
+
+def _all_done_but(progress: dict[str, Any], current: dict[str, Any]) -> bool:
+    return all(p["done"] for p in progress["passes"] if p is not current)
+
+
+def _overlaps(scopes: Sequence[Scope]) -> bool:
+    """May two chunks of this pass be written at once? Not when a chunk's writes share a
+    row with the next chunk's: a prize's total quantity or the activity's budget (taken in
+    candidate order, users by id, and locked until commit), nor for referral activities
+    (inviter counters depend on the order of invitees). Everything else a chunk writes is
+    keyed by its own users."""
+    for scope in scopes:
+        if scope.referral:
+            return False
+        limits = limits_of(scope.activity.config)
+        if limits.totals or limits.budget is not None:
+            return False
+    return True
+
+
+class _Writes:
+    """The chunks of one pass being written, up to ``WRITERS`` at once, committed in chunk
+    order: a chunk's decisions are written at once, but its cursor is saved (and its
+    transaction committed) only after the chunk before it committed, so the saved cursor
+    always ends a prefix of finished chunks and a crash resumes after it, as with one
+    writer. The wait for the chunk before is an advisory lock that chunk holds until its
+    transaction ends, taken in PostgreSQL so its deadlock detector sees it (two runs of the
+    same day racing on overlapping users). A failed chunk fails the ones after it (they
+    roll back; the run resumes after the last committed one)."""
+
+    def __init__(
+        self,
+        db: Database,
+        tenant: TenantContext,
+        scopes: Sequence[Scope],
+        clock: Clock,
+        referral: ReferralLookup | None,
+        progress: dict[str, Any],
+        pass_: dict[str, Any],
+        day: date,
+    ) -> None:
+        self.db, self.tenant, self.scopes = db, tenant, scopes
+        self.clock, self.referral = clock, referral
+        self.progress, self.pass_, self.day = progress, pass_, day
+        self.writers = WRITERS if _overlaps(scopes) else 1
+        self.in_flight: list[asyncio.Task[int]] = []
+        # The chunks' order locks: this writer's own keys, from one random base.
+        self.lock_base = uuid.uuid4().int >> 66
+        self.count = 0
+
+    async def start(self, prepared: _Prepared, *, last: bool) -> int:
+        """Start writing a chunk; returns the grants of the chunks that finished meanwhile
+        (waiting for the oldest while ``writers`` are in flight)."""
+        previous = self.in_flight[-1] if self.in_flight else None
+        holding = asyncio.Event()
+        task = asyncio.create_task(
+            self._write(prepared, self.lock_base + self.count, previous, holding, last)
+        )
+        self.count += 1
+        self.in_flight.append(task)
+        # The chunk holds its order lock before the next one may wait for it.
+        held = asyncio.create_task(holding.wait())
+        await asyncio.wait([task, held], return_when=asyncio.FIRST_COMPLETED)
+        held.cancel()
+        finished = 0
+        while len(self.in_flight) >= self.writers:
+            finished += await self.in_flight.pop(0)
+        return finished
+
+    async def finish(self) -> int:
+        """Wait for every chunk in flight; returns their grants."""
+        finished = 0
+        while self.in_flight:
+            finished += await self.in_flight.pop(0)
+        return finished
+
+    async def abandon(self) -> None:
+        """After a failure: stop the chunks still in flight (they roll back)."""
+        for task in self.in_flight:
+            task.cancel()
+        if self.in_flight:
+            await asyncio.wait(self.in_flight)
+            for task in self.in_flight:
+                if not task.cancelled():
+                    task.exception()  # retrieved: the first failure is the one reported
+        self.in_flight = []
+
+    async def _write(
+        self,
+        prepared: _Prepared,
+        lock: int,
+        previous: asyncio.Task[int] | None,
+        holding: asyncio.Event,
+        last: bool,
+    ) -> int:
+        async with self.db.session() as session:
+            repo = DailyRunRepository.from_session(session)
+            if self.writers > 1:
+                await repo.hold_order_lock(lock)
+            holding.set()
+            made = await _write(
+                session, self.tenant, self.scopes, prepared, self.clock.now(), self.referral
+            )
+            if previous is not None:
+                await repo.hold_order_lock(lock - 1)  # the chunk before has ended …
+                await previous  # … and committed (else this one fails and rolls back)
+            self.pass_["after"] = prepared.users[-1]
+            self.pass_["done"] = last
+            await EvaluationRepository.from_session(session).save_progress(
+                self.tenant.tenant_id, self.day, self.progress, made
+            )
+        return made
+
+
 async def run_daily(
     db: Database,
     tenant_id: str,
@@ -933,24 +1051,27 @@ async def run_daily(
                 )
             continue
         chunks = [users[i : i + size] for i in range(0, len(users), size)]
+        writes = _Writes(db, tenant, in_pass, clock, referral, progress, pass_, day)
         upcoming = asyncio.create_task(_prepare(db, tenant, in_pass, chunks[0]))
         try:
-            for index, chunk in enumerate(chunks):
+            for index in range(len(chunks)):
                 prepared = await upcoming
                 if index + 1 < len(chunks):
                     upcoming = asyncio.create_task(_prepare(db, tenant, in_pass, chunks[index + 1]))
-                async with db.session() as session:
-                    made = await _write(session, tenant, in_pass, prepared, clock.now(), referral)
-                    pass_["after"] = chunk[-1]
-                    pass_["done"] = index + 1 == len(chunks)
-                    await EvaluationRepository.from_session(session).save_progress(
-                        tenant_id, day, progress, made
-                    )
-                granted += made
+                granted += await writes.start(prepared, last=index + 1 == len(chunks))
                 over = budget_seconds is not None and time.monotonic() - started > budget_seconds
-                if over and not all(p["done"] for p in progress["passes"]):
+                if over and not (index + 1 == len(chunks) and _all_done_but(progress, pass_)):
+                    granted += await writes.finish()
                     return DailyRunResult(tenant_id, day, False, granted)
-        finally:  # a chunk prepared but not to be written (budget spent, or a failure)
+            granted += await writes.finish()
+        except Exception:
+            # The chunks decided before a failure are kept, as they would be one by one
+            # (a failed chunk fails the ones after it, which roll back).
+            with suppress(Exception):
+                await writes.finish()
+            raise
+        finally:  # a chunk prepared or written but not to be finished (cancelled, failure)
+            await writes.abandon()
             upcoming.cancel()
             await asyncio.wait([upcoming])
             if not upcoming.cancelled():
