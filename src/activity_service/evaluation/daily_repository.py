@@ -165,10 +165,12 @@ WITH batch AS (
 SELECT grant_key FROM inserted
 """
 
-GRANTS_PER_MESSAGE = 100
-"""Grants announced per outbox message. A relay delivery takes up to a hundred messages,
-so this bounds a reward job to ten thousand grants (about 1.5 MB in Redis); the reward
-consumer commits and checks its time budget per 25 grants, whatever the message count."""
+GRANTS_PER_MESSAGE = 25
+"""Grants announced per outbox message: a reward transaction's worth
+(``reward_service.records.tasks.GRANTS_PER_TRANSACTION``). A relay delivery takes up to a
+hundred messages, so a reward job gets at most 2,500 grants, which its ten tries of a
+10-second budget finish at 25 grants a second; a message row per 25 grants is already a
+small part of the grants' own writes."""
 
 # Grants without a settlement can only conflict on their key: naming that one arbiter
 # spares the other unique indexes' checks (the random id's above all) for every row.
