@@ -14,7 +14,6 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from pydantic import TypeAdapter
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -122,13 +121,11 @@ WITH batch AS (
     SELECT * FROM unnest(
         CAST(:grant_keys AS text[]), CAST(:user_ids AS text[]), CAST(:app_ids AS text[]),
         CAST(:rule_indexes AS int[]), CAST(:tasks AS text[]),
-        CAST(:achieved_ats AS timestamptz[]), CAST(:achieved_at_texts AS text[]),
-        CAST(:enterprise_names AS text[]), CAST(:settlements AS text[]),
-        CAST(:cap_slots AS boolean[]), CAST(:total_slots AS boolean[]),
-        CAST(:budget_costs AS numeric[])
+        CAST(:achieved_ats AS timestamptz[]), CAST(:enterprise_names AS text[]),
+        CAST(:settlements AS text[]), CAST(:cap_slots AS boolean[]),
+        CAST(:total_slots AS boolean[]), CAST(:budget_costs AS numeric[])
     ) WITH ORDINALITY AS r(grant_key, user_id, app_id, rule_index, task, achieved_at,
-                           achieved_at_text, enterprise_name, settlement, cap_slot, total_slot,
-                           budget_cost, n)
+                           enterprise_name, settlement, cap_slot, total_slot, budget_cost, n)
 ), rules AS (
     SELECT n - 1 AS rule_index, template ->> 'rule_id' AS rule_id,
            CAST(template ->> 'prize_id' AS uuid) AS prize_id
@@ -149,10 +146,11 @@ WITH batch AS (
     ON CONFLICT {arbiter} DO NOTHING
     RETURNING grant_key
 ), bundles AS (
-    -- only the grants inserted are announced, in the chunk's order
+    -- only the grants inserted are announced, in the chunk's order (the time as JSON's
+    -- ISO 8601, as the contract reads it)
     SELECT gen_random_uuid() AS id, min(b.grant_key) AS first_key,
            jsonb_agg(jsonb_build_array(b.grant_key, b.user_id, b.app_id, b.rule_index,
-                                       b.task, b.achieved_at_text, b.enterprise_name)
+                                       b.task, b.achieved_at, b.enterprise_name)
                      ORDER BY b.n) AS grants
     FROM inserted AS i JOIN batch AS b ON b.grant_key = i.grant_key
     GROUP BY (b.n - 1) / CAST(:per_message AS int)
@@ -162,7 +160,9 @@ WITH batch AS (
            CAST(:bundle AS jsonb) || jsonb_build_object('grants', grants), 0
     FROM bundles
 )
-SELECT grant_key FROM inserted
+-- the grants not inserted (usually none): fewer rows back than the inserted keys
+SELECT b.grant_key FROM batch AS b
+WHERE NOT EXISTS (SELECT FROM inserted AS i WHERE i.grant_key = b.grant_key)
 """
 
 GRANTS_PER_MESSAGE = 25
@@ -191,29 +191,10 @@ DO UPDATE SET outcome = excluded.outcome, detail = excluded.detail, at = exclude
 """
 
 
-_TIME = TypeAdapter(datetime)
-
-
 def _sparse(values: list[Any]) -> list[Any]:
     """A column most chunks leave empty is sent as an empty array when it is: ``unnest``
     of several arrays pads the shorter ones with nulls, so nothing is encoded for it."""
     return values if any(v is not None for v in values) else []
-
-
-_JSON_TIMES: dict[tuple[datetime, Any], str] = {}
-
-
-def _json_time(at: datetime) -> str:
-    """A time as the payload contract writes it (pydantic's JSON form); the activities of
-    a pass grant a user at the same times, so recent ones are kept (by instant and zone:
-    equal instants in other zones are written otherwise)."""
-    key = (at, at.tzinfo)
-    found = _JSON_TIMES.get(key)
-    if found is None:
-        if len(_JSON_TIMES) >= 50_000:
-            _JSON_TIMES.clear()
-        found = _JSON_TIMES[key] = str(_TIME.dump_python(at, mode="json"))
-    return found
 
 
 def _bundle_head(grants: NewGrants) -> str:
@@ -455,7 +436,6 @@ class DailyRunRepository:
                 "rule_indexes": [r.rule_index for r in rows],
                 "tasks": [r.task for r in rows],
                 "achieved_ats": [r.achieved_at for r in rows],
-                "achieved_at_texts": [_json_time(r.achieved_at) for r in rows],
                 "enterprise_names": _sparse([r.enterprise_name for r in rows]),
                 "settlements": _sparse([r.settlement for r in rows]),
                 "cap_slots": _sparse([r.cap_slot or None for r in rows]),
@@ -465,7 +445,8 @@ class DailyRunRepository:
                 "job_name": job_name,
             },
         )
-        return {row[0] for row in result.all()}
+        not_inserted = set(result.scalars().all())
+        return {r.grant_key for r in rows if r.grant_key not in not_inserted}
 
     async def record_outcomes(
         self, tenant_id: str, outcomes: Sequence[OutcomeRow], at: datetime
