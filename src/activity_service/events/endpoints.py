@@ -12,7 +12,7 @@ from service_kit.auth import ACTIVITY_READ, Authenticator, CallerKind, Principal
 from service_kit.db import SessionDep
 from service_kit.errors import PROBLEM_RESPONSES, problems
 from service_kit.idempotency import IdempotencyDep
-from service_kit.routing import ServiceRoute
+from service_kit.routing import ServiceRoute, answered_directly
 
 router = APIRouter(
     route_class=ServiceRoute, prefix="/v1/events", tags=["events"], responses=PROBLEM_RESPONSES
@@ -62,6 +62,9 @@ async def _limit_logins(request: Request, principal: Principal, count: int) -> N
         }
     ),
 )
+# The hot path: a well-formed body is decoded by the model itself and the endpoint called
+# without FastAPI's per-request dependency solving (``service_kit.routing``).
+@answered_directly
 async def post_event(body: EventIn, principal: EventPoster, request: Request) -> EventAck:
     """Trusted back ends (service tokens) post every type; an app user may post only its own
     `app.login`, a few per minute (429 `rate_limited`). Stored once per `event_id`: a replay
