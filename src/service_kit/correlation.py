@@ -12,7 +12,7 @@ its own, which the jobs it causes inherit.
 
 from __future__ import annotations
 
-import uuid
+import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -34,7 +34,9 @@ job_var: ContextVar[str | None] = ContextVar("job", default=None)
 
 
 def new_request_id() -> str:
-    return uuid.uuid4().hex
+    """128 random bits as 32 hex digits, the shape of a UUID's hex; made from the bytes
+    directly, since building a ``UUID`` took five times as long, on every request."""
+    return os.urandom(16).hex()
 
 
 def stamp(payload: dict[str, Any]) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -78,6 +79,22 @@ class RequestContextMiddleware:
         self.app = app
         self.service = service
         self.access_log = access_log
+        # The labelled series of each (method, route, status), looked up once: labelling
+        # takes a lock and builds the label tuple, on every request otherwise. Routes,
+        # methods and statuses are few, so this stays small.
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def _observe(self, method: str, route: str, status: int, elapsed: float) -> None:
+        series = self._series.get((method, route, status))
+        if series is None:
+            series = (
+                HTTP_REQUESTS.labels(self.service, method, route, str(status)),
+                HTTP_LATENCY.labels(self.service, method, route),
+            )
+            self._series[(method, route, status)] = series
+        requests, latency = series
+        requests.inc()
+        latency.observe(elapsed)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -116,8 +133,7 @@ class RequestContextMiddleware:
             route = scope.get("route")
             path = getattr(route, "path", None) or "unmatched"
             method = scope.get("method", "")
-            HTTP_REQUESTS.labels(self.service, method, path, str(status)).inc()
-            HTTP_LATENCY.labels(self.service, method, path).observe(elapsed)
+            self._observe(method, path, status, elapsed)
             if self.access_log and access_log.isEnabledFor(_access_level(path, status)):
                 access_log.log(
                     _access_level(path, status),
