@@ -4,6 +4,9 @@ the same generator — ``wrk`` (C, closed loop, a Lua script giving every reques
 ``event_id``), whose own CPU is printed so it is visibly not the bottleneck; then the same
 while the workers drain a backlog; then the batch endpoint's events per second.
 
+The servers' own CPU per request (from ``/proc``) is printed too: on a shared machine it moves
+far less than req/s with the load of other processes.
+
 1. Scratch databases on the local PostgreSQL (activity, referral, reward — migrated by
    ``activity-platform migrate`` — and one for the baseline), a unique queue prefix on the
    local Redis; the three APIs (``activity-platform serve``) and the baseline run as their own
@@ -120,13 +123,26 @@ class Stack:
 
 def wrk_pair(stack: Stack, args: argparse.Namespace, backend: str) -> dict[str, dict]:
     """wrk against both targets in interleaved rounds (drift hits both alike)."""
+    assert stack.bare is not None
     targets = {
-        "activity POST /v1/events": (f"{stack.url('activity')}/v1/events", backend),
-        "bare FastAPI + asyncpg": (f"http://127.0.0.1:{stack.bare_port}/events", ""),
+        "activity POST /v1/events": (
+            f"{stack.url('activity')}/v1/events",
+            backend,
+            stack.apis["activity"].pid,
+        ),
+        "bare FastAPI + asyncpg": (
+            f"http://127.0.0.1:{stack.bare_port}/events",
+            "",
+            stack.bare.pid,
+        ),
     }
     rounds: dict[str, list[dict]] = {label: [] for label in targets}
+    # The server process's own CPU per request: unlike req/s, it hardly moves with what
+    # else runs on the machine.
+    server_cpu = dict.fromkeys(targets, 0.0)
     for _ in range(args.rounds):
-        for label, (url, tok) in targets.items():
+        for label, (url, tok, pid) in targets.items():
+            before = support.cpu_seconds(pid)
             rounds[label].append(
                 wrk.run_wrk(
                     url,
@@ -136,10 +152,13 @@ def wrk_pair(stack: Stack, args: argparse.Namespace, backend: str) -> dict[str, 
                     connections=args.connections,
                 )
             )
+            server_cpu[label] += support.cpu_seconds(pid) - before
     results = {}
     for label, parts in rounds.items():
         seconds = sum(p["seconds"] for p in parts)
+        requests = sum(p["requests"] for p in parts)
         results[label] = {
+            "server_cpu_ms": 1000 * server_cpu[label] / requests if requests else float("nan"),
             "requests": sum(p["requests"] for p in parts),
             "requests_per_s": sum(p["requests"] for p in parts) / seconds,
             "p50_ms": support.median([p["p50_ms"] for p in parts]),
@@ -274,6 +293,12 @@ def print_pair(title: str, results: dict[str, dict], goal: float) -> float:
     ratio = ours / bare if bare else float("nan")
     verdict = "met" if ratio >= goal else "NOT met"
     print(f"ratio activity/bare: {ratio:.0%} (goal >= {goal:.0%}: {verdict})")
+    cpu = {label: r["server_cpu_ms"] for label, r in results.items()}
+    print(
+        "server process CPU per request: "
+        + ", ".join(f"{label} {ms:.3f} ms" for label, ms in cpu.items())
+        + f" (bare/activity {cpu['bare FastAPI + asyncpg'] / cpu['activity POST /v1/events']:.0%})"
+    )
     return ratio
 
 
@@ -296,7 +321,11 @@ def orchestrate(args: argparse.Namespace) -> None:
         idle = wrk_pair(stack, args, backend)
         codes = support.set_up({name: stack.url(name) for name in SERVICES}, TENANT, 10)
         print(f"posting a backlog of {args.backlog} events in batches …", flush=True)
+        api_cpu = support.cpu_seconds(stack.apis["activity"].pid)
         batch = post_backlog(stack, args, backend, codes)
+        batch["api_cpu_us"] = (
+            1e6 * (support.cpu_seconds(stack.apis["activity"].pid) - api_cpu) / args.backlog
+        )
         stack.start_workers()
         started = wait_for_first_issue(stack, timeout=180.0)
         print(f"   workers issuing after {started:.1f} s", flush=True)
@@ -343,7 +372,8 @@ def orchestrate(args: argparse.Namespace) -> None:
         f"senders: {batch['events_per_s']:.0f} events/s (goal >= {GOAL_BATCH:,}: {verdict}); "
         f"{batch['accepted']} accepted, {batch['failed_requests']} failed requests; "
         f"p50 {batch['p50_ms']:.0f} ms, p99 {batch['p99_ms']:.0f} ms per batch; "
-        f"sender CPU {batch['gen_cpu_pct']:.0f}% of one core"
+        f"sender CPU {batch['gen_cpu_pct']:.0f}% of one core; activity API CPU "
+        f"{batch['api_cpu_us']:.0f} us per event"
     )
     print(
         "\nNote: wrk, the servers, PostgreSQL and Redis share this machine's "
