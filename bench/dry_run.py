@@ -249,6 +249,10 @@ async def one(pg_url: str, redis_url: str, users: int, kinds: list[str]) -> None
                     )
                     if bites:
                         print(f"          limits: {bites}")
+                    print(
+                        "          phases (wall s): "
+                        + ", ".join(f"{k} {v:.2f}" for k, v in report.phases.items())
+                    )
         finally:
             await http.aclose()
             await activity_db.dispose()

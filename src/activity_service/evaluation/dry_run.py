@@ -38,6 +38,7 @@ from activity_service.evaluation.dry_run_decisions import (
     DryRun,
     basic_candidates,
     referral_candidates,
+    timed,
     users_of,
 )
 from activity_service.evaluation.engine import Window
@@ -149,7 +150,9 @@ async def dry_run(
 ) -> DryRun:
     rules = list((activity.config or {}).get("rules", []))
     report = DryRun()
-    users = await users_of(db, tenant.tenant_id, rules, window)
+    began = time.perf_counter()
+    with timed(report, "users"):
+        users = await users_of(db, tenant.tenant_id, rules, window)
     report.users_truncated = len(users) > user_limit
     users = users[:user_limit]
     report.users_evaluated = len(users)
@@ -158,7 +161,9 @@ async def dry_run(
             found = await referral_candidates(db, activity, tenant, window, users, inviters, report)
         else:
             found = await basic_candidates(db, activity, tenant, window, users, report)
-        apply_limits(activity, tenant, found, report)
+        with timed(report, "limits"):
+            apply_limits(activity, tenant, found, report)
+    report.phases["total"] = time.perf_counter() - began
     return report
 
 

@@ -18,9 +18,10 @@ candidates in achievement order (``dry_run.apply_limits``).
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
-from collections.abc import AsyncGenerator, Iterable, Sequence
-from contextlib import aclosing
+import time
+from collections import Counter, defaultdict
+from collections.abc import AsyncGenerator, Iterable, Iterator, Sequence
+from contextlib import aclosing, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -61,6 +62,10 @@ from contracts.payloads import Node
 from service_kit.db import Database
 
 CHUNK_SIZE = 2000
+# Users decided between two turns given to the event loop: the reads of the next chunk and
+# the inviter questions in flight move on while a chunk is decided (each turn costs
+# microseconds; a stretch of this many users, milliseconds).
+USERS_PER_TURN = 200
 
 
 @dataclass(frozen=True)
@@ -109,10 +114,23 @@ class DryRun:
     refused: Counter[str] = field(default_factory=Counter)
     bites: dict[tuple[str, str | None], Bite] = field(default_factory=dict)
     budget_spent: Decimal | None = None
+    # Wall seconds per phase (users, reading, inviters, limits, …): where a slow dry-run
+    # waited. Reading and inviters count only the time the deciding stood waiting for them.
+    phases: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
 
     def refuse(self, candidate: Candidate, reason: str, detail: str | None = None) -> None:
         self.refusals.append(Refusal(candidate, reason, detail))
         self.refused[reason] += 1
+
+
+@contextmanager
+def timed(report: DryRun, phase: str) -> Iterator[None]:
+    """Adds the wall time of the block to ``report.phases[phase]``."""
+    began = time.perf_counter()
+    try:
+        yield
+    finally:
+        report.phases[phase] += time.perf_counter() - began
 
 
 def event_types(rules: list[dict[str, Any]]) -> list[str]:
@@ -188,7 +206,7 @@ async def _read(
 
 
 async def facts_in_chunks(
-    db: Database, tenant_id: str, users: list[str], downloads: bool
+    db: Database, tenant_id: str, users: list[str], downloads: bool, report: DryRun
 ) -> AsyncGenerator[tuple[list[str], dict[str, UserFacts]], None]:
     """The users' facts chunk by chunk; the next chunk is read while this one is decided
     (the database works while the decisions take this process's CPU)."""
@@ -198,7 +216,8 @@ async def facts_in_chunks(
     upcoming = asyncio.create_task(_read(db, tenant_id, chunks[0], downloads))
     try:
         for index, chunk in enumerate(chunks):
-            facts = await upcoming
+            with timed(report, "reading"):
+                facts = await upcoming
             if index + 1 < len(chunks):
                 upcoming = asyncio.create_task(_read(db, tenant_id, chunks[index + 1], downloads))
             yield chunk, facts
@@ -279,7 +298,7 @@ async def basic_candidates(
 ) -> list[Candidate]:
     downloads = _downloads(list((activity.config or {}).get("rules", [])))
     kept: list[Candidate] = []
-    async with aclosing(facts_in_chunks(db, tenant.tenant_id, users, downloads)) as chunks:
+    async with aclosing(facts_in_chunks(db, tenant.tenant_id, users, downloads, report)) as chunks:
         async for chunk, facts in chunks:
             kept.extend(await _basic_chunk(db, activity, tenant, window, chunk, facts, report))
     return kept
@@ -299,7 +318,9 @@ async def _basic_chunk(
     at_end = config.get("timing", "real_time") == "at_end"
     order = {rule["id"]: n for n, rule in enumerate(rules)}
     found: list[Candidate] = []
-    for user in chunk:
+    for index, user in enumerate(chunk):
+        if index % USERS_PER_TURN == 0:
+            await asyncio.sleep(0)
         done, problems = decide(rules, facts[user], window, tenant, at_end)
         report.refused.update(problems)
         found.extend(
@@ -389,33 +410,55 @@ async def referral_candidates(
     downloads = _downloads(rules)
     candidates: list[Candidate] = []
     qualifying: list[_Qualifying] = []
-    async with aclosing(facts_in_chunks(db, tenant.tenant_id, users, downloads)) as chunks:
-        async for chunk, facts in chunks:
-            qualifying.extend(
-                await _referral_chunk(
-                    db, activity, tenant, window, chunk, facts, inviters, candidates, report
+    # A chunk's inviters are asked as soon as its achievements are known, and credited
+    # after the next chunk is decided: the question is answered meanwhile.
+    asked: tuple[list[_Done], asyncio.Task[dict[str, dict[str, str | None]]]] | None = None
+    try:
+        async with aclosing(
+            facts_in_chunks(db, tenant.tenant_id, users, downloads, report)
+        ) as chunks:
+            async for chunk, facts in chunks:
+                done = await _invitee_achievements(rules, window, tenant, chunk, facts, report)
+                question = asyncio.create_task(
+                    inviters.effective_inviters(
+                        tenant.tenant_id, sorted({user for user, *_ in done})
+                    )
                 )
-            )
+                if asked is not None:
+                    qualifying.extend(
+                        await _credited(db, activity, tenant, *asked, candidates, report)
+                    )
+                asked = (done, question)
+        if asked is not None:
+            qualifying.extend(await _credited(db, activity, tenant, *asked, candidates, report))
+            asked = None
+    finally:  # a question still in flight (something failed)
+        if asked is not None:
+            asked[1].cancel()
+            await asyncio.wait([asked[1]])
+            if not asked[1].cancelled():
+                asked[1].exception()
     candidates.extend(await _inviter_rewards(db, activity, tenant, qualifying, report))
     return candidates
 
 
-async def _referral_chunk(
-    db: Database,
-    activity: Activity,
-    tenant: TenantContext,
+# An invitee's completed rule: (invitee, the rule's index, the rule, its achievement).
+_Done = tuple[str, int, dict[str, Any], Achievement]
+
+
+async def _invitee_achievements(
+    rules: list[dict[str, Any]],
     window: Window,
+    tenant: TenantContext,
     chunk: list[str],
     facts: dict[str, UserFacts],
-    inviters: InviterDirectory,
-    candidates: list[Candidate],
     report: DryRun,
-) -> list[_Qualifying]:
-    """A chunk of invitees: their invitee prizes (into ``candidates``) and, returned, the
-    qualifications of inviters in the segment."""
-    rules: list[dict[str, Any]] = list((activity.config or {}).get("rules", []))
-    done: list[tuple[str, int, dict[str, Any], Achievement]] = []
-    for user in chunk:
+) -> list[_Done]:
+    """The rules each invitee of a chunk completed in the window."""
+    done: list[_Done] = []
+    for index, user in enumerate(chunk):
+        if index % USERS_PER_TURN == 0:
+            await asyncio.sleep(0)
         shared = SharedFlows(facts[user])
         for n, rule in enumerate(rules):
             try:
@@ -427,7 +470,24 @@ async def _referral_chunk(
                 continue
             if reached is not None:
                 done.append((user, n, rule, reached))
-    nodes = await inviters.effective_inviters(tenant.tenant_id, sorted({user for user, *_ in done}))
+    return done
+
+
+async def _credited(
+    db: Database,
+    activity: Activity,
+    tenant: TenantContext,
+    done: list[_Done],
+    question: asyncio.Task[dict[str, dict[str, str | None]]],
+    candidates: list[Candidate],
+    report: DryRun,
+) -> list[_Qualifying]:
+    """A chunk's completed rules credited to the effective inviters ``question`` answers:
+    the invitee prizes (into ``candidates``) and, returned, the qualifications of inviters
+    in the segment."""
+    rules: list[dict[str, Any]] = list((activity.config or {}).get("rules", []))
+    with timed(report, "inviters"):
+        nodes = await question
     # The node whose inviter a rule's task credits (one lookup per rule, not per invitee).
     task_nodes = [node_of(TaskType(rule["task"])).value for rule in rules]
     found: list[_Qualifying] = []

@@ -36,12 +36,8 @@ class InviterDirectory:
                 raise UpstreamUnavailable(
                     f"referral_service answered {response.status_code} for effective inviters."
                 )
-            return {
-                item["invitee_id"]: {
-                    node: item.get(node) for node in ("registration", "account_opening", "deposit")
-                }
-                for item in response.json()["items"]
-            }
+            # Each item is already node → inviter (and its invitee_id, never a node's name).
+            return {item["invitee_id"]: item for item in response.json()["items"]}
 
         asked = list(dict.fromkeys(invitee_ids))
         found: dict[str, dict[str, str | None]] = {}

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request, status
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.payloads import Node
@@ -308,6 +309,7 @@ async def delete_binding(
 @router.post(
     "/v1/bindings/effective-inviters",
     summary="The inviter that applies at each node, for many invitees",
+    response_model=EffectiveInvitersList,
     responses=problems({}),
 )
 async def lookup_effective_inviters(
@@ -315,13 +317,15 @@ async def lookup_effective_inviters(
     principal: BindingReader,
     idempotency: IdempotencyDep,
     session: SessionDep,
-) -> EffectiveInvitersList:
+) -> Response:
     """A question, sent as a POST for its long list of up to 1,000 invitees; it changes
     nothing. Per invitee, the effective inviter of each node (the node's own, else the
     registration inviter), as `GET /v1/bindings/{invitee_id}` answers one at a time. The
     activity service uses it to dry-run referral activities."""
     items = await service.effective_inviters_of(session, principal.tenant_id, body.invitee_ids)
-    return EffectiveInvitersList(items=items)
+    # Encoded as is: the items are plain strings and nulls already shaped as the response
+    # model, which would otherwise be validated and serialized again per invitee.
+    return Response(json.dumps({"items": items}), media_type="application/json")
 
 
 @router.get(

@@ -19,7 +19,6 @@ from referral_service.bindings.schemas import (
     BindingRead,
     BindingRole,
     Channel,
-    EffectiveInviters,
     InviteeBindings,
     InviterStats,
     MyInvitee,
@@ -36,6 +35,11 @@ from service_kit.pagination import Page, PageParams
 # How often the chain of a registration bind may grow while its locks are being taken
 # before the bind gives up (each retry means someone bound the chain's top concurrently).
 MAX_LOCK_ROUNDS = 5
+
+# The nodes by name, as bindings store them.
+REGISTRATION = Node.registration.value
+ACCOUNT_OPENING = Node.account_opening.value
+DEPOSIT = Node.deposit.value
 
 
 def _refuse_self(invitee_id: str, inviter_id: str) -> None:
@@ -427,25 +431,28 @@ def effective_inviters(bindings: dict[str, Binding]) -> dict[Node, str | None]:
 
 async def effective_inviters_of(
     session: AsyncSession, tenant_id: str, invitee_ids: list[str]
-) -> list[EffectiveInviters]:
+) -> list[dict[str, str | None]]:
     """The inviter that applies at each node of many invitees (one query): what rewards use.
-    Every invitee asked is answered once, in the order asked; unbound ones with nulls."""
+    Every invitee asked is answered once, in the order asked; unbound ones with nulls. Plain
+    items shaped as ``EffectiveInviters`` (built from the rows, no model per invitee)."""
     asked = list(dict.fromkeys(invitee_ids))
-    by_invitee: dict[str, dict[Node, str | None]] = {i: {} for i in asked}
+    own: dict[str, dict[str, str]] = {invitee: {} for invitee in asked}
     for invitee, node, inviter in await BindingRepository.from_session(session).inviters_of(
         tenant_id, asked
     ):
-        by_invitee[invitee][Node(node)] = inviter
+        own[invitee][node] = inviter
     items = []
     for invitee_id in asked:
-        effective = rules.effective_inviters(by_invitee[invitee_id])
+        bound = own[invitee_id]
+        # The node's own inviter, else the registration inviter (``rules.effective_inviters``).
+        fallback = bound.get(REGISTRATION)
         items.append(
-            EffectiveInviters(
-                invitee_id=invitee_id,
-                registration=effective[Node.registration],
-                account_opening=effective[Node.account_opening],
-                deposit=effective[Node.deposit],
-            )
+            {
+                "invitee_id": invitee_id,
+                REGISTRATION: fallback,
+                ACCOUNT_OPENING: bound.get(ACCOUNT_OPENING) or fallback,
+                DEPOSIT: bound.get(DEPOSIT) or fallback,
+            }
         )
     return items
 

@@ -6,6 +6,7 @@ Nothing is written in any service."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import datetime
 from typing import Any
@@ -14,7 +15,9 @@ import pytest
 from sqlalchemy import text
 
 from activity_platform.embedded import free_port
+from activity_service.evaluation import dry_run_decisions
 from activity_service.evaluation.dry_run import dry_run_activity
+from activity_service.evaluation.dry_run_decisions import CHUNK_SIZE
 from activity_service.evaluation.engine import Window
 from service_kit.errors import UpstreamUnavailable
 from service_kit.http import ServiceClient
@@ -134,7 +137,13 @@ async def test_a_running_referral_activity_dry_runs_to_what_it_granted(
     assert await written(platform) == before
 
 
-async def test_a_draft_tiered_regular_referral_activity(platform: Platform) -> None:
+@pytest.mark.parametrize("chunk_size", [CHUNK_SIZE, 2])
+async def test_a_draft_tiered_regular_referral_activity(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch, chunk_size: int
+) -> None:
+    # In chunks of two invitees, a chunk's inviters are credited after the next chunk is
+    # decided: the same answer as in one chunk.
+    monkeypatch.setattr(dry_run_decisions, "CHUNK_SIZE", chunk_size)
     low, high, bonus, other_prize = await prizes(platform, 4)
     # inviter "busy" takes part in another regular activity from 3 December
     other = await activity(
@@ -305,7 +314,11 @@ async def test_kinds_without_stored_events_and_bad_dry_runs_are_refused(
     assert (got, answer["code"]) == (409, "activity_closed")
 
 
-async def test_a_referral_dry_run_needs_the_referral_service(platform: Platform) -> None:
+@pytest.mark.parametrize("chunk_size", [CHUNK_SIZE, 1])
+async def test_a_referral_dry_run_needs_the_referral_service(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch, chunk_size: int
+) -> None:
+    monkeypatch.setattr(dry_run_decisions, "CHUNK_SIZE", chunk_size)
     (prize,) = await prizes(platform, 1)
     act = await activity(
         platform,
@@ -317,9 +330,10 @@ async def test_a_referral_dry_run_needs_the_referral_service(platform: Platform)
         },
         publish=False,
     )
-    await register_invitees(platform, "inv", ["a"])
+    await register_invitees(platform, "inv", ["a", "b", "c"])
     platform.clock.set(AFTER)
     settings = platform.settings["activity"]
+    running = asyncio.all_tasks()
     http = ServiceClient(settings, retries=1)
     try:
         with pytest.raises(UpstreamUnavailable):
@@ -337,6 +351,8 @@ async def test_a_referral_dry_run_needs_the_referral_service(platform: Platform)
                 100,
                 AFTER,
             )
+        # no read or question of a later chunk is left running
+        assert not [t for t in asyncio.all_tasks() - running if not t.done()]
     finally:
         await http.aclose()
 
