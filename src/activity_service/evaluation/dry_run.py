@@ -23,11 +23,12 @@ from __future__ import annotations
 import gc
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from operator import attrgetter
 from typing import Any
 
 from activity_service.activities.models import Activity
@@ -78,39 +79,75 @@ def apply_limits(
     activity's limits let them, as ``service.write_grant`` takes them: the cost first (a
     budgeted grant needs one), then the prize's per-user cap, its total, the budget."""
     limits = limits_of(activity.config)
+    budget = limits.budget
+    # A cost stated in the budget's currency is the same at any time: looked up, not converted.
+    same_currency = {
+        prize: amount
+        for prize, (amount, currency) in limits.costs.items()
+        if currency == limits.currency
+    }
+    caps, totals_of = limits.caps, limits.totals
     per_user: Counter[tuple[str, str]] = Counter()
     totals: Counter[str] = Counter()
     spent = Decimal(0)
-    for c in sorted(
-        candidates, key=lambda c: (c.achieved_at, c.order, c.user_id, c.counterpart_id or "")
-    ):
+    grants = report.grants
+    for c in sorted_by(candidates, *_ACHIEVED):
         prize = c.prize_id
         assert prize is not None
         cost: Decimal | None = None
-        if limits.budget is not None:
-            try:
-                cost = limits.cost(prize, tenant.rates, c.achieved_at)
-            except NoCost as unknown:
-                report.refuse(c, unknown.reason, str(unknown))
-                continue
-        cap, total = limits.caps.get(prize), limits.totals.get(prize)
+        if budget is not None:
+            cost = same_currency.get(prize)
+            if cost is None:
+                try:
+                    cost = limits.cost(prize, tenant.rates, c.achieved_at)
+                except NoCost as unknown:
+                    report.refuse(c, unknown.reason, str(unknown))
+                    continue
+        cap, total = caps.get(prize), totals_of.get(prize)
         if cap is not None and per_user[(c.user_id, prize)] >= cap:
             _bite(report, c, CAP_REACHED, "per_user_cap", prize, Decimal(cap), None)
             continue
         if total is not None and totals[prize] >= total:
             _bite(report, c, QUANTITY_EXHAUSTED, "total_quantity", prize, Decimal(total), None)
             continue
-        if cost is not None and limits.budget is not None and spent + cost > limits.budget:
-            _bite(report, c, BUDGET_EXHAUSTED, "budget", None, limits.budget, limits.currency)
+        if cost is not None and budget is not None and spent + cost > budget:
+            _bite(report, c, BUDGET_EXHAUSTED, "budget", None, budget, limits.currency)
             continue
-        per_user[(c.user_id, prize)] += 1
-        totals[prize] += 1
+        if cap is not None:
+            per_user[(c.user_id, prize)] += 1
+        if total is not None:
+            totals[prize] += 1
         if cost is not None:
             spent += cost
-        report.grants.append(c)
-    report.budget_spent = spent if limits.budget is not None else None
-    report.grants.sort(key=_listed)
+        grants.append(c)
+    report.budget_spent = spent if budget is not None else None
+    sorted_by(grants, *_LISTED)
     report.refusals.sort(key=lambda r: _listed(r.candidate))
+
+
+def _counterpart(c: Candidate) -> str:
+    return c.counterpart_id or ""
+
+
+# Achievement order: time, rule order, user, counterpart (none first).
+_ACHIEVED = (attrgetter("achieved_at"), attrgetter("order"), attrgetter("user_id"), _counterpart)
+# The order of the answer's lists: per user, then in time and rule order.
+_LISTED = (
+    attrgetter("user_id"),
+    attrgetter("achieved_at"),
+    attrgetter("order"),
+    attrgetter("rule_id"),
+    _counterpart,
+)
+
+
+def sorted_by(items: list[Candidate], *keys: Callable[[Candidate], Any]) -> list[Candidate]:
+    """``items`` sorted in place by ``keys`` (the first the most significant): one stable
+    sort per key from the last, each comparing plain values — half the time of one sort by
+    a tuple of them, for hundreds of thousands of candidates."""
+    for key in reversed(keys):
+        items.sort(key=key)
+    return items
 
 
 def _listed(c: Candidate) -> tuple[Any, ...]:
