@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from activity_service.activities.rules import ACTION_TASKS, TaskType
@@ -106,8 +106,9 @@ class UserFacts:
     flows: list[Flow] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class Achievement:
+class Achievement(NamedTuple):
+    """A named tuple: made once per completed rule of every user a run decides."""
+
     task: TaskType
     achieved_at: datetime
     value: Decimal | None = None
