@@ -14,10 +14,16 @@ Every time-driven rule reads time through ``TenantClocks.for_tenant`` (jobs) or 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import time
 from datetime import datetime
+from types import TracebackType
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
 from sqlalchemy import DateTime, String, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,6 +34,8 @@ from service_kit.db import Database
 from service_kit.errors import problems
 from service_kit.outbox import OutboxRepository
 from service_kit.queue import arq_job_id, queue_name
+
+log = logging.getLogger(__name__)
 
 # What the referral and reward services answer the activity service's clock sync with.
 CLOCK_SYNC_PROBLEMS = problems(
@@ -169,3 +177,82 @@ async def work_owed(
     for queue, delivery_id in deliveries:
         pipe.zscore(queue_name(prefix, queue), arq_job_id(prefix, delivery_id))
     return unsent + sum(1 for score in await pipe.execute() if score is not None)
+
+
+def work_done_channel(prefix: str) -> str:
+    """The Redis channel on which every worker of a deployment allowing sandboxes says "a
+    job ended" (``announce_work_done``): an advance waiting for a tenant's queued work
+    looks again when something may have changed, instead of polling."""
+    return f"{prefix}:sandbox:work-done"
+
+
+async def announce_work_done(redis: Redis, prefix: str) -> None:
+    """Tell waiting advances a job ended (after arq removed it from its queue, so a look
+    that follows no longer counts it). A lost announcement costs a waiter its fallback
+    interval, never a wrong answer: the waiter decides by looking, not by the message."""
+    try:
+        await redis.publish(work_done_channel(prefix), b"1")
+    except Exception as exc:  # the job's own outcome is recorded already
+        log.debug("work-done announcement not sent: %r", exc)
+
+
+class WorkDoneWaiter:
+    """A subscription to the work-done channel, made before the first look so no job's end
+    can fall between a look and the wait that follows it. ``wait`` returns once a job ended
+    since the last wait, or after ``fallback`` seconds (a worker that does not announce, a
+    subscription lost): the caller then looks again."""
+
+    def __init__(self, redis: Redis, prefix: str, fallback: float) -> None:
+        self.redis = redis
+        self.channel = work_done_channel(prefix)
+        self.fallback = fallback
+        self.pubsub: PubSub | None = None
+
+    async def __aenter__(self) -> WorkDoneWaiter:
+        try:
+            pubsub = self.redis.pubsub()
+            await pubsub.subscribe(self.channel)
+            # The confirmation: from here on every announcement reaches this subscription.
+            deadline = time.monotonic() + self.fallback
+            while time.monotonic() < deadline:
+                message = await pubsub.get_message(timeout=deadline - time.monotonic())
+                if message is not None and message["type"] == "subscribe":
+                    self.pubsub = pubsub
+                    break
+            else:
+                await pubsub.aclose()
+        except Exception as exc:
+            log.warning("work-done channel not subscribed, polling instead: %r", exc)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.pubsub is not None:
+            with contextlib.suppress(Exception):
+                await self.pubsub.aclose()
+            self.pubsub = None
+
+    async def wait(self) -> bool:
+        """True when woken by an announcement (every one pending is taken at once: one look
+        answers them all), False after the fallback interval."""
+        if self.pubsub is None:
+            await asyncio.sleep(self.fallback)
+            return False
+        deadline = time.monotonic() + self.fallback
+        woken = False
+        try:
+            while not woken and (left := deadline - time.monotonic()) > 0:
+                message = await self.pubsub.get_message(timeout=left)
+                woken = message is not None and message["type"] == "message"
+            while woken and await self.pubsub.get_message(timeout=0) is not None:
+                pass
+        except Exception as exc:
+            log.warning("work-done channel lost, polling instead: %r", exc)
+            with contextlib.suppress(Exception):
+                await self.pubsub.aclose()
+            self.pubsub = None
+        return woken

@@ -46,7 +46,7 @@ from service_kit.db import Database
 from service_kit.http import ServiceClient
 from service_kit.outbox import OutboxMessageMixin, Wakeup, relay_forever
 from service_kit.queue import queue_name, redis_settings
-from service_kit.sandbox import TenantClocks
+from service_kit.sandbox import TenantClocks, announce_work_done
 from service_kit.telemetry import JOB_DURATION, JOBS
 from service_kit.transient import is_transient
 
@@ -478,6 +478,9 @@ def build_worker(
                     await task
         await close_context(ctx)
 
+    async def after_job_end(ctx: dict[str, Any]) -> None:
+        await announce_work_done(ctx["redis"], settings.queue_prefix)
+
     worker = Worker(
         functions=list(functions),
         cron_jobs=[prefixed_cron(job, settings.queue_prefix) for job in cron_jobs] or None,
@@ -485,6 +488,9 @@ def build_worker(
         queue_name=queue_name(settings.queue_prefix, service),
         on_startup=on_startup,
         on_shutdown=on_shutdown,
+        # Only where sandboxes are allowed: an advance waiting for a tenant's queued work
+        # looks again when a job ended (``service_kit.sandbox.WorkDoneWaiter``).
+        after_job_end=after_job_end if settings.sandbox_enabled else None,
         job_timeout=JOB_TIMEOUT_SECONDS,
         max_jobs=settings.worker_max_jobs,
         max_tries=10,

@@ -13,11 +13,13 @@ The activity service owns the clock; the referral and reward services keep a cop
 them before anything due at the new time is done. An advance walks from the clock's time
 to the target in *steps*, each the next instant something falls due: the tenant's daily run
 time (each local day's run and T+1 settlement) or the next lock-up expiry (asked of the
-reward service). At each step it runs the day the daily run owes, asks the reward service to
-settle what is due (lock-ups kept → Pending/Issuing, broken → Cancelled with the reason),
-and waits until the grants made have become reward records and the settled records' moves
-are done. Derived states — an activity ending, a team failing, a coupon expiring, a
-segment's refresh boundary — follow the clock where they are read, with nothing to run.
+reward service). At each step it runs the day the daily run owes and, beside it, asks the
+reward service to settle what is due (lock-ups kept → Pending/Issuing, broken → Cancelled
+with the reason), then waits until the grants made have become reward records and the
+settled records' moves are done (looking again each time a worker says a job ended; a step
+that granted and settled nothing looks once). Derived states — an activity ending, a team
+failing, a coupon expiring, a segment's refresh boundary — follow the clock where they are
+read, with nothing to run.
 
 An advance is idempotent and resumable: each step's effects are keyed (daily runs, grant
 keys, record moves by compare-and-set), so a repeated call, or one that continues an advance
@@ -49,7 +51,7 @@ from service_kit.clock import FrozenClock
 from service_kit.db import Database
 from service_kit.errors import Conflict, NotFound, ProblemError, Unprocessable, UpstreamUnavailable
 from service_kit.http import ServiceClient
-from service_kit.sandbox import work_owed
+from service_kit.sandbox import WorkDoneWaiter, work_owed
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +59,10 @@ log = logging.getLogger(__name__)
 MAX_ADVANCE = timedelta(days=400)
 # How long an advance's hold on the clock outlives its request if that request dies.
 LEASE_MARGIN = timedelta(seconds=60)
-# Waiting for queued work: how often to look, and how many calm looks in a row mean done.
-POLL_SECONDS = 0.05
+# Waiting for queued work: how many calm looks in a row mean done, and how long to wait for
+# a job's end before looking anyway (workers announce each one; a missed one costs this).
 CALM_LOOKS = 2
+FALLBACK_LOOK_SECONDS = 0.5
 # Calls to the other services' sandbox endpoint (settling a step's lock-ups may take long).
 SYNC_TIMEOUT_SECONDS = 60.0
 # The services keeping a copy of the clock.
@@ -151,21 +154,10 @@ async def advance(
         )
     deadline = time.monotonic() + wait_seconds
     finished = False
+    waiter = WorkDoneWaiter(sandbox.redis, sandbox.settings.queue_prefix, FALLBACK_LOOK_SECONDS)
     try:
-        now = claimed.now
-        while True:
-            settled, next_lock = await _settle(sandbox, tenant, now, deadline)
-            if not settled:
-                break  # out of time: the next call resumes at ``now``
-            if now >= to:
-                finished = True
-                break
-            step = next_step(
-                now, to, next_daily_run(now, tenant.zone, tenant.daily_run_at), next_lock
-            )
-            async with sandbox.db.session() as session:
-                await SandboxRepository.from_session(session).step(tenant_id, step, lease)
-            now = step
+        async with waiter:
+            finished = await _walk(sandbox, tenant, claimed.now, to, deadline, lease, waiter)
     finally:
         async with sandbox.db.session() as session:
             repo = SandboxRepository.from_session(session)
@@ -175,55 +167,140 @@ async def advance(
     return finished, final
 
 
+async def _walk(
+    sandbox: Sandbox,
+    tenant: TenantContext,
+    now: datetime,
+    to: datetime,
+    deadline: float,
+    lease: timedelta,
+    waiter: WorkDoneWaiter,
+) -> bool:
+    """Step from ``now`` to ``to``: True once everything due by ``to`` is done, False when
+    ``deadline`` came first (the next call resumes where the clock stands)."""
+    while True:
+        settled, next_lock = await _settle(sandbox, tenant, now, deadline, waiter)
+        if not settled:
+            return False
+        if now >= to:
+            return True
+        step = next_step(now, to, next_daily_run(now, tenant.zone, tenant.daily_run_at), next_lock)
+        async with sandbox.db.session() as session:
+            await SandboxRepository.from_session(session).step(tenant.tenant_id, step, lease)
+        now = step
+
+
 async def _settle(
-    sandbox: Sandbox, tenant: TenantContext, now: datetime, deadline: float
+    sandbox: Sandbox,
+    tenant: TenantContext,
+    now: datetime,
+    deadline: float,
+    waiter: WorkDoneWaiter,
 ) -> tuple[bool, datetime | None]:
     """Everything due at ``now``, in the order real time does it: (done before
     ``deadline``, the tenant's next lock-up expiry if any)."""
     tenant_id = tenant.tenant_id
     state = SandboxClockSync(now=now)
+    started = time.monotonic()
     # The other services' copies first: records created from this step's grants arrive at
     # this time, and their lock-ups start at it.
-    await asyncio.gather(*(_sync(sandbox, s, tenant_id, state) for s in OTHER_SERVICES))
-    await _daily_run(sandbox, tenant, now)
-    # The lock-ups due now are settled without waiting for this step's grants to become
-    # records: each belongs to a record that exists already (the previous step ended with
-    # nothing owed, and a record made at this step falls due a lock period, a day at least,
-    # later). One wait then covers both: the new records and the settled ones' moves.
-    await _sync(sandbox, "reward", tenant_id, state.model_copy(update={"settle": True}))
-    return await _quiet(sandbox, tenant_id, now, deadline)
+    copies = await asyncio.gather(*(_sync(sandbox, s, tenant_id, state) for s in OTHER_SERVICES))
+    synced = time.monotonic()
+    # The day's run and the lock-ups due now at once, as real time runs the daily tick and
+    # the reconciler side by side: each lock-up due now belongs to a record that exists
+    # already (the previous step ended with nothing owed, and a record made at this step
+    # falls due a lock period, a day at least, later), and the run's grants become records
+    # only through the queues. One wait then covers both: the new records and the settled
+    # ones' moves.
+    granted, settled = await asyncio.gather(
+        _daily_run(sandbox, tenant, now),
+        _sync(sandbox, "reward", tenant_id, state.model_copy(update={"settle": True})),
+    )
+    decided = time.monotonic()
+    if granted == 0 and settled.settled == 0:
+        # A quiet step caused no work: one look (the settling answer is the reward
+        # service's, taken after it) instead of waiting for two calm ones.
+        referral_owed = copies[OTHER_SERVICES.index("referral")].owed
+        owed = await _owed_here(sandbox, tenant_id) + settled.owed + referral_owed
+        if owed == 0:
+            _log_step(tenant_id, now, started, synced, decided, granted, settled.settled)
+            return True, settled.next_due
+    result = await _quiet(sandbox, tenant_id, now, deadline, waiter)
+    _log_step(tenant_id, now, started, synced, decided, granted, settled.settled)
+    return result
 
 
-async def _daily_run(sandbox: Sandbox, tenant: TenantContext, now: datetime) -> None:
-    """The run the daily tick would start at ``now`` (the day it owes), to its end."""
+def _log_step(
+    tenant_id: str,
+    now: datetime,
+    started: float,
+    synced: float,
+    decided: float,
+    granted: int,
+    settled: int,
+) -> None:
+    """One line per step: where its time went (copies of the clock, the daily run with the
+    settling beside it, the wait for the queued work)."""
+    ended = time.monotonic()
+    log.info(
+        "sandbox step %s",
+        now.isoformat(),
+        extra={
+            "fields": {
+                "tenant_id": tenant_id,
+                "granted": granted,
+                "settled": settled,
+                "sync_ms": round((synced - started) * 1000, 1),
+                "decide_ms": round((decided - synced) * 1000, 1),
+                "wait_ms": round((ended - decided) * 1000, 1),
+            }
+        },
+    )
+
+
+async def _daily_run(sandbox: Sandbox, tenant: TenantContext, now: datetime) -> int:
+    """The run the daily tick would start at ``now`` (the day it owes), to its end: how
+    many grants it made."""
     day = run_day(now, tenant.zone, tenant.daily_run_at)
     async with sandbox.db.session() as session:
         run = await EvaluationRepository.from_session(session).get_run(tenant.tenant_id, day)
     if run is not None and run.status == "done":
-        return
+        return 0
     referral = ReferralLookup(sandbox.http, sandbox.settings.referral_url)
     result = await evaluation.run_daily(
         sandbox.db, tenant.tenant_id, day, FrozenClock(now), referral
     )
+    granted = result.grants
     while not result.done:
         result = await evaluation.run_daily(
             sandbox.db, tenant.tenant_id, day, FrozenClock(now), referral
         )
+        granted += result.grants
+    return granted
+
+
+async def _owed_here(sandbox: Sandbox, tenant_id: str) -> int:
+    return await work_owed(
+        sandbox.db, OutboxMessage, sandbox.redis, sandbox.settings.queue_prefix, tenant_id
+    )
 
 
 async def _quiet(
-    sandbox: Sandbox, tenant_id: str, now: datetime, deadline: float
+    sandbox: Sandbox,
+    tenant_id: str,
+    now: datetime,
+    deadline: float,
+    waiter: WorkDoneWaiter,
 ) -> tuple[bool, datetime | None]:
     """Wait until no service owes the tenant any queued work (the workers' relays and jobs
     carry it): (False when ``deadline`` passed first, the next lock-up expiry the reward
-    service saw at the last look)."""
+    service saw at the last look). A look follows each job's end anywhere (the workers say
+    so on the work-done channel), or the fallback interval if none is heard."""
     calm = 0
     state = SandboxClockSync(now=now)
     next_due: datetime | None = None
     while calm < CALM_LOOKS:
-        owed = await work_owed(
-            sandbox.db, OutboxMessage, sandbox.redis, sandbox.settings.queue_prefix, tenant_id
-        )
+        owed = await _owed_here(sandbox, tenant_id)
         if not owed:  # still busy here: the others are asked once this is done
             answers = await asyncio.gather(
                 *(_sync(sandbox, s, tenant_id, state) for s in OTHER_SERVICES)
@@ -236,7 +313,7 @@ async def _quiet(
         calm = 0
         if time.monotonic() > deadline:
             return False, None
-        await asyncio.sleep(POLL_SECONDS)
+        await waiter.wait()
     return True, next_due
 
 

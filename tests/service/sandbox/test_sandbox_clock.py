@@ -265,9 +265,9 @@ def steps(monkeypatch: pytest.MonkeyPatch) -> list[datetime]:
     seen: list[datetime] = []
     settle = sandbox_service._settle
 
-    async def counted(sandbox: Any, tenant: Any, now: datetime, deadline: float) -> Any:
+    async def counted(sandbox: Any, tenant: Any, now: datetime, *rest: Any) -> Any:
         seen.append(now)
-        return await settle(sandbox, tenant, now, deadline)
+        return await settle(sandbox, tenant, now, *rest)
 
     monkeypatch.setattr(sandbox_service, "_settle", counted)
     return seen
@@ -285,6 +285,59 @@ async def test_thirty_quiet_days_stop_only_at_each_daily_run(
     steps.clear()
     await advanced(platform, T, "2026-12-31T09:00:00+08:00")  # nothing left to do
     assert len(steps) == 1
+
+
+@pytest.fixture
+def waits(monkeypatch: pytest.MonkeyPatch) -> list[datetime]:
+    """The steps that waited for queued work (calm looks after the workers' jobs)."""
+    seen: list[datetime] = []
+    quiet = sandbox_service._quiet
+
+    async def counted(sandbox: Any, tenant_id: str, now: datetime, *rest: Any) -> Any:
+        seen.append(now)
+        return await quiet(sandbox, tenant_id, now, *rest)
+
+    monkeypatch.setattr(sandbox_service, "_quiet", counted)
+    return seen
+
+
+async def test_only_a_step_that_granted_or_settled_waits_for_the_queues(
+    platform: Platform, steps: list[datetime], waits: list[datetime]
+) -> None:
+    await sandbox(platform, T, "2026-12-01T09:00:00+08:00")
+    p = await prize(platform, T)
+    lock = {"lock_up": {"amount": "10000", "currency": "HKD", "days": 2}}
+    rules = [tier("d10k", "10000", p, **lock)]
+    await activity(platform, T, {"kind": "basic", **DEC, "timing": "real_time", "rules": rules})
+    await deposit(platform, T, "u1", "2026-12-01T10:00:00+08:00", "12000")
+    await advanced(platform, T, "2026-12-06T09:00:00+08:00")
+    # the start (the deposit's own evaluation by the workers was owed), the grant made at
+    # the day-1 run (Dec 2, 00:30 local) and the lock-up settled two days later: only those
+    # steps waited; the quiet days looked once and moved on
+    assert [w.isoformat() for w in waits] == [
+        "2026-12-01T01:00:00+00:00",
+        "2026-12-01T16:30:00+00:00",
+        "2026-12-03T16:30:00+00:00",
+    ]
+    assert len(steps) == 7  # the start, five daily runs, the target
+    (record,) = await records(platform, T, "u1")
+    assert record["status"] == "issued"
+    assert record["lock_settled_at"] == "2026-12-03T16:30:00Z"
+
+
+async def test_a_step_waits_for_work_it_did_not_cause(
+    platform: Platform, waits: list[datetime]
+) -> None:
+    # An event evaluated by the workers (not by any daily run) is owed at the first stop:
+    # the quiet step's one look sees it and waits for it.
+    await sandbox(platform, T, "2026-12-01T09:00:00+08:00")
+    p = await prize(platform, T)
+    rules = [{"id": "reg", "task": "register", "prize_id": p}]
+    await activity(platform, T, {"kind": "basic", **DEC, "timing": "real_time", "rules": rules})
+    await post_event(platform, T, "user.registered", "u1", "2026-12-01T09:00:00+08:00")
+    await advanced(platform, T, "2026-12-01T09:00:00+08:00")
+    assert len(waits) == 1
+    assert await rules_rewarded(platform, T, "u1") == {"reg": "issued"}
 
 
 async def test_lock_ups_falling_due_together_past_one_pass_all_settle_at_their_expiry(
