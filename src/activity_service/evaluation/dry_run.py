@@ -23,7 +23,7 @@ from __future__ import annotations
 import gc
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -39,6 +39,7 @@ from activity_service.evaluation.dry_run_decisions import (
     DryRun,
     basic_candidates,
     referral_candidates,
+    sorted_by,
     timed,
     users_of,
 )
@@ -139,15 +140,6 @@ _LISTED = (
     attrgetter("rule_id"),
     _counterpart,
 )
-
-
-def sorted_by(items: list[Candidate], *keys: Callable[[Candidate], Any]) -> list[Candidate]:
-    """``items`` sorted in place by ``keys`` (the first the most significant): one stable
-    sort per key from the last, each comparing plain values — half the time of one sort by
-    a tuple of them, for hundreds of thousands of candidates."""
-    for key in reversed(keys):
-        items.sort(key=key)
-    return items
 
 
 def _listed(c: Candidate) -> tuple[Any, ...]:

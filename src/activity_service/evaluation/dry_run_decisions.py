@@ -20,14 +20,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter, defaultdict
-from collections.abc import AsyncGenerator, Iterable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Sequence
 from contextlib import aclosing, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from itertools import groupby
-from operator import itemgetter
-from typing import Any, NamedTuple
+from operator import attrgetter, itemgetter
+from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -40,6 +40,7 @@ from activity_service.evaluation.engine import (
     Achievement,
     Certification,
     MissingRate,
+    TierAward,
     UserFacts,
     Window,
     highest_tiers,
@@ -60,6 +61,8 @@ from activity_service.segments.snapshot import snapshot_at
 from activity_service.tenants.service import TenantContext
 from contracts.payloads import Node
 from service_kit.db import Database
+
+T = TypeVar("T")
 
 CHUNK_SIZE = 2000
 # Users decided between two turns given to the event loop: the reads of the next chunk and
@@ -382,8 +385,7 @@ async def _basic_eligible(
 # --------------------------------------------------------------------------- referral
 
 
-@dataclass(frozen=True)
-class _Qualifying:
+class _Qualifying(NamedTuple):
     """An invitee who completed a rule's task, for their effective inviter."""
 
     rule: dict[str, Any]
@@ -541,6 +543,20 @@ async def _credited(
     return qualifying
 
 
+# The invitees' achievement order: time, rule order (an invitee's prize first), invitee.
+_QUALIFIED = (attrgetter("reached.achieved_at"), attrgetter("order"), attrgetter("invitee"))
+_UNKNOWN: Any = object()
+
+
+def sorted_by(items: list[T], *keys: Callable[[T], Any]) -> list[T]:
+    """``items`` sorted in place by ``keys`` (the first the most significant): one stable
+    sort per key from the last, each comparing plain values — half the time of one sort by
+    a tuple of them, for hundreds of thousands of items."""
+    for key in reversed(keys):
+        items.sort(key=key)
+    return items
+
+
 def _str(value: Any) -> str | None:
     return None if value is None else str(value)
 
@@ -580,8 +596,10 @@ async def _inviter_rewards(
             )
     taking_part: set[str] = set()
     counts: Counter[tuple[str, str]] = Counter()
+    # What the n-th qualifying invitee of a rule earns: the same for every inviter.
+    awards: dict[tuple[str, int], TierAward | None] = {}
     rewards: list[Candidate] = []
-    for q in sorted(qualifying, key=lambda q: (q.reached.achieved_at, q.order, q.invitee)):
+    for q in sorted_by(qualifying, *_QUALIFIED):
         at = q.reached.achieved_at
         if regular and q.inviter not in taking_part:
             if any(since <= at < until for since, until in busy.get(q.inviter, ())):
@@ -598,7 +616,9 @@ async def _inviter_rewards(
             if q.rule.get("prize_id"):
                 rewards.append(_inviter_candidate(q, q.rule["prize_id"]))
             continue
-        award = tier_award(q.rule, seq)
+        award = awards.get((q.rule["id"], seq), _UNKNOWN)
+        if award is _UNKNOWN:
+            award = awards[(q.rule["id"], seq)] = tier_award(q.rule, seq)
         if award is None:
             report.refuse(_inviter_candidate(q, None), "beyond_last_range", f"invitee #{seq}")
             continue

@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from activity_service.evaluation.dry_run import _ACHIEVED, _LISTED, sorted_by
-from activity_service.evaluation.dry_run_decisions import Candidate
+from activity_service.evaluation.dry_run import _ACHIEVED, _LISTED
+from activity_service.evaluation.dry_run_decisions import Candidate, sorted_by
 
 START = datetime.fromisoformat("2026-12-01T00:00:00+08:00")
 
