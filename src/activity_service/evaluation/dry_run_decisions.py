@@ -64,6 +64,9 @@ from service_kit.db import Database
 
 T = TypeVar("T")
 
+# A task's name per candidate: a lookup, cheaper than the enum's ``.value``.
+_TASK_NAMES = {task: task.value for task in TaskType}
+
 CHUNK_SIZE = 2000
 # Users decided between two turns given to the event loop: the reads of the next chunk and
 # the inviter questions in flight move on while a chunk is decided (each turn costs
@@ -331,7 +334,7 @@ async def _basic_chunk(
                 user_id=user,
                 rule_id=rule["id"],
                 prize_id=str(rule["prize_id"]),
-                task=reached.task.value,
+                task=_TASK_NAMES[reached.task],
                 achieved_at=reached.achieved_at,
                 order=order[rule["id"]],
             )
@@ -502,7 +505,7 @@ async def _credited(
                     user_id=user,
                     rule_id=rule["id"],
                     prize_id=_str(rule.get("prize_id")),
-                    task=reached.task.value,
+                    task=_TASK_NAMES[reached.task],
                     achieved_at=reached.achieved_at,
                     order=2 * n,
                 ),
@@ -516,7 +519,7 @@ async def _credited(
                     user_id=user,
                     rule_id=f"{rule['id']}:invitee",
                     prize_id=str(rule["invitee_prize_id"]),
-                    task=reached.task.value,
+                    task=_TASK_NAMES[reached.task],
                     achieved_at=reached.achieved_at,
                     order=2 * n,
                     counterpart_id=inviter,
@@ -568,7 +571,7 @@ def _inviter_candidate(
         user_id=q.inviter,
         rule_id=rule_id or q.rule["id"],
         prize_id=_str(prize_id),
-        task=q.reached.task.value,
+        task=_TASK_NAMES[q.reached.task],
         achieved_at=q.reached.achieved_at,
         order=q.order,
         counterpart_id=None if bonus else q.invitee,

@@ -133,6 +133,11 @@ def not_done_reason(task: TaskType, facts: UserFacts, window: Window, at: dateti
     return "task_not_completed"
 
 
+# A rule's task by its name, looked up per user and rule: cheaper than ``TaskType(…)``
+# (which still answers, and refuses, a name not found here).
+_TASKS = {task.value: task for task in TaskType}
+
+
 def _in(window: Window, at: datetime | None, until: datetime) -> bool:
     return at is not None and window.contains(at) and at < until
 
@@ -149,7 +154,7 @@ def achievement(
     """Whether the user completed ``rule``'s task inside the window, looking at facts before
     ``until`` (default: the window's end). Cumulative tasks answer "first reached" here; the
     at-end settlement uses ``final_value`` instead."""
-    task = TaskType(rule["task"])
+    task = _TASKS.get(rule["task"]) or TaskType(rule["task"])
     limit = min(until, window.ends_at) if until is not None else window.ends_at
     if task is TaskType.register:
         if _in(window, facts.registered_at, limit):

@@ -78,6 +78,11 @@ def test_action_tasks(task: str, given_facts: dict[str, str], expected: str | No
     assert (done.achieved_at if done else None) == (at(expected) if expected else None)
 
 
+def test_a_rule_of_an_unknown_task_is_refused() -> None:
+    with pytest.raises(ValueError, match="not_a_task"):
+        achievement(rule("not_a_task"), UserFacts("u1"), WINDOW, zone=HK, rates=RATES)
+
+
 def test_enterprise_certification_named_or_any() -> None:
     facts = UserFacts(
         "u1",
