@@ -33,7 +33,7 @@ from service_kit.clock import Clock, FrozenClock
 from service_kit.db import Database
 from service_kit.errors import problems
 from service_kit.outbox import OutboxRepository
-from service_kit.queue import arq_job_id, queue_name
+from service_kit.queue import SERVICES, queue_name
 
 log = logging.getLogger(__name__)
 
@@ -166,17 +166,36 @@ async def work_owed(
     """How much of a tenant's work this service still owes: its messages not sent yet, and
     the jobs carrying its sent ones still waiting or running (arq removes a job from its
     queue when it finishes). A job's new messages are committed before it finishes, so
-    "nothing owed" twice in a row, across the services, means the tenant's work is done."""
+    "nothing owed" twice in a row, across the services, means the tenant's work is done.
+
+    The unsent messages are counted first, then the queues are read, then the sent messages
+    are looked for among the deliveries still queued only: a message sent after the count
+    was enqueued before its sending committed (the relay enqueues, then commits), so it is
+    in the queues read, or already done. Most looks find the queues without this service's
+    jobs and read no sent message at all: the sent, unconfirmed ones (until the sweep
+    confirms them, seconds later) are thousands after a busy step."""
     async with db.session() as session:
-        unsent, deliveries = await OutboxRepository.from_session(
-            session, outbox_model
-        ).owed_for_tenant(tenant_id)
-    if not deliveries:
-        return unsent
+        repo = OutboxRepository.from_session(session, outbox_model)
+        unsent = await repo.unsent_for_tenant(tenant_id)
+        queued = await queued_deliveries(redis, prefix)
+        if not queued:
+            return unsent
+        return unsent + await repo.tenant_deliveries_among(tenant_id, queued)
+
+
+async def queued_deliveries(redis: Redis, prefix: str) -> list[str]:
+    """The deliveries of this deployment whose job waits or runs in a service's queue."""
     pipe = redis.pipeline(transaction=False)
-    for queue, delivery_id in deliveries:
-        pipe.zscore(queue_name(prefix, queue), arq_job_id(prefix, delivery_id))
-    return unsent + sum(1 for score in await pipe.execute() if score is not None)
+    for service in SERVICES:
+        pipe.zrange(queue_name(prefix, service), 0, -1)
+    mine = f"{prefix}:"
+    found: list[str] = []
+    for members in await pipe.execute():
+        for member in members:
+            job_id = member.decode() if isinstance(member, bytes) else str(member)
+            if job_id.startswith(mine):
+                found.append(job_id[len(mine) :])
+    return found
 
 
 def work_done_channel(prefix: str) -> str:

@@ -158,20 +158,30 @@ class OutboxRepository:
         )
         return {"unsent": int(unsent or 0), "in_flight": int(in_flight or 0)}
 
-    async def owed_for_tenant(self, tenant_id: str) -> tuple[int, list[tuple[str, str]]]:
-        """One tenant's messages not yet sent, and the deliveries (queue, job id) carrying
-        its sent messages that are not confirmed yet. Both sets are small and indexed."""
+    async def unsent_for_tenant(self, tenant_id: str) -> int:
+        """How many of a tenant's messages are not sent yet (a small, indexed set)."""
         m = self.model
-        of_tenant = m.payload["tenant_id"].astext == tenant_id
-        unsent = await self.session.scalar(
-            select(func.count()).where(m.sent_at.is_(None), of_tenant)
+        return int(
+            await self.session.scalar(
+                select(func.count()).where(
+                    m.sent_at.is_(None), m.payload["tenant_id"].astext == tenant_id
+                )
+            )
+            or 0
         )
-        in_flight = await self.session.execute(
-            select(m.queue, m.delivery_id)
-            .where(m.sent_at.is_not(None), m.delivered_at.is_(None), of_tenant)
-            .distinct()
+
+    async def tenant_deliveries_among(self, tenant_id: str, delivery_ids: Sequence[str]) -> int:
+        """How many of ``delivery_ids`` carry a sent, unconfirmed message of the tenant."""
+        if not delivery_ids:
+            return 0
+        m = self.model
+        stmt = select(func.count(func.distinct(m.delivery_id))).where(
+            m.sent_at.is_not(None),
+            m.delivered_at.is_(None),
+            m.delivery_id.in_(delivery_ids),
+            m.payload["tenant_id"].astext == tenant_id,
         )
-        return int(unsent or 0), [(q, d) for q, d in in_flight.all() if d]
+        return int(await self.session.scalar(stmt) or 0)
 
     async def backlog(self) -> dict[str, int]:
         """Messages owed: not yet sent, sent but not finished, and dead letters."""

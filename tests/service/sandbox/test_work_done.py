@@ -10,8 +10,10 @@ from typing import Any
 from arq.worker import Worker
 
 from referral_service.db import OutboxMessage
+from service_kit.outbox import OutboxRepository
+from service_kit.outbox.relay import relay_pass
 from service_kit.queue import arq_job_id, enqueue, queue_name
-from service_kit.sandbox import WorkDoneWaiter, announce_work_done
+from service_kit.sandbox import WorkDoneWaiter, announce_work_done, work_owed
 from service_kit.worker import build_worker, job
 from tests.service.harness import Platform
 
@@ -110,3 +112,33 @@ async def test_without_redis_the_waiter_falls_back_to_looking_every_interval(
         assert await waiter.wait() is False
     # A lost announcement is not the job's failure.
     await announce_work_done(Unreachable(), "any")  # type: ignore[arg-type]
+
+
+async def test_work_owed_counts_a_tenants_unsent_messages_and_its_queued_deliveries(
+    platform: Platform,
+) -> None:
+    db = platform.db("referral")
+    redis = platform.apps["referral"].state.arq
+    prefix = platform.settings["referral"].queue_prefix
+
+    async def owed(tenant: str) -> int:
+        return await work_owed(db, OutboxMessage, redis, prefix, tenant)
+
+    async with db.session() as session:
+        repo = OutboxRepository.from_session(session, OutboxMessage)
+        for n in range(3):
+            repo.add("reward", "test.owed", {"tenant_id": "t-mine", "n": n})
+        repo.add("activity", "test.owed", {"tenant_id": "t-other"})
+    assert await owed("t-mine") == 3  # unsent, one each
+    assert await owed("t-other") == 1
+    assert await owed("t-nobody") == 0
+    # Sent: owed while the delivery carrying them waits in its queue (one delivery).
+    assert (await relay_pass(db, OutboxMessage, redis, prefix)).sent == 4
+    assert await owed("t-mine") == 1
+    assert await owed("t-other") == 1
+    # The job ended (arq took it off its queue): nothing owed, although the sweep has not
+    # confirmed the delivery yet.
+    (member,) = await redis.zrange(queue_name(prefix, "reward"), 0, -1)
+    await redis.zrem(queue_name(prefix, "reward"), member)
+    assert await owed("t-mine") == 0
+    assert await owed("t-other") == 1
