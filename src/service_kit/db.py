@@ -4,14 +4,14 @@ error. Services and repositories never commit."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Annotated, Any, cast
 
 from fastapi import Depends, Request
-from sqlalchemy import DateTime, MetaData, Table, func
-from sqlalchemy.dialects.postgresql import UUID, insert
+from sqlalchemy import ColumnElement, DateTime, MetaData, Table, any_, bindparam, func
+from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -53,6 +53,15 @@ def insert_unless_present(model: type[Any], key: Sequence[str]) -> ReturningInse
     building an ORM insert per row cost more than running it."""
     table = cast(Table, model.__table__)
     return insert(table).on_conflict_do_nothing(index_elements=list(key)).returning(*table.columns)
+
+
+def any_of(column: Any, values: Collection[Any]) -> ColumnElement[bool]:
+    """``column = ANY(:values)``: the values bound as one array, so the statement's text is
+    the same however many there are. An ``IN`` list is a new statement per length, and each
+    is prepared again once asyncpg's per-connection cache of them is full."""
+    return cast(
+        ColumnElement[bool], column == any_(bindparam(None, list(values), ARRAY(column.type)))
+    )
 
 
 def plain_dsn(database_url: str) -> str:

@@ -19,7 +19,6 @@ import os
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import AbstractAsyncContextManager
 from typing import Any, NoReturn
 
 from arq import Retry, Worker
@@ -54,6 +53,9 @@ log = logging.getLogger(__name__)
 
 JobFn = Callable[..., Awaitable[Any]]
 MessageFn = Callable[[dict[str, Any], AsyncSession, dict[str, Any]], Awaitable[Any]]
+ChunkFn = Callable[[dict[str, Any], AsyncSession, list[dict[str, Any]]], Awaitable[Any]]
+# Applies messages in a session until a deadline; returns how many it applied.
+_ApplyFn = Callable[[dict[str, Any], AsyncSession, list[dict[str, Any]], float], Awaitable[int]]
 FinishFn = Callable[[dict[str, Any], AsyncSession], Awaitable[None]]
 PrepareFn = Callable[[dict[str, Any], AsyncSession, list[dict[str, Any]]], Awaitable[None]]
 UnpackFn = Callable[[dict[str, Any]], list[dict[str, Any]]]
@@ -201,44 +203,91 @@ def message_job(
     often as the same items sent one message each."""
 
     def wrap(fn: MessageFn) -> Function:
-        async def all_at_once(
-            ctx: dict[str, Any], items: list[dict[str, Any]], deadline: float
-        ) -> None:
-            async with ctx["db"].session() as session:
-                if pending is not None:
-                    items = await pending(ctx, session, items)
-                handled = len(items)
-                if prepare is not None:
-                    await prepare(ctx, session, items)
-                # New rows (outbox messages, transitions) wait for one flush at commit, one
-                # statement per table, instead of being flushed one by one before every
-                # query of the next message.
-                with session.no_autoflush:
-                    for index, payload in enumerate(items):
-                        if index and time.monotonic() >= deadline:
-                            handled = index
-                            break
-                        with message_context(payload):
-                            await fn(ctx, session, payload)
-                if finish is not None:
-                    await finish(ctx, session)
-            if handled < len(items):  # the handled ones are committed: the rest next try
-                stop_delivery(name, handled, len(items))
+        async def apply(
+            ctx: dict[str, Any], session: AsyncSession, items: list[dict[str, Any]], deadline: float
+        ) -> int:
+            for index, payload in enumerate(items):
+                if index and time.monotonic() >= deadline:
+                    return index
+                with message_context(payload):
+                    await fn(ctx, session, payload)
+            return len(items)
 
-        async def separately(
-            ctx: dict[str, Any],
-            items: list[dict[str, Any]],
-            unit: Callable[[], AbstractAsyncContextManager[AsyncSession]],
-        ) -> list[str]:
-            """Each message in its own ``unit`` (a savepoint): a message failing for good is
-            reported and the others go on; a transient failure stops the delivery, to be
-            retried."""
-            failures: list[str] = []
+        handle = _consumer(name, apply, prepare, finish, pending, per_transaction, unpack)
+        handle.__name__ = handle.__qualname__ = fn.__name__
+        return job(name, service)(handle)
+
+    return wrap
+
+
+def chunk_job(
+    name: str,
+    service: str,
+    prepare: PrepareFn | None = None,
+    *,
+    pending: PendingFn | None = None,
+    per_transaction: int | None = None,
+) -> Callable[[ChunkFn], Function]:
+    """Like ``message_job``, for a consumer whose ``fn(ctx, session, payloads)`` applies a
+    whole chunk of messages (``per_transaction`` of them) at once with set-based SQL: one
+    statement per step for the chunk instead of one per message. When a message fails for
+    good, each message of the chunk is applied alone, as a chunk of one in its savepoint."""
+
+    def wrap(fn: ChunkFn) -> Function:
+        async def apply(
+            ctx: dict[str, Any], session: AsyncSession, items: list[dict[str, Any]], deadline: float
+        ) -> int:
+            await fn(ctx, session, items)
+            return len(items)
+
+        handle = _consumer(name, apply, prepare, None, pending, per_transaction, None)
+        handle.__name__ = handle.__qualname__ = fn.__name__
+        return job(name, service)(handle)
+
+    return wrap
+
+
+def _consumer(
+    name: str,
+    apply: _ApplyFn,
+    prepare: PrepareFn | None,
+    finish: FinishFn | None,
+    pending: PendingFn | None,
+    per_transaction: int | None,
+    unpack: UnpackFn | None,
+) -> Callable[[dict[str, Any], Any], Awaitable[dict[str, int]]]:
+    """The job handling a delivery of outbox messages (see ``message_job``)."""
+
+    async def all_at_once(
+        ctx: dict[str, Any], items: list[dict[str, Any]], deadline: float
+    ) -> None:
+        async with ctx["db"].session() as session:
+            if pending is not None:
+                items = await pending(ctx, session, items)
+            if prepare is not None:
+                await prepare(ctx, session, items)
+            # New rows (outbox messages, transitions) wait for one flush at commit, one
+            # statement per table, instead of being flushed one by one before every query
+            # of the next message.
+            with session.no_autoflush:
+                handled = await apply(ctx, session, items, deadline)
+            if finish is not None:
+                await finish(ctx, session)
+        if handled < len(items):  # the handled ones are committed: the rest next try
+            stop_delivery(name, handled, len(items))
+
+    async def one_by_one(ctx: dict[str, Any], items: list[dict[str, Any]]) -> list[str]:
+        """Each message in its own savepoint: a message failing for good is reported and
+        the others go on; a transient failure stops the delivery, to be retried."""
+        failures: list[str] = []
+        async with ctx["db"].session() as session:
+            if prepare is not None:
+                await prepare(ctx, session, items)
             for payload in items:
                 try:
                     with message_context(payload):
-                        async with unit() as session:
-                            await fn(ctx, session, payload)
+                        async with _savepoint(session):
+                            await apply(ctx, session, [payload], math.inf)
                             if finish is not None:
                                 await finish(ctx, session)
                 except Retry:
@@ -249,50 +298,41 @@ def message_job(
                     with message_context(payload):
                         log.exception("%s: message failed: %s", name, _describe(payload))
                     failures.append(f"{_describe(payload)}: {exc!r}")
-            return failures
+        return failures
 
-        async def one_by_one(ctx: dict[str, Any], items: list[dict[str, Any]]) -> list[str]:
+    async def handle(ctx: dict[str, Any], payloads: Any) -> dict[str, int]:
+        items = as_list(payloads)
+        if unpack is not None:
+            items = [item for payload in items for item in unpack(payload)]
+        # Only a consumer that can tell the applied messages stops at the budget: the next
+        # try of any other would redo them all.
+        deadline = time.monotonic() + delivery_budget(ctx) if pending else math.inf
+        size = per_transaction or len(items) or 1
+        if pending is not None and len(items) > size:
+            # Chunks of what is left: a try after a stop at the budget must not spend a
+            # transaction per chunk already applied.
             async with ctx["db"].session() as session:
-                if prepare is not None:
-                    await prepare(ctx, session, items)
-                return await separately(ctx, items, lambda: _savepoint(session))
-
-        async def handle(ctx: dict[str, Any], payloads: Any) -> dict[str, int]:
-            items = as_list(payloads)
-            if unpack is not None:
-                items = [item for payload in items for item in unpack(payload)]
-            # Only a consumer that can tell the applied messages stops at the budget: the
-            # next try of any other would redo them all.
-            deadline = time.monotonic() + delivery_budget(ctx) if pending else math.inf
-            size = per_transaction or len(items) or 1
-            if pending is not None and len(items) > size:
-                # Chunks of what is left: a try after a stop at the budget must not spend
-                # a transaction per chunk already applied.
-                async with ctx["db"].session() as session:
-                    items = await pending(ctx, session, items)
-            failures: list[str] = []
-            for start in range(0, len(items), size):
-                chunk = items[start : start + size]
-                if start and time.monotonic() >= deadline:
-                    stop_delivery(name, start, len(items))
-                try:
-                    await all_at_once(ctx, chunk, deadline)
-                    continue
-                except Retry:
+                items = await pending(ctx, session, items)
+        failures: list[str] = []
+        for start in range(0, len(items), size):
+            chunk = items[start : start + size]
+            if start and time.monotonic() >= deadline:
+                stop_delivery(name, start, len(items))
+            try:
+                await all_at_once(ctx, chunk, deadline)
+                continue
+            except Retry:
+                raise
+            except Exception as exc:
+                if len(items) == 1 or is_transient(exc):
                     raise
-                except Exception as exc:
-                    if len(items) == 1 or is_transient(exc):
-                        raise
-                    log.info("%s: a message failed (%r); handling them one by one", name, exc)
-                failures += await one_by_one(ctx, chunk)
-            if failures:
-                raise ItemsFailed("; ".join(failures)[:2000])
-            return {"messages": len(items)}
+                log.info("%s: a message failed (%r); handling them one by one", name, exc)
+            failures += await one_by_one(ctx, chunk)
+        if failures:
+            raise ItemsFailed("; ".join(failures)[:2000])
+        return {"messages": len(items)}
 
-        handle.__name__ = handle.__qualname__ = fn.__name__
-        return job(name, service)(handle)
-
-    return wrap
+    return handle
 
 
 def delivery_budget(ctx: dict[str, Any]) -> float:

@@ -11,8 +11,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from referral_service.bindings.models import Binding, BindingHistory, NodeCompletion
+from service_kit.db import any_of, insert_unless_present
 from service_kit.errors import Conflict
 from service_kit.pagination import PageParams, paginate
+
+_INSERT_BINDING = insert_unless_present(Binding, ("tenant_id", "invitee_id", "node"))
+_INSERT_COMPLETION = insert_unless_present(NodeCompletion, ("tenant_id", "user_id", "node"))
 
 # Upper bound of any chain walk: far beyond real referral depths, and a hard stop should a
 # loop ever exist in the data.
@@ -104,13 +108,23 @@ class BindingRepository:
     ) -> dict[str, list[str]]:
         """The effective inviters above ``start_user`` at each of ``nodes``, nearest first,
         walked in one statement. A loop already in the data ends a walk where it repeats."""
+        return (await self.effective_ancestors_of(tenant_id, nodes, [start_user]))[start_user]
+
+    async def effective_ancestors_of(
+        self, tenant_id: str, nodes: Collection[str], start_users: Collection[str]
+    ) -> dict[str, dict[str, list[str]]]:
+        """``effective_ancestors_at`` of many users at once: start user → node → the
+        effective inviters above it, nearest first; every walk in one statement."""
+        starts = list(dict.fromkeys(start_users))
         rows = await self.session.execute(
             text(
                 f"""
-                WITH RECURSIVE chain(node, user_id, depth) AS (
-                    SELECT n, CAST(:start AS varchar), 0 FROM unnest(CAST(:nodes AS text[])) n
+                WITH RECURSIVE chain(start, node, user_id, depth) AS (
+                    SELECT s, n, s, 0
+                    FROM unnest(CAST(:starts AS text[])) s
+                    CROSS JOIN unnest(CAST(:nodes AS text[])) n
                     UNION ALL
-                    SELECT chain.node, step.inviter_id, chain.depth + 1
+                    SELECT chain.start, chain.node, step.inviter_id, chain.depth + 1
                     FROM chain
                     CROSS JOIN LATERAL (
                         SELECT b.inviter_id FROM bindings b
@@ -121,21 +135,26 @@ class BindingRepository:
                     ) AS step
                     WHERE chain.depth < {MAX_CHAIN_DEPTH}
                 )
-                SELECT node, user_id FROM chain WHERE depth > 0 ORDER BY node, depth
+                SELECT start, node, user_id FROM chain WHERE depth > 0
+                ORDER BY start, node, depth
                 """
             ),
-            {"tenant": tenant_id, "nodes": list(nodes), "start": start_user},
+            {"tenant": tenant_id, "nodes": list(nodes), "starts": starts},
         )
-        chains: dict[str, dict[str, None]] = {node: {} for node in nodes}
-        looped: set[str] = set()
-        for node, user_id in rows.all():
-            if node in looped:
+        chains = {start: {node: dict[str, None]() for node in nodes} for start in starts}
+        looped: set[tuple[str, str]] = set()
+        for start, node, user_id in rows.all():
+            if (start, node) in looped:
                 continue
-            if user_id in chains[node]:  # a loop already in the data ends the walk
-                looped.add(node)
+            chain = chains[start][node]
+            if user_id in chain:  # a loop already in the data ends the walk
+                looped.add((start, node))
                 continue
-            chains[node][user_id] = None
-        return {node: list(users) for node, users in chains.items()}
+            chain[user_id] = None
+        return {
+            start: {node: list(users) for node, users in by_node.items()}
+            for start, by_node in chains.items()
+        }
 
     async def effectively_reaches(
         self, tenant_id: str, node: str, start_user: str, target_user: str
@@ -172,6 +191,16 @@ class BindingRepository:
             .returning(Binding)
         )
         return (await self.session.scalars(stmt)).one_or_none()
+
+    async def insert_new(self, rows: list[dict[str, Any]]) -> dict[tuple[str, str], Binding]:
+        """Insert many bindings, each unless its (invitee, node) is bound; the inserted ones
+        by (invitee, node), as detached copies of their rows. One statement built once, its
+        rows sent as multi-row VALUES batches."""
+        if not rows:
+            return {}
+        result = await self.session.execute(_INSERT_BINDING, rows)
+        inserted = [Binding(**row._asdict()) for row in result.all()]
+        return {(b.invitee_id, b.node): b for b in inserted}
 
     async def change_inviter(
         self,
@@ -272,7 +301,7 @@ class BindingRepository:
         if not invitee_ids:
             return []
         stmt = select(Binding).where(
-            Binding.tenant_id == tenant_id, Binding.invitee_id.in_(invitee_ids)
+            Binding.tenant_id == tenant_id, any_of(Binding.invitee_id, invitee_ids)
         )
         return list((await self.session.scalars(stmt)).all())
 
@@ -307,6 +336,18 @@ class BindingRepository:
             )
         )
 
+    async def completed_at_of(
+        self, tenant_id: str, node: str, user_ids: Collection[str]
+    ) -> dict[str, datetime]:
+        """When each of ``user_ids`` that completed ``node`` completed it."""
+        if not user_ids:
+            return {}
+        nc = NodeCompletion
+        stmt = select(nc.user_id, nc.completed_at).where(
+            nc.tenant_id == tenant_id, nc.node == node, any_of(nc.user_id, user_ids)
+        )
+        return {user: at for user, at in (await self.session.execute(stmt)).all()}
+
     async def completions_of(
         self, tenant_id: str, pairs: list[tuple[str, str]]
     ) -> dict[tuple[str, str], datetime]:
@@ -332,6 +373,12 @@ class BindingRepository:
             nc.node == node, tuple_(nc.tenant_id, nc.user_id).in_(sorted(set(users)))
         )
         return {(t, u): e for t, u, e in (await self.session.execute(stmt)).all()}
+
+    async def mark_many_completed(self, rows: list[dict[str, Any]]) -> None:
+        """``mark_completed`` of many (tenant, user, node) at once: one statement built once,
+        rows sent as multi-row VALUES batches; completions already recorded are kept."""
+        if rows:
+            await self.session.execute(_INSERT_COMPLETION, rows)
 
     async def mark_completed(
         self, tenant_id: str, user_id: str, node: str, at: datetime, event_id: str | None

@@ -167,7 +167,7 @@ async def _refuse_acknowledged_completion(
         raise _frozen(node, completed_at)
 
 
-def _record_change(
+def record_change(
     session: AsyncSession,
     repo: BindingRepository,
     binding: Binding,
@@ -270,7 +270,7 @@ async def bind(
     )
     if binding is None:  # lost a race the locks did not cover (e.g. rows written by hand)
         raise Conflict(f"The invitee already has a {node.value} inviter.", code="already_bound")
-    _record_change(
+    record_change(
         session, repo, binding, action="bound", previous_inviter_id=None, actor=actor, at=at
     )
     return binding
@@ -332,7 +332,7 @@ async def set_inviter(
         action = "rebound"
     if binding is None:
         raise Conflict("The binding changed meanwhile; reload it.", code="concurrent_change")
-    _record_change(
+    record_change(
         session, repo, binding, action=action, previous_inviter_id=previous, actor=actor, at=at
     )
     return binding, action
@@ -376,7 +376,7 @@ async def unbind(
     await _refuse_acknowledged_completion(completions, tenant_id, invitee_id, node)
     if fallback is None:
         await repo.delete(current)
-    _record_change(
+    record_change(
         session,
         repo,
         current,

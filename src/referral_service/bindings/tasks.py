@@ -11,15 +11,16 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts import jobs
-from contracts.payloads import Node, NodeCompleted, UserRegistered
+from contracts.payloads import NodeCompleted, UserRegistered
 from referral_service.bindings import service
+from referral_service.bindings.registrations import Registration, apply_registrations
 from referral_service.bindings.schemas import Channel
 from referral_service.invite_codes.codes import looks_like_code, normalize_code
 from referral_service.invite_codes.models import InviteCode
 from referral_service.invite_codes.repository import InviteCodeRepository
 from referral_service.tenant_settings.service import registration_grace
 from service_kit.errors import ProblemError
-from service_kit.worker import message_job
+from service_kit.worker import chunk_job, message_job
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ async def _registration_grace(
     return graces[tenant_id]
 
 
-@message_job(
+@chunk_job(
     jobs.REFERRAL_USER_REGISTERED,
     "referral",
     prepare=_read_code_owners,
@@ -112,56 +113,50 @@ async def _registration_grace(
     per_transaction=REGISTRATIONS_PER_TRANSACTION,
 )
 async def user_registered(
-    ctx: dict[str, Any], session: AsyncSession, payload: dict[str, Any]
-) -> str:
-    """Bind the new user to the invite code's owner, then complete the registration node.
+    ctx: dict[str, Any], session: AsyncSession, payloads: list[dict[str, Any]]
+) -> list[str]:
+    """Bind each new user to their invite code's owner, then complete the registration
+    node: a chunk of registrations at once (``registrations.apply_registrations``).
 
     Re-running it is harmless: the binding exists (already_bound) and the completion is
     recorded once. A refused bind (unknown code, cycle, self) still completes the node; a
     refusal is decided before the bind writes anything, so it needs no savepoint.
     """
-    fact = UserRegistered.model_validate(payload)
-    outcome = "no_code"
-    if fact.invite_code:
-        code = _code_of(fact)
-        owner = None if code is None else await _code_owner(session, fact, code)
-        if owner is None:
-            outcome = "unknown_code"
-        else:
-            grace = await _registration_grace(ctx, session, fact.tenant_id)
-            try:
-                await service.bind(
-                    session,
-                    tenant_id=fact.tenant_id,
-                    invitee_id=fact.user_id,
-                    inviter_id=owner.user_id,
-                    node=Node.registration,
-                    channel=Channel(fact.channel or Channel.invite_code),
-                    actor="system:registration",
-                    at=fact.registered_at,
-                    registration_grace=grace,
-                    app_id=fact.app_id,
-                    activity_code=fact.activity_code,
-                )
-                outcome = "bound"
-            except ProblemError as refused:
-                if refused.code == "concurrent_change":
-                    # PostgreSQL broke a tie between two binds of one chain: try again, as
-                    # recording it would complete the node without a binding.
-                    raise Retry(defer=1) from refused
-                outcome = refused.code
-    await service.complete_node(
-        session,
-        fact.tenant_id,
-        fact.user_id,
-        Node.registration,
-        fact.registered_at,
-        fact.event_id,
-        # A bind that wrote took the invitee's registration lock, which is this one.
-        locked=outcome == "bound",
-    )
-    log.info("registration of %s: %s", fact.user_id, outcome)
-    return outcome
+    facts = [UserRegistered.model_validate(payload) for payload in payloads]
+    found: list[Registration] = []
+    for fact in facts:
+        inviter = None
+        if fact.invite_code and (code := _code_of(fact)) is not None:
+            owner = await _code_owner(session, fact, code)
+            inviter = None if owner is None else owner.user_id
+        found.append(
+            Registration(
+                tenant_id=fact.tenant_id,
+                user_id=fact.user_id,
+                registered_at=fact.registered_at,
+                event_id=fact.event_id,
+                inviter_id=inviter,
+                channel=Channel(fact.channel or Channel.invite_code),
+                app_id=fact.app_id,
+                activity_code=fact.activity_code,
+                registration_grace=await _registration_grace(ctx, session, fact.tenant_id),
+            )
+        )
+    try:
+        applied = await apply_registrations(session, found)
+    except ProblemError as refused:
+        if refused.code == "concurrent_change":
+            # PostgreSQL broke a tie between two binds of one chain: try again, as recording
+            # it would complete the node without a binding.
+            raise Retry(defer=1) from refused
+        raise
+    outcomes = []
+    for fact, outcome in zip(facts, applied, strict=True):
+        if outcome is None:
+            outcome = "unknown_code" if fact.invite_code else "no_code"
+        log.info("registration of %s: %s", fact.user_id, outcome)
+        outcomes.append(outcome)
+    return outcomes
 
 
 @message_job(jobs.REFERRAL_NODE_COMPLETED, "referral")

@@ -11,8 +11,9 @@ from sqlalchemy import text
 
 from contracts import jobs
 from contracts.payloads import Node, NodeCompleted, UserRegistered
+from referral_service.worker import create_worker
 from service_kit.queue import enqueue
-from tests.service.harness import Platform
+from tests.service.harness import Platform, worker_run_relay_off
 
 READ_ONLY = ["ActivityCenterRead"]
 
@@ -126,3 +127,54 @@ async def outbox(platform: Platform) -> list[dict[str, Any]]:
         return [
             {"job_name": r.job_name, "queue": r.queue, **r.payload} for r in rows.mappings().all()
         ]
+
+
+def registration(
+    platform: Platform, user: str, code: str | None, event_id: str, tenant: str = "tenant-a"
+) -> dict[str, Any]:
+    fact = UserRegistered(
+        tenant_id=tenant,
+        app_id="broker-app",
+        user_id=user,
+        invite_code=code,
+        registered_at=platform.clock.now(),
+        event_id=event_id,
+    )
+    return fact.model_dump(mode="json")
+
+
+async def deliver(platform: Platform, payloads: list[dict[str, Any]]) -> Any:
+    """One delivery carrying ``payloads``, run by a real referral worker (burst); returns
+    the worker, whose counters tell how many tries the delivery took."""
+    await enqueue(
+        platform.apps["referral"].state.arq,
+        platform.settings["referral"].queue_prefix,
+        "referral",
+        jobs.REFERRAL_USER_REGISTERED,
+        payloads,  # type: ignore[arg-type]  # a delivery is a list of payloads
+        f"batch:{uuid.uuid4().hex}",
+    )
+    worker = create_worker(
+        settings=platform.settings["referral"],  # type: ignore[arg-type]
+        clock=platform.clock,
+        burst=True,
+    )
+    worker_run_relay_off(worker)
+    try:
+        await worker.async_run()
+    finally:
+        await worker.close()
+    return worker
+
+
+async def rows(platform: Platform, sql: str) -> list[Any]:
+    async with platform.db("referral").engine.connect() as conn:
+        return list((await conn.execute(text(sql))).all())
+
+
+async def registration_bindings(platform: Platform) -> dict[tuple[str, str], str]:
+    found = await rows(
+        platform,
+        "SELECT tenant_id, invitee_id, inviter_id FROM bindings WHERE node = 'registration'",
+    )
+    return {(r.tenant_id, r.invitee_id): r.inviter_id for r in found}

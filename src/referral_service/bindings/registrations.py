@@ -1,0 +1,226 @@
+"""Registrations applied many at a time (SPEC §2.2): each new user's registration node
+completes, and a user who signed up with an invite code is bound to its owner.
+
+The rules are those of ``service.bind`` for a registration bind; what differs is that a
+chunk of registrations shares each step — one lock statement, one read of the invitees'
+bindings and completions, one walk of every inviter's chains, one insert per table —
+instead of paying every step once per registration. Registrations that touch each other
+(an invitee who is another one's inviter or on their chain, or the same invitee twice) are
+applied one after another by ``service.bind`` instead: the shared reads could not see the
+chunk's own new bindings.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from contracts.payloads import Node
+from referral_service.bindings import rules, service
+from referral_service.bindings.repository import BindingRepository
+from referral_service.bindings.schemas import Channel
+from service_kit.errors import Conflict, ProblemError
+
+BOUND = "bound"
+# Every node a registration binding can set: the registration node, and the others while
+# the invitee has no inviter of their own there.
+_NODES = [node.value for node in rules.NODES]
+
+
+@dataclass(frozen=True)
+class Registration:
+    """A user's sign-up as the referral graph takes it."""
+
+    tenant_id: str
+    user_id: str
+    registered_at: datetime
+    event_id: str
+    # The owner of the invite code the user signed up with; None without a usable code.
+    inviter_id: str | None = None
+    channel: Channel = Channel.invite_code
+    app_id: str | None = None
+    activity_code: str | None = None
+    registration_grace: timedelta = timedelta(0)
+
+
+async def apply_registrations(
+    session: AsyncSession, registrations: list[Registration]
+) -> list[str | None]:
+    """Complete every registration's node and bind those naming an inviter; per
+    registration, ``bound``, the code of the refusal (``self_invitation``,
+    ``binding_cycle``, ``node_completed``, ``already_bound``), or None without an inviter.
+    Raises ``concurrent_change`` when an inviter's chain kept growing meanwhile."""
+    outcomes: list[str | None] = [None] * len(registrations)
+    by_tenant: dict[str, list[int]] = {}
+    for index, registration in enumerate(registrations):
+        by_tenant.setdefault(registration.tenant_id, []).append(index)
+    repo = BindingRepository.from_session(session)
+    for tenant_id, indexes in by_tenant.items():
+        chunk = [registrations[i] for i in indexes]
+        for i, outcome in zip(indexes, await _apply(repo, session, tenant_id, chunk), strict=True):
+            outcomes[i] = outcome
+    return outcomes
+
+
+async def _apply(
+    repo: BindingRepository, session: AsyncSession, tenant_id: str, chunk: list[Registration]
+) -> list[str | None]:
+    invitees = [r.user_id for r in chunk]
+    binds = [r for r in chunk if r.inviter_id is not None]
+    inviters = {r.inviter_id for r in binds if r.inviter_id is not None}
+    # As ``service.bind`` locks one registration bind (see ``_lock_registration_bind``):
+    # every invitee exclusively (their completion too), the inviters and the graphs of the
+    # changeable nodes shared; here all in one statement, in one global order.
+    await repo.lock_modes(
+        exclusive=rules.lock_keys(tenant_id, Node.registration, invitees),
+        shared=[
+            *(rules.graph_lock_key(tenant_id, n) for n in rules.CHANGEABLE_NODES),
+            *rules.lock_keys(tenant_id, Node.registration, inviters),
+        ],
+    )
+    chains = await _locked_chains(repo, tenant_id, inviters, set(invitees))
+    on_chains = inviters.union(
+        *(users for by_node in chains.values() for users in by_node.values())
+    )
+    if len(set(invitees)) < len(invitees) or on_chains & set(invitees):
+        # A bind here could close a cycle with, or lengthen the chain of, another one.
+        return await _one_after_another(session, chunk)
+    own: dict[str, set[str]] = {}
+    for present in await repo.for_invitees(tenant_id, [r.user_id for r in binds]):
+        own.setdefault(present.invitee_id, set()).add(present.node)
+    completed = await repo.completed_at_of(
+        tenant_id, Node.registration.value, [r.user_id for r in binds]
+    )
+    outcomes: list[str | None] = []
+    rows = []
+    for registration in chunk:
+        if registration.inviter_id is None:
+            outcomes.append(None)
+            continue
+        refusal = _refusal(registration, own, completed)
+        outcomes.append(refusal or BOUND)
+        if refusal is None:
+            rows.append(_binding_row(registration))
+    inserted = await repo.insert_new(rows)
+    for registration, outcome in zip(chunk, outcomes, strict=True):
+        if outcome != BOUND:
+            continue
+        binding = inserted.get((registration.user_id, Node.registration.value))
+        if binding is None:  # rows written around the locks (by hand): as ``bind`` says
+            raise Conflict("The invitee already has a registration inviter.", code="already_bound")
+        service.record_change(
+            session,
+            repo,
+            binding,
+            action="bound",
+            previous_inviter_id=None,
+            actor="system:registration",
+            at=registration.registered_at,
+        )
+    await repo.mark_many_completed([_completion_row(r) for r in chunk])
+    return outcomes
+
+
+async def _locked_chains(
+    repo: BindingRepository, tenant_id: str, inviters: set[str], locked: set[str]
+) -> dict[str, dict[str, list[str]]]:
+    """Every inviter's effective chains at every node, with each user on them locked shared
+    and proven unchanged once locked (a chain grows only when its top user is bound, under
+    that user's exclusive lock)."""
+    locked = locked | inviters
+    for _ in range(service.MAX_LOCK_ROUNDS):
+        chains = await repo.effective_ancestors_of(tenant_id, _NODES, inviters)
+        wanted = set().union(*(users for by_node in chains.values() for users in by_node.values()))
+        if wanted <= locked:
+            return chains
+        await repo.lock(rules.lock_keys(tenant_id, Node.registration, wanted - locked), shared=True)
+        locked |= wanted
+    raise Conflict("The inviter's chain kept changing; try again.", code="concurrent_change")
+
+
+def _refusal(
+    registration: Registration, own: dict[str, set[str]], completed: dict[str, datetime]
+) -> str | None:
+    """Why ``service.bind`` would refuse this registration bind, or None. A self-invitation
+    or a cycle needs the invitee among the inviters or on a chain: such a chunk goes one
+    registration after another, so neither is possible here."""
+    invitee = registration.user_id
+    if rules.is_frozen(
+        Node.registration,
+        completed.get(invitee),
+        registration.registered_at,
+        registration.registration_grace,
+    ):
+        return "node_completed"
+    if Node.registration.value in own.get(invitee, set()):
+        return "already_bound"
+    return None
+
+
+async def _one_after_another(session: AsyncSession, chunk: list[Registration]) -> list[str | None]:
+    """Registrations that touch each other, each bound seeing the ones before it."""
+    outcomes: list[str | None] = []
+    for registration in chunk:
+        outcome: str | None = None
+        if registration.inviter_id is not None:
+            try:
+                await service.bind(
+                    session,
+                    tenant_id=registration.tenant_id,
+                    invitee_id=registration.user_id,
+                    inviter_id=registration.inviter_id,
+                    node=Node.registration,
+                    channel=registration.channel,
+                    actor="system:registration",
+                    at=registration.registered_at,
+                    registration_grace=registration.registration_grace,
+                    app_id=registration.app_id,
+                    activity_code=registration.activity_code,
+                )
+                outcome = BOUND
+            except ProblemError as refused:
+                if refused.code == "concurrent_change":
+                    raise
+                outcome = refused.code
+        await service.complete_node(
+            session,
+            registration.tenant_id,
+            registration.user_id,
+            Node.registration,
+            registration.registered_at,
+            registration.event_id,
+            locked=True,  # every invitee of the chunk is locked already
+        )
+        outcomes.append(outcome)
+    return outcomes
+
+
+def _binding_row(registration: Registration) -> dict[str, object]:
+    at = registration.registered_at
+    return {
+        "id": uuid.uuid4(),
+        "tenant_id": registration.tenant_id,
+        "invitee_id": registration.user_id,
+        "inviter_id": registration.inviter_id,
+        "node": Node.registration.value,
+        "channel": registration.channel.value,
+        "app_id": registration.app_id,
+        "operator_id": None,
+        "activity_code": registration.activity_code,
+        "bound_at": at,
+        "created_at": at,
+        "updated_at": at,
+    }
+
+
+def _completion_row(registration: Registration) -> dict[str, object]:
+    return {
+        "tenant_id": registration.tenant_id,
+        "user_id": registration.user_id,
+        "node": Node.registration.value,
+        "completed_at": registration.registered_at,
+        "event_id": registration.event_id,
+    }
