@@ -145,7 +145,9 @@ async def load_facts(
 ) -> UserFacts:
     """What is known of the user over their whole history (not just a window); the first
     login on a new device only ``with_device`` (only download tasks need it)."""
-    events = await EventRepository.from_session(session).of_user(tenant_id, user_id, FACT_TYPES)
+    events = _delivery_cache(session).get(("history", tenant_id, user_id))
+    if events is None:
+        events = await EventRepository.from_session(session).of_user(tenant_id, user_id, FACT_TYPES)
     facts = facts_of(user_id, events)
     if not with_device:
         return facts
@@ -680,7 +682,10 @@ def _delivery_cache(session: AsyncSession) -> dict[Any, Any]:
 
 
 async def prefetch_events(session: AsyncSession, keys: list[tuple[str, str]]) -> None:
-    """Read the events of a delivery in one query per tenant."""
+    """Read what a delivery's events need, one query per tenant and kind instead of one per
+    event: the events, the histories of the users whose events some running campaign may
+    use (``load_facts``), and whether each deposit is its user's first (the deposit node).
+    Nothing a delivery's evaluation writes changes them: it writes no events."""
     cache = _delivery_cache(session)
     by_tenant: dict[str, list[str]] = {}
     for tenant_id, event_id in keys:
@@ -690,6 +695,16 @@ async def prefetch_events(session: AsyncSession, keys: list[tuple[str, str]]) ->
         found = await repo.get_many(tenant_id, event_ids)
         for event_id in event_ids:
             cache[("event", tenant_id, event_id)] = found.get(event_id)
+        events = list(found.values())
+        deposits = [e for e in events if e.type in DEPOSIT_NODE_TYPES]
+        earlier = await repo.with_earlier(tenant_id, deposits, DEPOSIT_NODE_TYPES)
+        for event in deposits:
+            cache[("earlier_deposit", tenant_id, event.event_id)] = event.event_id in earlier
+        catalog = await _catalog(session, tenant_id)
+        users = sorted({e.user_id for e in events if _activities_at(catalog, e)})
+        histories = await repo.of_users(tenant_id, users, FACT_TYPES)
+        for user_id in users:
+            cache[("history", tenant_id, user_id)] = histories.get(user_id, [])
 
 
 async def _event(session: AsyncSession, tenant_id: str, event_id: str) -> Event | None:
@@ -698,6 +713,21 @@ async def _event(session: AsyncSession, tenant_id: str, event_id: str) -> Event 
     if key not in cache:
         cache[key] = await EventRepository.from_session(session).get(tenant_id, event_id)
     return cache[key]  # type: ignore[no-any-return]
+
+
+async def _has_earlier_deposit(session: AsyncSession, event: Event) -> bool:
+    known = _delivery_cache(session).get(("earlier_deposit", event.tenant_id, event.event_id))
+    if known is not None:
+        return bool(known)
+    return await EventRepository.from_session(session).has_earlier(event, DEPOSIT_NODE_TYPES)
+
+
+def _activities_at(catalog: Catalog, event: Event) -> list[Activity]:
+    """The running campaigns an event may count for. A task completes at or after its event,
+    except download (a login before registering counts when the user registers): windows
+    that ended well before cannot be earned."""
+    since = event.occurred_at - LOOKBACK
+    return [a for a in catalog.triggered_by(event.type) if a.ends_at is None or a.ends_at > since]
 
 
 async def _catalog(session: AsyncSession, tenant_id: str) -> Catalog:
@@ -761,21 +791,13 @@ async def evaluate_event(
             owner.occurred_at,
             owner.event_id,
         )
-    if event.type in DEPOSIT_NODE_TYPES and not await EventRepository.from_session(
-        session
-    ).has_earlier(event, DEPOSIT_NODE_TYPES):
+    if event.type in DEPOSIT_NODE_TYPES and not await _has_earlier_deposit(session, event):
         # The deposit node completes with the user's first deposit or stock transfer in.
         queue, job, payload, job_id = _deposit_node_message(event)
         OutboxRepository.from_session(session, OutboxMessage).add(
             queue, job, payload, job_id=job_id
         )
-    # A task completes at or after its event, except download (a login before registering
-    # counts when the user registers): windows that ended well before cannot be earned.
-    since = event.occurred_at - LOOKBACK
-    catalog = await _catalog(session, tenant_id)
-    activities = [
-        a for a in catalog.triggered_by(event.type) if a.ends_at is None or a.ends_at > since
-    ]
+    activities = _activities_at(await _catalog(session, tenant_id), event)
     if not activities:
         return []
     facts = await load_facts(

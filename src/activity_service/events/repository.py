@@ -209,6 +209,37 @@ class EventRepository:
         )
         return (await self.session.scalar(stmt.limit(1))) is not None
 
+    async def with_earlier(
+        self, tenant_id: str, events: Sequence[Event], types: Sequence[str]
+    ) -> set[str]:
+        """The ids of ``events`` (one tenant's) whose user has an event of these types
+        before it: ``has_earlier`` of many events in one statement."""
+        if not events:
+            return set()
+        found = await self.session.scalars(
+            text(
+                """
+                SELECT t.event_id
+                FROM unnest(CAST(:users AS text[]), CAST(:ats AS timestamptz[]),
+                            CAST(:ids AS text[])) AS t(user_id, occurred_at, event_id)
+                WHERE EXISTS (
+                    SELECT 1 FROM events e
+                    WHERE e.tenant_id = :tenant AND e.user_id = t.user_id
+                      AND e.type = ANY(CAST(:types AS text[]))
+                      AND (e.occurred_at, e.event_id) < (t.occurred_at, t.event_id)
+                )
+                """
+            ),
+            {
+                "tenant": tenant_id,
+                "users": [e.user_id for e in events],
+                "ats": [e.occurred_at for e in events],
+                "ids": [e.event_id for e in events],
+                "types": list(types),
+            },
+        )
+        return set(found.all())
+
     async def of_user(
         self,
         tenant_id: str,
