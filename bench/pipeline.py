@@ -4,7 +4,9 @@ Starts the whole system as ``activity-platform dev`` does (three APIs, three wor
 reference cash system) on scratch databases of the local PostgreSQL and a unique queue
 prefix on the local Redis; creates a coupon prize and a published basic activity
 "register → coupon" (automatic issuance) through the HTTP APIs; gives inviters their invite
-codes (``GET /v1/me/invite-code`` as each inviter). Then, for each rate, drives
+codes (``GET /v1/me/invite-code`` as each inviter); after a warm-up, ANALYZEs the scratch
+databases (as autovacuum does within a minute of a deployment's start: without statistics
+the planner may probe the wrong index; see ``support.analyze``). Then, for each rate, drives
 ``user.registered`` events (each with an inviter's code) OPEN-LOOP at that rate for
 ``--seconds``, plus a background of ``cash.deposited`` events that no activity uses
 (``--deposit-share`` extra), and reports per rate:
@@ -521,6 +523,7 @@ def orchestrate(args: argparse.Namespace) -> None:
         )
         print(f"activity published; {len(codes)} inviters with invite codes", flush=True)
         warm_up(stack, args, codes, backend)
+        support.analyze(list(stack.urls.values()))
         bare_url = f"http://127.0.0.1:{stack.bare_port}/events"
         events_url = f"{stack.url('activity')}/v1/events"
         # The baseline first, on an idle stack: what this generator (and wrk) can drive.

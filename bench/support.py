@@ -126,6 +126,23 @@ async def _create(url: str, statements: Sequence[str]) -> None:
         await conn.close()
 
 
+def analyze(urls: Sequence[str]) -> None:
+    """ANALYZE every table of these databases. A scratch database's tables have no
+    statistics until autovacuum's first pass (up to a minute after they fill): until then the
+    planner guesses each table holds a few rows and may probe the wrong index. A deployment
+    that has run for a minute has them; a benchmark of its steady state needs them too."""
+
+    async def run() -> None:
+        for url in urls:
+            conn = await connect(plain_dsn(url))
+            try:
+                await conn.execute("ANALYZE")
+            finally:
+                await conn.close()
+
+    asyncio.run(run())
+
+
 def prepare_bare(url: str) -> None:
     """Creates the database if missing, and the baseline's ``bare_events`` table in it."""
     asyncio.run(_create(url, [BARE_TABLE_SQL]))
