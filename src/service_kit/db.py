@@ -10,7 +10,17 @@ from datetime import datetime
 from typing import Annotated, Any, cast
 
 from fastapi import Depends, Request
-from sqlalchemy import ColumnElement, DateTime, MetaData, Table, any_, bindparam, func
+from sqlalchemy import (
+    ColumnElement,
+    DateTime,
+    MetaData,
+    Table,
+    any_,
+    bindparam,
+    func,
+    select,
+    tuple_,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -31,6 +41,10 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
+
+# Prepared statements asyncpg keeps per connection (its default, 100, is less than a worker's
+# distinct statements: the least recently used were evicted and prepared again).
+STATEMENT_CACHE_SIZE = 500
 
 # Set in a session's ``info`` by whatever writes outbox messages in it.
 OUTBOX_WRITTEN = "outbox_written"
@@ -64,6 +78,13 @@ def any_of(column: Any, values: Collection[Any]) -> ColumnElement[bool]:
     )
 
 
+def pairs_in(first: Any, second: Any, pairs: Collection[tuple[Any, Any]]) -> ColumnElement[bool]:
+    """``(first, second) IN`` the pairs, bound as two arrays (see ``any_of``)."""
+    firsts = bindparam(None, [a for a, _ in pairs], ARRAY(first.type))
+    seconds = bindparam(None, [b for _, b in pairs], ARRAY(second.type))
+    return tuple_(first, second).in_(select(func.unnest(firsts), func.unnest(seconds)))
+
+
 def plain_dsn(database_url: str) -> str:
     """The URL as asyncpg itself takes it (``postgresql://``), for connections made outside
     SQLAlchemy's pool."""
@@ -83,7 +104,9 @@ class Database:
         self.url = url
         # asyncpg's own connect timeout is 60 s: too long to keep a request waiting when the
         # server does not answer; the caller gets a 503 after ``connect_timeout`` instead.
-        connect_args = {} if connect_timeout is None else {"timeout": connect_timeout}
+        connect_args: dict[str, Any] = {"prepared_statement_cache_size": STATEMENT_CACHE_SIZE}
+        if connect_timeout is not None:
+            connect_args["timeout"] = connect_timeout
         self.engine: AsyncEngine = create_async_engine(
             url,
             pool_size=pool_size,

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from activity_service.events.models import Event
 from service_kit.correlation import stamp
-from service_kit.db import OUTBOX_WRITTEN
+from service_kit.db import OUTBOX_WRITTEN, any_of
 
 FollowUp = tuple[str, str, dict[str, Any], str]
 """(queue, job name, payload, job id) of an outbox message."""
@@ -179,7 +179,7 @@ class EventRepository:
         if not event_ids:
             return {}
         rows = await self.session.scalars(
-            select(Event).where(Event.tenant_id == tenant_id, Event.event_id.in_(event_ids))
+            select(Event).where(Event.tenant_id == tenant_id, any_of(Event.event_id, event_ids))
         )
         return {e.event_id: e for e in rows}
 

@@ -4,14 +4,14 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select, text, tuple_, update
+from sqlalchemy import and_, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from referral_service.bindings.models import Binding, BindingHistory, NodeCompletion
-from service_kit.db import any_of, insert_unless_present
+from service_kit.db import any_of, insert_unless_present, pairs_in
 from service_kit.errors import Conflict
 from service_kit.pagination import PageParams, paginate
 
@@ -370,7 +370,7 @@ class BindingRepository:
             return {}
         nc = NodeCompletion
         stmt = select(nc.tenant_id, nc.user_id, nc.event_id).where(
-            nc.node == node, tuple_(nc.tenant_id, nc.user_id).in_(sorted(set(users)))
+            nc.node == node, pairs_in(nc.tenant_id, nc.user_id, sorted(set(users)))
         )
         return {(t, u): e for t, u, e in (await self.session.execute(stmt)).all()}
 

@@ -7,6 +7,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from referral_service.invite_codes.models import InviteCode
+from service_kit.db import any_of
 
 
 class InviteCodeRepository:
@@ -39,7 +40,7 @@ class InviteCodeRepository:
         if not codes:
             return []
         stmt = select(InviteCode).where(
-            InviteCode.tenant_id == tenant_id, InviteCode.code.in_(sorted(codes))
+            InviteCode.tenant_id == tenant_id, any_of(InviteCode.code, sorted(codes))
         )
         return list((await self.session.scalars(stmt)).all())
 

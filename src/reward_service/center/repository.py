@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from reward_service.center.models import IssuanceBatch, ManualIssuance
 from reward_service.prizes.models import Prize
 from reward_service.records.models import RewardRecord
+from service_kit.db import any_of
 from service_kit.pagination import PageParams, paginate
 
 
@@ -139,7 +140,7 @@ class CenterRepository:
             return {}
         rows = await self.session.scalars(
             select(RewardRecord).where(
-                RewardRecord.tenant_id == tenant_id, RewardRecord.grant_key.in_(list(keys))
+                RewardRecord.tenant_id == tenant_id, any_of(RewardRecord.grant_key, keys)
             )
         )
         return {r.grant_key: r for r in rows}
@@ -150,6 +151,6 @@ class CenterRepository:
         if not ids:
             return {}
         rows = await self.session.scalars(
-            select(Prize).where(Prize.tenant_id == tenant_id, Prize.id.in_(list(ids)))
+            select(Prize).where(Prize.tenant_id == tenant_id, any_of(Prize.id, ids))
         )
         return {p.id: p for p in rows}

@@ -9,6 +9,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from reward_service.profiles.models import UserProfile
+from service_kit.db import any_of
 
 
 def _newer(new_at: Any, stored_at: Any) -> ColumnElement[bool]:
@@ -53,7 +54,7 @@ class ProfileRepository:
             return {}
         rows = await self.session.scalars(
             select(UserProfile).where(
-                UserProfile.tenant_id == tenant_id, UserProfile.user_id.in_(set(user_ids))
+                UserProfile.tenant_id == tenant_id, any_of(UserProfile.user_id, set(user_ids))
             )
         )
         return {p.user_id: p for p in rows}

@@ -16,7 +16,6 @@ from sqlalchemy import (
     or_,
     select,
     true,
-    tuple_,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from reward_service.payouts.models import CashPayout
 from reward_service.prizes.models import Prize
 from reward_service.records.models import RecordTransition, RewardRecord, record_number_seq
-from service_kit.db import insert_unless_present
+from service_kit.db import any_of, insert_unless_present, pairs_in
 from service_kit.pagination import PageParams, paginate
 
 _INSERT_RECORD = insert_unless_present(RewardRecord, ("tenant_id", "grant_key"))
@@ -55,7 +54,7 @@ class RecordRepository:
             return set()
         r = RewardRecord
         stmt = select(r.tenant_id, r.grant_key).where(
-            tuple_(r.tenant_id, r.grant_key).in_(sorted(set(keys)))
+            pairs_in(r.tenant_id, r.grant_key, sorted(set(keys)))
         )
         return {(t, k) for t, k in (await self.session.execute(stmt)).all()}
 
@@ -95,7 +94,7 @@ class RecordRepository:
             return {}
         rows = await self.session.scalars(
             select(RewardRecord).where(
-                RewardRecord.tenant_id == tenant_id, RewardRecord.id.in_(set(record_ids))
+                RewardRecord.tenant_id == tenant_id, any_of(RewardRecord.id, set(record_ids))
             )
         )
         return {r.id: r for r in rows}
@@ -167,7 +166,7 @@ class RecordRepository:
         }
         stmt = (
             update(r)
-            .where(r.id.in_(record_ids), r.status == "locked")
+            .where(any_of(r.id, record_ids), r.status == "locked")
             .values(**values, **each, version=r.version + moves, updated_at=at)
             .returning(r)
             .execution_options(synchronize_session=False, populate_existing=True)
@@ -184,7 +183,7 @@ class RecordRepository:
         r = RewardRecord
         stmt = (
             update(r)
-            .where(r.id.in_(verdicts), r.status == "issued", r.lock_result.is_(None))
+            .where(any_of(r.id, verdicts), r.status == "issued", r.lock_result.is_(None))
             .values(
                 lock_result=case({k: v[0] for k, v in verdicts.items()}, value=r.id),
                 lock_detail=case({k: v[1] for k, v in verdicts.items()}, value=r.id),
@@ -210,7 +209,7 @@ class RecordRepository:
         """``touch`` of many records in one statement."""
         await self.session.execute(
             update(RewardRecord)
-            .where(RewardRecord.id.in_(record_ids))
+            .where(any_of(RewardRecord.id, record_ids))
             .values(**values)
             .execution_options(synchronize_session=False)
         )

@@ -10,6 +10,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from reward_service.shipments.models import Shipment
+from service_kit.db import any_of
 from service_kit.pagination import PageParams, paginate
 
 
@@ -38,7 +39,7 @@ class ShipmentRepository:
         if not record_ids:
             return {}
         rows = await self.session.scalars(
-            select(Shipment).where(Shipment.record_id.in_(record_ids))
+            select(Shipment).where(any_of(Shipment.record_id, record_ids))
         )
         return {s.record_id: s for s in rows}
 

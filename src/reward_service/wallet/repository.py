@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from reward_service.profiles.repository import users_with_phone
 from reward_service.wallet.models import WalletCoupon
+from service_kit.db import any_of
 from service_kit.pagination import PageParams, paginate
 
 
@@ -37,7 +38,7 @@ class WalletRepository:
         if not record_ids:
             return {}
         rows = await self.session.scalars(
-            select(WalletCoupon).where(WalletCoupon.record_id.in_(record_ids))
+            select(WalletCoupon).where(any_of(WalletCoupon.record_id, record_ids))
         )
         return {c.record_id: c for c in rows}
 

@@ -10,7 +10,7 @@ from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service_kit.correlation import stamp
-from service_kit.db import OUTBOX_WRITTEN
+from service_kit.db import OUTBOX_WRITTEN, any_of
 from service_kit.outbox.models import OutboxMessageMixin
 from service_kit.queue import Delivery
 
@@ -62,14 +62,20 @@ class OutboxRepository:
         return list((await self.session.execute(stmt)).all())
 
     async def mark_sent(self, deliveries: Sequence[Delivery]) -> None:
-        m = self.model
-        for delivery in deliveries:
-            await self.session.execute(
-                update(m)
-                .where(m.id.in_(delivery.message_ids))
-                .values(sent_at=func.now(), attempts=m.attempts + 1, delivery_id=delivery.job_id)
-                .execution_options(synchronize_session=False)
-            )
+        """Every message of ``deliveries`` sent, in one statement whatever their number (one
+        per delivery, each an IN list of its own length, was a statement to prepare each)."""
+        pairs = [(mid, d.job_id) for d in deliveries for mid in d.message_ids]
+        if not pairs:
+            return
+        await self.session.execute(
+            text(
+                f"UPDATE {self.model.__tablename__} AS m"
+                " SET sent_at = now(), attempts = m.attempts + 1, delivery_id = d.delivery_id"
+                " FROM unnest(CAST(:ids AS uuid[]), CAST(:deliveries AS varchar[]))"
+                " AS d(id, delivery_id) WHERE m.id = d.id"
+            ),
+            {"ids": [mid for mid, _ in pairs], "deliveries": [job for _, job in pairs]},
+        )
 
     async def in_flight_deliveries(self, older_than_seconds: float, limit: int) -> list[Any]:
         """Deliveries sent at least ``older_than_seconds`` ago and not confirmed, oldest
@@ -120,7 +126,7 @@ class OutboxRepository:
         if not delivery_ids:
             return 0
         m = self.model
-        stmt = update(m).where(m.delivery_id.in_(delivery_ids), m.delivered_at.is_(None))
+        stmt = update(m).where(any_of(m.delivery_id, delivery_ids), m.delivered_at.is_(None))
         if below_attempts:
             stmt = stmt.where(m.attempts < below_attempts)
         if from_attempts:
