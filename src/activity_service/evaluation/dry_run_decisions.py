@@ -170,8 +170,15 @@ async def load_facts(
         if downloads
         else {}
     )
-    events = {user: list(rows) for user, rows in groupby(records, key=itemgetter(0))}
-    return {user: facts_of_records(user, events.get(user, ()), logins.get(user)) for user in users}
+    # Each user's records are consecutive: built as they come, no list per user.
+    facts = {
+        user: facts_of_records(user, rows, logins.get(user))
+        for user, rows in groupby(records, key=itemgetter(0))
+    }
+    for user in users:
+        if user not in facts:  # no event of these types
+            facts[user] = facts_of_records(user, (), logins.get(user))
+    return facts
 
 
 def facts_of_records(
@@ -181,10 +188,12 @@ def facts_of_records(
     first: the same facts, without an event object per record (a dry-run reads hundreds of
     thousands)."""
     facts = UserFacts(user_id=user_id, new_device_login_at=new_device_login_at)
-    flows = facts.flows
+    add_flow = facts.flows.append
+    flow_kinds = EVENT_FLOWS.get
     for _, kind, event_id, app_id, at, amount, currency, enterprise_id, enterprise in records:
-        if kind in EVENT_FLOWS:
-            flows.append(Flow(at, event_id, EVENT_FLOWS[kind], Decimal(amount), currency))
+        flow_kind = flow_kinds(kind)
+        if flow_kind is not None:
+            add_flow(Flow(at, event_id, flow_kind, Decimal(amount), currency))
         elif kind == "user.registered":
             if facts.registered_at is None:
                 facts.registered_at = at
