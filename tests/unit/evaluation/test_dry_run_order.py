@@ -1,5 +1,6 @@
 """The dry-run's orders (achievement order for the limits, listing order for the answer),
-made by one stable sort per key, are the orders of one sort by the tuple of the keys."""
+made by one stable sort per key or by user then each user's run, are the orders of one sort
+by the tuple of the keys."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from datetime import datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from activity_service.evaluation.dry_run import _ACHIEVED, _LISTED
+from activity_service.evaluation.dry_run import _ACHIEVED, _USER, _listed, sorted_in_runs
 from activity_service.evaluation.dry_run_decisions import Candidate, sorted_by
 
 START = datetime.fromisoformat("2026-12-01T00:00:00+08:00")
@@ -39,4 +40,4 @@ def test_one_sort_per_key_is_one_sort_by_their_tuple(drawn: list[Candidate]) -> 
         drawn,
         key=lambda c: (c.user_id, c.achieved_at, c.order, c.rule_id, c.counterpart_id or ""),
     )
-    assert sorted_by(list(drawn), *_LISTED) == listed
+    assert sorted_in_runs(list(drawn), _USER, _listed) == listed
