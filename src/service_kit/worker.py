@@ -214,8 +214,7 @@ def message_job(
             return len(items)
 
         handle = _consumer(name, apply, prepare, finish, pending, per_transaction, unpack)
-        handle.__name__ = handle.__qualname__ = fn.__name__
-        return job(name, service)(handle)
+        return _registered(name, service, fn.__name__, handle)
 
     return wrap
 
@@ -241,10 +240,15 @@ def chunk_job(
             return len(items)
 
         handle = _consumer(name, apply, prepare, None, pending, per_transaction, None)
-        handle.__name__ = handle.__qualname__ = fn.__name__
-        return job(name, service)(handle)
+        return _registered(name, service, fn.__name__, handle)
 
     return wrap
+
+
+def _registered(name: str, service: str, fn_name: str, handle: JobFn) -> Function:
+    """The arq function of a consumer, named after the function it wraps."""
+    handle.__name__ = handle.__qualname__ = fn_name
+    return job(name, service)(handle)
 
 
 def _consumer(

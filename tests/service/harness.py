@@ -8,6 +8,7 @@ import importlib
 import inspect
 import json
 import re
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +23,7 @@ from service_kit.config import ServiceSettings
 from service_kit.db import Database
 from service_kit.errors import PROBLEM_JSON, declared_problem_codes
 from service_kit.outbox import relay_once
-from service_kit.queue import create_arq_pool, queue_name
+from service_kit.queue import create_arq_pool, enqueue, queue_name
 from service_kit.sandbox import TenantClocks
 
 BASE_URLS = {name: f"http://{name}.test" for name in SERVICES}
@@ -115,25 +116,42 @@ class Platform:
     async def run_queued_jobs(self) -> int:
         """Run every queued job of every service with its real arq worker (burst mode)."""
         ran = 0
-        for name, spec in SERVICES.items():
+        for name in SERVICES:
             redis = self.apps[name].state.arq
             queued = await redis.zcard(queue_name(self.settings[name].queue_prefix, name))
-            if not queued:
-                continue
-            extra: dict[str, Any] = {}
-            factory = importlib.import_module(f"{spec.module}.worker").create_worker
-            if "http_mounts" in inspect.signature(factory).parameters:
-                extra["http_mounts"] = self.mounts
-            worker = spec.create_worker(
-                settings=self.settings[name], clock=self.clock, burst=True, **extra
-            )
-            worker_run_relay_off(worker)
-            try:
-                await worker.async_run()
+            if queued:
+                worker = await self._run_worker(name)
                 ran += worker.jobs_complete + worker.jobs_failed
-            finally:
-                await worker.close()
         return ran
+
+    async def deliver(self, service: str, job_name: str, payloads: list[dict[str, Any]]) -> Any:
+        """One delivery carrying ``payloads``, run by the service's real worker (burst);
+        returns the worker, whose counters tell how many tries the delivery took."""
+        await enqueue(
+            self.apps[service].state.arq,
+            self.settings[service].queue_prefix,
+            service,
+            job_name,
+            payloads,  # type: ignore[arg-type]  # a delivery is a list of payloads
+            f"batch:{uuid.uuid4().hex}",
+        )
+        return await self._run_worker(service)
+
+    async def _run_worker(self, name: str) -> Any:
+        spec = SERVICES[name]
+        extra: dict[str, Any] = {}
+        factory = importlib.import_module(f"{spec.module}.worker").create_worker
+        if "http_mounts" in inspect.signature(factory).parameters:
+            extra["http_mounts"] = self.mounts
+        worker = spec.create_worker(
+            settings=self.settings[name], clock=self.clock, burst=True, **extra
+        )
+        worker_run_relay_off(worker)
+        try:
+            await worker.async_run()
+        finally:
+            await worker.close()
+        return worker
 
     async def drain(self, max_rounds: int = 20) -> None:
         """Relay and run jobs until the whole platform is quiet."""

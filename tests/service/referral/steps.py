@@ -11,9 +11,8 @@ from sqlalchemy import text
 
 from contracts import jobs
 from contracts.payloads import Node, NodeCompleted, UserRegistered
-from referral_service.worker import create_worker
 from service_kit.queue import enqueue
-from tests.service.harness import Platform, worker_run_relay_off
+from tests.service.harness import Platform
 
 READ_ONLY = ["ActivityCenterRead"]
 
@@ -144,27 +143,8 @@ def registration(
 
 
 async def deliver(platform: Platform, payloads: list[dict[str, Any]]) -> Any:
-    """One delivery carrying ``payloads``, run by a real referral worker (burst); returns
-    the worker, whose counters tell how many tries the delivery took."""
-    await enqueue(
-        platform.apps["referral"].state.arq,
-        platform.settings["referral"].queue_prefix,
-        "referral",
-        jobs.REFERRAL_USER_REGISTERED,
-        payloads,  # type: ignore[arg-type]  # a delivery is a list of payloads
-        f"batch:{uuid.uuid4().hex}",
-    )
-    worker = create_worker(
-        settings=platform.settings["referral"],  # type: ignore[arg-type]
-        clock=platform.clock,
-        burst=True,
-    )
-    worker_run_relay_off(worker)
-    try:
-        await worker.async_run()
-    finally:
-        await worker.close()
-    return worker
+    """One delivery of registrations, run by a real referral worker (burst)."""
+    return await platform.deliver("referral", jobs.REFERRAL_USER_REGISTERED, payloads)
 
 
 async def rows(platform: Platform, sql: str) -> list[Any]:

@@ -5,7 +5,6 @@ again skips the grants that have their record in one query."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from typing import Any
 
 import pytest
@@ -15,10 +14,8 @@ from contracts import jobs
 from contracts.payloads import GRANT_BUNDLE_COLUMNS
 from reward_service.records import tasks
 from reward_service.records.models import RewardRecord
-from reward_service.worker import create_worker
 from service_kit import worker as service_worker
-from service_kit.queue import enqueue
-from tests.service.harness import Platform, worker_run_relay_off
+from tests.service.harness import Platform
 from tests.service.reward.helpers import coupon_prize, grant, issuing_record
 
 
@@ -26,26 +23,7 @@ async def _deliver(
     platform: Platform, payloads: list[dict[str, Any]], job: str = jobs.REWARD_CREATE_FROM_GRANT
 ) -> Any:
     """One delivery carrying ``payloads``, run by a real reward worker (burst)."""
-    await enqueue(
-        platform.apps["reward"].state.arq,
-        platform.settings["reward"].queue_prefix,
-        "reward",
-        job,
-        payloads,  # type: ignore[arg-type]  # a delivery is a list of payloads
-        f"batch:{uuid.uuid4().hex}",
-    )
-    worker = create_worker(
-        platform.settings["reward"],  # type: ignore[arg-type]
-        clock=platform.clock,
-        burst=True,
-        http_mounts=platform.mounts,
-    )
-    worker_run_relay_off(worker)
-    try:
-        await worker.async_run()
-    finally:
-        await worker.close()
-    return worker
+    return await platform.deliver("reward", job, payloads)
 
 
 async def _records(platform: Platform) -> list[tuple[str, str]]:
