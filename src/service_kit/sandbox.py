@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from datetime import datetime
 from types import TracebackType
@@ -221,10 +222,14 @@ class WorkDoneWaiter:
     since the last wait, or after ``fallback`` seconds (a worker that does not announce, a
     subscription lost): the caller then looks again."""
 
-    def __init__(self, redis: Redis, prefix: str, fallback: float) -> None:
+    def __init__(self, redis: Redis, prefix: str, fallback: float, spacing: float = 0.0) -> None:
         self.redis = redis
         self.channel = work_done_channel(prefix)
         self.fallback = fallback
+        # The least time between two returns: busy workers end jobs many times a second,
+        # and a look costs a query here and a call to each other service.
+        self.spacing = spacing
+        self.returned = -math.inf
         self.pubsub: PubSub | None = None
 
     async def __aenter__(self) -> WorkDoneWaiter:
@@ -257,7 +262,16 @@ class WorkDoneWaiter:
 
     async def wait(self) -> bool:
         """True when woken by an announcement (every one pending is taken at once: one look
-        answers them all), False after the fallback interval."""
+        answers them all), False after the fallback interval; never sooner than ``spacing``
+        after the previous return (what is announced meanwhile is taken too)."""
+        woken = await self._heard()
+        if (early := self.returned + self.spacing - time.monotonic()) > 0:
+            await asyncio.sleep(early)
+            woken = await self._drained() or woken
+        self.returned = time.monotonic()
+        return woken
+
+    async def _heard(self) -> bool:
         if self.pubsub is None:
             await asyncio.sleep(self.fallback)
             return False
@@ -267,11 +281,26 @@ class WorkDoneWaiter:
             while not woken and (left := deadline - time.monotonic()) > 0:
                 message = await self.pubsub.get_message(timeout=left)
                 woken = message is not None and message["type"] == "message"
-            while woken and await self.pubsub.get_message(timeout=0) is not None:
-                pass
         except Exception as exc:
-            log.warning("work-done channel lost, polling instead: %r", exc)
+            await self._lost(exc)
+        return await self._drained() or woken
+
+    async def _drained(self) -> bool:
+        """Take every announcement pending; True if there was one."""
+        heard = False
+        try:
+            while self.pubsub is not None:
+                message = await self.pubsub.get_message(timeout=0)
+                if message is None:
+                    break
+                heard = heard or message["type"] == "message"
+        except Exception as exc:
+            await self._lost(exc)
+        return heard
+
+    async def _lost(self, exc: BaseException) -> None:
+        log.warning("work-done channel lost, polling instead: %r", exc)
+        pubsub, self.pubsub = self.pubsub, None
+        if pubsub is not None:
             with contextlib.suppress(Exception):
-                await self.pubsub.aclose()
-            self.pubsub = None
-        return woken
+                await pubsub.aclose()

@@ -59,10 +59,12 @@ log = logging.getLogger(__name__)
 MAX_ADVANCE = timedelta(days=400)
 # How long an advance's hold on the clock outlives its request if that request dies.
 LEASE_MARGIN = timedelta(seconds=60)
-# Waiting for queued work: how many calm looks in a row mean done, and how long to wait for
-# a job's end before looking anyway (workers announce each one; a missed one costs this).
+# Waiting for queued work: how many calm looks in a row mean done, how long to wait for a
+# job's end before looking anyway (workers announce each one; a missed one costs this), and
+# the least time between two looks (never more often than polling every 50 ms did).
 CALM_LOOKS = 2
 FALLBACK_LOOK_SECONDS = 0.5
+LOOK_SPACING_SECONDS = 0.05
 # Calls to the other services' sandbox endpoint (settling a step's lock-ups may take long).
 SYNC_TIMEOUT_SECONDS = 60.0
 # The services keeping a copy of the clock.
@@ -154,7 +156,12 @@ async def advance(
         )
     deadline = time.monotonic() + wait_seconds
     finished = False
-    waiter = WorkDoneWaiter(sandbox.redis, sandbox.settings.queue_prefix, FALLBACK_LOOK_SECONDS)
+    waiter = WorkDoneWaiter(
+        sandbox.redis,
+        sandbox.settings.queue_prefix,
+        FALLBACK_LOOK_SECONDS,
+        spacing=LOOK_SPACING_SECONDS,
+    )
     try:
         async with waiter:
             finished = await _walk(sandbox, tenant, claimed.now, to, deadline, lease, waiter)

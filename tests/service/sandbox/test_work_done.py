@@ -97,6 +97,22 @@ async def test_another_deployments_announcements_do_not_wake_a_waiter(
         assert await waiter.wait() is True
 
 
+async def test_announcements_within_the_spacing_are_answered_by_one_look(
+    platform: Platform,
+) -> None:
+    redis = platform.apps["referral"].state.arq
+    prefix = _prefix(platform)
+    async with WorkDoneWaiter(redis, prefix, fallback=0.3, spacing=0.5) as waiter:
+        await announce_work_done(redis, prefix)
+        assert await waiter.wait() is True
+        # A burst of job ends right after a look: the next wait takes them all at once…
+        for _ in range(5):
+            await announce_work_done(redis, prefix)
+        assert await waiter.wait() is True
+        # …and none is left to wake another look.
+        assert await waiter.wait() is False
+
+
 async def test_without_redis_the_waiter_falls_back_to_looking_every_interval(
     platform: Platform,
 ) -> None:
