@@ -128,9 +128,10 @@ async def _create(url: str, statements: Sequence[str]) -> None:
 
 def analyze(urls: Sequence[str]) -> None:
     """ANALYZE every table of these databases. A scratch database's tables have no
-    statistics until autovacuum's first pass (up to a minute after they fill): until then the
-    planner guesses each table holds a few rows and may probe the wrong index. A deployment
-    that has run for a minute has them; a benchmark of its steady state needs them too."""
+    statistics until autovacuum's first pass (up to a minute after they fill; never on a
+    server with autovacuum off): until then the planner guesses each table holds a few rows
+    and may probe the wrong index. A deployment that has run for a minute has them; a
+    benchmark of its steady state needs them too."""
 
     async def run() -> None:
         for url in urls:

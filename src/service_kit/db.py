@@ -18,8 +18,6 @@ from sqlalchemy import (
     any_,
     bindparam,
     func,
-    select,
-    tuple_,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
 from sqlalchemy.engine import make_url
@@ -76,13 +74,6 @@ def any_of(column: Any, values: Collection[Any]) -> ColumnElement[bool]:
     return cast(
         ColumnElement[bool], column == any_(bindparam(None, list(values), ARRAY(column.type)))
     )
-
-
-def pairs_in(first: Any, second: Any, pairs: Collection[tuple[Any, Any]]) -> ColumnElement[bool]:
-    """``(first, second) IN`` the pairs, bound as two arrays (see ``any_of``)."""
-    firsts = bindparam(None, [a for a, _ in pairs], ARRAY(first.type))
-    seconds = bindparam(None, [b for _, b in pairs], ARRAY(second.type))
-    return tuple_(first, second).in_(select(func.unnest(firsts), func.unnest(seconds)))
 
 
 def plain_dsn(database_url: str) -> str:

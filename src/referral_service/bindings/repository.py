@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from referral_service.bindings.models import Binding, BindingHistory, NodeCompletion
-from service_kit.db import any_of, insert_unless_present, pairs_in
+from service_kit.db import any_of, insert_unless_present
 from service_kit.errors import Conflict
 from service_kit.pagination import PageParams, paginate
 
@@ -365,14 +365,19 @@ class BindingRepository:
         self, node: str, users: list[tuple[str, str]]
     ) -> dict[tuple[str, str], str | None]:
         """(tenant, user) → the event id of the user's completion of ``node``, for those of
-        ``users`` who completed it (one probe of the unique index per user)."""
-        if not users:
-            return {}
+        ``users`` who completed it (per tenant, one probe of the unique index per user)."""
+        by_tenant: dict[str, set[str]] = {}
+        for tenant_id, user_id in users:
+            by_tenant.setdefault(tenant_id, set()).add(user_id)
         nc = NodeCompletion
-        stmt = select(nc.tenant_id, nc.user_id, nc.event_id).where(
-            nc.node == node, pairs_in(nc.tenant_id, nc.user_id, sorted(set(users)))
-        )
-        return {(t, u): e for t, u, e in (await self.session.execute(stmt)).all()}
+        found: dict[tuple[str, str], str | None] = {}
+        for tenant_id, user_ids in by_tenant.items():
+            stmt = select(nc.user_id, nc.event_id).where(
+                nc.tenant_id == tenant_id, nc.node == node, any_of(nc.user_id, sorted(user_ids))
+            )
+            for user_id, event_id in (await self.session.execute(stmt)).all():
+                found[(tenant_id, user_id)] = event_id
+        return found
 
     async def mark_many_completed(self, rows: list[dict[str, Any]]) -> None:
         """``mark_completed`` of many (tenant, user, node) at once: one statement built once,

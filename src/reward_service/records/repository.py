@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from reward_service.payouts.models import CashPayout
 from reward_service.prizes.models import Prize
 from reward_service.records.models import RecordTransition, RewardRecord, record_number_seq
-from service_kit.db import any_of, insert_unless_present, pairs_in
+from service_kit.db import any_of, insert_unless_present
 from service_kit.pagination import PageParams, paginate
 
 _INSERT_RECORD = insert_unless_present(RewardRecord, ("tenant_id", "grant_key"))
@@ -48,15 +48,21 @@ class RecordRepository:
         return [int(n) for n in (await self.session.scalars(stmt)).all()]
 
     async def recorded_grants(self, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
-        """Which of the (tenant, grant key) pairs already have a record (one probe of the
-        unique index each)."""
-        if not keys:
-            return set()
+        """Which of the (tenant, grant key) pairs already have a record: per tenant, one
+        probe of the unique index per key (the keys bound as one array; a row-value list
+        or a join against the pairs was planned as a scan of the table without
+        statistics)."""
+        by_tenant: dict[str, set[str]] = {}
+        for tenant_id, grant_key in keys:
+            by_tenant.setdefault(tenant_id, set()).add(grant_key)
         r = RewardRecord
-        stmt = select(r.tenant_id, r.grant_key).where(
-            pairs_in(r.tenant_id, r.grant_key, sorted(set(keys)))
-        )
-        return {(t, k) for t, k in (await self.session.execute(stmt)).all()}
+        found: set[tuple[str, str]] = set()
+        for tenant_id, grant_keys in by_tenant.items():
+            stmt = select(r.grant_key).where(
+                r.tenant_id == tenant_id, any_of(r.grant_key, sorted(grant_keys))
+            )
+            found.update((tenant_id, k) for k in (await self.session.scalars(stmt)).all())
+        return found
 
     async def insert_new(
         self, rows: builtins.list[dict[str, Any]]
