@@ -259,18 +259,23 @@ async def test_a_segment_member_counts_only_after_the_next_refresh(platform: Pla
     assert await rules_rewarded(platform, T, "late") == {"reg": "issued"}
 
 
-@pytest.fixture
-def steps(monkeypatch: pytest.MonkeyPatch) -> list[datetime]:
-    """The times an advance stopped at, in order (each stop does what is due then)."""
+def _times_called(monkeypatch: pytest.MonkeyPatch, name: str) -> list[datetime]:
+    """The ``now`` of each call of ``sandbox_service.<name>(sandbox, tenant, now, …)``."""
     seen: list[datetime] = []
-    settle = sandbox_service._settle
+    original = getattr(sandbox_service, name)
 
     async def counted(sandbox: Any, tenant: Any, now: datetime, *rest: Any) -> Any:
         seen.append(now)
-        return await settle(sandbox, tenant, now, *rest)
+        return await original(sandbox, tenant, now, *rest)
 
-    monkeypatch.setattr(sandbox_service, "_settle", counted)
+    monkeypatch.setattr(sandbox_service, name, counted)
     return seen
+
+
+@pytest.fixture
+def steps(monkeypatch: pytest.MonkeyPatch) -> list[datetime]:
+    """The times an advance stopped at, in order (each stop does what is due then)."""
+    return _times_called(monkeypatch, "_settle")
 
 
 async def test_thirty_quiet_days_stop_only_at_each_daily_run(
@@ -290,15 +295,7 @@ async def test_thirty_quiet_days_stop_only_at_each_daily_run(
 @pytest.fixture
 def waits(monkeypatch: pytest.MonkeyPatch) -> list[datetime]:
     """The steps that waited for queued work (calm looks after the workers' jobs)."""
-    seen: list[datetime] = []
-    quiet = sandbox_service._quiet
-
-    async def counted(sandbox: Any, tenant_id: str, now: datetime, *rest: Any) -> Any:
-        seen.append(now)
-        return await quiet(sandbox, tenant_id, now, *rest)
-
-    monkeypatch.setattr(sandbox_service, "_quiet", counted)
-    return seen
+    return _times_called(monkeypatch, "_quiet")
 
 
 async def test_only_a_step_that_granted_or_settled_waits_for_the_queues(
