@@ -12,10 +12,16 @@ from service_kit.outbox import OutboxNotifier
 from service_kit.outbox.loop import NOTIFY_CHANNEL
 
 
-async def _listener(url: str, heard: list[str]) -> asyncpg.Connection:
+async def _listener(url: str, heard: list[int]) -> asyncpg.Connection:
+    """Hears the backend pid of every ``NOTIFY outbox`` in the database: another test's
+    process notifying the same database is told apart from the notifier under test."""
     connection = await asyncpg.connect(plain_dsn(url))
-    await connection.add_listener(NOTIFY_CHANNEL, lambda *args: heard.append(args[2]))
+    await connection.add_listener(NOTIFY_CHANNEL, lambda _c, pid, _ch, _p: heard.append(pid))
     return connection
+
+
+def _notifier_pid(notifier: OutboxNotifier) -> int:
+    return int(notifier._connection.get_server_pid())
 
 
 async def test_many_commits_make_one_notify_and_a_lost_connection_is_replaced(
@@ -24,24 +30,23 @@ async def test_many_commits_make_one_notify_and_a_lost_connection_is_replaced(
     url = database_urls["activity"]
     db = Database(url)
     notifier = OutboxNotifier(db, interval=0.01)
-    heard: list[str] = []
+    heard: list[int] = []
     listener = await _listener(url, heard)
     try:
         for _ in range(100):
             notifier.poke()
         await asyncio.sleep(0.3)
-        assert heard == [NOTIFY_CHANNEL]
+        first = _notifier_pid(notifier)
+        assert heard.count(first) == 1
 
         # The server ends the notifier's connection (a restart, an idle timeout): the next
         # commit's notify fails quietly, the one after is sent on a new connection.
-        await listener.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE pid <> pg_backend_pid() AND query LIKE 'NOTIFY%'"
-        )
+        await listener.execute("SELECT pg_terminate_backend($1)", first)
         for _ in range(2):
             notifier.poke()
             await asyncio.sleep(0.3)
-        assert heard[-1] == NOTIFY_CHANNEL and len(heard) in (2, 3)
+        second = _notifier_pid(notifier)
+        assert second != first and heard[-1] == second
     finally:
         await notifier.close()
         await listener.close()
@@ -56,12 +61,13 @@ async def test_a_steady_stream_of_commits_notifies_once_per_interval(
     url = database_urls["activity"]
     db = Database(url)
     notifier = OutboxNotifier(db, interval=0.1)
-    heard: list[str] = []
+    heard: list[int] = []
     listener = await _listener(url, heard)
     try:
         notifier.poke()
         await asyncio.sleep(0.05)  # well inside the interval: only a NOTIFY sent at once
-        assert heard == [NOTIFY_CHANNEL]
+        pid = _notifier_pid(notifier)
+        assert heard.count(pid) == 1
 
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -70,7 +76,33 @@ async def test_a_steady_stream_of_commits_notifies_once_per_interval(
             await asyncio.sleep(0.002)
         await asyncio.sleep(0.3)
         # 0.5 s of commits: about 5 intervals (a 5 ms delay sent about a hundred)
-        assert 2 <= len(heard) - 1 <= 8, heard
+        assert 2 <= heard.count(pid) - 1 <= 8, heard
+    finally:
+        await notifier.close()
+        await listener.close()
+        await db.dispose()
+
+
+async def test_a_notify_waiting_for_its_interval_is_dropped_at_close(
+    database_urls: dict[str, str],
+) -> None:
+    """A closed notifier opens no connection: a commit just before shutdown would otherwise
+    reconnect after the application's pool was disposed."""
+    url = database_urls["activity"]
+    db = Database(url)
+    notifier = OutboxNotifier(db, interval=0.2)
+    heard: list[int] = []
+    listener = await _listener(url, heard)
+    try:
+        notifier.poke()
+        await asyncio.sleep(0.05)
+        pid = _notifier_pid(notifier)
+        notifier.poke()  # waits for the rest of the interval
+        await notifier.close()
+        notifier.poke()
+        await asyncio.sleep(0.4)
+        assert heard.count(pid) == 1
+        assert notifier._connection is None
     finally:
         await notifier.close()
         await listener.close()

@@ -39,13 +39,15 @@ class OutboxNotifier:
         self.dsn = plain_dsn(db.url)
         self.interval = interval
         self._scheduled = False
+        self._closed = False
         self._last_sent = float("-inf")
         self._connection: Any = None
+        self._timer: asyncio.TimerHandle | None = None
         self._sending = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
 
     def poke(self) -> None:
-        if self._scheduled:
+        if self._scheduled or self._closed:
             return
         self._scheduled = True
         loop = asyncio.get_running_loop()
@@ -53,9 +55,12 @@ class OutboxNotifier:
         if wait <= 0:
             self._start()
         else:
-            loop.call_later(wait, self._start)
+            self._timer = loop.call_later(wait, self._start)
 
     def _start(self) -> None:
+        self._timer = None
+        if self._closed:
+            return
         task = asyncio.ensure_future(self._notify())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -70,9 +75,20 @@ class OutboxNotifier:
                 await self._connection.execute(f"NOTIFY {NOTIFY_CHANNEL}")
             except Exception as exc:  # the relay polls anyway
                 log.debug("outbox: NOTIFY failed: %s", exc)
-                await self.close()
+                await self._disconnect()
 
     async def close(self) -> None:
+        """At shutdown: a NOTIFY still waiting for its interval is dropped (it would
+        otherwise open a connection after the pool was disposed) and the connection closed."""
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._disconnect()
+
+    async def _disconnect(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None:
             with contextlib.suppress(Exception):
