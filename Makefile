@@ -6,9 +6,13 @@ BIN    := $(VENV)/bin
 
 .PHONY: run test venv lint openapi migrate lock clean
 
-$(BIN)/activity-platform: pyproject.toml
+# The locked versions first (what the image runs and the suite is tested with), then the
+# project and its development tools around them: a newer release of a dependency on the
+# package index never changes what `make test` runs.
+$(BIN)/activity-platform: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r requirements.lock
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $@
 
