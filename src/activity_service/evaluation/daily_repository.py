@@ -7,6 +7,8 @@ it announces."""
 from __future__ import annotations
 
 import json
+import secrets
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -115,7 +117,8 @@ WHERE tenant_id = :tenant_id AND activity_id = :activity_id
 # head (tenant, columns, the rules' templates, validated once per rule) is sent once, and
 # each inserted grant adds one row of its own values, built in SQL, so no per-grant
 # document crosses the wire and no message row is written per grant. The grant row keeps
-# only its columns.
+# only its columns. The grants' ids are time-ordered (``_id_base``): a random id sent each
+# row's primary-key entry to a random leaf of an index that outgrows the buffer cache.
 _INSERT_GRANTS = """
 WITH batch AS (
     SELECT * FROM unnest(
@@ -135,7 +138,8 @@ WITH batch AS (
                         counterpart_id, task, achieved_at, prize_id, source_event_id,
                         new_user_reward, settlement, record_status, cap_slot, total_slot,
                         budget_cost)
-    SELECT gen_random_uuid(), CAST(:tenant_id AS text), b.grant_key,
+    SELECT CAST(CAST(:id_head AS text) || to_hex(CAST(:id_tail AS bigint) + b.n) AS uuid),
+           CAST(:tenant_id AS text), b.grant_key,
            CAST(:activity_id AS uuid), CAST(:activity_code AS text), t.rule_id, b.user_id, NULL,
            b.task, b.achieved_at, t.prize_id, NULL, CAST(:new_user_reward AS boolean),
            b.settlement, 'granted', COALESCE(b.cap_slot, false),
@@ -200,6 +204,25 @@ _INSERTS = {
     for settles in (False, True)
     for joined in (False, True)
 }
+
+
+_ID_SPAN = 1 << 32
+"""Ids one insert may number from its base (far more rows than a chunk has)."""
+
+
+def _id_base() -> tuple[str, int]:
+    """The first id of one grant insert, whose n-th row gets the id ``head`` followed by
+    the 16 hex digits of ``tail + n``: the UUID version 7 layout (the Unix time in
+    milliseconds, then random bits), so the ids of a run grow as it goes and their index
+    entries land on its right edge, as a sequence's would, while ids made at once on other
+    connections or by other processes still differ in their 74 random bits. ``tail`` is
+    the low 64 bits — the variant bits ``10`` and 62 random ones, short enough of the top
+    that adding a row number never reaches the variant — as a signed bigint, so it is
+    negative and ``to_hex`` always writes all 16 digits."""
+    millis = time.time_ns() // 1_000_000
+    head = f"{millis & 0xFFFF_FFFF_FFFF:012x}7{secrets.randbits(12):03x}"
+    low = (0b10 << 62) | secrets.randbelow((1 << 62) - _ID_SPAN)
+    return head, low - (1 << 64)
 
 
 def _joined(values: list[str | None]) -> str | None:
@@ -474,6 +497,7 @@ class DailyRunRepository:
         texts = {name: _joined(values) for name, values in columns.items()}
         joined = all(t is not None for t in texts.values())
         settles = any(r.settlement for r in rows)
+        id_head, id_tail = _id_base()
         result = await self.session.execute(
             _INSERTS[(settles, joined)],
             {
@@ -492,6 +516,8 @@ class DailyRunRepository:
                 "budget_costs": _sparse([r.budget_cost for r in rows]),
                 "queue": queue,
                 "job_name": job_name,
+                "id_head": id_head,
+                "id_tail": id_tail,
             },
         )
         not_inserted = set(result.scalars().all())

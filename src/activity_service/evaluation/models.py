@@ -44,6 +44,8 @@ class Grant(Base):
         ),
     )
 
+    # Random for a grant made on its own; the daily run numbers its grants time-ordered
+    # (``daily_repository._id_base``) so millions of them append to this key's index.
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
     tenant_id: Mapped[str] = mapped_column(String(64), nullable=False)
     grant_key: Mapped[str] = mapped_column(String(200), nullable=False)

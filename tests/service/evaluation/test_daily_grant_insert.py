@@ -1,9 +1,11 @@
 """The daily run's grant insert sends its text columns as one string each, split in
 PostgreSQL: every value arrives as it was, a missing app as null, and values that hold the
-separators themselves (or an empty column) go as arrays instead, with the same rows."""
+separators themselves (or an empty column) go as arrays instead, with the same rows. The
+grants' ids are time-ordered (UUID version 7), numbered in the insert's order."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime
 
@@ -13,6 +15,7 @@ from activity_service.evaluation.daily_repository import (
     DailyRunRepository,
     NewGrant,
     NewGrants,
+    _id_base,
     _joined,
 )
 from contracts import jobs
@@ -29,6 +32,21 @@ def test_a_column_that_cannot_be_joined_is_not() -> None:
     assert _joined(["a\x1fb", "c"]) is None  # a value holds the separator
     assert _joined(["a\x1e", "c"]) is None  # … or the null mark
     assert _joined([""]) is None  # one empty value: split, it would be no value at all
+
+
+def test_ids_are_time_ordered_and_differ_between_inserts() -> None:
+    before = time.time_ns() // 1_000_000
+    bases = [_id_base() for _ in range(200)]
+    after = time.time_ns() // 1_000_000
+    assert len(set(bases)) == 200
+    for head, tail in bases:
+        assert len(head) == 16 and before <= int(head[:12], 16) <= after and head[12] == "7"
+        # the tail, as a bigint, is negative (to_hex writes 16 digits) with variant bits 10,
+        # and stays so after numbering a chunk's rows from it
+        assert -(1 << 63) <= tail < 0 and (tail + (1 << 64)) >> 62 == 0b10
+        assert (tail + 100_000 + (1 << 64)) >> 62 == 0b10
+        ids = [uuid.UUID(head + f"{tail + n + (1 << 64):016x}") for n in (1, 2, 1000)]
+        assert ids == sorted(ids) and all(i.version == 7 for i in ids)
 
 
 async def _insert(platform: Platform, users: list[str], apps: list[str | None]) -> list[dict]:
@@ -61,6 +79,12 @@ async def _insert(platform: Platform, users: list[str], apps: list[str | None]) 
                 {"a": activity_id},
             )
         ).all()
+        by_id = (
+            await session.execute(
+                text("SELECT id, grant_key FROM grants WHERE activity_id = :a ORDER BY id"),
+                {"a": activity_id},
+            )
+        ).all()
         messages = (
             await session.execute(
                 text("SELECT payload FROM outbox_messages WHERE job_id LIKE :k"),
@@ -70,6 +94,9 @@ async def _insert(platform: Platform, users: list[str], apps: list[str | None]) 
         announced = [g for payload in messages for g in grants_of_message(payload)]
         await session.rollback()
     assert inserted == {r.grant_key for r in grants.rows}
+    # ids in the order of the rows, each a version 7 UUID of this millisecond or so
+    assert [key for _, key in by_id] == [r.grant_key for r in grants.rows]
+    assert all(i.version == 7 and i.variant == uuid.RFC_4122 for i, _ in by_id)
     assert sorted(stored) == sorted(
         (r.grant_key, r.user_id, f"r{r.rule_index + 1}", "net") for r in grants.rows
     )
