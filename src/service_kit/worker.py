@@ -226,11 +226,13 @@ def chunk_job(
     *,
     pending: PendingFn | None = None,
     per_transaction: int | None = None,
+    unpack: UnpackFn | None = None,
 ) -> Callable[[ChunkFn], Function]:
     """Like ``message_job``, for a consumer whose ``fn(ctx, session, payloads)`` applies a
     whole chunk of messages (``per_transaction`` of them) at once with set-based SQL: one
     statement per step for the chunk instead of one per message. When a message fails for
-    good, each message of the chunk is applied alone, as a chunk of one in its savepoint."""
+    good, each message of the chunk is applied alone, as a chunk of one in its savepoint.
+    ``unpack``: as for ``message_job`` (a chunk is then of items)."""
 
     def wrap(fn: ChunkFn) -> Function:
         async def apply(
@@ -239,7 +241,7 @@ def chunk_job(
             await fn(ctx, session, items)
             return len(items)
 
-        handle = _consumer(name, apply, prepare, None, pending, per_transaction, None)
+        handle = _consumer(name, apply, prepare, None, pending, per_transaction, unpack)
         return _registered(name, service, fn.__name__, handle)
 
     return wrap

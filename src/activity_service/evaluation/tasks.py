@@ -18,6 +18,7 @@ from activity_service.evaluation.repository import EvaluationRepository
 from activity_service.tenants.service import tenant_context
 from contracts import jobs
 from contracts.payloads import BindingChanged, RecordStatusChanged
+from service_kit.outbox.bundles import items_of
 from service_kit.queue import enqueue
 from service_kit.worker import job, message_job
 
@@ -49,7 +50,13 @@ async def _write_outcomes(ctx: dict[str, Any], session: AsyncSession) -> None:
     await service.write_outcomes(session)
 
 
-@message_job(jobs.ACTIVITY_EVALUATE_EVENT, "activity", prepare=_read_events, finish=_write_outcomes)
+@message_job(
+    jobs.ACTIVITY_EVALUATE_EVENT,
+    "activity",
+    prepare=_read_events,
+    finish=_write_outcomes,
+    unpack=items_of,
+)
 async def evaluate_event(
     ctx: dict[str, Any], session: AsyncSession, payload: dict[str, Any]
 ) -> int:

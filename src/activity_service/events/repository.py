@@ -133,11 +133,9 @@ class EventRepository:
     def from_session(cls, session: AsyncSession) -> EventRepository:
         return cls(session)
 
-    async def insert_many(
-        self, rows: list[dict[str, Any]], follow_ups: dict[str, Sequence[FollowUp]]
-    ) -> dict[str, datetime]:
-        """Store new events of one tenant (known ids are skipped) and the outbox messages of
-        those that were new. Returns {event_id: received_at} of the new ones."""
+    async def insert_many(self, rows: list[dict[str, Any]]) -> dict[str, datetime]:
+        """Store new events of one tenant (known ids are skipped). Returns {event_id:
+        received_at} of the new ones."""
         if not rows:
             return {}
         result = await self.session.execute(
@@ -153,22 +151,23 @@ class EventRepository:
                 "received_by": [r["received_by"] for r in rows],
             },
         )
-        stored = {event_id: received_at for event_id, received_at in result.all()}
-        messages = [
-            row for event_id in stored for row in _message_rows(follow_ups.get(event_id, ()))
-        ]
-        if messages:
-            self.session.info[OUTBOX_WRITTEN] = True
-            await self.session.execute(
-                _INSERT_MESSAGES,
-                {
-                    "queues": [m["queue"] for m in messages],
-                    "job_names": [m["job_name"] for m in messages],
-                    "job_ids": [m["job_id"] for m in messages],
-                    "payloads": [_json(m["payload"]) for m in messages],
-                },
-            )
-        return stored
+        return {event_id: received_at for event_id, received_at in result.all()}
+
+    async def add_messages(self, follow_ups: Sequence[FollowUp]) -> None:
+        """The outbox messages of the events just stored, in one statement."""
+        if not follow_ups:
+            return
+        messages = _message_rows(follow_ups)
+        self.session.info[OUTBOX_WRITTEN] = True
+        await self.session.execute(
+            _INSERT_MESSAGES,
+            {
+                "queues": [m["queue"] for m in messages],
+                "job_names": [m["job_name"] for m in messages],
+                "job_ids": [m["job_id"] for m in messages],
+                "payloads": [_json(m["payload"]) for m in messages],
+            },
+        )
 
     async def get(self, tenant_id: str, event_id: str) -> Event | None:
         return await self.session.scalar(

@@ -20,6 +20,7 @@ from referral_service.invite_codes.models import InviteCode
 from referral_service.invite_codes.repository import InviteCodeRepository
 from referral_service.tenant_settings.service import registration_grace
 from service_kit.errors import ProblemError
+from service_kit.outbox.bundles import items_of
 from service_kit.worker import chunk_job, message_job
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,7 @@ async def _registration_grace(
     prepare=_read_code_owners,
     pending=_not_applied,
     per_transaction=REGISTRATIONS_PER_TRANSACTION,
+    unpack=items_of,
 )
 async def user_registered(
     ctx: dict[str, Any], session: AsyncSession, payloads: list[dict[str, Any]]

@@ -11,6 +11,7 @@ from typing import Any
 from arq.connections import ArqRedis
 
 from service_kit.db import Database
+from service_kit.outbox.bundles import weight
 from service_kit.outbox.models import OutboxMessageMixin
 from service_kit.outbox.repository import OutboxRepository
 from service_kit.queue import SERVICES, Delivery, enqueue_many, queue_name
@@ -18,16 +19,16 @@ from service_kit.telemetry import OUTBOX_LAG, OUTBOX_SENT, QUEUE_JOBS
 
 
 def plan_deliveries(rows: Sequence[Any], max_per_job: int) -> list[Delivery]:
-    """Group messages of one queue and job name into deliveries of at most ``max_per_job``,
-    keeping their order. A lone message keeps its own job id (arq then drops a resend while
-    it still knows the job); a batch gets a fresh id."""
+    """Group messages of one queue and job name into deliveries of at most ``max_per_job``
+    items (a message counts one, a bundle its items: ``bundles.weight``), keeping their
+    order. A lone message keeps its own job id (arq then drops a resend while it still
+    knows the job); a batch gets a fresh id."""
     groups: dict[tuple[str, str], list[Any]] = {}
     for row in rows:
         groups.setdefault((row.queue, row.job_name), []).append(row)
     deliveries: list[Delivery] = []
     for (queue, job_name), members in groups.items():
-        for start in range(0, len(members), max_per_job):
-            chunk = members[start : start + max_per_job]
+        for chunk in _by_weight(members, max_per_job):
             job_id = chunk[0].job_id if len(chunk) == 1 else f"batch:{uuid.uuid4().hex}"
             deliveries.append(
                 Delivery(
@@ -39,6 +40,22 @@ def plan_deliveries(rows: Sequence[Any], max_per_job: int) -> list[Delivery]:
                 )
             )
     return deliveries
+
+
+def _by_weight(members: list[Any], max_per_job: int) -> list[list[Any]]:
+    chunks: list[list[Any]] = []
+    chunk: list[Any] = []
+    carried = 0
+    for row in members:
+        items = weight(row.payload)
+        if chunk and carried + items > max_per_job:
+            chunks.append(chunk)
+            chunk, carried = [], 0
+        chunk.append(row)
+        carried += items
+    if chunk:
+        chunks.append(chunk)
+    return chunks
 
 
 # A destination queue with this many jobs waiting is not sent more for now: its messages
