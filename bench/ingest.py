@@ -22,7 +22,8 @@ far less than req/s with the load of other processes.
 
     .venv/bin/python -m bench.ingest [--pg-url postgresql://postgres@127.0.0.1:5432/postgres]
         [--redis-url redis://127.0.0.1:6379/0] [--seconds 10] [--rounds 2] [--threads 2]
-        [--connections 32] [--backlog 20000] [--batch-size 1000] [--batch-senders 4] [--keep]
+        [--connections 32] [--backlog 20000] [--batch-size 1000] [--batch-senders 4]
+        [--worker-nice 0] [--keep]
 
 Goals: POST /v1/events >= 70% of bare; >= 50% while the workers drain; batch >= 20,000
 events/s.
@@ -78,13 +79,14 @@ class Stack:
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
 
-    def _spawn(self, *argv: str) -> subprocess.Popen[bytes]:
+    def _spawn(self, *argv: str, nice: int = 0) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
             [*support.cli(), *argv],
             cwd=support.ROOT,
             env=self.env(),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            preexec_fn=(lambda: os.nice(nice)) if nice else None,
         )
 
     def start_apis(self) -> None:
@@ -104,7 +106,7 @@ class Stack:
 
     def start_workers(self) -> None:
         for name in SERVICES:
-            self.workers[name] = self._spawn("worker", name)
+            self.workers[name] = self._spawn("worker", name, nice=self.args.worker_nice)
 
     def stop(self) -> None:
         for process in [*self.workers.values(), *self.apis.values(), self.bare]:
@@ -331,7 +333,9 @@ def orchestrate(args: argparse.Namespace) -> None:
         print(f"   workers issuing after {started:.1f} s", flush=True)
         time.sleep(args.drain_start)
         issued_before, cpu_before, wall_before = issued(stack), worker_cpu(stack), time.time()
-        print("wrk while the workers drain the backlog …", flush=True)
+        print(
+            f"wrk while the workers (niceness {args.worker_nice}) drain the backlog …", flush=True
+        )
         draining = wrk_pair(stack, args, backend)
         issued_after, cpu_after, wall_after = issued(stack), worker_cpu(stack), time.time()
         window = wall_after - wall_before
@@ -392,6 +396,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections")
     parser.add_argument("--backlog", type=int, default=20_000, help="events queued for the drain")
+    parser.add_argument(
+        "--worker-nice",
+        type=int,
+        default=0,
+        help="the workers' niceness (as `activity-platform dev --worker-nice`: on shared "
+        "cores the APIs answer first)",
+    )
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--batch-senders", type=int, default=4)
     parser.add_argument(
