@@ -45,7 +45,7 @@ def _bundle_row(job_id: str, items: int) -> SimpleNamespace:
         queue="activity",
         job_name="activity.evaluate_event",
         job_id=job_id,
-        payload=bundle([{"event_id": f"{job_id}-{n}"} for n in range(items)]),
+        payload=bundle([{"event_id": f"{job_id}-{n}"} for n in range(items)], "t1"),
     )
 
 
@@ -63,7 +63,7 @@ def test_a_bundle_weighs_its_items_so_a_delivery_carries_no_more_items_than_befo
 
 def test_items_of_a_bundle_carry_its_request_and_a_message_is_its_own_item() -> None:
     payload = {
-        **bundle([{"event_id": "e1"}, {"event_id": "e2", "_meta": {"request_id": "r2"}}]),
+        **bundle([{"event_id": "e1"}, {"event_id": "e2", "_meta": {"request_id": "r2"}}], "t1"),
         "_meta": {"request_id": "r1"},
     }
     assert items_of(payload) == [
@@ -71,4 +71,4 @@ def test_items_of_a_bundle_carry_its_request_and_a_message_is_its_own_item() -> 
         {"event_id": "e2", "_meta": {"request_id": "r2"}},
     ]
     assert items_of({"event_id": "e3"}) == [{"event_id": "e3"}]
-    assert weight({"event_id": "e3"}) == 1 and weight(bundle([{}, {}])) == 2
+    assert weight({"event_id": "e3"}) == 1 and weight(bundle([{}, {}], "t1")) == 2

@@ -150,13 +150,13 @@ def batch_follow_ups(tenant_id: str, events: list[EventIn]) -> list[FollowUp]:
     """The follow-ups of a batch's new events, evaluations and registrations bundled."""
     registrations = [e for e in events if e.type is EventType.user_registered]
     return [
-        *_bundled([_evaluation(tenant_id, e) for e in events]),
-        *_bundled([_registration(tenant_id, e) for e in registrations]),
+        *_bundled(tenant_id, [_evaluation(tenant_id, e) for e in events]),
+        *_bundled(tenant_id, [_registration(tenant_id, e) for e in registrations]),
         *(m for e in events for m in _other_follow_ups(tenant_id, e)),
     ]
 
 
-def _bundled(messages: list[FollowUp]) -> list[FollowUp]:
+def _bundled(tenant_id: str, messages: list[FollowUp]) -> list[FollowUp]:
     """Messages of one queue and job, BUNDLE_SIZE to a message; a bundle of one is the
     message itself. A bundle's job id is its first message's, with its size."""
     out: list[FollowUp] = []
@@ -166,7 +166,8 @@ def _bundled(messages: list[FollowUp]) -> list[FollowUp]:
             out.append(chunk[0])
             continue
         queue, job_name, _, first_id = chunk[0]
-        out.append((queue, job_name, bundle([m[2] for m in chunk]), f"{first_id}+{len(chunk)}"))
+        payload = bundle([m[2] for m in chunk], tenant_id)
+        out.append((queue, job_name, payload, f"{first_id}+{len(chunk)}"))
     return out
 
 

@@ -18,9 +18,10 @@ from service_kit.correlation import META_KEY
 BUNDLE_ITEMS = "items"
 
 
-def bundle(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The payload of one message carrying ``items``."""
-    return {BUNDLE_ITEMS: list(items)}
+def bundle(items: Sequence[dict[str, Any]], tenant_id: str) -> dict[str, Any]:
+    """The payload of one message carrying ``items``, all of ``tenant_id`` (the outbox's
+    per-tenant questions — a sandbox advance waiting for a tenant's work — read it)."""
+    return {"tenant_id": tenant_id, BUNDLE_ITEMS: list(items)}
 
 
 def items_of(payload: dict[str, Any]) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from activity_service.db import OutboxMessage
 from activity_service.events.service import BUNDLE_SIZE
 from contracts import jobs
+from service_kit.outbox import OutboxRepository
 from service_kit.outbox.bundles import items_of
 from tests.service.evaluation.steps import (
     activity,
@@ -61,6 +62,12 @@ async def test_a_batch_of_registrations_is_bundled_and_every_one_is_bound_and_ev
     ]
     assert sorted(evaluated) == sorted(e["event_id"] for e in [*registrations, opening])
     assert len({m.job_id for m in messages}) == len(messages)
+    # A bundle names its tenant: a sandbox advance waiting for the tenant's work sees it.
+    async with platform.db("activity").session() as session:
+        owed = await OutboxRepository.from_session(session, OutboxMessage).unsent_for_tenant(
+            "tenant-a"
+        )
+    assert owed == len(messages)
 
     await platform.drain()
 
