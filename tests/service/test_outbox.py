@@ -4,11 +4,13 @@ whose job fails for good is sent again until it becomes a dead letter."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from arq.connections import ArqRedis
 from arq.constants import job_key_prefix
 from arq.jobs import deserialize_job
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from activity_platform.embedded import free_port
 from activity_service.db import OutboxMessage
@@ -180,3 +182,37 @@ async def test_a_queue_whose_consumer_is_behind_gets_its_messages_later_in_bigge
     done = await relay_pass(platform.db("activity"), OutboxMessage, live, prefix, max_queued_jobs=2)
     assert done.sent == 4
     assert [len(d) for d in await _queued_payloads(platform)] == [4]
+
+
+async def test_two_sweeps_settling_the_same_deliveries_skip_each_others_rows(
+    platform: Platform,
+) -> None:
+    """Two workers' sweeps each settle several deliveries in one transaction: a delivery
+    the other is settling is skipped instead of waited for (waiting, in opposite orders,
+    deadlocked)."""
+    await _write_messages(platform, 2)
+    async with platform.db("activity").session() as session:
+        rows = await OutboxRepository.from_session(session, OutboxMessage).claim_unsent(10)
+        deliveries = {row.job_id: f"d-{row.job_id}" for row in rows}
+        await session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.job_id.in_(list(deliveries)))
+            .values(sent_at=func.now(), attempts=1)
+        )
+        for job_id, delivery_id in deliveries.items():
+            await session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.job_id == job_id)
+                .values(delivery_id=delivery_id)
+            )
+    first, second = sorted(deliveries.values())
+    db = platform.db("activity")
+    async with db.session() as one, db.session() as two:
+        sweep_one = OutboxRepository.from_session(one, OutboxMessage)
+        sweep_two = OutboxRepository.from_session(two, OutboxMessage)
+        assert await sweep_one.confirm([first]) == 1
+        assert await sweep_two.send_again([second]) == 1
+        # Each now meets the other's delivery: skipped at once, no wait, no deadlock.
+        assert await asyncio.wait_for(sweep_one.send_again([second]), 5) == 0
+        assert await asyncio.wait_for(sweep_two.confirm([first]), 5) == 0
+    assert await _backlog(platform) == {"unsent": 1, "in_flight": 0, "dead": 0}

@@ -123,14 +123,19 @@ class OutboxRepository:
         below_attempts: int = 0,
         from_attempts: int = 0,
     ) -> int:
+        """Rows another sweep is settling right now are skipped (it settles them): two
+        workers' sweeps over the same failed deliveries, each settling several in one
+        transaction, locked the same rows in different orders and deadlocked."""
         if not delivery_ids:
             return 0
         m = self.model
-        stmt = update(m).where(any_of(m.delivery_id, delivery_ids), m.delivered_at.is_(None))
+        target = select(m.id).where(any_of(m.delivery_id, delivery_ids), m.delivered_at.is_(None))
         if below_attempts:
-            stmt = stmt.where(m.attempts < below_attempts)
+            target = target.where(m.attempts < below_attempts)
         if from_attempts:
-            stmt = stmt.where(m.attempts >= from_attempts)
+            target = target.where(m.attempts >= from_attempts)
+        target = target.with_for_update(skip_locked=True)
+        stmt = update(m).where(m.id.in_(target))
         result = await self.session.execute(
             stmt.values(**values).execution_options(synchronize_session=False)
         )
