@@ -7,14 +7,18 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    ARRAY,
     DateTime,
     Select,
     and_,
+    bindparam,
     case,
     func,
     literal,
+    literal_column,
     or_,
     select,
+    text,
     true,
     update,
 )
@@ -49,18 +53,37 @@ class RecordRepository:
 
     async def recorded_grants(self, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
         """Which of the (tenant, grant key) pairs already have a record: per tenant, one
-        probe of the unique index per key (the keys bound as one array; a row-value list
-        or a join against the pairs was planned as a scan of the table without
-        statistics)."""
+        probe of the unique index per key, the keys bound as one array, each probed by a
+        LATERAL subquery (its LIMIT keeps it one), planned for its actual parameters.
+
+        A fresh table has no statistics until autovacuum first analyzes it (a minute
+        later; never where autovacuum is off). Planned then, a ``grant_key = ANY(keys)``
+        filter scans the tenant's rows by a tenant index, and so does the probe in a
+        generic plan cached while the table was tiny (the indexes cost the same then):
+        25 to 80 ms a delivery once the tenant has 14k records, against 0.1 ms. Planned
+        for each execution, the probe (both columns of the unique index by equality)
+        uses the unique index whatever the table's statistics; the filter does not."""
+        if not keys:
+            return set()
+        await self.session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
         by_tenant: dict[str, set[str]] = {}
         for tenant_id, grant_key in keys:
             by_tenant.setdefault(tenant_id, set()).add(grant_key)
         r = RewardRecord
         found: set[tuple[str, str]] = set()
         for tenant_id, grant_keys in by_tenant.items():
-            stmt = select(r.grant_key).where(
-                r.tenant_id == tenant_id, any_of(r.grant_key, sorted(grant_keys))
+            wanted = (
+                func.unnest(bindparam(None, sorted(grant_keys), ARRAY(r.grant_key.type)))
+                .table_valued("grant_key")
+                .render_derived(name="k")
             )
+            hit = (
+                select(literal_column("1"))
+                .where(r.tenant_id == tenant_id, r.grant_key == wanted.c.grant_key)
+                .limit(literal_column("1"))
+                .lateral("hit")
+            )
+            stmt = select(wanted.c.grant_key).select_from(wanted.join(hit, true()))
             found.update((tenant_id, k) for k in (await self.session.scalars(stmt)).all())
         return found
 

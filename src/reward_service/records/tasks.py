@@ -37,8 +37,14 @@ async def _reserve_numbers(
 async def _not_recorded(
     ctx: dict[str, Any], session: AsyncSession, payloads: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
-    """The grants of a delivery without a record yet (a delivery sent again, or a try that
-    stopped at its time budget, skips the others in one query)."""
+    """The grants of a delivery without a record yet: a try after one that stopped at its
+    time budget skips the recorded ones in one query. A delivery's first try does not ask:
+    its grants are new but for a delivery sent again (after a lost or failed job), whose
+    recorded grants the insert skips by the unique key all the same, and the question
+    costs a probe per grant (and more, while the table has no statistics: see
+    ``recorded_grants``)."""
+    if ctx.get("job_try", 1) <= 1:
+        return payloads
     keys = [(p.get("tenant_id"), p.get("grant_key")) for p in payloads]
     recorded = await service.recorded_grants(
         session, [(t, k) for t, k in keys if isinstance(t, str) and isinstance(k, str)]

@@ -1,6 +1,6 @@
 """A delivery bigger than its time budget (grants to record, records to issue): what was
-done so far is committed and the rest comes in the next tries; a delivery of grants sent
-again skips the grants that have their record in one query."""
+done so far is committed and the rest comes in the next tries, which skip the grants that
+have their record in one query; a delivery of grants sent again records nothing twice."""
 
 from __future__ import annotations
 
@@ -49,8 +49,8 @@ async def test_a_delivery_over_its_budget_commits_what_it_made_and_goes_on(
     made = await _records(platform)
     assert sorted(k for k, _ in made) == ["g-0", "g-1", "g-2"]
 
-    # Sent again whole (as the sweep does after a failure): nothing made twice, and the
-    # grants with a record are skipped.
+    # Sent again whole (as the sweep does after a failure): nothing made twice, the
+    # records as they were.
     monkeypatch.setattr(service_worker, "DELIVERY_BUDGET_SECONDS", 10.0)
     again = await _deliver(platform, payloads)
     assert (again.jobs_retried, again.jobs_complete, again.jobs_failed) == (0, 1, 0)
