@@ -274,7 +274,8 @@ async def change_binding(
     responses=problems(
         {
             404: {"binding_not_found": "the node has no inviter of its own"},
-            409: {**BIND_CONFLICTS, **NOT_CHANGEABLE},
+            409: BIND_CONFLICTS,
+            422: NOT_CHANGEABLE,
             **COMPLETION_UNKNOWN,
         }
     ),
@@ -292,9 +293,10 @@ async def delete_binding(
     applies there again. The removal is kept in the history (`unbound`, with the removed
     inviter as `previous_inviter_id`).
 
-    Errors: 404 `binding_not_found`, 409 `node_not_changeable` (the registration inviter
-    is never removed) / `node_completed` / `binding_cycle` (the registration inviter would
-    then make the invitee their own effective inviter), 503 `completion_unknown`."""
+    Errors: 404 `binding_not_found`, 422 `node_not_changeable` (the registration inviter
+    is never removed, as it is never changed), 409 `node_completed` / `binding_cycle` (the
+    registration inviter would then make the invitee their own effective inviter), 503
+    `completion_unknown`."""
     await service.unbind(
         session,
         tenant_id=principal.tenant_id,

@@ -352,7 +352,8 @@ async def unbind(
     completed that node; the registration inviter then applies again there. The history
     keeps the removed binding. Returns the binding as it was."""
     if node not in rules.CHANGEABLE_NODES:
-        raise Conflict(
+        # The request can never succeed, whatever the state: refused as a change is (422).
+        raise Unprocessable(
             "The registration inviter is the origin of the invitation tree and of the "
             "cumulative invitation totals: it is never removed or replaced.",
             code="node_not_changeable",

@@ -59,7 +59,7 @@ async def test_an_unbound_node_falls_back_to_the_registration_inviter(platform: 
 async def test_what_cannot_be_removed_says_why(platform: Platform) -> None:
     await chain(platform, ["u-a", "u-b"])
     registration = await unbind(platform, "u-b", "registration")
-    assert registration.status_code == 409 and registration.json()["code"] == "node_not_changeable"
+    assert registration.status_code == 422 and registration.json()["code"] == "node_not_changeable"
 
     assert (await op_change(platform, "u-b", "deposit", "u-c")).status_code == 200
     await complete(platform, "u-b", Node.deposit)
