@@ -67,6 +67,11 @@ JOB_TIMEOUT_SECONDS = 20
 # run it again at once (``Retry``), its applied messages skipped by ``pending``: a try never
 # reaches the job timeout, whose failure would send every message of it again (message_job).
 DELIVERY_BUDGET_SECONDS = JOB_TIMEOUT_SECONDS / 2
+# arq counts every try against ``max_tries`` (ten for other jobs), a stop at the budget
+# too: under a long overload a big delivery stopped ten times failed, and the sweep sent
+# it again, each send a step towards a dead letter. A delivery always makes progress
+# between stops (at least one message a try), so it may take this many.
+DELIVERY_MAX_TRIES = 200
 # A job's in-progress key tells arq's workers "running, do not start it". arq gives it the
 # largest timeout of all the worker's functions + 10 s: one hourly cron job allowed 600 s
 # kept every delivery a killed worker held "running" for ten minutes — the sweep waits on
@@ -96,7 +101,7 @@ def retry_delay(job_try: int, base: float = 0.5, cap: float = 30.0) -> float:
     return float(min(cap, base * 2 ** max(0, job_try - 1)))
 
 
-def job(name: str, service: str) -> Callable[[JobFn], Function]:
+def job(name: str, service: str, max_tries: int | None = None) -> Callable[[JobFn], Function]:
     """Register a coroutine as the arq job ``name`` ("domain.verb"), counted in metrics.
 
     A transient failure (a dependency unreachable, a deadlock victim: see
@@ -151,7 +156,7 @@ def job(name: str, service: str) -> Callable[[JobFn], Function]:
                     _log_job(ctx, name, outcome, elapsed, len(payloads), request_ids)
             return result
 
-        return func(counted, name=name, timeout=JOB_TIMEOUT_SECONDS)
+        return func(counted, name=name, timeout=JOB_TIMEOUT_SECONDS, max_tries=max_tries)
 
     return wrap
 
@@ -262,7 +267,7 @@ class ServiceWorker(Worker):
 def _registered(name: str, service: str, fn_name: str, handle: JobFn) -> Function:
     """The arq function of a consumer, named after the function it wraps."""
     handle.__name__ = handle.__qualname__ = fn_name
-    return job(name, service)(handle)
+    return job(name, service, max_tries=DELIVERY_MAX_TRIES)(handle)
 
 
 def _consumer(

@@ -65,6 +65,22 @@ async def test_a_delivery_over_its_budget_commits_what_it_made_and_goes_on(
         assert await session.scalar(select(func.count()).select_from(RewardRecord)) == 4
 
 
+async def test_a_delivery_stopped_more_often_than_arqs_tries_still_finishes(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long overload stops a big delivery at its budget again and again: every stop made
+    progress, so the delivery goes on past arq's ten tries instead of failing (the sweep
+    would send it again, a step towards a dead letter)."""
+    prize = await coupon_prize(platform)
+    payloads = [
+        grant(prize["id"], f"u-{i}", key=f"g-{i}").model_dump(mode="json") for i in range(14)
+    ]
+    monkeypatch.setattr(service_worker, "DELIVERY_BUDGET_SECONDS", 0.0)
+    worker = await _deliver(platform, payloads)
+    assert (worker.jobs_retried, worker.jobs_complete, worker.jobs_failed) == (13, 1, 0)
+    assert sorted(k for k, _ in await _records(platform)) == sorted(f"g-{i}" for i in range(14))
+
+
 async def test_an_issuance_over_its_budget_goes_on_in_the_next_try(
     platform: Platform, monkeypatch: pytest.MonkeyPatch
 ) -> None:
