@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -22,7 +22,11 @@ from reward_service.records.models import RecordTransition, RewardRecord
 from reward_service.records.repository import RecordRepository
 from reward_service.records.state import Action, InvalidTransition, RecordStatus, next_status
 from reward_service.shipments.service import ship_physical_prize
-from reward_service.wallet.service import put_coupon_in_wallet, put_coupon_of_new_record
+from reward_service.wallet.service import (
+    coupon_entry,
+    insert_wallet_entries,
+    put_coupon_in_wallet,
+)
 from service_kit.errors import NotFound
 from service_kit.i18n import texts_of
 from service_kit.outbox import OutboxRepository
@@ -67,19 +71,46 @@ def _record_transition(
     (a caller recording several moves at once tells it once, after the last)."""
     to_status = to_status or record.status
     RecordRepository.from_session(session).add_transition(
-        RecordTransition(
-            record_id=record.id,
-            from_status=from_status,
-            to_status=to_status,
-            action=action,
-            actor=actor,
-            reason=reason,
-            at=at,
-        )
+        RecordTransition(**_transition(record, from_status, to_status, action, actor, at, reason))
     )
-    STATE_TRANSITIONS.labels(from_status or "none", to_status).inc()
     if mirror:
         mirror_status(session, record, from_status, at)
+
+
+def _transition(
+    record: RewardRecord,
+    from_status: str | None,
+    to_status: str,
+    action: str,
+    actor: str,
+    at: datetime,
+    reason: str | None,
+) -> dict[str, Any]:
+    """The row of one move (counted as it is made)."""
+    STATE_TRANSITIONS.labels(from_status or "none", to_status).inc()
+    return {
+        "record_id": record.id,
+        "from_status": from_status,
+        "to_status": to_status,
+        "action": action,
+        "actor": actor,
+        "reason": reason,
+        "at": at,
+    }
+
+
+@dataclass
+class _CouponRows:
+    """The rows the coupon records of one bulk move add (their transitions and wallet
+    entries), written by one statement per table (``write``): added to the session one
+    by one, the ORM's bookkeeping of a few thousand objects cost more than the writes."""
+
+    transitions: list[dict[str, Any]] = field(default_factory=list)
+    wallet: list[dict[str, Any]] = field(default_factory=list)
+
+    async def write(self, session: AsyncSession) -> None:
+        await RecordRepository.from_session(session).insert_transitions(self.transitions)
+        await insert_wallet_entries(session, self.wallet)
 
 
 def mirror_status(
@@ -235,10 +266,12 @@ async def create_from_grants(
         [plan.values for plan in planned.values()]
     )
     created: dict[str, RewardRecord] = {}
+    coupons = _CouponRows()
     for plan in planned.values():
         record = inserted.get((plan.grant.tenant_id, plan.grant.grant_key))
         if record is not None:
-            created[plan.grant.grant_key] = await _after_creation(session, record, plan)
+            created[plan.grant.grant_key] = await _after_creation(session, record, plan, coupons)
+    await coupons.write(session)
     return created
 
 
@@ -308,12 +341,13 @@ async def _plan_record(session: AsyncSession, grant: Grant, now: datetime) -> _N
 
 
 async def _after_creation(
-    session: AsyncSession, record: RewardRecord, plan: _NewRecord
+    session: AsyncSession, record: RewardRecord, plan: _NewRecord, coupons: _CouponRows
 ) -> RewardRecord:
-    """The transitions, status message and first moves of a record just inserted."""
+    """The transitions, status message and first moves of a record just inserted (a
+    coupon issued at once: its rows in ``coupons``)."""
     grant, prize, now = plan.grant, plan.prize, plan.now
     if plan.coupon_at_once:
-        _issue_coupon_in_moves(session, record, prize, _COUPON_AT_ONCE, now)
+        _issue_coupon_in_moves(session, record, prize, _COUPON_AT_ONCE, now, coupons)
         return record
     _record_transition(session, record, None, "create", SYSTEM_ACTOR, now)
     if record.status == RecordStatus.pending.value and (
@@ -502,13 +536,15 @@ async def issue_released_coupons(
         now,
         moves=len(_RELEASED_COUPON),
     )
+    coupons = _CouponRows()
     for record in moved:
         prize = prizes[record.id]
         assert prize is not None
         # Locked until this compare-and-set, so it has no wallet entry yet.
         _issue_coupon_in_moves(
-            session, record, prize, _RELEASED_COUPON, now, reason=LOCK_HELD_REASON
+            session, record, prize, _RELEASED_COUPON, now, coupons, reason=LOCK_HELD_REASON
         )
+    await coupons.write(session)
     return moved
 
 
@@ -518,25 +554,26 @@ def _issue_coupon_in_moves(
     prize: Prize,
     moves: tuple[tuple[str | None, str, str], ...],
     now: datetime,
+    rows: _CouponRows,
     reason: str | None = None,
 ) -> None:
     """A coupon record's ``moves`` made by one write (its creation, or its lock's
-    release): a transition each (``reason`` on the first), the activity service told the
-    last status once, and the coupon put in the wallet (the record had none)."""
+    release): a transition each (``reason`` on the first) and the coupon's wallet entry
+    (the record had none) in ``rows``, the activity service told the last status once."""
     for index, (from_status, to_status, action) in enumerate(moves):
-        _record_transition(
-            session,
-            record,
-            from_status,
-            action,
-            SYSTEM_ACTOR,
-            now,
-            reason if index == 0 else None,
-            to_status,
-            mirror=False,
+        rows.transitions.append(
+            _transition(
+                record,
+                from_status,
+                to_status,
+                action,
+                SYSTEM_ACTOR,
+                now,
+                reason if index == 0 else None,
+            )
         )
     mirror_status(session, record, moves[0][0], now)
-    put_coupon_of_new_record(session, record, prize, now)
+    rows.wallet.append(coupon_entry(record, prize, now))
 
 
 async def cancel_broken_locks(

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -11,6 +11,10 @@ from reward_service.profiles.repository import users_with_phone
 from reward_service.wallet.models import WalletCoupon
 from service_kit.db import any_of
 from service_kit.pagination import PageParams, paginate
+
+# New entries written together go to the table itself: the ORM's insert of a list of rows
+# spent as much as adding them as objects.
+_COUPONS = cast(Table, WalletCoupon.__table__)
 
 
 class WalletRepository:
@@ -29,10 +33,11 @@ class WalletRepository:
             .on_conflict_do_nothing(index_elements=["record_id"])
         )
 
-    def add_for_new_record(self, values: dict[str, Any]) -> None:
-        """The entry of a record created in this transaction, which cannot have one yet:
-        written with the other new rows at flush (one statement for a delivery)."""
-        self.session.add(WalletCoupon(**values))
+    async def insert_new(self, rows: list[dict[str, Any]]) -> None:
+        """Entries of records moved to Issued in this transaction, which cannot have one
+        yet: one statement executed for them all (the driver's executemany)."""
+        if rows:
+            await self.session.execute(insert(_COUPONS), rows)
 
     async def by_records(self, record_ids: list[uuid.UUID]) -> dict[uuid.UUID, WalletCoupon]:
         if not record_ids:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -32,7 +33,8 @@ def coupon_window(prize: Prize, issued_at: datetime) -> tuple[datetime | None, d
     )
 
 
-def _entry(record: RewardRecord, prize: Prize, now: datetime) -> dict[str, object]:
+def coupon_entry(record: RewardRecord, prize: Prize, now: datetime) -> dict[str, Any]:
+    """The wallet entry of a record's coupon, issued ``now``."""
     valid_from, expires_at = coupon_window(prize, now)
     return {
         "id": uuid.uuid4(),
@@ -54,14 +56,13 @@ async def put_coupon_in_wallet(
     session: AsyncSession, record: RewardRecord, prize: Prize, now: datetime
 ) -> None:
     """The coupon adapter: idempotent per record (a redelivered issuance adds nothing)."""
-    await WalletRepository.from_session(session).put_if_absent(_entry(record, prize, now))
+    await WalletRepository.from_session(session).put_if_absent(coupon_entry(record, prize, now))
 
 
-def put_coupon_of_new_record(
-    session: AsyncSession, record: RewardRecord, prize: Prize, now: datetime
-) -> None:
-    """The coupon of a record inserted in this same transaction (nothing to check)."""
-    WalletRepository.from_session(session).add_for_new_record(_entry(record, prize, now))
+async def insert_wallet_entries(session: AsyncSession, entries: list[dict[str, Any]]) -> None:
+    """The coupons of records moved to Issued in this same transaction, which cannot have
+    their entry yet (nothing to check): one statement for them all."""
+    await WalletRepository.from_session(session).insert_new(entries)
 
 
 def effective_status(coupon: WalletCoupon, now: datetime) -> CouponStatus:
