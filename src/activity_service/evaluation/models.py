@@ -205,6 +205,9 @@ class EvaluationOutcome(Base):
     """The latest reason a user did or did not earn a rule (SPEC §5 explainability)."""
 
     __tablename__ = "evaluation_outcomes"
+    # Each daily run rewrites the outcome of every user in scope: room left on each page lets
+    # the new version stay beside the old one (a HOT update, no new primary key entry).
+    __table_args__ = {"postgresql_with": {"fillfactor": 70}}
 
     tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     activity_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
