@@ -5,7 +5,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Integer, String, column, func, select, update, values
+from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,6 +24,24 @@ from activity_service.evaluation.models import (
 from service_kit.db import insert_unless_present
 
 _INSERT_GRANT = insert_unless_present(Grant, ("tenant_id", "grant_key"))
+
+
+# A record's status follows it into its grant unless the grant already has a newer one.
+# Planned for each execution: a generic plan cached while the table was small (a fresh
+# database has no statistics until autovacuum's first analyze) may join the changes by a
+# scan of every grant.
+_SET_RECORD_STATUSES = text(
+    """
+UPDATE grants AS g
+SET record_status = c.status, record_number = c.number, record_version = c.version,
+    updated_at = now()
+FROM unnest(CAST(:tenants AS text[]), CAST(:keys AS text[]), CAST(:statuses AS text[]),
+            CAST(:numbers AS text[]), CAST(:versions AS integer[]))
+     AS c(tenant_id, grant_key, status, number, version)
+WHERE g.tenant_id = c.tenant_id AND g.grant_key = c.grant_key
+  AND (c.version IS NULL OR g.record_version IS NULL OR g.record_version < c.version)
+"""
+)
 
 
 class GrantRepository:
@@ -90,35 +108,24 @@ class GrantRepository:
         self, changes: list[tuple[str, str, str, str, int | None]]
     ) -> None:
         """``set_record_status`` of many grants in one statement: (tenant, grant key,
-        status, record number, record version) each, at most one per grant."""
+        status, record number, record version) each, at most one per grant. The changes
+        travel as arrays: one statement text whatever their number (a VALUES list was a new
+        statement to compile and prepare per length), planned for them (see
+        ``_SET_RECORD_STATUSES``)."""
         if not changes:
             return
-        rows = values(
-            column("tenant_id", String),
-            column("grant_key", String),
-            column("status", String),
-            column("number", String),
-            column("version", Integer),
-            name="change",
-        ).data(changes)
-        stmt = (
-            update(Grant)
-            .where(
-                Grant.tenant_id == rows.c.tenant_id,
-                Grant.grant_key == rows.c.grant_key,
-                rows.c.version.is_(None)
-                | Grant.record_version.is_(None)
-                | (Grant.record_version < rows.c.version),
-            )
-            .values(
-                record_status=rows.c.status,
-                record_number=rows.c.number,
-                record_version=rows.c.version,
-                updated_at=func.now(),
-            )
-            .execution_options(synchronize_session=False)
+        tenants, keys, statuses, numbers, versions = (list(c) for c in zip(*changes, strict=True))
+        await self.session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+        await self.session.execute(
+            _SET_RECORD_STATUSES,
+            {
+                "tenants": tenants,
+                "keys": keys,
+                "statuses": statuses,
+                "numbers": numbers,
+                "versions": versions,
+            },
         )
-        await self.session.execute(stmt)
 
     async def take_back_cancelled(
         self, tenant_id: str, grant_key: str, at: datetime
