@@ -18,6 +18,7 @@ from sqlalchemy import (
     any_,
     bindparam,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
 from sqlalchemy.engine import make_url
@@ -74,6 +75,15 @@ def any_of(column: Any, values: Collection[Any]) -> ColumnElement[bool]:
     return cast(
         ColumnElement[bool], column == any_(bindparam(None, list(values), ARRAY(column.type)))
     )
+
+
+async def plan_for_parameters(session: AsyncSession) -> None:
+    """Plan the rest of this transaction's statements for their actual parameters
+    (``SET LOCAL plan_cache_mode``, until commit or rollback). A generic plan cached while a
+    table was small — a fresh database has no statistics until autovacuum's first analyze,
+    and none at all where autovacuum is off — may join an array parameter by a scan of the
+    whole table; planned for the arrays at hand, the same statement probes an index."""
+    await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
 
 
 def plain_dsn(database_url: str) -> str:

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from activity_service.evaluation.limits import fit_in_budget
 from contracts.payloads import GRANT_BUNDLE_COLUMNS
 from service_kit.correlation import stamp
+from service_kit.db import plan_for_parameters
 
 OutcomeRow = tuple[uuid.UUID, str, str, str, str | None]
 """(activity id, user id, rule id, outcome, detail) of an evaluation outcome."""
@@ -325,7 +326,7 @@ class DailyRunRepository:
         """Plan this transaction's statements for their actual parameters: a chunk's
         statements repeat with other arrays, and a generic plan cached for them may guess
         wrong about how many rows an array brings."""
-        await self.session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+        await plan_for_parameters(self.session)
 
     async def hold_order_lock(self, key: int) -> None:
         """Take (or wait for) an advisory lock held until this transaction ends: a daily-run

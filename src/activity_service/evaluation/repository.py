@@ -21,7 +21,7 @@ from activity_service.evaluation.models import (
     ReferralQualification,
     RegularParticipation,
 )
-from service_kit.db import insert_unless_present
+from service_kit.db import insert_unless_present, plan_for_parameters
 
 _INSERT_GRANT = insert_unless_present(Grant, ("tenant_id", "grant_key"))
 
@@ -115,7 +115,7 @@ class GrantRepository:
         if not changes:
             return
         tenants, keys, statuses, numbers, versions = (list(c) for c in zip(*changes, strict=True))
-        await self.session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+        await plan_for_parameters(self.session)
         await self.session.execute(
             _SET_RECORD_STATUSES,
             {

@@ -20,7 +20,6 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
-    text,
     true,
     update,
 )
@@ -29,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from reward_service.payouts.models import CashPayout
 from reward_service.prizes.models import Prize
 from reward_service.records.models import RecordTransition, RewardRecord, record_number_seq
-from service_kit.db import any_of, insert_unless_present
+from service_kit.db import any_of, insert_unless_present, plan_for_parameters
 from service_kit.pagination import PageParams, paginate
 
 _INSERT_RECORD = insert_unless_present(RewardRecord, ("tenant_id", "grant_key"))
@@ -70,7 +69,7 @@ class RecordRepository:
         uses the unique index whatever the table's statistics; the filter does not."""
         if not keys:
             return set()
-        await self.session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+        await plan_for_parameters(self.session)
         by_tenant: dict[str, set[str]] = {}
         for tenant_id, grant_key in keys:
             by_tenant.setdefault(tenant_id, set()).add(grant_key)
