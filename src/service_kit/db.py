@@ -47,6 +47,8 @@ STATEMENT_CACHE_SIZE = 500
 
 # Set in a session's ``info`` by whatever writes outbox messages in it.
 OUTBOX_WRITTEN = "outbox_written"
+# Set in a session's ``info`` when its connection plans each statement for its parameters.
+PLANS_PER_EXECUTION = "plans_per_execution"
 
 
 def new_metadata() -> MetaData:
@@ -82,7 +84,11 @@ async def plan_for_parameters(session: AsyncSession) -> None:
     (``SET LOCAL plan_cache_mode``, until commit or rollback). A generic plan cached while a
     table was small — a fresh database has no statistics until autovacuum's first analyze,
     and none at all where autovacuum is off — may join an array parameter by a scan of the
-    whole table; planned for the arrays at hand, the same statement probes an index."""
+    whole table; planned for the arrays at hand, the same statement probes an index.
+    Nothing to do on a connection that plans every statement so (a worker's: see
+    ``Database``'s ``plan_per_execution``)."""
+    if session.info.get(PLANS_PER_EXECUTION):
+        return
     await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
 
 
@@ -101,13 +107,24 @@ class Database:
         echo: bool = False,
         connect_timeout: float | None = None,
         pre_ping: bool = True,
+        plan_per_execution: bool = False,
     ) -> None:
+        """``plan_per_execution``: plan each statement for its parameters instead of
+        reusing a generic plan (``plan_cache_mode = force_custom_plan``). For workers, whose
+        statements bind arrays of a whole delivery and whose tables grow under them: the
+        planning costs little beside such a statement, a generic plan made while a table was
+        small can cost a scan of all of it (seen: 2 ms a delivery for three lookups of the
+        referral graph). An API's one-row statements keep their cached plans."""
         self.url = url
         # asyncpg's own connect timeout is 60 s: too long to keep a request waiting when the
         # server does not answer; the caller gets a 503 after ``connect_timeout`` instead.
         connect_args: dict[str, Any] = {"prepared_statement_cache_size": STATEMENT_CACHE_SIZE}
         if connect_timeout is not None:
             connect_args["timeout"] = connect_timeout
+        if plan_per_execution:
+            # Every statement planned for its parameters (see ``plan_for_parameters``), for
+            # the whole connection: no round trip per transaction to ask for it.
+            connect_args["server_settings"] = {"plan_cache_mode": "force_custom_plan"}
         self.engine: AsyncEngine = create_async_engine(
             url,
             pool_size=pool_size,
@@ -119,7 +136,11 @@ class Database:
             # they hold recipients' names, phones and addresses.
             hide_parameters=True,
         )
-        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.sessionmaker = async_sessionmaker(
+            self.engine,
+            expire_on_commit=False,
+            info={PLANS_PER_EXECUTION: True} if plan_per_execution else None,
+        )
         # Called after a commit that wrote outbox messages (the relay's wake-up).
         self.on_outbox_commit: Callable[[], None] | None = None
 

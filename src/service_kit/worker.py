@@ -429,7 +429,9 @@ async def open_context(
     # empty would open an overflow connection and close it afterwards, and a new connection
     # costs a TLS probe, authentication and every statement prepared again.
     pool_size = max(settings.db_pool_size, settings.worker_max_jobs + WORKER_SPARE_CONNECTIONS)
-    ctx["db"] = Database(settings.database_url, pool_size=pool_size, pre_ping=False)
+    ctx["db"] = Database(
+        settings.database_url, pool_size=pool_size, pre_ping=False, plan_per_execution=True
+    )
     ctx["http"] = ServiceClient(settings)
     ctx["clock"] = clock or SystemClock()
     ctx["clocks"] = TenantClocks(ctx["clock"], ctx["db"], sandbox_model, settings.sandbox_enabled)
