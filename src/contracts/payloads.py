@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from service_kit.money import Amount, Currency
+from service_kit.outbox.bundles import BUNDLE_ITEMS, items_of
 
 
 class Contract(BaseModel):
@@ -155,9 +156,12 @@ GRANT_BUNDLE_COLUMNS = (
 
 
 def grants_of_message(payload: dict[str, Any]) -> list[dict[str, Any]]:
-    """The ``Grant`` payloads a ``reward.create_from_grant`` message carries: itself, or
-    each row of a bundle on its rule's template (with the bundle's tenant and ``_meta``,
-    so each grant keeps the request that caused it)."""
+    """The ``Grant`` payloads a ``reward.create_from_grant`` message carries: itself, the
+    items of a bundle of whole grants (an evaluation's: ``service_kit.outbox.bundles``), or
+    each row of a daily run's bundle on its rule's template (with the bundle's tenant and
+    ``_meta``, so each grant keeps the request that caused it)."""
+    if isinstance(payload.get(BUNDLE_ITEMS), list):
+        return items_of(payload)
     rows = payload.get(GRANT_BUNDLE_ROWS)
     if not isinstance(rows, list):
         return [payload]

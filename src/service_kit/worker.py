@@ -307,6 +307,7 @@ def _consumer(
             if prepare is not None:
                 await prepare(ctx, session, items)
             for payload in items:
+                kept = set(session.info)
                 try:
                     with message_context(payload):
                         async with _savepoint(session):
@@ -318,6 +319,10 @@ def _consumer(
                 except Exception as exc:
                     if is_transient(exc):
                         raise
+                    # What the failed message left in the session for ``finish`` to
+                    # write (deferred rows) is rolled back with its savepoint.
+                    for key in set(session.info) - kept:
+                        del session.info[key]
                     with message_context(payload):
                         log.exception("%s: message failed: %s", name, _describe(payload))
                     failures.append(f"{_describe(payload)}: {exc!r}")

@@ -44,6 +44,40 @@ WHERE g.tenant_id = c.tenant_id AND g.grant_key = c.grant_key
 )
 
 
+# Grants decided together (``insert_new``): one statement whatever their number, the
+# columns travel as arrays.
+_INSERT_NEW_GRANTS = text(
+    """
+INSERT INTO grants (id, tenant_id, grant_key, activity_id, activity_code, rule_id, user_id,
+                    counterpart_id, task, achieved_at, prize_id, source_event_id,
+                    new_user_reward, record_status)
+SELECT g.*, 'granted'
+FROM unnest(CAST(:ids AS uuid[]), CAST(:tenants AS text[]), CAST(:keys AS text[]),
+            CAST(:activities AS uuid[]), CAST(:codes AS text[]), CAST(:rules AS text[]),
+            CAST(:users AS text[]), CAST(:counterparts AS text[]), CAST(:tasks AS text[]),
+            CAST(:achieved AS timestamptz[]), CAST(:prizes AS uuid[]),
+            CAST(:sources AS text[]), CAST(:new_user AS boolean[])) AS g
+ON CONFLICT (tenant_id, grant_key) DO NOTHING
+RETURNING tenant_id, grant_key
+"""
+)
+_NEW_GRANT_COLUMNS = {
+    "ids": "id",
+    "tenants": "tenant_id",
+    "keys": "grant_key",
+    "activities": "activity_id",
+    "codes": "activity_code",
+    "rules": "rule_id",
+    "users": "user_id",
+    "counterparts": "counterpart_id",
+    "tasks": "task",
+    "achieved": "achieved_at",
+    "prizes": "prize_id",
+    "sources": "source_event_id",
+    "new_user": "new_user_reward",
+}
+
+
 class GrantRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -58,6 +92,16 @@ class GrantRepository:
         than running it); the grant returned is a detached copy of the row."""
         row = (await self.session.execute(_INSERT_GRANT, values)).one_or_none()
         return None if row is None else Grant(**row._asdict())
+
+    async def insert_new(self, rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
+        """``insert_if_new`` of many grants without limits in one statement (each key at
+        most once in ``rows``): the (tenant, grant key) of those inserted."""
+        if not rows:
+            return set()
+        columns = _NEW_GRANT_COLUMNS.items()
+        params = {name: [row[column] for row in rows] for name, column in columns}
+        result = await self.session.execute(_INSERT_NEW_GRANTS, params)
+        return {(tenant_id, key) for tenant_id, key in result.all()}
 
     async def crediting(
         self, tenant_id: str, activity_id: uuid.UUID, invitee_id: str

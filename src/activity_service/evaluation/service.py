@@ -26,6 +26,7 @@ from activity_service.activities.models import Activity
 from activity_service.activities.rules import TaskType
 from activity_service.db import OutboxMessage
 from activity_service.evaluation.catalog import CATALOGS, Catalog
+from activity_service.evaluation.daily_repository import GRANTS_PER_MESSAGE
 from activity_service.evaluation.engine import (
     LOOKBACK,
     REAL_TIME_TRIGGERS,
@@ -71,8 +72,10 @@ from contracts.payloads import (
     ReferralRole,
 )
 from contracts.payloads import Grant as GrantPayload
+from service_kit.correlation import stamp
 from service_kit.i18n import texts_of
 from service_kit.outbox import OutboxRepository
+from service_kit.outbox.bundles import bundle
 
 if TYPE_CHECKING:
     from activity_service.evaluation.daily_run import DailyRunResult as DailyRunResult
@@ -176,9 +179,11 @@ class Evaluation:
     # When the event being evaluated happened (real-time evaluation only).
     event_at: datetime | None = None
     grants: list[Grant] = field(default_factory=list)
-    # Outcomes kept in the session and written together by ``write_outcomes`` before the
-    # unit of work commits (one statement for a whole delivery instead of one per rule).
-    defer_outcomes: bool = False
+    # Outcomes, and the grants that no limit guards, kept in the session and written
+    # together by ``write_deferred`` before the unit of work commits: one statement each
+    # for a whole delivery instead of one per rule, and the delivery's reward messages
+    # bundled (``stage_grant``).
+    defer_writes: bool = False
 
     @property
     def tenant_id(self) -> str:
@@ -187,7 +192,7 @@ class Evaluation:
     async def outcome(
         self, activity: Activity, user_id: str, rule_id: str, outcome: str, detail: str | None
     ) -> None:
-        if self.defer_outcomes:
+        if self.defer_writes:
             pending = self.session.info.setdefault(PENDING_OUTCOMES, {})
             key = (self.tenant_id, activity.id, user_id, rule_id)
             pending.pop(key, None)  # the latest decision wins, as with the upsert
@@ -201,8 +206,14 @@ class Evaluation:
 PENDING_OUTCOMES = "pending_outcomes"
 
 
+async def write_deferred(session: AsyncSession) -> None:
+    """Write the grants and outcomes deferred in this session (``Evaluation.defer_writes``)."""
+    await write_staged_grants(session)
+    await write_outcomes(session)
+
+
 async def write_outcomes(session: AsyncSession) -> None:
-    """Write the outcomes deferred in this session (see ``Evaluation.defer_outcomes``)."""
+    """Write the outcomes deferred in this session (see ``Evaluation.defer_writes``)."""
     pending = session.info.pop(PENDING_OUTCOMES, None)
     if pending:
         await EvaluationRepository.from_session(session).record_outcomes(
@@ -213,6 +224,76 @@ async def write_outcomes(session: AsyncSession) -> None:
                 )
             ]
         )
+
+
+# session.info: the grants without limits a unit of work decided, by (tenant, grant key),
+# written by ``write_staged_grants``.
+STAGED_GRANTS = "staged_grants"
+
+
+@dataclass
+class _StagedGrant:
+    values: dict[str, Any]
+    # The reward message's payload, stamped with the request that caused it.
+    message: dict[str, Any]
+    # The outcome recorded for it: (tenant, activity, user, rule).
+    outcome_key: tuple[str, uuid.UUID, str, str]
+
+
+async def stage_grant(
+    ev: Evaluation,
+    activity: Activity,
+    values: dict[str, Any],
+    payload: dict[str, Any],
+    rule_id: str,
+) -> tuple[Grant | None, str]:
+    """A grant without limits decided in a deferred unit of work: kept with its reward
+    message until ``write_staged_grants`` inserts the unit's grants in one statement. The
+    outcome says "granted" at once, so later decisions of the same rule still follow it;
+    a key the ledger already had is skipped then, its outcome left as it was (as
+    ``insert_if_new`` does)."""
+    staged: dict[tuple[str, str], _StagedGrant] = ev.session.info.setdefault(STAGED_GRANTS, {})
+    key = (ev.tenant_id, values["grant_key"])
+    if key in staged:
+        return None, "already_granted"
+    staged[key] = _StagedGrant(
+        values, stamp(payload), (ev.tenant_id, activity.id, values["user_id"], rule_id)
+    )
+    grant = Grant(**values)
+    ev.grants.append(grant)
+    await ev.outcome(activity, values["user_id"], rule_id, "granted", values["grant_key"])
+    return grant, "granted"
+
+
+async def write_staged_grants(session: AsyncSession) -> None:
+    """Insert the grants staged in this session (``stage_grant``) and announce the new
+    ones to reward_service, ``GRANTS_PER_MESSAGE`` to a message per tenant as the daily
+    run does. Called before anything reads the grant ledger in the unit of work."""
+    staged: dict[tuple[str, str], _StagedGrant] | None = session.info.pop(STAGED_GRANTS, None)
+    if not staged:
+        return
+    inserted = await GrantRepository.from_session(session).insert_new(
+        [grant.values for grant in staged.values()]
+    )
+    pending = session.info.get(PENDING_OUTCOMES, {})
+    messages: dict[str, list[dict[str, Any]]] = {}
+    for (tenant_id, key), grant in staged.items():
+        if (tenant_id, key) in inserted:
+            messages.setdefault(tenant_id, []).append(grant.message)
+        elif pending.get(grant.outcome_key, (None, None))[:2] == ("granted", key):
+            del pending[grant.outcome_key]  # granted before: its outcome stays as it was
+    outbox = OutboxRepository.from_session(session, OutboxMessage)
+    for tenant_id, payloads in messages.items():
+        for start in range(0, len(payloads), GRANTS_PER_MESSAGE):
+            # A bundle even of one: each grant keeps the request that caused it (its own
+            # stamp), the bundle carries the job's.
+            chunk = payloads[start : start + GRANTS_PER_MESSAGE]
+            outbox.add(
+                "reward",
+                jobs.REWARD_CREATE_FROM_GRANT,
+                bundle(chunk, tenant_id),
+                job_id=f"grants:{chunk[0]['grant_key']}+{len(chunk)}",
+            )
 
 
 class _NotGranted(Exception):
@@ -310,6 +391,9 @@ async def write_grant(
         "new_user_reward": activity.kind == "basic" and activity.attribute == "new_user",
     }
     outbox = OutboxRepository.from_session(ev.session, OutboxMessage)
+    if not guarded and ev.defer_writes:
+        return await stage_grant(ev, activity, values, payload, rule_id)
+    await write_staged_grants(ev.session)  # what follows reads the ledger
     if not guarded:
         grant = await repo.insert_if_new(values)
         if grant is None:
@@ -395,6 +479,7 @@ async def _basic_eligibility(
         return None
     repo = GrantRepository.from_session(ev.session)
     await repo.lock_user(ev.tenant_id, user_id)
+    await write_staged_grants(ev.session)  # the new-user question reads the ledger
     # Judged at the achievement, not at evaluation time, so the order activities or events
     # are evaluated in does not matter: a user is new until a new-user reward was achieved
     # (at the same moment too: one new-user reward per user), and old only from a new-user
@@ -765,13 +850,13 @@ async def evaluate_event(
     *,
     now: datetime,
     referral: ReferralLookup | None,
-    defer_outcomes: bool = False,
+    defer_writes: bool = False,
 ) -> list[Grant]:
     """Grants earned by one stored event. Re-running it grants nothing new.
 
     An event no running campaign can use costs a cached lookup (plus, for a deposit, one
     indexed query whether it is the user's first): the user's history is read only when
-    some rule may be completed by it. ``defer_outcomes``: see ``Evaluation``."""
+    some rule may be completed by it. ``defer_writes``: see ``Evaluation``."""
     event = await _event(session, tenant_id, event_id)
     if event is None:
         return []
@@ -810,7 +895,7 @@ async def evaluate_event(
         referral=referral,
         source_event_id=event.event_id,
         event_at=event.occurred_at,
-        defer_outcomes=defer_outcomes,
+        defer_writes=defer_writes,
     )
     for activity in activities:
         if activity.kind == "basic":
@@ -827,7 +912,7 @@ async def evaluate_invitee(
     *,
     now: datetime,
     referral: ReferralLookup | None,
-    defer_outcomes: bool = False,
+    defer_writes: bool = False,
 ) -> list[Grant]:
     """After a binding of ``invitee_id`` changed: the real-time referral rules the invitee
     already completed are decided again (keys make it a no-op when nothing changed)."""
@@ -840,7 +925,7 @@ async def evaluate_invitee(
         tenant=await _tenant(session, tenant_id),
         now=now,
         referral=referral,
-        defer_outcomes=defer_outcomes,
+        defer_writes=defer_writes,
     )
     for activity in activities:
         await evaluate_referral(ev, activity, facts, mode="binding")

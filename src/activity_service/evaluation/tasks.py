@@ -46,15 +46,15 @@ async def _read_events(
     await service.prefetch_events(session, [(p["tenant_id"], p["event_id"]) for p in payloads])
 
 
-async def _write_outcomes(ctx: dict[str, Any], session: AsyncSession) -> None:
-    await service.write_outcomes(session)
+async def _write_deferred(ctx: dict[str, Any], session: AsyncSession) -> None:
+    await service.write_deferred(session)
 
 
 @message_job(
     jobs.ACTIVITY_EVALUATE_EVENT,
     "activity",
     prepare=_read_events,
-    finish=_write_outcomes,
+    finish=_write_deferred,
     unpack=items_of,
 )
 async def evaluate_event(
@@ -67,7 +67,7 @@ async def evaluate_event(
             payload["event_id"],
             now=await ctx["clocks"].now(payload["tenant_id"], session),
             referral=_referral(ctx),
-            defer_outcomes=True,
+            defer_writes=True,
         )
     except ReferralUnavailable as exc:
         # Transient: the delivery rolls back and is tried again later.
@@ -148,7 +148,7 @@ async def record_status_changed(
     session.info.setdefault(_STATUS_CHANGES, []).append(change)
 
 
-@message_job(jobs.ACTIVITY_BINDING_CHANGED, "activity", finish=_write_outcomes)
+@message_job(jobs.ACTIVITY_BINDING_CHANGED, "activity", finish=_write_deferred)
 async def binding_changed(
     ctx: dict[str, Any], session: AsyncSession, payload: dict[str, Any]
 ) -> int:
@@ -162,7 +162,7 @@ async def binding_changed(
             fact.invitee_id,
             now=await ctx["clocks"].now(fact.tenant_id, session),
             referral=_referral(ctx),
-            defer_outcomes=True,
+            defer_writes=True,
         )
     except ReferralUnavailable as exc:
         log.warning("referral_service unavailable, retrying: %s", exc)
