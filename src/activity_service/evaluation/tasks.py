@@ -139,7 +139,11 @@ async def _follow_statuses(ctx: dict[str, Any], session: AsyncSession) -> None:
     await service.follow_record_statuses(session, session.info.pop(_STATUS_CHANGES, []))
 
 
-@message_job(jobs.ACTIVITY_RECORD_STATUS_CHANGED, "activity", finish=_follow_statuses)
+# Both read a bundle of their messages as its items (``service_kit.outbox.bundles``), so a
+# producer writing many in one transaction may send them as one message.
+@message_job(
+    jobs.ACTIVITY_RECORD_STATUS_CHANGED, "activity", finish=_follow_statuses, unpack=items_of
+)
 async def record_status_changed(
     ctx: dict[str, Any], session: AsyncSession, payload: dict[str, Any]
 ) -> None:
@@ -148,7 +152,7 @@ async def record_status_changed(
     session.info.setdefault(_STATUS_CHANGES, []).append(change)
 
 
-@message_job(jobs.ACTIVITY_BINDING_CHANGED, "activity", finish=_write_deferred)
+@message_job(jobs.ACTIVITY_BINDING_CHANGED, "activity", finish=_write_deferred, unpack=items_of)
 async def binding_changed(
     ctx: dict[str, Any], session: AsyncSession, payload: dict[str, Any]
 ) -> int:

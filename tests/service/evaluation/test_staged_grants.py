@@ -1,9 +1,11 @@
 """Grants without limits decided in a delivery are written together before it commits, and
 announced to reward_service in bundles (``evaluation.service.stage_grant``); a key decided
-twice in a delivery, or granted before, is granted once and announced once."""
+twice in a delivery, or granted before, is granted once and announced once. The ledger
+reads a bundle of record status changes as the changes it carries."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
@@ -14,6 +16,7 @@ from activity_service.db import OutboxMessage
 from activity_service.evaluation.daily_repository import GRANTS_PER_MESSAGE
 from contracts import jobs
 from contracts.payloads import grants_of_message
+from service_kit.outbox.bundles import bundle
 from service_kit.worker import ItemsFailed, message_job
 from tests.service.evaluation.steps import activity, event, explain, grants, post, prizes
 from tests.service.harness import Platform
@@ -108,3 +111,34 @@ async def test_what_a_message_failing_for_good_staged_is_not_written_by_the_next
         await _stage_then_fail.coroutine(ctx, delivery)
     # handled together first (rolled back, nothing written), then one by one
     assert written == ["a", "c"]
+
+
+async def test_a_bundle_of_record_status_changes_moves_every_grant_it_carries(
+    platform: Platform,
+) -> None:
+    act = await _register_activity(platform)
+    await post(platform, *[event("user.registered", f"u-{i}", WHEN) for i in range(3)])
+    await platform.drain()
+    made = await grants(platform, act["id"])
+    changes = [
+        {
+            "tenant_id": "tenant-a",
+            "grant_key": g.grant_key,
+            "record_id": str(uuid.uuid4()),
+            "record_number": g.record_number,
+            "from_status": "issued",
+            "to_status": "locked",
+            "at": WHEN,
+            "record_version": 100,
+        }
+        for g in made[:2]
+    ]
+    await platform.deliver(
+        "activity", jobs.ACTIVITY_RECORD_STATUS_CHANGED, [bundle(changes, "tenant-a")]
+    )
+    after = {g.user_id: g.record_status for g in await grants(platform, act["id"])}
+    assert after == {
+        made[0].user_id: "locked",
+        made[1].user_id: "locked",
+        made[2].user_id: "issued",
+    }
