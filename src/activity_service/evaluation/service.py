@@ -296,6 +296,10 @@ async def write_staged_grants(session: AsyncSession) -> None:
             )
 
 
+class _QualifiedConcurrently(Exception):
+    pass
+
+
 class _NotGranted(Exception):
     def __init__(self, reason: str, detail: str | None = None) -> None:
         super().__init__(reason)
@@ -673,21 +677,28 @@ async def _reward_inviter(
                     f"takes part in {taking_part}; invitee {invitee}",
                 )
                 return
-        async with ev.session.begin_nested():
-            seq = await repo.next_seq(ev.tenant_id, activity.id, rule["id"], inviter)
-            existing = await repo.add_qualification(
-                {
-                    "tenant_id": ev.tenant_id,
-                    "activity_id": activity.id,
-                    "rule_id": rule["id"],
-                    "invitee_id": invitee,
-                    "inviter_id": inviter,
-                    "seq": seq,
-                    "achieved_at": done.achieved_at,
-                    "counted": regular,
-                }
-            )
-        if existing is None:  # qualified concurrently: use that decision
+        try:
+            async with ev.session.begin_nested():
+                seq = await repo.next_seq(ev.tenant_id, activity.id, rule["id"], inviter)
+                existing = await repo.add_qualification(
+                    {
+                        "tenant_id": ev.tenant_id,
+                        "activity_id": activity.id,
+                        "rule_id": rule["id"],
+                        "invitee_id": invitee,
+                        "inviter_id": inviter,
+                        "seq": seq,
+                        "achieved_at": done.achieved_at,
+                        "counted": regular,
+                    }
+                )
+                if existing is None:
+                    # Qualified concurrently (another evaluation of this invitee, e.g. after
+                    # its binding, committed between our read and our insert): the number
+                    # taken goes back with the savepoint, or the inviter's next invitee
+                    # would skip one and land in the wrong range.
+                    raise _QualifiedConcurrently
+        except _QualifiedConcurrently:  # use that decision
             existing = await repo.qualification(ev.tenant_id, activity.id, rule["id"], invitee)
             assert existing is not None
     # The inviter is the one the invitee qualified for, whatever the binding says now.

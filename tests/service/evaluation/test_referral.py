@@ -271,3 +271,62 @@ async def test_referral_service_down_means_retry_never_drop(platform: Platform) 
         )
     why = await explain(platform, act["id"], "a")
     assert why["outcomes"][0]["outcome"] == "no_inviter"
+
+
+async def test_concurrent_evaluations_of_one_invitee_take_one_number_of_the_inviter(
+    platform: Platform,
+) -> None:
+    """Two evaluations of an invitee racing (its task's event and its binding): the one
+    that loses the qualification gives its number back, so the next invitee lands in the
+    right range."""
+    invitees = ["a", "b", "c"]
+    await register_invitees(platform, "inv", invitees)  # bound before the activity exists
+    low, high = await prizes(platform, 2)
+    act = await activity(
+        platform,
+        {
+            "kind": "referral",
+            "attribute": "marketing",
+            "reward_type": "tiered",
+            "rules": [
+                {
+                    "id": "r",
+                    "task": "register",
+                    "tiers": [
+                        {"id": "t1", "min_invites": 1, "max_invites": 2, "prize_id": low},
+                        {"id": "t2", "min_invites": 3, "max_invites": None, "prize_id": high},
+                    ],
+                }
+            ],
+        },
+    )
+    db = platform.db("activity")
+    lookup = ReferralLookup(
+        platform.apps["activity"].state.http, platform.settings["activity"].referral_url
+    )
+
+    async def evaluate(invitee: str) -> None:
+        async with db.session() as session:
+            await evaluation.evaluate_invitee(
+                session,
+                "tenant-a",
+                invitee,
+                now=platform.clock.now(),
+                referral=lookup,
+                defer_writes=True,
+            )
+            await evaluation.write_deferred(session)
+            await asyncio.sleep(0.05)  # hold the transaction open while the other races
+
+    for invitee in invitees:
+        await asyncio.gather(evaluate(invitee), evaluate(invitee))
+    async with db.session() as session:
+        rows = (await session.scalars(select(ReferralQualification))).all()
+    assert sorted((q.invitee_id, q.seq) for q in rows) == [("a", 1), ("b", 2), ("c", 3)]
+    names = {low: "low", high: "high"}
+    made = await grants(platform, act["id"])
+    assert sorted((g.counterpart_id, names[str(g.prize_id)]) for g in made) == [
+        ("a", "low"),
+        ("b", "low"),
+        ("c", "high"),
+    ]
