@@ -1,25 +1,25 @@
 from __future__ import annotations
 
 import builtins
+import json
 import uuid
 from collections.abc import AsyncIterator, Collection
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import (
     ARRAY,
     DateTime,
     Select,
-    Table,
     and_,
     bindparam,
     case,
     func,
-    insert,
     literal,
     literal_column,
     or_,
     select,
+    text,
     true,
     update,
 )
@@ -28,13 +28,105 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from reward_service.payouts.models import CashPayout
 from reward_service.prizes.models import Prize
 from reward_service.records.models import RecordTransition, RewardRecord, record_number_seq
-from service_kit.db import any_of, insert_unless_present, plan_for_parameters
+from service_kit.db import any_of, plan_for_parameters
 from service_kit.pagination import PageParams, paginate
 
-_INSERT_RECORD = insert_unless_present(RewardRecord, ("tenant_id", "grant_key"))
-# Transitions written together go to the table itself: the ORM's insert of a list of rows
-# spent as much as adding them as objects.
-_TRANSITIONS = cast(Table, RecordTransition.__table__)
+# The columns of a new record, with the type its values travel as (one array each).
+_NEW_RECORD_COLUMNS = {
+    "number": "text",
+    "tenant_id": "text",
+    "grant_key": "text",
+    "activity_code": "text",
+    "activity_name": "text",
+    "activity_names": "jsonb",
+    "rule_id": "text",
+    "user_id": "text",
+    "app_id": "text",
+    "counterpart_id": "text",
+    "referral_role": "text",
+    "enterprise_name": "text",
+    "task": "text",
+    "achieved_at": "timestamptz",
+    "prize_id": "uuid",
+    "prize_type": "text",
+    "prize_name": "text",
+    "prize_title": "jsonb",
+    "issuance_form": "text",
+    "status": "text",
+    "lock_amount": "numeric",
+    "lock_currency": "text",
+    "lock_days": "int",
+    "lock_started_at": "timestamptz",
+    "lock_expires_at": "timestamptz",
+    "lock_issue_after": "boolean",
+    "issued_at": "timestamptz",
+    "issued_to": "text",
+    "version": "int",
+    "updated_at": "timestamptz",
+}
+
+
+def _unnest(columns: dict[str, str]) -> str:
+    """``unnest`` of one array parameter per column (JSON travels as text), numbered."""
+    arrays = ", ".join(
+        f"CAST(:{c} AS {'text' if t == 'jsonb' else t}[])" for c, t in columns.items()
+    )
+    return f"unnest({arrays}) WITH ORDINALITY AS r({', '.join(columns)}, n)"
+
+
+def _selected(columns: dict[str, str]) -> str:
+    return ", ".join(
+        f"CAST(r.{c} AS jsonb)" if t == "jsonb" else f"r.{c}" for c, t in columns.items()
+    )
+
+
+# A delivery's new records in one statement, their rows bound as one array per column: a
+# statement text that never changes, and nothing per row for the client to bind (a
+# multi-row VALUES bound some thirty parameters a row). Rows go in the order given (ORDER
+# BY their number in the arrays). The id is drawn by the server: only the inserted rows'
+# ids come back.
+_INSERT_RECORDS = text(
+    f"""
+INSERT INTO reward_records (id, {", ".join(_NEW_RECORD_COLUMNS)})
+SELECT gen_random_uuid(), {_selected(_NEW_RECORD_COLUMNS)}
+FROM {_unnest(_NEW_RECORD_COLUMNS)}
+ORDER BY r.n
+ON CONFLICT (tenant_id, grant_key) DO NOTHING
+RETURNING id, tenant_id, grant_key
+"""
+)
+_JSON_COLUMNS = frozenset(c for c, t in _NEW_RECORD_COLUMNS.items() if t == "jsonb")
+
+_TRANSITION_COLUMNS = {
+    "record_id": "uuid",
+    "from_status": "text",
+    "to_status": "text",
+    "action": "text",
+    "actor": "text",
+    "reason": "text",
+    "at": "timestamptz",
+}
+# Moves recorded together, in one statement: their ids are drawn in the order of the
+# arrays (ORDER BY), so a record's moves keep their order of ids.
+_INSERT_TRANSITIONS = text(
+    f"""
+INSERT INTO reward_record_transitions ({", ".join(_TRANSITION_COLUMNS)})
+SELECT {_selected(_TRANSITION_COLUMNS)}
+FROM {_unnest(_TRANSITION_COLUMNS)}
+ORDER BY r.n
+"""
+)
+
+# One encoder for every JSON column value: ``json.dumps`` with any option builds an encoder
+# per call. None is JSON null, as SQLAlchemy writes a JSONB column's None.
+_json = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def _sparse(values: builtins.list[Any]) -> builtins.list[Any]:
+    """A column whose values are all null is sent as an empty array: ``unnest`` of several
+    arrays pads the shorter ones with nulls, so nothing is encoded for it."""
+    return values if any(v is not None for v in values) else []
+
 
 # Which tenants' records a reconciler pass looks at: (only this one, or all but these).
 TenantScope = tuple[str | None, Collection[str]]
@@ -93,25 +185,23 @@ class RecordRepository:
 
     async def insert_new(
         self, rows: builtins.list[dict[str, Any]]
-    ) -> dict[tuple[str, str], RewardRecord]:
-        """Insert many records, each unless its grant already has one; the inserted ones by
-        (tenant, grant key), as detached copies of their rows. Rows go in key order, so two
-        deliveries inserting some of the same grants wait on each other rather than
-        deadlock. One statement built once, its rows sent as multi-row VALUES batches
-        (SQLAlchemy's insertmanyvalues): compiling a new multi-row insert per delivery cost
-        more than running it. Rows naming other columns (lock-up terms) go in their own
-        batch."""
+    ) -> dict[tuple[str, str], uuid.UUID]:
+        """Insert many records (their columns but the id, which the database draws), each
+        unless its grant already has one; the inserted ones' ids by (tenant, grant key).
+        Rows go in key order, so two deliveries inserting some of the same grants wait on
+        each other rather than deadlock. One statement, one array per column; a column a
+        row leaves out is null."""
+        if not rows:
+            return {}
         ordered = sorted(rows, key=lambda row: (row["tenant_id"], row["grant_key"]))
-        by_columns: dict[tuple[str, ...], builtins.list[dict[str, Any]]] = {}
-        for row in ordered:
-            by_columns.setdefault(tuple(sorted(row)), []).append(row)
-        inserted: dict[tuple[str, str], RewardRecord] = {}
-        for same_columns in by_columns.values():
-            result = await self.session.execute(_INSERT_RECORD, same_columns)
-            for returned in result.all():
-                record = RewardRecord(**returned._asdict())
-                inserted[(record.tenant_id, record.grant_key)] = record
-        return inserted
+        params: dict[str, Any] = {}
+        for column in _NEW_RECORD_COLUMNS:
+            values = [row.get(column) for row in ordered]
+            params[column] = (
+                [_json(v) for v in values] if column in _JSON_COLUMNS else _sparse(values)
+            )
+        result = await self.session.execute(_INSERT_RECORDS, params)
+        return {(tenant_id, grant_key): id_ for id_, tenant_id, grant_key in result.all()}
 
     async def get(self, tenant_id: str, record_id: uuid.UUID) -> RewardRecord | None:
         return await self.session.scalar(
@@ -251,10 +341,11 @@ class RecordRepository:
         self.session.add(transition)
 
     async def insert_transitions(self, rows: builtins.list[dict[str, Any]]) -> None:
-        """Moves recorded together: one statement executed for them all, in order (a
-        record's moves keep their order of ids)."""
+        """Moves recorded together: one statement for them all, in order (a record's moves
+        keep their order of ids)."""
         if rows:
-            await self.session.execute(insert(_TRANSITIONS), rows)
+            params = {c: _sparse([row.get(c) for row in rows]) for c in _TRANSITION_COLUMNS}
+            await self.session.execute(_INSERT_TRANSITIONS, params)
 
     async def transitions(self, record_id: uuid.UUID) -> list[RecordTransition]:
         stmt = (

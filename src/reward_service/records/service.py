@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -101,16 +102,26 @@ def _transition(
 
 @dataclass
 class _CouponRows:
-    """The rows the coupon records of one bulk move add (their transitions and wallet
-    entries), written by one statement per table (``write``): added to the session one
-    by one, the ORM's bookkeeping of a few thousand objects cost more than the writes."""
+    """The rows the coupon records of one bulk move add (their transitions, wallet entries
+    and, for records created Issued, status messages), written by one statement per table
+    (``write``): added to the session one by one, the ORM's bookkeeping of a few thousand
+    objects cost more than the writes. Written by the call that made them, before it
+    returns, so they stand or fall with the savepoint around it."""
 
     transitions: list[dict[str, Any]] = field(default_factory=list)
     wallet: list[dict[str, Any]] = field(default_factory=list)
+    statuses: list[dict[str, Any]] = field(default_factory=list)
+    # Moves counted per (from, to) once written rather than one by one.
+    moves: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     async def write(self, session: AsyncSession) -> None:
         await RecordRepository.from_session(session).insert_transitions(self.transitions)
         await insert_wallet_entries(session, self.wallet)
+        await _outbox(session).insert_many(
+            "activity", jobs.ACTIVITY_RECORD_STATUS_CHANGED, self.statuses
+        )
+        for (from_status, to_status), count in self.moves.items():
+            STATE_TRANSITIONS.labels(from_status, to_status).inc(count)
 
 
 def mirror_status(
@@ -239,16 +250,19 @@ async def create_from_grant(
     session: AsyncSession, grant: Grant, now: datetime
 ) -> RewardRecord | None:
     """Insert the record of a grant (idempotent on the grant key); None if it existed.
-    ``create_from_grants`` for one grant."""
-    return (await create_from_grants(session, [(grant, now)])).get(grant.grant_key)
+    ``create_from_grants`` for one grant, the record read back as it now is."""
+    created = (await create_from_grants(session, [(grant, now)])).get(grant.grant_key)
+    if created is None:
+        return None
+    return await RecordRepository.from_session(session).get_by_id(created)
 
 
 async def create_from_grants(
     session: AsyncSession, grants: Sequence[tuple[Grant, datetime]]
-) -> dict[str, RewardRecord]:
+) -> dict[str, uuid.UUID]:
     """Insert the records of grants (each at its own time) in one statement, idempotent on
-    the grant key; the new ones by grant key (a grant that already had its record, or came
-    twice, has one entry at most).
+    the grant key; the new ones' ids by grant key (a grant that already had its record, or
+    came twice, has one entry at most).
 
     Automatic records are submitted at once; records whose reward is issued only after a
     lock-up wait in Locked until the lock expires (SPEC §3.3); a reward issued at once
@@ -265,12 +279,13 @@ async def create_from_grants(
     inserted = await RecordRepository.from_session(session).insert_new(
         [plan.values for plan in planned.values()]
     )
-    created: dict[str, RewardRecord] = {}
+    created: dict[str, uuid.UUID] = {}
     coupons = _CouponRows()
     for plan in planned.values():
-        record = inserted.get((plan.grant.tenant_id, plan.grant.grant_key))
-        if record is not None:
-            created[plan.grant.grant_key] = await _after_creation(session, record, plan, coupons)
+        record_id = inserted.get((plan.grant.tenant_id, plan.grant.grant_key))
+        if record_id is not None:
+            created[plan.grant.grant_key] = record_id
+            await _after_creation(session, record_id, plan, coupons)
     await coupons.write(session)
     return created
 
@@ -307,7 +322,6 @@ async def _plan_record(session: AsyncSession, grant: Grant, now: datetime) -> _N
     if coupon_at_once:
         status = RecordStatus.issued
     values = {
-        "id": uuid.uuid4(),
         "number": format_number(await _next_number(session), now),
         "tenant_id": grant.tenant_id,
         "grant_key": grant.grant_key,
@@ -341,14 +355,15 @@ async def _plan_record(session: AsyncSession, grant: Grant, now: datetime) -> _N
 
 
 async def _after_creation(
-    session: AsyncSession, record: RewardRecord, plan: _NewRecord, coupons: _CouponRows
-) -> RewardRecord:
+    session: AsyncSession, record_id: uuid.UUID, plan: _NewRecord, coupons: _CouponRows
+) -> None:
     """The transitions, status message and first moves of a record just inserted (a
     coupon issued at once: its rows in ``coupons``)."""
     grant, prize, now = plan.grant, plan.prize, plan.now
     if plan.coupon_at_once:
-        _issue_coupon_in_moves(session, record, prize, _COUPON_AT_ONCE, now, coupons)
-        return record
+        _issue_new_coupon(record_id, plan, coupons)
+        return
+    record = RewardRecord(id=record_id, **plan.values)
     _record_transition(session, record, None, "create", SYSTEM_ACTOR, now)
     if record.status == RecordStatus.pending.value and (
         grant.issuance_form is IssuanceForm.automatic
@@ -362,8 +377,7 @@ async def _after_creation(
         )
         if at_once:
             # The compare-and-set of the submit holds the row lock until commit.
-            record = await _fulfil_and_mark(session, record, prize, now) or record
-    return record
+            await _fulfil_and_mark(session, record, prize, now)
 
 
 async def certified_enterprises(
@@ -560,20 +574,55 @@ def _issue_coupon_in_moves(
     """A coupon record's ``moves`` made by one write (its creation, or its lock's
     release): a transition each (``reason`` on the first) and the coupon's wallet entry
     (the record had none) in ``rows``, the activity service told the last status once."""
+    _coupon_moves(record.id, moves, now, rows, reason)
+    mirror_status(session, record, moves[0][0], now)
+    rows.wallet.append(coupon_entry(record.tenant_id, record.user_id, record.id, prize, now))
+
+
+def _issue_new_coupon(record_id: uuid.UUID, plan: _NewRecord, rows: _CouponRows) -> None:
+    """``_issue_coupon_in_moves`` of a coupon record created Issued, from the values it was
+    inserted with. Its status message goes in ``rows`` too: the record is new in this
+    transaction and Issued is final, so no other message about it can follow in it."""
+    values, now = plan.values, plan.now
+    _coupon_moves(record_id, _COUPON_AT_ONCE, now, rows)
+    rows.statuses.append(
+        RecordStatusChanged(
+            tenant_id=values["tenant_id"],
+            grant_key=values["grant_key"],
+            record_id=str(record_id),
+            record_number=values["number"],
+            from_status=_COUPON_AT_ONCE[0][0],
+            to_status=values["status"],
+            at=now,
+            record_version=values["version"],
+        ).model_dump(mode="json")
+    )
+    rows.wallet.append(
+        coupon_entry(values["tenant_id"], values["user_id"], record_id, plan.prize, now)
+    )
+
+
+def _coupon_moves(
+    record_id: uuid.UUID,
+    moves: tuple[tuple[str | None, str, str], ...],
+    now: datetime,
+    rows: _CouponRows,
+    reason: str | None = None,
+) -> None:
+    """The transitions of a coupon record's ``moves`` (``reason`` on the first), in order."""
     for index, (from_status, to_status, action) in enumerate(moves):
         rows.transitions.append(
-            _transition(
-                record,
-                from_status,
-                to_status,
-                action,
-                SYSTEM_ACTOR,
-                now,
-                reason if index == 0 else None,
-            )
+            {
+                "record_id": record_id,
+                "from_status": from_status,
+                "to_status": to_status,
+                "action": action,
+                "actor": SYSTEM_ACTOR,
+                "reason": reason if index == 0 else None,
+                "at": now,
+            }
         )
-    mirror_status(session, record, moves[0][0], now)
-    rows.wallet.append(coupon_entry(record, prize, now))
+        rows.moves[(from_status or "none", to_status)] += 1
 
 
 async def cancel_broken_locks(

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
+import json
 import uuid
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -12,9 +13,36 @@ from reward_service.wallet.models import WalletCoupon
 from service_kit.db import any_of
 from service_kit.pagination import PageParams, paginate
 
-# New entries written together go to the table itself: the ORM's insert of a list of rows
-# spent as much as adding them as objects.
-_COUPONS = cast(Table, WalletCoupon.__table__)
+# The columns of a new entry, with the type its values travel as (one array each).
+_NEW_COUPON_COLUMNS = {
+    "tenant_id": "text",
+    "user_id": "text",
+    "record_id": "uuid",
+    "code": "text",
+    "prize_id": "uuid",
+    "coupon_type": "text",
+    "title": "text",
+    "instructions": "text",
+    "status": "text",
+    "valid_from": "timestamptz",
+    "expires_at": "timestamptz",
+}
+# New entries written together, in one statement bound as one array per column (the
+# driver's executemany bound and executed each row on its own); the id is drawn by the
+# database.
+_INSERT_COUPONS = text(
+    f"""
+INSERT INTO wallet_coupons (id, {", ".join(_NEW_COUPON_COLUMNS)})
+SELECT gen_random_uuid(), {
+        ", ".join(
+            "CAST(r.title AS jsonb)" if c == "title" else f"r.{c}" for c in _NEW_COUPON_COLUMNS
+        )
+    }
+FROM unnest({", ".join(f"CAST(:{c} AS {t}[])" for c, t in _NEW_COUPON_COLUMNS.items())})
+     AS r({", ".join(_NEW_COUPON_COLUMNS)})
+"""
+)
+_json = json.JSONEncoder(separators=(",", ":")).encode
 
 
 class WalletRepository:
@@ -35,9 +63,11 @@ class WalletRepository:
 
     async def insert_new(self, rows: list[dict[str, Any]]) -> None:
         """Entries of records moved to Issued in this transaction, which cannot have one
-        yet: one statement executed for them all (the driver's executemany)."""
+        yet: one statement for them all (their ids drawn by the database)."""
         if rows:
-            await self.session.execute(insert(_COUPONS), rows)
+            params = {c: [row.get(c) for row in rows] for c in _NEW_COUPON_COLUMNS}
+            params["title"] = [_json(t) for t in params["title"]]
+            await self.session.execute(_INSERT_COUPONS, params)
 
     async def by_records(self, record_ids: list[uuid.UUID]) -> dict[uuid.UUID, WalletCoupon]:
         if not record_ids:

@@ -33,14 +33,16 @@ def coupon_window(prize: Prize, issued_at: datetime) -> tuple[datetime | None, d
     )
 
 
-def coupon_entry(record: RewardRecord, prize: Prize, now: datetime) -> dict[str, Any]:
-    """The wallet entry of a record's coupon, issued ``now``."""
+def coupon_entry(
+    tenant_id: str, user_id: str, record_id: uuid.UUID, prize: Prize, now: datetime
+) -> dict[str, Any]:
+    """The wallet entry of a record's coupon, issued ``now`` (its id is the table's
+    default)."""
     valid_from, expires_at = coupon_window(prize, now)
     return {
-        "id": uuid.uuid4(),
-        "tenant_id": record.tenant_id,
-        "user_id": record.user_id,
-        "record_id": record.id,
+        "tenant_id": tenant_id,
+        "user_id": user_id,
+        "record_id": record_id,
         "code": new_coupon_code(),
         "prize_id": prize.id,
         "coupon_type": prize.details.get("coupon_type", "other"),
@@ -56,7 +58,8 @@ async def put_coupon_in_wallet(
     session: AsyncSession, record: RewardRecord, prize: Prize, now: datetime
 ) -> None:
     """The coupon adapter: idempotent per record (a redelivered issuance adds nothing)."""
-    await WalletRepository.from_session(session).put_if_absent(coupon_entry(record, prize, now))
+    entry = coupon_entry(record.tenant_id, record.user_id, record.id, prize, now)
+    await WalletRepository.from_session(session).put_if_absent(entry)
 
 
 async def insert_wallet_entries(session: AsyncSession, entries: list[dict[str, Any]]) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from reward_service.wallet import rules
 from reward_service.wallet.rules import (
     CODE_ALPHABET,
     CODE_LENGTH,
@@ -81,3 +83,15 @@ def test_phone_numbers_compare_by_their_digits() -> None:
     assert {normalize_phone(p) for p in same} == {"85291234567"}
     assert normalize_phone("+1 23") is None
     assert normalize_phone("phone") is None
+
+
+def test_code_letters_drop_the_bytes_that_would_favour_some(monkeypatch: Any) -> None:
+    """Bytes 240..255 (past 8 × 30) are dropped, so each letter is as likely; a draw with
+    too few bytes left is followed by another."""
+    draws = iter([bytes([255, 240, 0, 29, 30, 239] * 2), bytes(range(20))])
+    monkeypatch.setattr(rules.secrets, "token_bytes", lambda n: next(draws))
+    code = new_coupon_code()
+    first = "".join(CODE_ALPHABET[b % 30] for b in [0, 29, 30, 239] * 2)
+    assert code == first + "".join(CODE_ALPHABET[b] for b in range(4))
+    # Over all 240 kept byte values, each letter comes from exactly eight.
+    assert rules._UNBIASED_BELOW == 240
