@@ -33,7 +33,6 @@ from service_kit.pagination import PageParams, paginate
 
 # The columns of a new record, with the type its values travel as (one array each).
 _NEW_RECORD_COLUMNS = {
-    "number": "text",
     "tenant_id": "text",
     "grant_key": "text",
     "activity_code": "text",
@@ -74,25 +73,33 @@ def _unnest(columns: dict[str, str]) -> str:
     return f"unnest({arrays}) WITH ORDINALITY AS r({', '.join(columns)}, n)"
 
 
-def _selected(columns: dict[str, str]) -> str:
+def _selected(columns: dict[str, str], of: str = "r") -> str:
     return ", ".join(
-        f"CAST(r.{c} AS jsonb)" if t == "jsonb" else f"r.{c}" for c, t in columns.items()
+        f"CAST({of}.{c} AS jsonb)" if t == "jsonb" else f"{of}.{c}" for c, t in columns.items()
     )
 
 
 # A delivery's new records in one statement, their rows bound as one array per column: a
 # statement text that never changes, and nothing per row for the client to bind (a
 # multi-row VALUES bound some thirty parameters a row). Rows go in the order given (ORDER
-# BY their number in the arrays). The id is drawn by the server: only the inserted rows'
-# ids come back.
+# BY their place in the arrays). The database draws the id and the number: the number's
+# prefix (``number_prefix``) followed by the next value of the sequence, padded to eight
+# digits at least (``service.format_number``), so no round trip draws the numbers first;
+# only the inserted rows' id and number come back.
 _INSERT_RECORDS = text(
     f"""
-INSERT INTO reward_records (id, {", ".join(_NEW_RECORD_COLUMNS)})
-SELECT gen_random_uuid(), {_selected(_NEW_RECORD_COLUMNS)}
-FROM {_unnest(_NEW_RECORD_COLUMNS)}
-ORDER BY r.n
+INSERT INTO reward_records (id, number, {", ".join(_NEW_RECORD_COLUMNS)})
+SELECT gen_random_uuid(),
+       q.number_prefix || lpad(CAST(q.seq AS text), greatest(8, length(CAST(q.seq AS text))), '0'),
+       {_selected(_NEW_RECORD_COLUMNS, "q")}
+FROM (
+    SELECT nextval('{record_number_seq.name}') AS seq, r.*
+    FROM {_unnest({**_NEW_RECORD_COLUMNS, "number_prefix": "text"})}
+    ORDER BY r.n
+) AS q
+ORDER BY q.n
 ON CONFLICT (tenant_id, grant_key) DO NOTHING
-RETURNING id, tenant_id, grant_key
+RETURNING id, number, tenant_id, grant_key
 """
 )
 _JSON_COLUMNS = frozenset(c for c, t in _NEW_RECORD_COLUMNS.items() if t == "jsonb")
@@ -140,13 +147,6 @@ class RecordRepository:
     def from_session(cls, session: AsyncSession) -> RecordRepository:
         return cls(session)
 
-    async def next_number_seq(self) -> int:
-        return int(await self.session.scalar(select(record_number_seq.next_value())) or 0)
-
-    async def next_number_seqs(self, count: int) -> list[int]:
-        stmt = select(record_number_seq.next_value()).select_from(func.generate_series(1, count))
-        return [int(n) for n in (await self.session.scalars(stmt)).all()]
-
     async def recorded_grants(self, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
         """Which of the (tenant, grant key) pairs already have a record: per tenant, one
         probe of the unique index per key, the keys bound as one array, each probed by a
@@ -184,24 +184,24 @@ class RecordRepository:
         return found
 
     async def insert_new(
-        self, rows: builtins.list[dict[str, Any]]
-    ) -> dict[tuple[str, str], uuid.UUID]:
-        """Insert many records (their columns but the id, which the database draws), each
-        unless its grant already has one; the inserted ones' ids by (tenant, grant key).
-        Rows go in key order, so two deliveries inserting some of the same grants wait on
-        each other rather than deadlock. One statement, one array per column; a column a
-        row leaves out is null."""
+        self, rows: builtins.list[tuple[dict[str, Any], str]]
+    ) -> dict[tuple[str, str], tuple[uuid.UUID, str]]:
+        """Insert many records — (their columns but the id and number, which the database
+        draws; the number's prefix) each — unless its grant already has one; the inserted
+        ones' id and number by (tenant, grant key). Rows go in key order, so two deliveries
+        inserting some of the same grants wait on each other rather than deadlock. One
+        statement, one array per column; a column a row leaves out is null."""
         if not rows:
             return {}
-        ordered = sorted(rows, key=lambda row: (row["tenant_id"], row["grant_key"]))
-        params: dict[str, Any] = {}
+        ordered = sorted(rows, key=lambda row: (row[0]["tenant_id"], row[0]["grant_key"]))
+        params: dict[str, Any] = {"number_prefix": [prefix for _, prefix in ordered]}
         for column in _NEW_RECORD_COLUMNS:
-            values = [row.get(column) for row in ordered]
+            values = [row.get(column) for row, _ in ordered]
             params[column] = (
                 [_json(v) for v in values] if column in _JSON_COLUMNS else _sparse(values)
             )
         result = await self.session.execute(_INSERT_RECORDS, params)
-        return {(tenant_id, grant_key): id_ for id_, tenant_id, grant_key in result.all()}
+        return {(tenant, key): (id_, number) for id_, number, tenant, key in result.all()}
 
     async def get(self, tenant_id: str, record_id: uuid.UUID) -> RewardRecord | None:
         return await self.session.scalar(

@@ -47,9 +47,15 @@ __all__ = [
 SYSTEM_ACTOR = "system:reward"
 
 
+def number_prefix(at: datetime) -> str:
+    """A record number's part before its sequence value (``format_number``)."""
+    return f"RR-{at:%Y%m%d}-"
+
+
 def format_number(seq: int, at: datetime) -> str:
-    """Human-friendly, unique and sortable: RR-20261123-00000042."""
-    return f"RR-{at:%Y%m%d}-{seq:08d}"
+    """Human-friendly, unique and sortable: RR-20261123-00000042 (written by the records'
+    insert, ``RecordRepository.insert_new``, which draws the sequence value)."""
+    return f"{number_prefix(at)}{seq:08d}"
 
 
 def _outbox(session: AsyncSession) -> OutboxRepository:
@@ -218,7 +224,6 @@ _COUPON_AT_ONCE = (
     (RecordStatus.pending.value, RecordStatus.issuing.value, Action.submit.value),
     (RecordStatus.issuing.value, RecordStatus.issued.value, Action.fulfil.value),
 )
-RESERVED_NUMBERS = "reserved_record_numbers"
 
 
 async def recorded_grants(
@@ -227,19 +232,6 @@ async def recorded_grants(
     """Which (tenant, grant key) grants already have their record: creating it again would
     do nothing (the record is idempotent on the grant key)."""
     return await RecordRepository.from_session(session).recorded_grants(keys)
-
-
-async def reserve_numbers(session: AsyncSession, count: int) -> None:
-    """Draw the record numbers a unit of work will need in one round trip."""
-    numbers = await RecordRepository.from_session(session).next_number_seqs(count)
-    session.info.setdefault(RESERVED_NUMBERS, []).extend(reversed(numbers))
-
-
-async def _next_number(session: AsyncSession) -> int:
-    reserved: list[int] = session.info.get(RESERVED_NUMBERS) or []
-    if reserved:
-        return reserved.pop()
-    return await RecordRepository.from_session(session).next_number_seq()
 
 
 def _waits_for_lock(grant: Grant) -> bool:
@@ -268,22 +260,20 @@ async def create_from_grants(
     lock-up wait in Locked until the lock expires (SPEC §3.3); a reward issued at once
     starts its lock when it is Issued (``records.lockup``).
     """
-    missing = len(grants) - len(session.info.get(RESERVED_NUMBERS) or ())
-    if missing > 1:
-        await reserve_numbers(session, missing)
     planned: dict[tuple[str, str], _NewRecord] = {}
     for grant, now in grants:
         key = (grant.tenant_id, grant.grant_key)
         if key not in planned:
             planned[key] = await _plan_record(session, grant, now)
     inserted = await RecordRepository.from_session(session).insert_new(
-        [plan.values for plan in planned.values()]
+        [(plan.values, number_prefix(plan.now)) for plan in planned.values()]
     )
     created: dict[str, uuid.UUID] = {}
     coupons = _CouponRows()
     for plan in planned.values():
-        record_id = inserted.get((plan.grant.tenant_id, plan.grant.grant_key))
-        if record_id is not None:
+        new = inserted.get((plan.grant.tenant_id, plan.grant.grant_key))
+        if new is not None:
+            record_id, plan.values["number"] = new
             created[plan.grant.grant_key] = record_id
             await _after_creation(session, record_id, plan, coupons)
     await coupons.write(session)
@@ -322,7 +312,6 @@ async def _plan_record(session: AsyncSession, grant: Grant, now: datetime) -> _N
     if coupon_at_once:
         status = RecordStatus.issued
     values = {
-        "number": format_number(await _next_number(session), now),
         "tenant_id": grant.tenant_id,
         "grant_key": grant.grant_key,
         "activity_code": grant.activity_code,

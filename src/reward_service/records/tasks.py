@@ -28,12 +28,6 @@ def retry_delay(base_seconds: float, job_try: int) -> float:
     return min(base_seconds * 2 ** max(0, job_try - 1), MAX_RETRY_DELAY_SECONDS)
 
 
-async def _reserve_numbers(
-    ctx: dict[str, Any], session: AsyncSession, payloads: list[dict[str, Any]]
-) -> None:
-    await service.reserve_numbers(session, len(payloads))
-
-
 async def _not_recorded(
     ctx: dict[str, Any], session: AsyncSession, payloads: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
@@ -68,7 +62,6 @@ async def _record_grants(ctx: dict[str, Any], session: AsyncSession) -> None:
 @message_job(
     jobs.REWARD_CREATE_FROM_GRANT,
     "reward",
-    prepare=_reserve_numbers,
     pending=_not_recorded,
     finish=_record_grants,
     per_transaction=GRANTS_PER_TRANSACTION,

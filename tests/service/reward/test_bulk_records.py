@@ -8,12 +8,13 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from contracts import jobs
 from contracts.payloads import LockUp
 from reward_service.db import OutboxMessage
 from reward_service.records.models import RecordTransition, RewardRecord
+from reward_service.records.service import format_number
 from reward_service.wallet.models import WalletCoupon
 from reward_service.wallet.rules import CODE_ALPHABET, CODE_LENGTH
 from tests.service.harness import Platform
@@ -123,3 +124,28 @@ async def test_a_grant_failing_for_good_leaves_nothing_and_the_others_are_record
     assert (again.jobs_complete, again.jobs_failed) == (1, 0)
     after = await _written(platform)
     assert {k: len(after[k]) for k in after} == {k: len(written[k]) for k in written}
+
+
+async def test_numbers_are_drawn_by_the_insert_in_key_order_and_outgrow_eight_digits(
+    platform: Platform,
+) -> None:
+    """The insert draws each record's number from the sequence, in the order its rows go
+    in (by grant key), padded to eight digits and never cut past them."""
+    prize = await coupon_prize(platform)
+    async with platform.db("reward").session() as session:
+        await session.execute(text("SELECT setval('reward_record_number_seq', 99999998)"))
+    grants = [grant(prize["id"], f"u-{i}", key=f"k-{i}") for i in (2, 0, 1)]
+    worker = await _deliver(platform, [g.model_dump(mode="json") for g in grants])
+    assert (worker.jobs_complete, worker.jobs_failed) == (1, 0)
+    written = await _written(platform)
+    numbers = {r.grant_key: r.number for r in written["records"]}
+    day = platform.clock.now()
+    assert numbers == {
+        "k-0": format_number(99999999, day),
+        "k-1": format_number(100000000, day),
+        "k-2": format_number(100000001, day),
+    }
+    assert numbers["k-1"].endswith("-100000000")
+    assert sorted(m.payload["record_number"] for m in written["messages"]) == sorted(
+        numbers.values()
+    )
