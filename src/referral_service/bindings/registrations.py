@@ -12,19 +12,22 @@ chunk's own new bindings.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from contracts.payloads import Node
+from contracts import jobs
+from contracts.payloads import BindingChanged, Node
 from referral_service.bindings import rules, service
 from referral_service.bindings.repository import BindingRepository
 from referral_service.bindings.schemas import Channel
+from service_kit.correlation import stamp
 from service_kit.errors import Conflict, ProblemError
 
 BOUND = "bound"
+ACTOR = "system:registration"
 # Every node a registration binding can set: the registration node, and the others while
 # the invitee has no inviter of their own there.
 _NODES = [node.value for node in rules.NODES]
@@ -88,10 +91,9 @@ async def _apply(
     if len(set(invitees)) < len(invitees) or on_chains & set(invitees):
         # A bind here could close a cycle with, or lengthen the chain of, another one.
         return await _one_after_another(session, chunk)
-    own: dict[str, set[str]] = {}
-    for present in await repo.for_invitees(tenant_id, [r.user_id for r in binds]):
-        own.setdefault(present.invitee_id, set()).add(present.node)
-    completed = await repo.completed_at_of(
+    # Read under the locks: an invitee's registration binding and completion change only
+    # under their own lock.
+    states = await repo.bound_and_completed(
         tenant_id, Node.registration.value, [r.user_id for r in binds]
     )
     outcomes: list[str | None] = []
@@ -100,26 +102,20 @@ async def _apply(
         if registration.inviter_id is None:
             outcomes.append(None)
             continue
-        refusal = _refusal(registration, own, completed)
+        refusal = _refusal(registration, *states[registration.user_id])
         outcomes.append(refusal or BOUND)
         if refusal is None:
             rows.append(_binding_row(registration))
-    inserted = await repo.insert_new(rows)
-    for registration, outcome in zip(chunk, outcomes, strict=True):
-        if outcome != BOUND:
-            continue
-        binding = inserted.get((registration.user_id, Node.registration.value))
-        if binding is None:  # rows written around the locks (by hand): as ``bind`` says
-            raise Conflict("The invitee already has a registration inviter.", code="already_bound")
-        service.record_change(
-            session,
-            repo,
-            binding,
-            action="bound",
-            previous_inviter_id=None,
-            actor="system:registration",
-            at=registration.registered_at,
-        )
+    bound = await repo.bind_new(
+        tenant_id,
+        Node.registration.value,
+        rows,
+        actor=ACTOR,
+        queue="activity",
+        job_name=jobs.ACTIVITY_BINDING_CHANGED,
+    )
+    if len(bound) < len(rows):  # rows written around the locks (by hand): as ``bind`` says
+        raise Conflict("The invitee already has a registration inviter.", code="already_bound")
     await repo.mark_many_completed([_completion_row(r) for r in chunk])
     return outcomes
 
@@ -141,21 +137,19 @@ async def _locked_chains(
     raise Conflict("The inviter's chain kept changing; try again.", code="concurrent_change")
 
 
-def _refusal(
-    registration: Registration, own: dict[str, set[str]], completed: dict[str, datetime]
-) -> str | None:
-    """Why ``service.bind`` would refuse this registration bind, or None. A self-invitation
-    or a cycle needs the invitee among the inviters or on a chain: such a chunk goes one
-    registration after another, so neither is possible here."""
-    invitee = registration.user_id
+def _refusal(registration: Registration, bound: bool, completed_at: datetime | None) -> str | None:
+    """Why ``service.bind`` would refuse this registration bind, or None (``bound``,
+    ``completed_at``: the invitee's registration binding and completion, read under the
+    locks). A self-invitation or a cycle needs the invitee among the inviters or on a
+    chain: such a chunk goes one registration after another, so neither is possible here."""
     if rules.is_frozen(
         Node.registration,
-        completed.get(invitee),
+        completed_at,
         registration.registered_at,
         registration.registration_grace,
     ):
         return "node_completed"
-    if Node.registration.value in own.get(invitee, set()):
+    if bound:
         return "already_bound"
     return None
 
@@ -174,7 +168,7 @@ async def _one_after_another(session: AsyncSession, chunk: list[Registration]) -
                     inviter_id=registration.inviter_id,
                     node=Node.registration,
                     channel=registration.channel,
-                    actor="system:registration",
+                    actor=ACTOR,
                     at=registration.registered_at,
                     registration_grace=registration.registration_grace,
                     app_id=registration.app_id,
@@ -198,29 +192,35 @@ async def _one_after_another(session: AsyncSession, chunk: list[Registration]) -
     return outcomes
 
 
-def _binding_row(registration: Registration) -> dict[str, object]:
-    at = registration.registered_at
+def _binding_row(registration: Registration) -> dict[str, Any]:
+    """A registration binding's row, with the message that tells activity_service (as
+    ``service.record_change`` writes it)."""
+    fact = BindingChanged(
+        tenant_id=registration.tenant_id,
+        invitee_id=registration.user_id,
+        node=Node.registration,
+        inviter_id=registration.inviter_id,
+        previous_inviter_id=None,
+        channel=registration.channel.value,
+        action="bound",
+        at=registration.registered_at,
+    )
     return {
-        "id": uuid.uuid4(),
-        "tenant_id": registration.tenant_id,
         "invitee_id": registration.user_id,
         "inviter_id": registration.inviter_id,
-        "node": Node.registration.value,
         "channel": registration.channel.value,
         "app_id": registration.app_id,
-        "operator_id": None,
         "activity_code": registration.activity_code,
-        "bound_at": at,
-        "created_at": at,
-        "updated_at": at,
+        "at": registration.registered_at,
+        "payload": stamp(fact.model_dump(mode="json")),
     }
 
 
-def _completion_row(registration: Registration) -> dict[str, object]:
-    return {
-        "tenant_id": registration.tenant_id,
-        "user_id": registration.user_id,
-        "node": Node.registration.value,
-        "completed_at": registration.registered_at,
-        "event_id": registration.event_id,
-    }
+def _completion_row(registration: Registration) -> tuple[str, str, str, datetime, str | None]:
+    return (
+        registration.tenant_id,
+        registration.user_id,
+        Node.registration.value,
+        registration.registered_at,
+        registration.event_id,
+    )

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from collections.abc import Collection
 from datetime import datetime
 from typing import Any
@@ -11,17 +12,107 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from referral_service.bindings.models import Binding, BindingHistory, NodeCompletion
-from service_kit.db import any_of, insert_unless_present
+from service_kit.db import OUTBOX_WRITTEN, any_of
 from service_kit.errors import Conflict
 from service_kit.pagination import PageParams, paginate
-
-_INSERT_BINDING = insert_unless_present(Binding, ("tenant_id", "invitee_id", "node"))
-_INSERT_COMPLETION = insert_unless_present(NodeCompletion, ("tenant_id", "user_id", "node"))
 
 # Upper bound of any chain walk: far beyond real referral depths, and a hard stop should a
 # loop ever exist in the data.
 MAX_CHAIN_DEPTH = 10_000
 DEADLOCK_DETECTED = "40P01"
+# One encoder for every message (``json.dumps`` with options builds one per call).
+_json = json.JSONEncoder(separators=(",", ":")).encode
+
+# The chunk statements take their rows as one array per column: every chunk is the same
+# statement whatever its size, compiled and prepared once (a multi-row VALUES list is a
+# statement of its own per row count), and no ORM object is built per row.
+#
+# Binds the new registration inviters and, for each binding made (a bound invitee is
+# skipped), writes its history row and its outbox message (``payloads``, by invitee).
+_BIND_NEW = text(
+    """
+WITH new AS (
+    SELECT * FROM unnest(
+        CAST(:invitees AS text[]), CAST(:inviters AS text[]), CAST(:channels AS text[]),
+        CAST(:apps AS text[]), CAST(:activity_codes AS text[]),
+        CAST(:at AS timestamptz[]), CAST(:payloads AS text[])
+    ) AS t(invitee_id, inviter_id, channel, app_id, activity_code, at, payload)
+), bound AS (
+    INSERT INTO bindings (id, tenant_id, invitee_id, inviter_id, node, channel, app_id,
+                          activity_code, bound_at, created_at, updated_at)
+    SELECT gen_random_uuid(), :tenant, invitee_id, inviter_id, :node, channel, app_id,
+           activity_code, at, at, at
+    FROM new
+    ON CONFLICT (tenant_id, invitee_id, node) DO NOTHING
+    RETURNING invitee_id, inviter_id, channel, activity_code, bound_at
+), history AS (
+    INSERT INTO binding_history (tenant_id, invitee_id, node, action, inviter_id, channel,
+                                 activity_code, actor, at)
+    SELECT :tenant, invitee_id, :node, 'bound', inviter_id, channel, activity_code, :actor,
+           bound_at
+    FROM bound
+), message AS (
+    SELECT gen_random_uuid() AS id, new.payload
+    FROM bound JOIN new USING (invitee_id)
+), outbox AS (
+    INSERT INTO outbox_messages (id, queue, job_name, job_id, payload, attempts)
+    SELECT id, :queue, :job_name, CAST(id AS text), CAST(payload AS jsonb), 0 FROM message
+)
+SELECT invitee_id FROM bound
+"""
+)
+_INSERT_COMPLETIONS = text(
+    """
+INSERT INTO node_completions (tenant_id, user_id, node, completed_at, event_id)
+SELECT * FROM unnest(
+    CAST(:tenants AS text[]), CAST(:users AS text[]), CAST(:nodes AS text[]),
+    CAST(:at AS timestamptz[]), CAST(:events AS text[])
+)
+ON CONFLICT (tenant_id, user_id, node) DO NOTHING
+RETURNING tenant_id, user_id, node
+"""
+)
+# Per user: bound at the node, and when they completed it (one probe of each unique index).
+_BOUND_AND_COMPLETED = text(
+    """
+SELECT u.user_id,
+       EXISTS (SELECT FROM bindings b
+               WHERE b.tenant_id = :tenant AND b.invitee_id = u.user_id AND b.node = :node),
+       (SELECT c.completed_at FROM node_completions c
+        WHERE c.tenant_id = :tenant AND c.user_id = u.user_id AND c.node = :node)
+FROM unnest(CAST(:users AS text[])) AS u(user_id)
+"""
+)
+# ``effective_ancestors_of``: every start user's walk at every node, in one statement.
+_EFFECTIVE_CHAINS = text(
+    f"""
+WITH RECURSIVE chain(start, node, user_id, depth) AS (
+    SELECT s, n, s, 0
+    FROM unnest(CAST(:starts AS text[])) s
+    CROSS JOIN unnest(CAST(:nodes AS text[])) n
+    UNION ALL
+    SELECT chain.start, chain.node, step.inviter_id, chain.depth + 1
+    FROM chain
+    CROSS JOIN LATERAL (
+        SELECT b.inviter_id FROM bindings b
+        WHERE b.tenant_id = :tenant AND b.invitee_id = chain.user_id
+          AND b.node IN (chain.node, 'registration')
+        ORDER BY b.node = chain.node DESC
+        LIMIT 1
+    ) AS step
+    WHERE chain.depth < {MAX_CHAIN_DEPTH}
+)
+SELECT start, node, user_id FROM chain WHERE depth > 0
+ORDER BY start, node, depth
+"""
+)
+_LOCK_MODES = text(
+    "SELECT CASE WHEN x THEN pg_advisory_xact_lock(h)"
+    " ELSE pg_advisory_xact_lock_shared(h) END FROM ("
+    " SELECT DISTINCT ON (h) hashtextextended(k, 0) AS h, x"
+    " FROM unnest(CAST(:keys AS text[]), CAST(:exclusive AS boolean[]))"
+    " AS t(k, x) ORDER BY h, x DESC) AS ordered"
+)
 
 # Probes the (tenant, invitee, node) unique index once per invitee asked.
 _INVITERS_OF = """
@@ -61,14 +152,7 @@ class BindingRepository:
             return
         try:
             await self.session.execute(
-                text(
-                    "SELECT CASE WHEN x THEN pg_advisory_xact_lock(h)"
-                    " ELSE pg_advisory_xact_lock_shared(h) END FROM ("
-                    " SELECT DISTINCT ON (h) hashtextextended(k, 0) AS h, x"
-                    " FROM unnest(CAST(:keys AS text[]), CAST(:exclusive AS boolean[]))"
-                    " AS t(k, x) ORDER BY h, x DESC) AS ordered"
-                ),
-                {"keys": list(wanted), "exclusive": list(wanted.values())},
+                _LOCK_MODES, {"keys": list(wanted), "exclusive": list(wanted.values())}
             )
         except DBAPIError as exc:
             # Only possible when a chain grew while its locks were being taken and a second
@@ -117,29 +201,7 @@ class BindingRepository:
         effective inviters above it, nearest first; every walk in one statement."""
         starts = list(dict.fromkeys(start_users))
         rows = await self.session.execute(
-            text(
-                f"""
-                WITH RECURSIVE chain(start, node, user_id, depth) AS (
-                    SELECT s, n, s, 0
-                    FROM unnest(CAST(:starts AS text[])) s
-                    CROSS JOIN unnest(CAST(:nodes AS text[])) n
-                    UNION ALL
-                    SELECT chain.start, chain.node, step.inviter_id, chain.depth + 1
-                    FROM chain
-                    CROSS JOIN LATERAL (
-                        SELECT b.inviter_id FROM bindings b
-                        WHERE b.tenant_id = :tenant AND b.invitee_id = chain.user_id
-                          AND b.node IN (chain.node, 'registration')
-                        ORDER BY b.node = chain.node DESC
-                        LIMIT 1
-                    ) AS step
-                    WHERE chain.depth < {MAX_CHAIN_DEPTH}
-                )
-                SELECT start, node, user_id FROM chain WHERE depth > 0
-                ORDER BY start, node, depth
-                """
-            ),
-            {"tenant": tenant_id, "nodes": list(nodes), "starts": starts},
+            _EFFECTIVE_CHAINS, {"tenant": tenant_id, "nodes": list(nodes), "starts": starts}
         )
         chains = {start: {node: dict[str, None]() for node in nodes} for start in starts}
         looped: set[tuple[str, str]] = set()
@@ -192,15 +254,40 @@ class BindingRepository:
         )
         return (await self.session.scalars(stmt)).one_or_none()
 
-    async def insert_new(self, rows: list[dict[str, Any]]) -> dict[tuple[str, str], Binding]:
-        """Insert many bindings, each unless its (invitee, node) is bound; the inserted ones
-        by (invitee, node), as detached copies of their rows. One statement built once, its
-        rows sent as multi-row VALUES batches."""
+    async def bind_new(
+        self,
+        tenant_id: str,
+        node: str,
+        rows: list[dict[str, Any]],
+        *,
+        actor: str,
+        queue: str,
+        job_name: str,
+    ) -> set[str]:
+        """Bind many invitees (distinct) at ``node``, each unless bound there already, with
+        the history row and the outbox message (``rows``' ``payload``) of every binding
+        made; one statement. Returns the invitees bound."""
         if not rows:
-            return {}
-        result = await self.session.execute(_INSERT_BINDING, rows)
-        inserted = [Binding(**row._asdict()) for row in result.all()]
-        return {(b.invitee_id, b.node): b for b in inserted}
+            return set()
+        self.session.info[OUTBOX_WRITTEN] = True  # see Database.session: wakes the relay
+        result = await self.session.execute(
+            _BIND_NEW,
+            {
+                "tenant": tenant_id,
+                "node": node,
+                "actor": actor,
+                "queue": queue,
+                "job_name": job_name,
+                "invitees": [r["invitee_id"] for r in rows],
+                "inviters": [r["inviter_id"] for r in rows],
+                "channels": [r["channel"] for r in rows],
+                "apps": [r["app_id"] for r in rows],
+                "activity_codes": [r["activity_code"] for r in rows],
+                "at": [r["at"] for r in rows],
+                "payloads": [_json(r["payload"]) for r in rows],
+            },
+        )
+        return {invitee for (invitee,) in result.all()}
 
     async def change_inviter(
         self,
@@ -336,17 +423,17 @@ class BindingRepository:
             )
         )
 
-    async def completed_at_of(
+    async def bound_and_completed(
         self, tenant_id: str, node: str, user_ids: Collection[str]
-    ) -> dict[str, datetime]:
-        """When each of ``user_ids`` that completed ``node`` completed it."""
+    ) -> dict[str, tuple[bool, datetime | None]]:
+        """Per user of ``user_ids``: whether they are bound at ``node`` as an invitee, and
+        when they completed it (None if not); one statement."""
         if not user_ids:
             return {}
-        nc = NodeCompletion
-        stmt = select(nc.user_id, nc.completed_at).where(
-            nc.tenant_id == tenant_id, nc.node == node, any_of(nc.user_id, user_ids)
+        rows = await self.session.execute(
+            _BOUND_AND_COMPLETED, {"tenant": tenant_id, "node": node, "users": list(user_ids)}
         )
-        return {user: at for user, at in (await self.session.execute(stmt)).all()}
+        return {user: (bound, at) for user, bound, at in rows.all()}
 
     async def completions_of(
         self, tenant_id: str, pairs: list[tuple[str, str]]
@@ -379,11 +466,25 @@ class BindingRepository:
                 found[(tenant_id, user_id)] = event_id
         return found
 
-    async def mark_many_completed(self, rows: list[dict[str, Any]]) -> None:
-        """``mark_completed`` of many (tenant, user, node) at once: one statement built once,
-        rows sent as multi-row VALUES batches; completions already recorded are kept."""
-        if rows:
-            await self.session.execute(_INSERT_COMPLETION, rows)
+    async def mark_many_completed(
+        self, rows: list[tuple[str, str, str, datetime, str | None]]
+    ) -> set[tuple[str, str, str]]:
+        """``mark_completed`` of many (tenant, user, node, completed at, event id), distinct by
+        (tenant, user, node), in one statement: completions already recorded are kept.
+        Returns the (tenant, user, node) recorded."""
+        if not rows:
+            return set()
+        result = await self.session.execute(
+            _INSERT_COMPLETIONS,
+            {
+                "tenants": [r[0] for r in rows],
+                "users": [r[1] for r in rows],
+                "nodes": [r[2] for r in rows],
+                "at": [r[3] for r in rows],
+                "events": [r[4] for r in rows],
+            },
+        )
+        return {(tenant, user, node) for tenant, user, node in result.all()}
 
     async def mark_completed(
         self, tenant_id: str, user_id: str, node: str, at: datetime, event_id: str | None

@@ -43,7 +43,12 @@ def is_frozen(
 def lock_keys(tenant_id: str, node: Node, users: Iterable[str]) -> list[str]:
     """Advisory lock names of a set of users at one node, de-duplicated and in one global
     order, so two transactions locking overlapping sets never deadlock."""
-    return sorted({f"{tenant_id}:{node.value}:{user}" for user in users})
+    return sorted({lock_key(tenant_id, node, user) for user in users})
+
+
+def lock_key(tenant_id: str, node: Node, user: str) -> str:
+    """The advisory lock name of one user at one node."""
+    return f"{tenant_id}:{node.value}:{user}"
 
 
 def graph_lock_key(tenant_id: str, node: Node) -> str:

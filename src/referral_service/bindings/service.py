@@ -410,6 +410,28 @@ async def complete_node(
     return await repo.mark_completed(tenant_id, user_id, node.value, at, event_id)
 
 
+async def complete_nodes(
+    session: AsyncSession, completions: list[tuple[str, str, Node, datetime, str | None]]
+) -> list[bool]:
+    """``complete_node`` of many (tenant, user, node, completed at, event id) at once: the
+    users' locks of their nodes in one statement, the completions in another. True for
+    each that recorded its completion; of several of one (tenant, user, node), the first
+    (as one after another would)."""
+    firsts: dict[tuple[str, str, str], int] = {}
+    for index, (tenant_id, user_id, node, _, _) in enumerate(completions):
+        firsts.setdefault((tenant_id, user_id, node.value), index)
+    repo = BindingRepository.from_session(session)
+    # One global order whatever the tenants and nodes (``lock_modes``).
+    await repo.lock([rules.lock_key(t, node, u) for t, u, node, _, _ in completions])
+    recorded = await repo.mark_many_completed(
+        [(t, u, n, completions[i][3], completions[i][4]) for (t, u, n), i in firsts.items()]
+    )
+    return [
+        firsts[key] == index and key in recorded
+        for index, key in enumerate((t, u, node.value) for t, u, node, _, _ in completions)
+    ]
+
+
 async def applied_registrations(
     session: AsyncSession, registrations: list[tuple[str, str, str]]
 ) -> set[tuple[str, str, str]]:

@@ -21,9 +21,31 @@ from referral_service.invite_codes.repository import InviteCodeRepository
 from referral_service.tenant_settings.service import registration_grace
 from service_kit.errors import ProblemError
 from service_kit.outbox.bundles import items_of
-from service_kit.worker import chunk_job, message_job
+from service_kit.worker import chunk_job
 
 log = logging.getLogger(__name__)
+
+
+# ctx (one job's try): every registration of the delivery validated once, by ``pending``,
+# ``prepare`` and the job alike; by the payload's id, with the payload kept alongside, so
+# no id is reused while its entry lives.
+FACTS = "registration_facts"
+
+
+def _facts(ctx: dict[str, Any], payloads: list[dict[str, Any]]) -> list[UserRegistered | None]:
+    """The registrations ``payloads`` carry; None for a payload that is not one."""
+    known: dict[int, tuple[dict[str, Any], UserRegistered | None]] = ctx.setdefault(FACTS, {})
+    facts: list[UserRegistered | None] = []
+    for payload in payloads:
+        entry = known.get(id(payload))
+        if entry is None or entry[0] is not payload:
+            try:
+                fact: UserRegistered | None = UserRegistered.model_validate(payload)
+            except ValidationError:  # left to the message's own run, which reports it
+                fact = None
+            entry = known[id(payload)] = (payload, fact)
+        facts.append(entry[1])
+    return facts
 
 
 async def _not_applied(
@@ -31,14 +53,10 @@ async def _not_applied(
 ) -> list[dict[str, Any]]:
     """The registrations of a delivery still to apply (a delivery sent again, or a try that
     stopped at its time budget, skips the applied ones without taking their locks)."""
-    keys: list[tuple[str, str, str] | None] = []
-    for payload in payloads:
-        try:
-            fact = UserRegistered.model_validate(payload)
-        except ValidationError:  # left to the message's own run, which reports it
-            keys.append(None)
-            continue
-        keys.append((fact.tenant_id, fact.user_id, fact.event_id))
+    keys = [
+        None if fact is None else (fact.tenant_id, fact.user_id, fact.event_id)
+        for fact in _facts(ctx, payloads)
+    ]
     applied = await service.applied_registrations(session, [k for k in keys if k is not None])
     if applied:
         log.info("registrations already applied: %d of %d", len(applied), len(payloads))
@@ -67,12 +85,8 @@ async def _read_code_owners(
 ) -> None:
     """The owners of every invite code the registrations name, in one query per tenant."""
     wanted: dict[str, set[str]] = {}
-    for payload in payloads:
-        try:
-            fact = UserRegistered.model_validate(payload)
-        except ValidationError:  # left to the message's own run, which reports it
-            continue
-        if (code := _code_of(fact)) is not None:
+    for fact in _facts(ctx, payloads):
+        if fact is not None and (code := _code_of(fact)) is not None:
             wanted.setdefault(fact.tenant_id, set()).add(code)
     repo = InviteCodeRepository.from_session(session)
     owners: dict[tuple[str, str], list[InviteCode]] = {}
@@ -124,7 +138,10 @@ async def user_registered(
     recorded once. A refused bind (unknown code, cycle, self) still completes the node; a
     refusal is decided before the bind writes anything, so it needs no savepoint.
     """
-    facts = [UserRegistered.model_validate(payload) for payload in payloads]
+    facts = [
+        UserRegistered.model_validate(payload) if fact is None else fact  # None: raises
+        for payload, fact in zip(payloads, _facts(ctx, payloads), strict=True)
+    ]
     found: list[Registration] = []
     for fact in facts:
         inviter = None
@@ -161,15 +178,16 @@ async def user_registered(
     return outcomes
 
 
-@message_job(jobs.REFERRAL_NODE_COMPLETED, "referral")
+@chunk_job(jobs.REFERRAL_NODE_COMPLETED, "referral")
 async def node_completed(
-    ctx: dict[str, Any], session: AsyncSession, payload: dict[str, Any]
-) -> bool:
-    """The invitee completed a node (account opened, first deposit): freeze its inviter.
+    ctx: dict[str, Any], session: AsyncSession, payloads: list[dict[str, Any]]
+) -> list[bool]:
+    """Invitees completed a node (account opened, first deposit): freeze their inviters.
+    A delivery at once (``service.complete_nodes``): one lock statement, one insert.
     Idempotent on (tenant, user, node); the first completion's time is kept."""
-    fact = NodeCompleted.model_validate(payload)
-    return await service.complete_node(
-        session, fact.tenant_id, fact.user_id, fact.node, fact.completed_at, fact.event_id
+    facts = [NodeCompleted.model_validate(payload) for payload in payloads]
+    return await service.complete_nodes(
+        session, [(f.tenant_id, f.user_id, f.node, f.completed_at, f.event_id) for f in facts]
     )
 
 
