@@ -84,18 +84,15 @@ async def _apply(
             *rules.lock_keys(tenant_id, Node.registration, inviters),
         ],
     )
-    chains = await _locked_chains(repo, tenant_id, inviters, set(invitees))
+    chains, states = await _locked_chains(
+        repo, tenant_id, inviters, set(invitees), [r.user_id for r in binds]
+    )
     on_chains = inviters.union(
         *(users for by_node in chains.values() for users in by_node.values())
     )
     if len(set(invitees)) < len(invitees) or on_chains & set(invitees):
         # A bind here could close a cycle with, or lengthen the chain of, another one.
         return await _one_after_another(session, chunk)
-    # Read under the locks: an invitee's registration binding and completion change only
-    # under their own lock.
-    states = await repo.bound_and_completed(
-        tenant_id, Node.registration.value, [r.user_id for r in binds]
-    )
     outcomes: list[str | None] = []
     rows = []
     for registration in chunk:
@@ -121,17 +118,29 @@ async def _apply(
 
 
 async def _locked_chains(
-    repo: BindingRepository, tenant_id: str, inviters: set[str], locked: set[str]
-) -> dict[str, dict[str, list[str]]]:
+    repo: BindingRepository,
+    tenant_id: str,
+    inviters: set[str],
+    locked: set[str],
+    invitees: list[str],
+) -> tuple[dict[str, dict[str, list[str]]], dict[str, tuple[bool, datetime | None]]]:
     """Every inviter's effective chains at every node, with each user on them locked shared
     and proven unchanged once locked (a chain grows only when its top user is bound, under
-    that user's exclusive lock)."""
+    that user's exclusive lock); and, read with the first walk, whether each of
+    ``invitees`` (locked exclusively) is bound at the registration node and when they
+    completed it."""
+    if not inviters:
+        return {}, {}
     locked = locked | inviters
-    for _ in range(service.MAX_LOCK_ROUNDS):
-        chains = await repo.effective_ancestors_of(tenant_id, _NODES, inviters)
+    chains, states = await repo.chains_and_states(
+        tenant_id, _NODES, inviters, Node.registration.value, invitees
+    )
+    for round_ in range(service.MAX_LOCK_ROUNDS):
+        if round_:
+            chains = await repo.effective_ancestors_of(tenant_id, _NODES, inviters)
         wanted = set().union(*(users for by_node in chains.values() for users in by_node.values()))
         if wanted <= locked:
-            return chains
+            return chains, states
         await repo.lock(rules.lock_keys(tenant_id, Node.registration, wanted - locked), shared=True)
         locked |= wanted
     raise Conflict("The inviter's chain kept changing; try again.", code="concurrent_change")

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -72,20 +72,8 @@ ON CONFLICT (tenant_id, user_id, node) DO NOTHING
 RETURNING tenant_id, user_id, node
 """
 )
-# Per user: bound at the node, and when they completed it (one probe of each unique index).
-_BOUND_AND_COMPLETED = text(
-    """
-SELECT u.user_id,
-       EXISTS (SELECT FROM bindings b
-               WHERE b.tenant_id = :tenant AND b.invitee_id = u.user_id AND b.node = :node),
-       (SELECT c.completed_at FROM node_completions c
-        WHERE c.tenant_id = :tenant AND c.user_id = u.user_id AND c.node = :node)
-FROM unnest(CAST(:users AS text[])) AS u(user_id)
-"""
-)
-# ``effective_ancestors_of``: every start user's walk at every node, in one statement.
-_EFFECTIVE_CHAINS = text(
-    f"""
+# Every start user's walk at every node (``effective_ancestors_of``).
+_CHAINS = f"""
 WITH RECURSIVE chain(start, node, user_id, depth) AS (
     SELECT s, n, s, 0
     FROM unnest(CAST(:starts AS text[])) s
@@ -102,8 +90,30 @@ WITH RECURSIVE chain(start, node, user_id, depth) AS (
     ) AS step
     WHERE chain.depth < {MAX_CHAIN_DEPTH}
 )
+"""
+_EFFECTIVE_CHAINS = text(
+    _CHAINS
+    + """
 SELECT start, node, user_id FROM chain WHERE depth > 0
 ORDER BY start, node, depth
+"""
+)
+# The walks, and per user of ``users``: bound at ``node`` as an invitee, and when they
+# completed it (one probe of each unique index); a row of the latter has no node.
+_CHAINS_AND_STATES = text(
+    _CHAINS
+    + """
+SELECT start, node, user_id, CAST(NULL AS boolean), CAST(NULL AS timestamptz), depth
+FROM chain WHERE depth > 0
+UNION ALL
+SELECT u.user_id, NULL, NULL,
+       EXISTS (SELECT FROM bindings b
+               WHERE b.tenant_id = :tenant AND b.invitee_id = u.user_id AND b.node = :node),
+       (SELECT c.completed_at FROM node_completions c
+        WHERE c.tenant_id = :tenant AND c.user_id = u.user_id AND c.node = :node),
+       0
+FROM unnest(CAST(:users AS text[])) AS u(user_id)
+ORDER BY 1, 2, 6
 """
 )
 _LOCK_MODES = text(
@@ -203,20 +213,38 @@ class BindingRepository:
         rows = await self.session.execute(
             _EFFECTIVE_CHAINS, {"tenant": tenant_id, "nodes": list(nodes), "starts": starts}
         )
-        chains = {start: {node: dict[str, None]() for node in nodes} for start in starts}
-        looped: set[tuple[str, str]] = set()
-        for start, node, user_id in rows.all():
-            if (start, node) in looped:
-                continue
-            chain = chains[start][node]
-            if user_id in chain:  # a loop already in the data ends the walk
-                looped.add((start, node))
-                continue
-            chain[user_id] = None
-        return {
-            start: {node: list(users) for node, users in by_node.items()}
-            for start, by_node in chains.items()
-        }
+        return _chains(starts, nodes, rows.all())
+
+    async def chains_and_states(
+        self,
+        tenant_id: str,
+        nodes: Collection[str],
+        start_users: Collection[str],
+        node: str,
+        user_ids: Collection[str],
+    ) -> tuple[dict[str, dict[str, list[str]]], dict[str, tuple[bool, datetime | None]]]:
+        """``effective_ancestors_of``, and per user of ``user_ids`` whether they are bound
+        at ``node`` as an invitee and when they completed it (None if not): one statement
+        for what a chunk of registration binds reads once its locks are taken."""
+        starts = list(dict.fromkeys(start_users))
+        rows = await self.session.execute(
+            _CHAINS_AND_STATES,
+            {
+                "tenant": tenant_id,
+                "nodes": list(nodes),
+                "starts": starts,
+                "node": node,
+                "users": list(user_ids),
+            },
+        )
+        walked = []
+        states: dict[str, tuple[bool, datetime | None]] = {}
+        for user, at_node, on_chain, bound, completed_at, _ in rows.all():
+            if at_node is None:
+                states[user] = (bound, completed_at)
+            else:
+                walked.append((user, at_node, on_chain))
+        return _chains(starts, nodes, walked), states
 
     async def effectively_reaches(
         self, tenant_id: str, node: str, start_user: str, target_user: str
@@ -423,18 +451,6 @@ class BindingRepository:
             )
         )
 
-    async def bound_and_completed(
-        self, tenant_id: str, node: str, user_ids: Collection[str]
-    ) -> dict[str, tuple[bool, datetime | None]]:
-        """Per user of ``user_ids``: whether they are bound at ``node`` as an invitee, and
-        when they completed it (None if not); one statement."""
-        if not user_ids:
-            return {}
-        rows = await self.session.execute(
-            _BOUND_AND_COMPLETED, {"tenant": tenant_id, "node": node, "users": list(user_ids)}
-        )
-        return {user: (bound, at) for user, bound, at in rows.all()}
-
     async def completions_of(
         self, tenant_id: str, pairs: list[tuple[str, str]]
     ) -> dict[tuple[str, str], datetime]:
@@ -560,3 +576,25 @@ class BindingRepository:
         """
         rows = await self.session.execute(text(sql), params)
         return {node: (int(own), int(effective)) for node, own, effective in rows.all()}
+
+
+def _chains(
+    starts: list[str], nodes: Collection[str], rows: Iterable[Any]
+) -> dict[str, dict[str, list[str]]]:
+    """Start user → node → the effective inviters above it, nearest first, from the walks'
+    (start, node, user) rows in that order. A loop already in the data ends a walk where
+    it repeats."""
+    chains = {start: {node: dict[str, None]() for node in nodes} for start in starts}
+    looped: set[tuple[str, str]] = set()
+    for start, node, user_id in rows:
+        if (start, node) in looped:
+            continue
+        chain = chains[start][node]
+        if user_id in chain:  # a loop already in the data ends the walk
+            looped.add((start, node))
+            continue
+        chain[user_id] = None
+    return {
+        start: {node: list(users) for node, users in by_node.items()}
+        for start, by_node in chains.items()
+    }

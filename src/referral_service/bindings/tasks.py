@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 # ``prepare`` and the job alike; by the payload's id, with the payload kept alongside, so
 # no id is reused while its entry lives.
 FACTS = "registration_facts"
+# ctx: the ids of the payloads this try found not applied yet (see ``_not_applied``).
+NOT_APPLIED = "registrations_not_applied"
 
 
 def _facts(ctx: dict[str, Any], payloads: list[dict[str, Any]]) -> list[UserRegistered | None]:
@@ -52,15 +54,25 @@ async def _not_applied(
     ctx: dict[str, Any], session: AsyncSession, payloads: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
     """The registrations of a delivery still to apply (a delivery sent again, or a try that
-    stopped at its time budget, skips the applied ones without taking their locks)."""
+    stopped at its time budget, skips the applied ones without taking their locks).
+
+    A delivery of many chunks asks once for all of them before its first chunk, then again
+    per chunk: the chunk's answer is the one this try just had (``NOT_APPLIED``), since only
+    the chunk applies its registrations (a registration sent twice at once, applied by the
+    other delivery meanwhile, is bound and completed idempotently)."""
+    facts = _facts(ctx, payloads)
+    not_applied: set[int] = ctx.setdefault(NOT_APPLIED, set())
+    if all(id(payload) in not_applied for payload in payloads):
+        return payloads
     keys = [
-        None if fact is None else (fact.tenant_id, fact.user_id, fact.event_id)
-        for fact in _facts(ctx, payloads)
+        None if fact is None else (fact.tenant_id, fact.user_id, fact.event_id) for fact in facts
     ]
     applied = await service.applied_registrations(session, [k for k in keys if k is not None])
     if applied:
         log.info("registrations already applied: %d of %d", len(applied), len(payloads))
-    return [p for p, key in zip(payloads, keys, strict=True) if key not in applied]
+    pending = [p for p, key in zip(payloads, keys, strict=True) if key not in applied]
+    not_applied.update(id(payload) for payload in pending)
+    return pending
 
 
 # Registrations committed a few at a time: a bind holds advisory locks on the inviter's chain

@@ -13,7 +13,8 @@ from sqlalchemy import text
 
 from contracts import jobs
 from contracts.payloads import BindingChanged, Node, NodeCompleted, UserRegistered
-from referral_service.bindings import rules
+from referral_service.bindings import rules, service
+from referral_service.bindings.tasks import REGISTRATIONS_PER_TRANSACTION
 from tests.service.harness import Platform
 from tests.service.referral.steps import (
     deliver,
@@ -228,3 +229,29 @@ async def test_each_registration_of_a_delivery_is_validated_once(
     assert (await deliver(platform, payloads)).jobs_complete == 1
     assert sorted(validated) == ["u-0", "u-1", "u-2"]
     assert len(await registration_bindings(platform)) == 3
+
+
+async def test_a_delivery_of_many_chunks_asks_once_which_registrations_are_applied(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code = await invite_code(platform, "u-a")
+    first = registration(platform, "u-first", code, "evt-first")
+    await deliver(platform, [first])
+    asked: list[int] = []
+    original = service.applied_registrations
+
+    async def counted(session: Any, registrations: list[tuple[str, str, str]]) -> Any:
+        asked.append(len(registrations))
+        return await original(session, registrations)
+
+    monkeypatch.setattr(service, "applied_registrations", counted)
+    count = 2 * REGISTRATIONS_PER_TRANSACTION + 3  # three chunks
+    payloads = [first, *(registration(platform, f"u-{i}", code, f"evt-{i}") for i in range(count))]
+    worker = await deliver(platform, payloads)
+
+    # Asked for the whole delivery before its first chunk; each chunk's answer is that one.
+    assert worker.jobs_complete == 1 and asked == [count + 1]
+    bound = await registration_bindings(platform)
+    assert bound == {("tenant-a", u): "u-a" for u in ["u-first", *(f"u-{i}" for i in range(count))]}
+    history = await rows(platform, "SELECT invitee_id FROM binding_history")
+    assert len(history) == count + 1  # the applied one was skipped, not bound again
