@@ -16,7 +16,6 @@ from referral_service.bindings import service
 from referral_service.bindings.registrations import Registration, apply_registrations
 from referral_service.bindings.schemas import Channel
 from referral_service.invite_codes.codes import looks_like_code, normalize_code
-from referral_service.invite_codes.models import InviteCode
 from referral_service.invite_codes.repository import InviteCodeRepository
 from referral_service.tenant_settings.service import registration_grace
 from service_kit.errors import ProblemError
@@ -77,9 +76,12 @@ async def _not_applied(
 
 # Registrations committed a few at a time: a bind holds advisory locks on the inviter's chain
 # until its transaction ends (operators' changes of the graph wait for them), while each
-# transaction and the flush of its rows is shared by the registrations it commits.
+# transaction and the statements writing its rows are shared by the registrations it
+# commits.
 REGISTRATIONS_PER_TRANSACTION = 20
-# session.info: the invite codes a delivery names, read in one query.
+# ctx (one try of a delivery): the owners of the invite codes it names, read per chunk for
+# the codes no earlier chunk named (a code's owner never changes), and each tenant's grace,
+# read once (a change of the settings applies from the next delivery).
 CODE_OWNERS = "registration_code_owners"
 GRACES = "registration_graces"
 
@@ -95,36 +97,50 @@ def _code_of(fact: UserRegistered) -> str | None:
 async def _read_code_owners(
     ctx: dict[str, Any], session: AsyncSession, payloads: list[dict[str, Any]]
 ) -> None:
-    """The owners of every invite code the registrations name, in one query per tenant."""
+    """The owners of every invite code the registrations name and the delivery has not read
+    yet, in one query per tenant."""
+    read, owners = _code_owners(ctx)
     wanted: dict[str, set[str]] = {}
     for fact in _facts(ctx, payloads):
         if fact is not None and (code := _code_of(fact)) is not None:
-            wanted.setdefault(fact.tenant_id, set()).add(code)
+            if (fact.tenant_id, code) not in read:
+                wanted.setdefault(fact.tenant_id, set()).add(code)
     repo = InviteCodeRepository.from_session(session)
-    owners: dict[tuple[str, str], list[InviteCode]] = {}
     for tenant_id, codes in wanted.items():
-        for found in await repo.by_codes(tenant_id, codes):
-            owners.setdefault((tenant_id, found.code), []).append(found)
-    read = {(tenant_id, code) for tenant_id, codes in wanted.items() for code in codes}
-    session.info[CODE_OWNERS] = (read, owners)
+        for code, app_id, user_id in await repo.owners_of(tenant_id, codes):
+            owners.setdefault((tenant_id, code), []).append((app_id, user_id))
+    read.update((tenant_id, code) for tenant_id, codes in wanted.items() for code in codes)
 
 
-async def _code_owner(session: AsyncSession, fact: UserRegistered, code: str) -> InviteCode | None:
-    read, owners = session.info.get(CODE_OWNERS, (set(), {}))
+def _code_owners(
+    ctx: dict[str, Any],
+) -> tuple[set[tuple[str, str]], dict[tuple[str, str], list[tuple[str, str]]]]:
+    """The (tenant, code) pairs read so far, and the (app, user) owners found of them."""
+    found: tuple[set[tuple[str, str]], dict[tuple[str, str], list[tuple[str, str]]]]
+    found = ctx.setdefault(CODE_OWNERS, (set(), {}))
+    return found
+
+
+async def _code_owner(
+    ctx: dict[str, Any], session: AsyncSession, fact: UserRegistered, code: str
+) -> str | None:
+    """The user who owns ``code`` in the registration's app, if anyone."""
+    read, owners = _code_owners(ctx)
     if (fact.tenant_id, code) not in read:
-        return await InviteCodeRepository.from_session(session).by_code(
+        found = await InviteCodeRepository.from_session(session).by_code(
             fact.tenant_id, code, fact.app_id
         )
+        return None if found is None else found.user_id
     return next(
-        (c for c in owners.get((fact.tenant_id, code), []) if c.app_id == fact.app_id), None
+        (user for app, user in owners.get((fact.tenant_id, code), []) if app == fact.app_id), None
     )
 
 
 async def _registration_grace(
     ctx: dict[str, Any], session: AsyncSession, tenant_id: str
 ) -> timedelta:
-    """The tenant's grace, read once per transaction."""
-    graces: dict[str, timedelta] = session.info.setdefault(GRACES, {})
+    """The tenant's grace, read once per delivery."""
+    graces: dict[str, timedelta] = ctx.setdefault(GRACES, {})
     if tenant_id not in graces:
         graces[tenant_id] = await registration_grace(
             session, tenant_id, ctx["settings"].registration_bind_grace_hours
@@ -158,8 +174,7 @@ async def user_registered(
     for fact in facts:
         inviter = None
         if fact.invite_code and (code := _code_of(fact)) is not None:
-            owner = await _code_owner(session, fact, code)
-            inviter = None if owner is None else owner.user_id
+            inviter = await _code_owner(ctx, session, fact, code)
         found.append(
             Registration(
                 tenant_id=fact.tenant_id,

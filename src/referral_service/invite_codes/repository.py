@@ -35,14 +35,15 @@ class InviteCodeRepository:
             stmt = stmt.where(InviteCode.app_id == app_id)
         return (await self.session.scalars(stmt.limit(1))).first()
 
-    async def by_codes(self, tenant_id: str, codes: Collection[str]) -> list[InviteCode]:
-        """Every app's owner of each of ``codes``."""
+    async def owners_of(self, tenant_id: str, codes: Collection[str]) -> list[tuple[str, str, str]]:
+        """Every app's owner of each of ``codes``: (code, app, user) rows, no entities."""
         if not codes:
             return []
-        stmt = select(InviteCode).where(
-            InviteCode.tenant_id == tenant_id, any_of(InviteCode.code, sorted(codes))
+        ic = InviteCode
+        stmt = select(ic.code, ic.app_id, ic.user_id).where(
+            ic.tenant_id == tenant_id, any_of(ic.code, sorted(codes))
         )
-        return list((await self.session.scalars(stmt)).all())
+        return [(code, app, user) for code, app, user in (await self.session.execute(stmt)).all()]
 
     async def insert_if_free(self, tenant_id: str, app_id: str, user_id: str, code: str) -> bool:
         """Insert; False when the user already has a code or the code is taken."""

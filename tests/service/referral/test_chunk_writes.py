@@ -13,8 +13,9 @@ from sqlalchemy import text
 
 from contracts import jobs
 from contracts.payloads import BindingChanged, Node, NodeCompleted, UserRegistered
-from referral_service.bindings import rules, service
+from referral_service.bindings import rules, service, tasks
 from referral_service.bindings.tasks import REGISTRATIONS_PER_TRANSACTION
+from referral_service.invite_codes.repository import InviteCodeRepository
 from tests.service.harness import Platform
 from tests.service.referral.steps import (
     deliver,
@@ -255,3 +256,41 @@ async def test_a_delivery_of_many_chunks_asks_once_which_registrations_are_appli
     assert bound == {("tenant-a", u): "u-a" for u in ["u-first", *(f"u-{i}" for i in range(count))]}
     history = await rows(platform, "SELECT invitee_id FROM binding_history")
     assert len(history) == count + 1  # the applied one was skipped, not bound again
+
+
+async def test_a_delivery_of_many_chunks_reads_each_code_and_grace_once(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code_a = await invite_code(platform, "u-a")
+    code_b = await invite_code(platform, "u-b")
+    codes_read: list[set[str]] = []
+    graces_read: list[str] = []
+    owners_of = InviteCodeRepository.owners_of
+    grace = tasks.registration_grace
+
+    async def counted_owners(self: Any, tenant_id: str, codes: Any) -> Any:
+        codes_read.append(set(codes))
+        return await owners_of(self, tenant_id, codes)
+
+    async def counted_grace(session: Any, tenant_id: str, default_hours: int) -> Any:
+        graces_read.append(tenant_id)
+        return await grace(session, tenant_id, default_hours)
+
+    monkeypatch.setattr(InviteCodeRepository, "owners_of", counted_owners)
+    monkeypatch.setattr(tasks, "registration_grace", counted_grace)
+    size = REGISTRATIONS_PER_TRANSACTION
+    payloads = [registration(platform, f"u-{i}", code_a, f"evt-{i}") for i in range(size)]
+    payloads += [
+        registration(platform, f"u-{i}", code_b if i % 2 else code_a, f"evt-{i}")
+        for i in range(size, 2 * size + 3)
+    ]
+    worker = await deliver(platform, payloads)
+
+    assert worker.jobs_complete == 1
+    # The second chunk reads only the code the first did not name; the third reads none.
+    assert codes_read == [{code_a}, {code_b}]
+    assert graces_read == ["tenant-a"]
+    bound = await registration_bindings(platform)
+    assert bound == {
+        ("tenant-a", f"u-{i}"): "u-b" if i >= size and i % 2 else "u-a" for i in range(2 * size + 3)
+    }
