@@ -72,6 +72,20 @@ ON CONFLICT (tenant_id, user_id, node) DO NOTHING
 RETURNING tenant_id, user_id, node
 """
 )
+# Reads by user probe the unique index once per user (a LATERAL subquery kept as such by
+# OFFSET 0), whatever the statistics say: without them, ``user_id = ANY(…)`` was planned as
+# a filter of every completion of the tenant at the node.
+_COMPLETION_EVENTS = text(
+    """
+SELECT k.tenant_id, k.user_id, c.event_id
+FROM unnest(CAST(:tenants AS text[]), CAST(:users AS text[])) AS k(tenant_id, user_id)
+CROSS JOIN LATERAL (
+    SELECT event_id FROM node_completions
+    WHERE tenant_id = k.tenant_id AND user_id = k.user_id AND node = :node
+    OFFSET 0
+) AS c
+"""
+)
 # Every start user's walk at every node (``effective_ancestors_of``).
 _CHAINS = f"""
 WITH RECURSIVE chain(start, node, user_id, depth) AS (
@@ -99,7 +113,10 @@ ORDER BY start, node, depth
 """
 )
 # The walks, and per user of ``users``: bound at ``node`` as an invitee, and when they
-# completed it (one probe of each unique index); a row of the latter has no node.
+# completed it; a row of the latter has no node. Each a scalar subquery probing the unique
+# index once per user: the bindings' by (tenant, invitee) alone, the node tested on its at
+# most three rows (on a table without statistics, a test of the node in the condition was
+# planned as a scan of the node's index, every binding at the node read per user).
 _CHAINS_AND_STATES = text(
     _CHAINS
     + """
@@ -107,8 +124,8 @@ SELECT start, node, user_id, CAST(NULL AS boolean), CAST(NULL AS timestamptz), d
 FROM chain WHERE depth > 0
 UNION ALL
 SELECT u.user_id, NULL, NULL,
-       EXISTS (SELECT FROM bindings b
-               WHERE b.tenant_id = :tenant AND b.invitee_id = u.user_id AND b.node = :node),
+       COALESCE((SELECT bool_or(b.node = :node) FROM bindings b
+                 WHERE b.tenant_id = :tenant AND b.invitee_id = u.user_id), false),
        (SELECT c.completed_at FROM node_completions c
         WHERE c.tenant_id = :tenant AND c.user_id = u.user_id AND c.node = :node),
        0
@@ -468,19 +485,14 @@ class BindingRepository:
         self, node: str, users: list[tuple[str, str]]
     ) -> dict[tuple[str, str], str | None]:
         """(tenant, user) → the event id of the user's completion of ``node``, for those of
-        ``users`` who completed it (per tenant, one probe of the unique index per user)."""
-        by_tenant: dict[str, set[str]] = {}
-        for tenant_id, user_id in users:
-            by_tenant.setdefault(tenant_id, set()).add(user_id)
-        nc = NodeCompletion
-        found: dict[tuple[str, str], str | None] = {}
-        for tenant_id, user_ids in by_tenant.items():
-            stmt = select(nc.user_id, nc.event_id).where(
-                nc.tenant_id == tenant_id, nc.node == node, any_of(nc.user_id, sorted(user_ids))
-            )
-            for user_id, event_id in (await self.session.execute(stmt)).all():
-                found[(tenant_id, user_id)] = event_id
-        return found
+        ``users`` who completed it: one statement, one probe of the unique index per user."""
+        if not users:
+            return {}
+        rows = await self.session.execute(
+            _COMPLETION_EVENTS,
+            {"node": node, "tenants": [t for t, _ in users], "users": [u for _, u in users]},
+        )
+        return {(tenant, user): event_id for tenant, user, event_id in rows.all()}
 
     async def mark_many_completed(
         self, rows: list[tuple[str, str, str, datetime, str | None]]

@@ -97,43 +97,40 @@ def _code_of(fact: UserRegistered) -> str | None:
 async def _read_code_owners(
     ctx: dict[str, Any], session: AsyncSession, payloads: list[dict[str, Any]]
 ) -> None:
-    """The owners of every invite code the registrations name and the delivery has not read
-    yet, in one query per tenant."""
-    read, owners = _code_owners(ctx)
-    wanted: dict[str, set[str]] = {}
+    """The owners of every invite code the registrations name (in their apps) and the
+    delivery has not read yet, in one query per tenant."""
+    owners = _code_owners(ctx)
+    wanted: dict[str, set[tuple[str, str]]] = {}
     for fact in _facts(ctx, payloads):
         if fact is not None and (code := _code_of(fact)) is not None:
-            if (fact.tenant_id, code) not in read:
-                wanted.setdefault(fact.tenant_id, set()).add(code)
+            if (fact.tenant_id, fact.app_id, code) not in owners:
+                wanted.setdefault(fact.tenant_id, set()).add((fact.app_id, code))
     repo = InviteCodeRepository.from_session(session)
     for tenant_id, codes in wanted.items():
-        for code, app_id, user_id in await repo.owners_of(tenant_id, codes):
-            owners.setdefault((tenant_id, code), []).append((app_id, user_id))
-    read.update((tenant_id, code) for tenant_id, codes in wanted.items() for code in codes)
+        found = await repo.owners_of(tenant_id, codes)
+        for app_id, code in codes:
+            owners[(tenant_id, app_id, code)] = found.get((app_id, code))
 
 
-def _code_owners(
-    ctx: dict[str, Any],
-) -> tuple[set[tuple[str, str]], dict[tuple[str, str], list[tuple[str, str]]]]:
-    """The (tenant, code) pairs read so far, and the (app, user) owners found of them."""
-    found: tuple[set[tuple[str, str]], dict[tuple[str, str], list[tuple[str, str]]]]
-    found = ctx.setdefault(CODE_OWNERS, (set(), {}))
-    return found
+def _code_owners(ctx: dict[str, Any]) -> dict[tuple[str, str, str], str | None]:
+    """(tenant, app, code) → the code's owner, or None if it has none; for the codes read
+    so far."""
+    owners: dict[tuple[str, str, str], str | None] = ctx.setdefault(CODE_OWNERS, {})
+    return owners
 
 
 async def _code_owner(
     ctx: dict[str, Any], session: AsyncSession, fact: UserRegistered, code: str
 ) -> str | None:
     """The user who owns ``code`` in the registration's app, if anyone."""
-    read, owners = _code_owners(ctx)
-    if (fact.tenant_id, code) not in read:
+    owners = _code_owners(ctx)
+    key = (fact.tenant_id, fact.app_id, code)
+    if key not in owners:
         found = await InviteCodeRepository.from_session(session).by_code(
             fact.tenant_id, code, fact.app_id
         )
-        return None if found is None else found.user_id
-    return next(
-        (user for app, user in owners.get((fact.tenant_id, code), []) if app == fact.app_id), None
-    )
+        owners[key] = None if found is None else found.user_id
+    return owners[key]
 
 
 async def _registration_grace(

@@ -2,12 +2,25 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from referral_service.invite_codes.models import InviteCode
-from service_kit.db import any_of
+
+# One probe of the (tenant, app, code) unique index per code (a LATERAL subquery kept as
+# such by OFFSET 0): ``code = ANY(…)`` without the app read every code of the tenant.
+_OWNERS_OF = text(
+    """
+SELECT k.app_id, k.code, c.user_id
+FROM unnest(CAST(:apps AS text[]), CAST(:codes AS text[])) AS k(app_id, code)
+CROSS JOIN LATERAL (
+    SELECT user_id FROM invite_codes
+    WHERE tenant_id = :tenant AND app_id = k.app_id AND code = k.code
+    OFFSET 0
+) AS c
+"""
+)
 
 
 class InviteCodeRepository:
@@ -35,15 +48,23 @@ class InviteCodeRepository:
             stmt = stmt.where(InviteCode.app_id == app_id)
         return (await self.session.scalars(stmt.limit(1))).first()
 
-    async def owners_of(self, tenant_id: str, codes: Collection[str]) -> list[tuple[str, str, str]]:
-        """Every app's owner of each of ``codes``: (code, app, user) rows, no entities."""
+    async def owners_of(
+        self, tenant_id: str, codes: Collection[tuple[str, str]]
+    ) -> dict[tuple[str, str], str]:
+        """The owner of each (app, code) of ``codes`` that has one, by (app, code): one probe
+        of the (tenant, app, code) unique index per code, whatever the tenant's number of
+        codes."""
         if not codes:
-            return []
-        ic = InviteCode
-        stmt = select(ic.code, ic.app_id, ic.user_id).where(
-            ic.tenant_id == tenant_id, any_of(ic.code, sorted(codes))
+            return {}
+        rows = await self.session.execute(
+            _OWNERS_OF,
+            {
+                "tenant": tenant_id,
+                "apps": [app for app, _ in codes],
+                "codes": [code for _, code in codes],
+            },
         )
-        return [(code, app, user) for code, app, user in (await self.session.execute(stmt)).all()]
+        return {(app, code): user for app, code, user in rows.all()}
 
     async def insert_if_free(self, tenant_id: str, app_id: str, user_id: str, code: str) -> bool:
         """Insert; False when the user already has a code or the code is taken."""

@@ -263,7 +263,7 @@ async def test_a_delivery_of_many_chunks_reads_each_code_and_grace_once(
 ) -> None:
     code_a = await invite_code(platform, "u-a")
     code_b = await invite_code(platform, "u-b")
-    codes_read: list[set[str]] = []
+    codes_read: list[set[tuple[str, str]]] = []
     graces_read: list[str] = []
     owners_of = InviteCodeRepository.owners_of
     grace = tasks.registration_grace
@@ -288,7 +288,7 @@ async def test_a_delivery_of_many_chunks_reads_each_code_and_grace_once(
 
     assert worker.jobs_complete == 1
     # The second chunk reads only the code the first did not name; the third reads none.
-    assert codes_read == [{code_a}, {code_b}]
+    assert codes_read == [{("broker-app", code_a)}, {("broker-app", code_b)}]
     assert graces_read == ["tenant-a"]
     bound = await registration_bindings(platform)
     assert bound == {
