@@ -136,7 +136,7 @@ async def _code_owner(
 async def _registration_grace(
     ctx: dict[str, Any], session: AsyncSession, tenant_id: str
 ) -> timedelta:
-    """The tenant's grace, read once per delivery."""
+    """The tenant's grace, read once per try of a delivery."""
     graces: dict[str, timedelta] = ctx.setdefault(GRACES, {})
     if tenant_id not in graces:
         graces[tenant_id] = await registration_grace(
