@@ -25,6 +25,7 @@ from referral_service.bindings.repository import BindingRepository
 from referral_service.bindings.schemas import Channel
 from service_kit.correlation import stamp
 from service_kit.errors import Conflict, ProblemError
+from service_kit.outbox.bundles import bundle
 
 BOUND = "bound"
 ACTOR = "system:registration"
@@ -103,6 +104,9 @@ async def _apply(
         outcomes.append(refusal or BOUND)
         if refusal is None:
             rows.append(_binding_row(registration))
+    # One message tells activity_service of the chunk's bindings: a bundle of their facts
+    # (its consumer reads a bundle as its items), or the fact itself when it is alone.
+    facts = [_fact(row) for row in rows]
     bound = await repo.bind_new(
         tenant_id,
         Node.registration.value,
@@ -110,6 +114,7 @@ async def _apply(
         actor=ACTOR,
         queue="activity",
         job_name=jobs.ACTIVITY_BINDING_CHANGED,
+        message=stamp(facts[0] if len(facts) == 1 else bundle(facts, tenant_id)),
     )
     if len(bound) < len(rows):  # rows written around the locks (by hand): as ``bind`` says
         raise Conflict("The invitee already has a registration inviter.", code="already_bound")
@@ -202,27 +207,30 @@ async def _one_after_another(session: AsyncSession, chunk: list[Registration]) -
 
 
 def _binding_row(registration: Registration) -> dict[str, Any]:
-    """A registration binding's row, with the message that tells activity_service (as
-    ``service.record_change`` writes it)."""
-    fact = BindingChanged(
-        tenant_id=registration.tenant_id,
-        invitee_id=registration.user_id,
-        node=Node.registration,
-        inviter_id=registration.inviter_id,
-        previous_inviter_id=None,
-        channel=registration.channel.value,
-        action="bound",
-        at=registration.registered_at,
-    )
     return {
+        "tenant_id": registration.tenant_id,
         "invitee_id": registration.user_id,
         "inviter_id": registration.inviter_id,
         "channel": registration.channel.value,
         "app_id": registration.app_id,
         "activity_code": registration.activity_code,
         "at": registration.registered_at,
-        "payload": stamp(fact.model_dump(mode="json")),
     }
+
+
+def _fact(row: dict[str, Any]) -> dict[str, Any]:
+    """What activity_service is told of a registration binding (as ``service.record_change``
+    tells it)."""
+    return BindingChanged(
+        tenant_id=row["tenant_id"],
+        invitee_id=row["invitee_id"],
+        node=Node.registration,
+        inviter_id=row["inviter_id"],
+        previous_inviter_id=None,
+        channel=row["channel"],
+        action="bound",
+        at=row["at"],
+    ).model_dump(mode="json")
 
 
 def _completion_row(registration: Registration) -> tuple[str, str, str, datetime, str | None]:

@@ -27,22 +27,19 @@ _json = json.JSONEncoder(separators=(",", ":")).encode
 # statement whatever its size, compiled and prepared once (a multi-row VALUES list is a
 # statement of its own per row count), and no ORM object is built per row.
 #
-# Binds the new registration inviters and, for each binding made (a bound invitee is
-# skipped), writes its history row and its outbox message (``payloads``, by invitee).
+# Binds the new registration inviters and writes the history row of each binding made (a
+# bound invitee is skipped); with every one made, the outbox message telling of them all.
 _BIND_NEW = text(
     """
-WITH new AS (
-    SELECT * FROM unnest(
-        CAST(:invitees AS text[]), CAST(:inviters AS text[]), CAST(:channels AS text[]),
-        CAST(:apps AS text[]), CAST(:activity_codes AS text[]),
-        CAST(:at AS timestamptz[]), CAST(:payloads AS text[])
-    ) AS t(invitee_id, inviter_id, channel, app_id, activity_code, at, payload)
-), bound AS (
+WITH bound AS (
     INSERT INTO bindings (id, tenant_id, invitee_id, inviter_id, node, channel, app_id,
                           activity_code, bound_at, created_at, updated_at)
     SELECT gen_random_uuid(), :tenant, invitee_id, inviter_id, :node, channel, app_id,
            activity_code, at, at, at
-    FROM new
+    FROM unnest(
+        CAST(:invitees AS text[]), CAST(:inviters AS text[]), CAST(:channels AS text[]),
+        CAST(:apps AS text[]), CAST(:activity_codes AS text[]), CAST(:at AS timestamptz[])
+    ) AS t(invitee_id, inviter_id, channel, app_id, activity_code, at)
     ON CONFLICT (tenant_id, invitee_id, node) DO NOTHING
     RETURNING invitee_id, inviter_id, channel, activity_code, bound_at
 ), history AS (
@@ -51,12 +48,11 @@ WITH new AS (
     SELECT :tenant, invitee_id, :node, 'bound', inviter_id, channel, activity_code, :actor,
            bound_at
     FROM bound
-), message AS (
-    SELECT gen_random_uuid() AS id, new.payload
-    FROM bound JOIN new USING (invitee_id)
 ), outbox AS (
     INSERT INTO outbox_messages (id, queue, job_name, job_id, payload, attempts)
-    SELECT id, :queue, :job_name, CAST(id AS text), CAST(payload AS jsonb), 0 FROM message
+    SELECT id, :queue, :job_name, CAST(id AS text), CAST(:message AS jsonb), 0
+    FROM (SELECT gen_random_uuid() AS id) AS m
+    WHERE (SELECT count(*) FROM bound) = :count
 )
 SELECT invitee_id FROM bound
 """
@@ -308,10 +304,12 @@ class BindingRepository:
         actor: str,
         queue: str,
         job_name: str,
+        message: dict[str, Any],
     ) -> set[str]:
         """Bind many invitees (distinct) at ``node``, each unless bound there already, with
-        the history row and the outbox message (``rows``' ``payload``) of every binding
-        made; one statement. Returns the invitees bound."""
+        the history row of every binding made, and the outbox message ``message`` when
+        every one was made (the caller refuses the rest otherwise); one statement. Returns
+        the invitees bound."""
         if not rows:
             return set()
         self.session.info[OUTBOX_WRITTEN] = True  # see Database.session: wakes the relay
@@ -323,13 +321,14 @@ class BindingRepository:
                 "actor": actor,
                 "queue": queue,
                 "job_name": job_name,
+                "message": _json(message),
+                "count": len(rows),
                 "invitees": [r["invitee_id"] for r in rows],
                 "inviters": [r["inviter_id"] for r in rows],
                 "channels": [r["channel"] for r in rows],
                 "apps": [r["app_id"] for r in rows],
                 "activity_codes": [r["activity_code"] for r in rows],
                 "at": [r["at"] for r in rows],
-                "payloads": [_json(r["payload"]) for r in rows],
             },
         )
         return {invitee for (invitee,) in result.all()}

@@ -16,12 +16,12 @@ from contracts.payloads import BindingChanged, Node, NodeCompleted, UserRegister
 from referral_service.bindings import rules, service, tasks
 from referral_service.bindings.tasks import REGISTRATIONS_PER_TRANSACTION
 from referral_service.invite_codes.repository import InviteCodeRepository
+from service_kit.outbox.bundles import items_of
 from tests.service.harness import Platform
 from tests.service.referral.steps import (
     deliver,
     invite_code,
     op_change,
-    outbox,
     registration,
     registration_bindings,
     rows,
@@ -191,11 +191,13 @@ async def test_a_registration_chunk_writes_each_bindings_history_and_message(
         "SELECT id, queue, job_name, job_id, attempts, sent_at, payload FROM outbox_messages "
         "WHERE job_name = 'activity.binding_changed'",
     )
-    assert len(messages) == 3
-    for m in messages:
-        assert (m.queue, m.job_id, m.attempts, m.sent_at) == ("activity", str(m.id), 0, None)
+    # One message for the chunk: a bundle of its bindings, naming the tenant.
+    assert len(messages) == 1
+    (m,) = messages
+    assert (m.queue, m.job_id, m.attempts, m.sent_at) == ("activity", str(m.id), 0, None)
+    assert m.payload["tenant_id"] == "tenant-a"
     changed = sorted(
-        (BindingChanged.model_validate(m) for m in await outbox(platform) if "invitee_id" in m),
+        (BindingChanged.model_validate(item) for item in items_of(m.payload)),
         key=lambda fact: fact.invitee_id,
     )
     assert changed == [
@@ -211,6 +213,9 @@ async def test_a_registration_chunk_writes_each_bindings_history_and_message(
         )
         for i in range(3)
     ]
+    # The activity service's consumer takes the bundle (as its three facts).
+    taken = await platform.deliver("activity", jobs.ACTIVITY_BINDING_CHANGED, [m.payload])
+    assert taken.jobs_complete == 1 and taken.jobs_failed == 0
 
 
 async def test_each_registration_of_a_delivery_is_validated_once(
