@@ -11,7 +11,6 @@ from tests.service.harness import Platform
 from tests.service.referral.steps import (
     deliver,
     invite_code,
-    outbox,
     registration,
     registration_bindings,
     rows,
@@ -44,9 +43,11 @@ async def test_a_delivery_binds_every_invitee_of_one_inviter_once(platform: Plat
     history = await rows(platform, "SELECT invitee_id, action, actor FROM binding_history")
     assert sorted(r.invitee_id for r in history) == sorted(f"u-{i}" for i in range(count))
     assert {(r.action, r.actor) for r in history} == {("bound", "system:registration")}
-    messages = [m for m in await outbox(platform) if m["job_name"] == "activity.binding_changed"]
+    messages = await rows(
+        platform, "SELECT payload FROM outbox_messages WHERE job_name = 'activity.binding_changed'"
+    )
     assert len(messages) == 2  # one per chunk, a bundle of its bindings
-    changed = [item for m in messages for item in items_of(m)]
+    changed = [item for m in messages for item in items_of(m.payload)]
     assert sorted(m["invitee_id"] for m in changed) == sorted(f"u-{i}" for i in range(count))
     assert {m["inviter_id"] for m in changed} == {"u-a"}
 
