@@ -10,10 +10,15 @@ consumer without a time budget keeps the bound its deliveries had."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from service_kit.correlation import META_KEY
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from service_kit.correlation import META_KEY, stamp
+from service_kit.outbox.models import OutboxMessageMixin
 
 BUNDLE_ITEMS = "items"
 
@@ -43,3 +48,54 @@ def weight(payload: Any) -> int:
         if isinstance(items, list):
             return max(1, len(items))
     return 1
+
+
+# --------------------------------------------------------------------------- at flush
+
+# Job names whose messages leave a unit of work bundled (``bundle_when_flushed``).
+_BUNDLED_AT_FLUSH: set[str] = set()
+# Items per bundle written at a flush: a delivery of a hundred items is four bundles.
+ITEMS_PER_FLUSHED_BUNDLE = 25
+
+
+def bundle_when_flushed(*job_names: str) -> None:
+    """The messages of ``job_names`` a unit of work writes leave bundled: at each flush,
+    the new ones of one table, queue, job name and tenant become bundles of up to
+    ``ITEMS_PER_FLUSHED_BUNDLE`` items (each keeping its own request stamp), so the
+    outbox, the relay and the queue pay per bundle what they paid per message. For jobs
+    whose consumers read a bundle as its items (``unpack=items_of``): a consumer must
+    read bundles before its producers write them."""
+    _BUNDLED_AT_FLUSH.update(job_names)
+
+
+@event.listens_for(Session, "before_flush")
+def _bundle_new_messages(session: Session, flush_context: Any, instances: Any) -> None:
+    if not _BUNDLED_AT_FLUSH:
+        return
+    groups: dict[tuple[type, str, str, str], list[Any]] = {}
+    for obj in session.new:  # in the order they were added
+        if (
+            isinstance(obj, OutboxMessageMixin)
+            and obj.job_name in _BUNDLED_AT_FLUSH
+            and isinstance(tenant_id := obj.payload.get("tenant_id"), str)
+            and BUNDLE_ITEMS not in obj.payload
+        ):
+            groups.setdefault((type(obj), obj.queue, obj.job_name, tenant_id), []).append(obj)
+    for (model, queue, job_name, tenant_id), messages in groups.items():
+        if len(messages) < 2:
+            continue
+        for start in range(0, len(messages), ITEMS_PER_FLUSHED_BUNDLE):
+            chunk = messages[start : start + ITEMS_PER_FLUSHED_BUNDLE]
+            for message in chunk:
+                session.expunge(message)
+            message_id = uuid.uuid4()
+            session.add(
+                model(
+                    id=message_id,
+                    queue=queue,
+                    job_name=job_name,
+                    job_id=f"{chunk[0].job_id}+{len(chunk)}",
+                    payload=stamp(bundle([m.payload for m in chunk], tenant_id)),
+                    attempts=0,
+                )
+            )

@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from contracts import jobs
 from contracts.payloads import Node, NodeCompleted, UserRegistered
+from service_kit.outbox.bundles import items_of
 from service_kit.queue import enqueue
 from tests.service.harness import Platform
 
@@ -124,7 +125,9 @@ async def outbox(platform: Platform) -> list[dict[str, Any]]:
             text("SELECT job_name, queue, payload FROM outbox_messages ORDER BY created_at, id")
         )
         return [
-            {"job_name": r.job_name, "queue": r.queue, **r.payload} for r in rows.mappings().all()
+            {"job_name": r.job_name, "queue": r.queue, **item}
+            for r in rows.mappings().all()
+            for item in items_of(r.payload)
         ]
 
 

@@ -20,6 +20,7 @@ from reward_service.records.state import Action
 from reward_service.worker import create_worker
 from service_kit.http import ServiceClient
 from service_kit.outbox import relay_once
+from service_kit.outbox.bundles import items_of
 from service_kit.queue import enqueue, queue_name
 from tests.service.harness import Platform, worker_run_relay_off
 
@@ -159,7 +160,8 @@ async def status_messages(platform: Platform, record_number: str) -> list[str]:
             .where(OutboxMessage.job_name == jobs.ACTIVITY_RECORD_STATUS_CHANGED)
             .order_by(OutboxMessage.created_at)
         )
-        return [m.payload["to_status"] for m in rows if m.payload["record_number"] == record_number]
+        changes = [item for m in rows for item in items_of(m.payload)]
+        return [c["to_status"] for c in changes if c["record_number"] == record_number]
 
 
 async def count(platform: Platform, model: Any) -> int:
