@@ -10,7 +10,7 @@ from contracts import jobs
 from reward_service.db import OutboxMessage
 from service_kit.correlation import bound, request_id_var
 from service_kit.outbox import OutboxRepository
-from service_kit.outbox.bundles import ITEMS_PER_FLUSHED_BUNDLE, items_of
+from service_kit.outbox.bundles import MAX_BUNDLED_ITEMS, items_of
 from tests.service.harness import Platform
 
 STATUS = jobs.ACTIVITY_RECORD_STATUS_CHANGED
@@ -29,7 +29,7 @@ async def _rows(platform: Platform) -> list[OutboxMessage]:
 async def test_a_units_messages_leave_in_bundles_per_tenant_each_item_with_its_request(
     platform: Platform,
 ) -> None:
-    count = ITEMS_PER_FLUSHED_BUNDLE + 5
+    count = MAX_BUNDLED_ITEMS + 5
     async with platform.db("reward").session() as session:
         outbox = OutboxRepository.from_session(session, OutboxMessage)
         for n in range(count):
@@ -45,7 +45,7 @@ async def test_a_units_messages_leave_in_bundles_per_tenant_each_item_with_its_r
     by_tenant: dict[str, list[int]] = {}
     for row in status:
         by_tenant.setdefault(row.payload["tenant_id"], []).append(len(items_of(row.payload)))
-    assert sorted(by_tenant["tenant-a"]) == [5, ITEMS_PER_FLUSHED_BUNDLE]
+    assert sorted(by_tenant["tenant-a"]) == [5, MAX_BUNDLED_ITEMS]
     assert by_tenant["tenant-b"] == [2]
     items = [item for row in status for item in items_of(row.payload)]
     assert sorted(i["grant_key"] for i in items if i["tenant_id"] == "tenant-a") == sorted(

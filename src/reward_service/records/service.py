@@ -31,6 +31,7 @@ from reward_service.wallet.service import (
 from service_kit.errors import NotFound
 from service_kit.i18n import texts_of
 from service_kit.outbox import OutboxRepository
+from service_kit.outbox.bundles import bundled
 from service_kit.telemetry import STATE_TRANSITIONS
 
 __all__ = [
@@ -124,7 +125,7 @@ class _CouponRows:
         await RecordRepository.from_session(session).insert_transitions(self.transitions)
         await insert_wallet_entries(session, self.wallet)
         await _outbox(session).insert_many(
-            "activity", jobs.ACTIVITY_RECORD_STATUS_CHANGED, self.statuses
+            "activity", jobs.ACTIVITY_RECORD_STATUS_CHANGED, bundled(self.statuses)
         )
         for (from_status, to_status), count in self.moves.items():
             STATE_TRANSITIONS.labels(from_status, to_status).inc(count)

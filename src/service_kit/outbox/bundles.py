@@ -54,14 +54,31 @@ def weight(payload: Any) -> int:
 
 # Job names whose messages leave a unit of work bundled (``bundle_when_flushed``).
 _BUNDLED_AT_FLUSH: set[str] = set()
-# Items per bundle written at a flush: a delivery of a hundred items is four bundles.
-ITEMS_PER_FLUSHED_BUNDLE = 25
+# Items per bundle of a unit of work's messages (``bundle_when_flushed``, ``bundled``): a
+# delivery of a hundred items is four bundles.
+MAX_BUNDLED_ITEMS = 25
+
+
+def bundled(payloads: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The payloads of messages of one job name as the messages to write: bundles of up to
+    ``MAX_BUNDLED_ITEMS`` per tenant, in their order; a lone one stays itself. For a
+    producer that writes a unit of work's messages by one statement (as
+    ``bundle_when_flushed`` does for those written one by one)."""
+    by_tenant: dict[str, list[dict[str, Any]]] = {}
+    for payload in payloads:
+        by_tenant.setdefault(payload["tenant_id"], []).append(payload)
+    messages: list[dict[str, Any]] = []
+    for tenant_id, items in by_tenant.items():
+        for start in range(0, len(items), MAX_BUNDLED_ITEMS):
+            chunk = items[start : start + MAX_BUNDLED_ITEMS]
+            messages.append(chunk[0] if len(chunk) == 1 else bundle(chunk, tenant_id))
+    return messages
 
 
 def bundle_when_flushed(*job_names: str) -> None:
     """The messages of ``job_names`` a unit of work writes leave bundled: at each flush,
     the new ones of one table, queue, job name and tenant become bundles of up to
-    ``ITEMS_PER_FLUSHED_BUNDLE`` items (each keeping its own request stamp), so the
+    ``MAX_BUNDLED_ITEMS`` items (each keeping its own request stamp), so the
     outbox, the relay and the queue pay per bundle what they paid per message. For jobs
     whose consumers read a bundle as its items (``unpack=items_of``): a consumer must
     read bundles before its producers write them."""
@@ -84,8 +101,8 @@ def _bundle_new_messages(session: Session, flush_context: Any, instances: Any) -
     for (model, queue, job_name, tenant_id), messages in groups.items():
         if len(messages) < 2:
             continue
-        for start in range(0, len(messages), ITEMS_PER_FLUSHED_BUNDLE):
-            chunk = messages[start : start + ITEMS_PER_FLUSHED_BUNDLE]
+        for start in range(0, len(messages), MAX_BUNDLED_ITEMS):
+            chunk = messages[start : start + MAX_BUNDLED_ITEMS]
             for message in chunk:
                 session.expunge(message)
             message_id = uuid.uuid4()

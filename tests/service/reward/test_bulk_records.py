@@ -17,6 +17,7 @@ from reward_service.records.models import RecordTransition, RewardRecord
 from reward_service.records.service import format_number
 from reward_service.wallet.models import WalletCoupon
 from reward_service.wallet.rules import CODE_ALPHABET, CODE_LENGTH
+from service_kit.outbox.bundles import items_of
 from tests.service.harness import Platform
 from tests.service.reward.helpers import COUPON, cash_prize, coupon_prize, grant
 
@@ -71,7 +72,8 @@ async def test_a_delivery_writes_each_records_moves_in_order_one_coupon_and_one_
     assert len(wallet) == len(written["coupons"]) == len(coupons)
     messages: dict[str, list[dict[str, Any]]] = {}
     for message in written["messages"]:
-        messages.setdefault(message.payload["record_id"], []).append(message.payload)
+        for change in items_of(message.payload):  # a transaction's changes leave bundled
+            messages.setdefault(change["record_id"], []).append(change)
         assert message.queue == "activity" and message.job_id == str(message.id)
 
     for g in coupons:
@@ -116,9 +118,9 @@ async def test_a_grant_failing_for_good_leaves_nothing_and_the_others_are_record
     assert len(written["moves"]) == 3 * len(good)
     assert {m.record_id for m in written["moves"]} == set(records.values())
     assert sorted(c.record_id for c in written["coupons"]) == sorted(records.values())
-    assert sorted(m.payload["record_id"] for m in written["messages"]) == sorted(
-        str(i) for i in records.values()
-    )
+    assert sorted(
+        c["record_id"] for m in written["messages"] for c in items_of(m.payload)
+    ) == sorted(str(i) for i in records.values())
 
     again = await _deliver(platform, [g.model_dump(mode="json") for g in good])
     assert (again.jobs_complete, again.jobs_failed) == (1, 0)
@@ -146,6 +148,6 @@ async def test_numbers_are_drawn_by_the_insert_in_key_order_and_outgrow_eight_di
         "k-2": format_number(100000001, day),
     }
     assert numbers["k-1"].endswith("-100000000")
-    assert sorted(m.payload["record_number"] for m in written["messages"]) == sorted(
-        numbers.values()
-    )
+    assert sorted(
+        c["record_number"] for m in written["messages"] for c in items_of(m.payload)
+    ) == sorted(numbers.values())
