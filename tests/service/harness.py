@@ -189,8 +189,10 @@ class Platform:
         for name in SERVICES:
             redis = self.apps[name].state.arq
             prefix = self.settings[name].queue_prefix
-            keys = [k async for k in redis.scan_iter(f"{prefix}:*")]
-            keys += [k async for k in redis.scan_iter(f"arq:*:{prefix}:*")]
+            # A thousand keys a round trip: a shared Redis holding other runs' keys (kept
+            # job results) made the default ten a round trip cost seconds per test.
+            keys = [k async for k in redis.scan_iter(f"{prefix}:*", count=1000)]
+            keys += [k async for k in redis.scan_iter(f"arq:*:{prefix}:*", count=1000)]
             if keys:
                 await redis.delete(*keys)
 
