@@ -178,18 +178,21 @@ def drop_databases(server_url: str, names: Sequence[str]) -> None:
 
 
 def drop_redis_keys(redis_url: str, prefix: str) -> int:
-    """Deletes the keys of one queue prefix (scratch stacks share the Redis server)."""
+    """Deletes the keys of one queue prefix (scratch stacks share the Redis server): its
+    queues and arq's keys of its jobs (``arq:job:``, ``arq:result:``, … + the job id, which
+    starts with the prefix), so kept results do not pile up in a shared Redis."""
     import redis
 
     client = redis.Redis.from_url(redis_url)
     deleted = 0
     try:
         batch: list[bytes] = []
-        for key in client.scan_iter(match=f"{prefix}*", count=1000):
-            batch.append(key)
-            if len(batch) >= 1000:
-                deleted += client.delete(*batch)
-                batch = []
+        for pattern in (f"{prefix}*", f"arq:*:{prefix}*"):
+            for key in client.scan_iter(match=pattern, count=1000):
+                batch.append(key)
+                if len(batch) >= 1000:
+                    deleted += client.delete(*batch)
+                    batch = []
         if batch:
             deleted += client.delete(*batch)
     finally:
