@@ -3,6 +3,7 @@ error. Services and repositories never commit."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
@@ -68,6 +69,30 @@ def insert_unless_present(model: type[Any], key: Sequence[str]) -> ReturningInse
     building an ORM insert per row cost more than running it."""
     table = cast(Table, model.__table__)
     return insert(table).on_conflict_do_nothing(index_elements=list(key)).returning(*table.columns)
+
+
+# JSON as text for a statement to cast to jsonb, compact, by one encoder for every value
+# (``json.dumps`` with any option builds an encoder per call). None is JSON null, as
+# SQLAlchemy writes a JSONB column's None.
+json_text = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def unnest_arrays(columns: dict[str, str], of: str = "r") -> str:
+    """``unnest`` of one array parameter per column (``:column``, its type as given; JSON
+    travels as text), numbered ``n``, as ``of``: rows bound as one array per column, so the
+    statement's text is the same however many rows (a multi-row VALUES is a statement per
+    row count) and the driver binds an array per column instead of each row's values."""
+    arrays = ", ".join(
+        f"CAST(:{c} AS {'text' if t == 'jsonb' else t}[])" for c, t in columns.items()
+    )
+    return f"unnest({arrays}) WITH ORDINALITY AS {of}({', '.join(columns)}, n)"
+
+
+def unnested_columns(columns: dict[str, str], of: str = "r") -> str:
+    """The select list of ``unnest_arrays``' columns, JSON cast back to jsonb."""
+    return ", ".join(
+        f"CAST({of}.{c} AS jsonb)" if t == "jsonb" else f"{of}.{c}" for c, t in columns.items()
+    )
 
 
 def any_of(column: Any, values: Collection[Any]) -> ColumnElement[bool]:

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from activity_service.events.models import Event
 from service_kit.correlation import stamp
-from service_kit.db import OUTBOX_WRITTEN, any_of
+from service_kit.db import OUTBOX_WRITTEN, any_of, json_text
 
 FollowUp = tuple[str, str, dict[str, Any], str]
 """(queue, job name, payload, job id) of an outbox message."""
@@ -80,11 +80,6 @@ FROM unnest(CAST(:queues AS text[]), CAST(:job_names AS text[]), CAST(:job_ids A
 )
 
 
-# One encoder for every message: ``json.dumps`` with any option builds a new encoder per
-# call, which cost more than encoding a message's few fields.
-_json = json.JSONEncoder(separators=(",", ":")).encode
-
-
 class EventWriter:
     """Single-event ingestion on a plain asyncpg connection in autocommit (``events.db``):
     one statement stores the event and, only if it is new, its outbox messages."""
@@ -106,7 +101,7 @@ class EventWriter:
             values["occurred_at"],
             values["payload"],
             values["received_by"],
-            _json(_message_rows(follow_ups)),
+            json_text(_message_rows(follow_ups)),
         )
         return received_at
 
@@ -165,7 +160,7 @@ class EventRepository:
                 "queues": [m["queue"] for m in messages],
                 "job_names": [m["job_name"] for m in messages],
                 "job_ids": [m["job_id"] for m in messages],
-                "payloads": [_json(m["payload"]) for m in messages],
+                "payloads": [json_text(m["payload"]) for m in messages],
             },
         )
 

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 from collections.abc import Collection, Iterable
 from datetime import datetime
 from typing import Any
@@ -12,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from referral_service.bindings.models import Binding, BindingHistory, NodeCompletion
-from service_kit.db import OUTBOX_WRITTEN, any_of
+from service_kit.db import OUTBOX_WRITTEN, any_of, json_text
 from service_kit.errors import Conflict
 from service_kit.pagination import PageParams, paginate
 
@@ -20,8 +19,6 @@ from service_kit.pagination import PageParams, paginate
 # loop ever exist in the data.
 MAX_CHAIN_DEPTH = 10_000
 DEADLOCK_DETECTED = "40P01"
-# One encoder for every message (``json.dumps`` with options builds one per call).
-_json = json.JSONEncoder(separators=(",", ":")).encode
 
 # The chunk statements take their rows as one array per column: every chunk is the same
 # statement whatever its size, compiled and prepared once (a multi-row VALUES list is a
@@ -321,7 +318,7 @@ class BindingRepository:
                 "actor": actor,
                 "queue": queue,
                 "job_name": job_name,
-                "message": _json(message),
+                "message": json_text(message),
                 "count": len(rows),
                 "invitees": [r["invitee_id"] for r in rows],
                 "inviters": [r["inviter_id"] for r in rows],

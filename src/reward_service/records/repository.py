@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import builtins
-import json
 import uuid
 from collections.abc import AsyncIterator, Collection
 from datetime import datetime, timedelta
@@ -28,7 +27,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from reward_service.payouts.models import CashPayout
 from reward_service.prizes.models import Prize
 from reward_service.records.models import RecordTransition, RewardRecord, record_number_seq
-from service_kit.db import any_of, plan_for_parameters
+from service_kit.db import (
+    any_of,
+    json_text,
+    plan_for_parameters,
+    unnest_arrays,
+    unnested_columns,
+)
 from service_kit.pagination import PageParams, paginate
 
 # The columns of a new record, with the type its values travel as (one array each).
@@ -65,20 +70,6 @@ _NEW_RECORD_COLUMNS = {
 }
 
 
-def _unnest(columns: dict[str, str]) -> str:
-    """``unnest`` of one array parameter per column (JSON travels as text), numbered."""
-    arrays = ", ".join(
-        f"CAST(:{c} AS {'text' if t == 'jsonb' else t}[])" for c, t in columns.items()
-    )
-    return f"unnest({arrays}) WITH ORDINALITY AS r({', '.join(columns)}, n)"
-
-
-def _selected(columns: dict[str, str], of: str = "r") -> str:
-    return ", ".join(
-        f"CAST({of}.{c} AS jsonb)" if t == "jsonb" else f"{of}.{c}" for c, t in columns.items()
-    )
-
-
 # A delivery's new records in one statement, their rows bound as one array per column: a
 # statement text that never changes, and nothing per row for the client to bind (a
 # multi-row VALUES bound some thirty parameters a row). Rows go in the order given (ORDER
@@ -91,10 +82,10 @@ _INSERT_RECORDS = text(
 INSERT INTO reward_records (id, number, {", ".join(_NEW_RECORD_COLUMNS)})
 SELECT gen_random_uuid(),
        q.number_prefix || lpad(CAST(q.seq AS text), greatest(8, length(CAST(q.seq AS text))), '0'),
-       {_selected(_NEW_RECORD_COLUMNS, "q")}
+       {unnested_columns(_NEW_RECORD_COLUMNS, "q")}
 FROM (
     SELECT nextval('{record_number_seq.name}') AS seq, r.*
-    FROM {_unnest({**_NEW_RECORD_COLUMNS, "number_prefix": "text"})}
+    FROM {unnest_arrays({**_NEW_RECORD_COLUMNS, "number_prefix": "text"})}
     ORDER BY r.n
 ) AS q
 ORDER BY q.n
@@ -118,15 +109,11 @@ _TRANSITION_COLUMNS = {
 _INSERT_TRANSITIONS = text(
     f"""
 INSERT INTO reward_record_transitions ({", ".join(_TRANSITION_COLUMNS)})
-SELECT {_selected(_TRANSITION_COLUMNS)}
-FROM {_unnest(_TRANSITION_COLUMNS)}
+SELECT {unnested_columns(_TRANSITION_COLUMNS)}
+FROM {unnest_arrays(_TRANSITION_COLUMNS)}
 ORDER BY r.n
 """
 )
-
-# One encoder for every JSON column value: ``json.dumps`` with any option builds an encoder
-# per call. None is JSON null, as SQLAlchemy writes a JSONB column's None.
-_json = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def _sparse(values: builtins.list[Any]) -> builtins.list[Any]:
@@ -198,7 +185,7 @@ class RecordRepository:
         for column in _NEW_RECORD_COLUMNS:
             values = [row.get(column) for row, _ in ordered]
             params[column] = (
-                [_json(v) for v in values] if column in _JSON_COLUMNS else _sparse(values)
+                [json_text(v) for v in values] if column in _JSON_COLUMNS else _sparse(values)
             )
         result = await self.session.execute(_INSERT_RECORDS, params)
         return {(tenant, key): (id_, number) for id_, number, tenant, key in result.all()}

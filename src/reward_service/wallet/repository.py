@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
 
@@ -10,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from reward_service.profiles.repository import users_with_phone
 from reward_service.wallet.models import WalletCoupon
-from service_kit.db import any_of
+from service_kit.db import any_of, json_text, unnest_arrays, unnested_columns
 from service_kit.pagination import PageParams, paginate
 
 # The columns of a new entry, with the type its values travel as (one array each).
@@ -21,7 +20,7 @@ _NEW_COUPON_COLUMNS = {
     "code": "text",
     "prize_id": "uuid",
     "coupon_type": "text",
-    "title": "text",
+    "title": "jsonb",
     "instructions": "text",
     "status": "text",
     "valid_from": "timestamptz",
@@ -33,16 +32,10 @@ _NEW_COUPON_COLUMNS = {
 _INSERT_COUPONS = text(
     f"""
 INSERT INTO wallet_coupons (id, {", ".join(_NEW_COUPON_COLUMNS)})
-SELECT gen_random_uuid(), {
-        ", ".join(
-            "CAST(r.title AS jsonb)" if c == "title" else f"r.{c}" for c in _NEW_COUPON_COLUMNS
-        )
-    }
-FROM unnest({", ".join(f"CAST(:{c} AS {t}[])" for c, t in _NEW_COUPON_COLUMNS.items())})
-     AS r({", ".join(_NEW_COUPON_COLUMNS)})
+SELECT gen_random_uuid(), {unnested_columns(_NEW_COUPON_COLUMNS)}
+FROM {unnest_arrays(_NEW_COUPON_COLUMNS)}
 """
 )
-_json = json.JSONEncoder(separators=(",", ":")).encode
 
 
 class WalletRepository:
@@ -66,7 +59,7 @@ class WalletRepository:
         yet: one statement for them all (their ids drawn by the database)."""
         if rows:
             params = {c: [row.get(c) for row in rows] for c in _NEW_COUPON_COLUMNS}
-            params["title"] = [_json(t) for t in params["title"]]
+            params["title"] = [json_text(t) for t in params["title"]]
             await self.session.execute(_INSERT_COUPONS, params)
 
     async def by_records(self, record_ids: list[uuid.UUID]) -> dict[uuid.UUID, WalletCoupon]:

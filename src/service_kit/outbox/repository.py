@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -11,13 +10,12 @@ from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service_kit.correlation import stamp
-from service_kit.db import OUTBOX_WRITTEN, any_of, plan_for_parameters
+from service_kit.db import OUTBOX_WRITTEN, any_of, json_text, plan_for_parameters
 from service_kit.outbox.models import OutboxMessageMixin
 from service_kit.queue import Delivery
 
 # Delivered messages are kept this long (for explaining what happened), then deleted.
 KEEP_DELIVERED = "2 days"
-_json = json.JSONEncoder(separators=(",", ":")).encode
 
 
 class OutboxRepository:
@@ -66,7 +64,7 @@ class OutboxRepository:
                 " CAST(m.id AS text), CAST(m.payload AS jsonb), 0 FROM m"
             ),
             {
-                "payloads": [_json(stamp(payload)) for payload in payloads],
+                "payloads": [json_text(stamp(payload)) for payload in payloads],
                 "queue": queue,
                 "job_name": job_name,
             },
