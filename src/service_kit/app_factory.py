@@ -14,18 +14,21 @@ from fastapi.routing import APIRoute
 from fastapi.telemetry import TelemetryConfig
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from starlette.types import ASGIApp
 
 from service_kit import health, tracing
 from service_kit.auth import TokenVerifier
 from service_kit.clock import Clock, SystemClock
 from service_kit.config import ServiceSettings
 from service_kit.db import Database
+from service_kit.direct_dispatch import DirectDispatch, directly_answered
 from service_kit.errors import PROBLEM_JSON, document_problem_codes, install_error_handlers
 from service_kit.http import ServiceClient
 from service_kit.idempotency import IdempotencyKeyMixin, install_replay_handler
 from service_kit.outbox import OutboxNotifier
 from service_kit.queue import parse_sentinel_url, redis_client
 from service_kit.ratelimit import RateLimits
+from service_kit.routing import ServiceRoute
 from service_kit.sandbox import TenantClocks
 from service_kit.telemetry import RequestContextMiddleware
 
@@ -142,6 +145,16 @@ def operation_id(route: APIRoute) -> str:
     return route.name
 
 
+class ServiceApp(FastAPI):
+    """FastAPI with its ``answered_directly`` routes dispatched past the router
+    (``service_kit.direct_dispatch``)."""
+
+    direct_routes: Sequence[ServiceRoute] = ()
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return DirectDispatch(self, super().build_middleware_stack(), self.direct_routes)
+
+
 def create_service_app(
     *,
     title: str,
@@ -188,7 +201,7 @@ def create_service_app(
             await app.state.outbox_notifier.close()
             await app.state.db.dispose()
 
-    app = FastAPI(
+    app = ServiceApp(
         title=title,
         description=description,
         version="1.0.0",
@@ -209,6 +222,8 @@ def create_service_app(
     app.include_router(health.router)
     for router in routers:
         app.include_router(router)
+    # Included without a prefix: a route's path is the one requests carry.
+    app.direct_routes = directly_answered(route for router in routers for route in router.routes)
 
     def custom_openapi() -> dict[str, Any]:
         if app.openapi_schema:
